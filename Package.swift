@@ -1,0 +1,114 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Settings every target of ours shares: Swift 6 mode with the house's upcoming features (see ../shared/DESIGN.md).
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "dtruntime",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dtr", targets: ["dtr"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: Pure domain (Foundation only)
+        .target(name: "RuntimeCore", swiftSettings: strictSettings),
+        .target(name: "DataShard", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
+        .target(name: "Checkpoint", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
+
+        // MARK: I/O adapters and generated wire code
+        .target(
+            name: "Storage",
+            dependencies: [
+                "RuntimeCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "RuntimeProto",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: The shell
+        .target(
+            name: "Coordinator",
+            dependencies: [
+                "RuntimeCore", "DataShard", "Checkpoint", "Storage", "RuntimeProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "dtr",
+            dependencies: [
+                "Coordinator", "RuntimeCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
+        .testTarget(name: "DataShardTests", dependencies: ["DataShard"], swiftSettings: strictSettings),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"], swiftSettings: strictSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "RuntimeCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "RuntimeProtoTests",
+            dependencies: [
+                "RuntimeProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: [
+                "Coordinator", "RuntimeCore", "Storage", "RuntimeProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "dtrTests",
+            dependencies: ["dtr"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)
