@@ -1,0 +1,152 @@
+public import GRPCCore
+import RuntimeCore
+public import RuntimeProto
+
+/// The gRPC service workers talk to. Thin: validate, call the engine, encode.
+public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol {
+    private let engine: CoordinatorEngine
+
+    /// A service backed by `engine`.
+    public init(engine: CoordinatorEngine) {
+        self.engine = engine
+    }
+
+    // MARK: Membership
+
+    public func registerWorker(
+        request: Dtruntime_V1_RegisterWorkerRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
+        try await withRPCErrors {
+            let spec = try WorkerSpec(validating: request)
+            let view = try await engine.register(spec)
+            let config = engine.membershipConfig
+            return .with {
+                $0.view = Dtruntime_V1_MembershipView(view)
+                $0.heartbeatIntervalMs = config.heartbeatInterval.protoMillis
+                $0.suspectAfterMs = config.suspectAfter.protoMillis
+                $0.deadAfterMs = config.deadAfter.protoMillis
+                $0.coordinatorVersion = DTRuntimeVersion.current
+            }
+        }
+    }
+
+    public func heartbeat(
+        request: Dtruntime_V1_HeartbeatRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_HeartbeatResponse {
+        try await withRPCErrors {
+            let beat = try ValidatedHeartbeat(request)
+            let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
+            return .with { $0.view = Dtruntime_V1_MembershipView(view) }
+        }
+    }
+
+    public func deregisterWorker(
+        request: Dtruntime_V1_DeregisterWorkerRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_DeregisterWorkerResponse {
+        try await withRPCErrors {
+            let id = try WorkerID(request.workerID)
+            guard request.reason.utf8.count <= 1024 else {
+                throw CoreError.invalid("reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
+            }
+            let epoch = try await engine.deregister(id, reason: request.reason)
+            return .with { $0.membershipEpoch = epoch }
+        }
+    }
+
+    /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
+    ///
+    /// A reader task handles each heartbeat and queues its acknowledgement; the handler itself writes whatever the
+    /// session's stream holds (acknowledgements and the engine's pushes). The stream ends when the worker closes
+    /// its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the coordinator closes the session
+    /// (UNAVAILABLE: shutting down, or replaced by a newer stream of the same worker).
+    public func workerSession(
+        request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
+        response: RPCWriter<Dtruntime_V1_SessionEvent>,
+        context: ServerContext
+    ) async throws {
+        try await withRPCErrors {
+            let (signals, sink) = SessionRegistry.makeStream()
+            // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
+            // coordinator closes the session the handler returns without it, and the transport ends the stream.
+            let reader = Task { try await readHeartbeats(from: request, into: sink) }
+            defer { reader.cancel() }
+            for await signal in signals {
+                switch signal {
+                case .update(let update):
+                    try await response.write(Dtruntime_V1_SessionEvent(update))
+                case .close(let reason):
+                    throw RPCError(code: .unavailable, message: reason)
+                }
+            }
+            // The reader finished the sink: the worker closed its side (OK) or sent something invalid (its error).
+            try await reader.value
+        }
+    }
+
+    private func readHeartbeats(
+        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
+        into sink: AsyncStream<SessionSignal>.Continuation
+    ) async throws {
+        var attached: (worker: WorkerID, token: SessionRegistry.Token)?
+        defer {
+            if let attached { engine.sessions.detach(attached.worker, token: attached.token) }
+            sink.finish()
+        }
+        for try await message in request {
+            guard case .heartbeat(let heartbeat) = message.kind else {
+                throw CoreError.invalid("kind", "must be a heartbeat (the only session message this coordinator knows)")
+            }
+            let beat = try ValidatedHeartbeat(heartbeat)
+            if let attached, attached.worker != beat.workerID {
+                throw CoreError.invalid(
+                    "worker_id", "must stay the same on one session stream (it started as \(attached.worker))",
+                    got: Validation.quoted(beat.workerID.rawValue))
+            }
+            let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
+            if attached == nil {
+                guard let token = engine.sessions.attach(beat.workerID, sink: sink) else { return }
+                attached = (beat.workerID, token)
+            }
+            sink.yield(.update(SessionUpdate(kind: .heartbeatAck, view: view)))
+        }
+    }
+
+    // MARK: Not implemented yet
+
+    public func registerDataset(
+        request: Dtruntime_V1_RegisterDatasetRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_RegisterDatasetResponse {
+        throw Self.unimplemented("RegisterDataset", feature: "datasets and shard assignment")
+    }
+
+    public func getShardAssignment(
+        request: Dtruntime_V1_GetShardAssignmentRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
+        throw Self.unimplemented("GetShardAssignment", feature: "datasets and shard assignment")
+    }
+
+    public func saveCheckpoint(
+        request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
+        throw Self.unimplemented("SaveCheckpoint", feature: "distributed checkpoints")
+    }
+
+    public func loadCheckpoint(
+        request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
+        throw Self.unimplemented("LoadCheckpoint", feature: "distributed checkpoints")
+    }
+
+    public func barrierSync(
+        request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_BarrierSyncResponse {
+        throw Self.unimplemented("BarrierSync", feature: "barriers and reduce")
+    }
+
+    private static func unimplemented(_ method: String, feature: String) -> RPCError {
+        RPCError(
+            code: .unimplemented,
+            message: "\(method) is not implemented by this coordinator (dtruntime \(DTRuntimeVersion.current)): "
+                + "\(feature) are not available in this version yet")
+    }
+}

@@ -1,0 +1,38 @@
+public import GRPCCore
+public import RuntimeCore
+
+extension ErrorCode {
+    /// The gRPC status code for this category.
+    public var rpcCode: RPCError.Code {
+        switch self {
+        case .invalidArgument: .invalidArgument
+        case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .failedPrecondition: .failedPrecondition
+        case .resourceExhausted: .resourceExhausted
+        case .aborted: .aborted
+        case .deadlineExceeded: .deadlineExceeded
+        case .unavailable: .unavailable
+        case .unimplemented: .unimplemented
+        case .unauthenticated: .unauthenticated
+        case .permissionDenied: .permissionDenied
+        case .internal: .internalError
+        }
+    }
+}
+
+/// Runs a handler and turns whatever it throws into an `RPCError` with the right status code and the error's
+/// actionable message (instead of gRPC's opaque UNKNOWN).
+func withRPCErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as RPCError {
+        throw error
+    } catch let error as any CodedError {
+        throw RPCError(code: error.code.rpcCode, message: error.message)
+    } catch is CancellationError {
+        throw RPCError(code: .cancelled, message: "the call was cancelled")
+    } catch {
+        throw RPCError(code: .internalError, message: "internal error: \(error)")
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Hummingbird
+import RuntimeCore
+
+// The JSON bodies of the HTTP API (documented in docs/API.md). Keys are snake_case, as in the reference.
+
+/// `GET /api/health`.
+struct HealthBody: ResponseEncodable {
+    var status = "ok"
+    var version = DTRuntimeVersion.current
+    var uptimeSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case status, version
+        case uptimeSeconds = "uptime_seconds"
+    }
+}
+
+/// `GET /api/status`.
+struct StatusBody: ResponseEncodable {
+    struct Heartbeat: Encodable {
+        var intervalMs: Int64
+        var suspectAfterMs: Int64
+        var deadAfterMs: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case intervalMs = "interval_ms"
+            case suspectAfterMs = "suspect_after_ms"
+            case deadAfterMs = "dead_after_ms"
+        }
+    }
+
+    struct Workers: Encodable {
+        var total: Int
+        var healthy: Int
+        var suspect: Int
+        var dead: Int
+        var left: Int
+    }
+
+    struct Task: Encodable {
+        var taskID: String
+        var membershipEpoch: UInt64
+        var worldSize: Int
+
+        enum CodingKeys: String, CodingKey {
+            case taskID = "task_id"
+            case membershipEpoch = "membership_epoch"
+            case worldSize = "world_size"
+        }
+    }
+
+    var version = DTRuntimeVersion.current
+    var host: String
+    var grpcPort: Int?
+    var httpPort: Int?
+    var uptimeSeconds: Double
+    var heartbeat: Heartbeat
+    var workers: Workers
+    var sessions: Int
+    var tasks: [Task]
+
+    enum CodingKeys: String, CodingKey {
+        case version, host, heartbeat, workers, sessions, tasks
+        case grpcPort = "grpc_port"
+        case httpPort = "http_port"
+        case uptimeSeconds = "uptime_seconds"
+    }
+}
+
+/// `GET /api/workers`.
+struct WorkersBody: ResponseEncodable {
+    var workers: [WorkerBody]
+}
+
+/// One worker in `GET /api/workers`. Absent values are explicit `null`s, so every key is always present.
+struct WorkerBody: Encodable {
+    var snapshot: WorkerSnapshot
+
+    enum CodingKeys: String, CodingKey {
+        case workerID = "worker_id"
+        case taskID = "task_id"
+        case rank, host, port, labels, status, step, metrics
+        case gpuCount = "gpu_count"
+        case lastHeartbeatAgeSeconds = "last_heartbeat_age_seconds"
+        case registeredAt = "registered_at"
+        case departedAt = "departed_at"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        let record = snapshot.record
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(record.spec.id.rawValue, forKey: .workerID)
+        try container.encode(record.spec.taskID.rawValue, forKey: .taskID)
+        try container.encode(snapshot.rank, forKey: .rank)
+        try container.encode(record.spec.host, forKey: .host)
+        try container.encode(record.spec.port, forKey: .port)
+        try container.encode(record.spec.gpuCount, forKey: .gpuCount)
+        try container.encode(record.spec.labels, forKey: .labels)
+        try container.encode(snapshot.health.rawValue, forKey: .status)
+        try container.encode(snapshot.lastHeartbeatAge.seconds, forKey: .lastHeartbeatAgeSeconds)
+        try container.encode(snapshot.step, forKey: .step)
+        // JSON has no NaN or infinities: a diverged metric is reported as null.
+        try container.encode(snapshot.metrics.mapValues { $0.isFinite ? $0 : nil }, forKey: .metrics)
+        try container.encode(Self.date(record.registeredAtMillis), forKey: .registeredAt)
+        try container.encode(record.departedAtMillis.map(Self.date), forKey: .departedAt)
+    }
+
+    private static func date(_ millis: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(millis) / 1000)
+    }
+}

@@ -1,0 +1,22 @@
+public import Foundation
+public import Hummingbird
+
+/// The request context of the HTTP API: Hummingbird's basic context with the API's JSON style (ISO 8601 dates,
+/// sorted keys, unescaped slashes).
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+
+    public var responseEncoder: JSONEncoder { Self.encoder }
+
+    /// The API's JSON encoder.
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+}

@@ -1,0 +1,80 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+public import Logging
+import NIOCore
+import RuntimeCore
+public import ServiceLifecycle
+public import Storage
+
+/// A built coordinator: its engine, the services to run in a `ServiceGroup`, and the addresses they bind.
+public struct CoordinatorRuntime: Sendable {
+    /// The engine (for tests and in-process use).
+    public let engine: CoordinatorEngine
+    /// The services, in start order: engine, gRPC server, HTTP server. A `ServiceGroup` shuts them down in reverse.
+    public let services: [any Service]
+    /// The bound ports, once known.
+    public let listeners: Listeners
+    /// The locked data directory; the lock is held as long as this value lives.
+    public let dataDirectory: DataDirectory
+
+    /// Waits until both servers listen and returns their ports.
+    public func waitUntilListening() async throws -> (grpc: Int, http: Int) {
+        while listeners.current.grpc == nil {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        guard let http = await listeners.waitForHTTP(), let grpc = listeners.current.grpc else {
+            throw CancellationError()
+        }
+        return (grpc, http)
+    }
+}
+
+/// The composition root: locks the data directory, restores the durable state, and wires engine, gRPC server and
+/// HTTP server together. Nothing listens until the services run.
+///
+/// - Throws: ``StorageError`` when the data directory is locked by another coordinator or the database cannot be
+///   opened; `CoreError` when the host is not an IP address.
+public func buildCoordinator(config: CoordinatorConfig, logger: Logger) throws -> CoordinatorRuntime {
+    let address = try bindAddress(host: config.host, port: config.grpcPort)
+    let dataDirectory = try DataDirectory(path: config.dataDir)
+    let store = try SQLiteStateStore(path: dataDirectory.databasePath)
+    let queue = WriteBehindQueue(commit: store.commit)
+    let clock = SystemMoments()
+    let engine = CoordinatorEngine(
+        membershipConfig: config.membership, restoring: try store.loadMembership(), queue: queue,
+        now: { clock.now() }, logger: logger)
+    let listeners = Listeners(host: config.host)
+
+    let grpcServer = GRPCServer(
+        transport: .http2NIOPosix(address: address, transportSecurity: .plaintext),
+        services: [CoordinatorService(engine: engine)])
+
+    let app = Application(
+        router: buildRouter(engine: engine, listeners: listeners),
+        configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
+        onServerRunning: { channel in
+            if let port = channel.localAddress?.port { listeners.httpBound(port: port) }
+        },
+        logger: logger)
+
+    return CoordinatorRuntime(
+        engine: engine,
+        services: [
+            EngineService(engine: engine),
+            GRPCServerService(server: grpcServer, sessions: engine.sessions, listeners: listeners),
+            app,
+        ],
+        listeners: listeners, dataDirectory: dataDirectory)
+}
+
+/// The gRPC bind address for an IP literal.
+private func bindAddress(host: String, port: Int) throws(CoreError) -> GRPCNIOTransportCore.SocketAddress {
+    guard (0...65_535).contains(port) else {
+        throw .invalid("grpc port", "must be between 0 and 65535 (0 picks a free port)", got: String(port))
+    }
+    if (try? NIOCore.SocketAddress(ipAddress: host, port: port)) == nil {
+        throw .invalid("host", "must be an IP address to bind to, e.g. 127.0.0.1 or 0.0.0.0", got: Validation.quoted(host))
+    }
+    return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+}

@@ -1,0 +1,29 @@
+import RuntimeCore
+public import ServiceLifecycle
+import Storage
+
+/// Runs the engine's background work: the write-behind queue's flusher and the failure detector's ticks.
+///
+/// On graceful shutdown the ticks stop and the queue writes what is pending before the service returns; it is the
+/// first service of the group, so it shuts down last, after the servers have drained.
+public struct EngineService: Service {
+    let engine: CoordinatorEngine
+
+    public func run() async {
+        let queue = engine.queue
+        let tick = engine.membershipConfig.tickInterval
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await queue.run() }
+                group.addTask {
+                    while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                        try? await Task.sleep(for: tick)
+                        await engine.tick()
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            queue.finish()
+        }
+    }
+}

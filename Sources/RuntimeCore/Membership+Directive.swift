@@ -1,0 +1,50 @@
+extension Membership {
+    /// What the shell must do after an event: the pure core decides, the shell carries it out.
+    public enum Directive: Sendable, Hashable {
+        /// Write these durable changes (one transaction). A reply that promises durability waits for it.
+        case persist(MembershipChange)
+        /// The task's membership changed: push the new view to the task's members with an open session (except the
+        /// worker that caused the change, which learns it from its reply).
+        case membershipChanged(TaskID, reason: String, except: WorkerID?)
+        /// Something worth a log line happened.
+        case log(MembershipEvent)
+    }
+}
+
+/// Durable changes produced by one membership event, written in one transaction.
+public struct MembershipChange: Sendable, Hashable {
+    /// Worker records to insert or replace.
+    public var upserted: [WorkerRecord]
+    /// Workers to delete (departed longer than the retention).
+    public var forgotten: [WorkerID]
+    /// New membership epochs of tasks.
+    public var epochs: [TaskID: UInt64]
+
+    /// Creates a change.
+    public init(upserted: [WorkerRecord] = [], forgotten: [WorkerID] = [], epochs: [TaskID: UInt64] = [:]) {
+        self.upserted = upserted
+        self.forgotten = forgotten
+        self.epochs = epochs
+    }
+
+    /// True when there is nothing to write.
+    public var isEmpty: Bool { upserted.isEmpty && forgotten.isEmpty && epochs.isEmpty }
+}
+
+/// Membership events worth a log line.
+public enum MembershipEvent: Sendable, Hashable {
+    /// A worker joined (or rejoined) a task.
+    case joined(WorkerID, TaskID, rank: Int, epoch: UInt64)
+    /// A worker deregistered.
+    case left(WorkerID, TaskID, epoch: UInt64)
+    /// A worker missed heartbeats for longer than the suspect timeout.
+    case suspected(WorkerID, TaskID, silentFor: Duration)
+    /// A suspect worker was heard from again.
+    case recovered(WorkerID, TaskID)
+    /// A worker missed heartbeats for longer than the dead timeout and lost its rank.
+    case declaredDead(WorkerID, TaskID, silentFor: Duration, epoch: UInt64)
+    /// A departed worker's record passed the retention and was dropped.
+    case forgotten(WorkerID)
+    /// The coordinator did not tick for `gap`: every member got a fresh timeout instead of being blamed for it.
+    case coordinatorStalled(gap: Duration)
+}

@@ -1,0 +1,69 @@
+extension Membership {
+    /// The failure detector's periodic step: HEALTHY -> SUSPECT -> DEAD on missed heartbeats, and forgetting
+    /// departed workers after the retention.
+    ///
+    /// The deaths of one tick bump each affected task's epoch once and are persisted in one change. If the previous
+    /// tick is longer ago than ``MembershipConfig/stallThreshold``, the coordinator itself stalled: every member gets a
+    /// fresh timeout instead of being declared dead for the coordinator's silence.
+    public mutating func onTick(now: Moment) -> [Directive] {
+        var directives: [Directive] = []
+        let t = now.monotonic
+        if let last = lastTick, t - last > config.stallThreshold {
+            for i in entries.values.indices where entries.values[i].isMember {
+                entries.values[i].lastSeen = max(entries.values[i].lastSeen, t)
+            }
+            directives.append(.log(.coordinatorStalled(gap: t - last)))
+        }
+        lastTick = t
+
+        var dying: [Entry] = []
+        var suspected: [Entry] = []
+        var expired: [WorkerID] = []
+        for entry in entries.values {
+            if entry.isMember {
+                let silence = t - entry.lastSeen
+                if silence >= config.deadAfter {
+                    dying.append(entry)
+                } else if silence >= config.suspectAfter, entry.health == .healthy {
+                    suspected.append(entry)
+                }
+            } else if let departed = entry.departedAt, t - departed >= config.departedRetention {
+                expired.append(entry.record.spec.id)
+            }
+        }
+
+        for entry in suspected.sorted(by: { $0.record.joinSeq < $1.record.joinSeq }) {
+            let spec = entry.record.spec
+            entries[spec.id]?.health = .suspect
+            directives.append(.log(.suspected(spec.id, spec.taskID, silentFor: t - entry.lastSeen)))
+        }
+
+        var change = MembershipChange()
+        var deadByTask: [TaskID: [Entry]] = [:]
+        for var entry in dying.sorted(by: { $0.record.joinSeq < $1.record.joinSeq }) {
+            depart(&entry, as: .dead, now: now)
+            entries[entry.record.spec.id] = entry
+            change.upserted.append(entry.record)
+            deadByTask[entry.record.spec.taskID, default: []].append(entry)
+        }
+        for (task, dead) in deadByTask.sorted(by: { $0.key < $1.key }) {
+            let epoch = removeMembers(Set(dead.map(\.record.spec.id)), from: task)
+            change.epochs[task] = epoch
+            for entry in dead {
+                directives.append(.log(.declaredDead(entry.record.spec.id, task, silentFor: t - entry.lastSeen, epoch: epoch)))
+            }
+            let names = dead.map(\.record.spec.id.rawValue).joined(separator: ", ")
+            directives.append(
+                .membershipChanged(
+                    task, reason: "\(names) declared dead after \(config.deadAfter) without heartbeats", except: nil))
+        }
+
+        for id in expired.sorted() {
+            entries[id] = nil
+            change.forgotten.append(id)
+            directives.append(.log(.forgotten(id)))
+        }
+        if !change.isEmpty { directives.insert(.persist(change), at: 0) }
+        return directives
+    }
+}

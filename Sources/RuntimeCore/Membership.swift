@@ -1,0 +1,266 @@
+/// Membership of every task: who is in, their dense ranks, the membership epoch, and the soft state the failure
+/// detector works on (last heartbeat, health, step, metrics).
+///
+/// A pure state machine in the style of `SWIM.Instance`: every event takes the current ``Moment`` and returns
+/// ``Directive``s for the shell (persist, push, log). It never reads a clock, sleeps or does I/O.
+public struct Membership: Sendable {
+    /// The failure detector's timeouts.
+    public let config: MembershipConfig
+
+    /// Every known worker (members, and departed ones until the retention passes).
+    var entries: [WorkerID: Entry] = [:]
+    private var groups: [TaskID: TaskGroup] = [:]
+    private var nextJoinSeq: UInt64 = 1
+    /// Monotonic time of the last tick, to notice a stalled coordinator.
+    var lastTick: Duration?
+
+    /// One known worker: its durable record plus soft state.
+    struct Entry: Sendable {
+        var record: WorkerRecord
+        var health: WorkerHealth
+        /// Monotonic time of the last sign of life (registration or heartbeat).
+        var lastSeen: Duration
+        /// Monotonic time it stopped being a member, for the retention.
+        var departedAt: Duration?
+        var step: Int64 = 0
+        var metrics: [String: Double] = [:]
+
+        var isMember: Bool { record.standing == .member }
+    }
+
+    // MARK: Creation
+
+    /// An empty membership.
+    public init(config: MembershipConfig = .defaults) {
+        self.config = config
+    }
+
+    /// Membership restored from the durable state after a coordinator restart.
+    ///
+    /// Every member gets one full dead timeout of grace from `now`: the coordinator was away, not the workers.
+    public init(
+        config: MembershipConfig = .defaults, restoring records: [WorkerRecord], epochs: [TaskID: UInt64],
+        now: Moment
+    ) {
+        self.config = config
+        for (task, epoch) in epochs { groups[task] = TaskGroup(epoch: epoch) }
+        for record in records.sorted(by: { $0.joinSeq < $1.joinSeq }) {
+            var entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
+            switch record.standing {
+            case .member:
+                groups[record.spec.taskID, default: TaskGroup()].append(record.spec.id)
+            case .dead:
+                entry.health = .dead
+                entry.departedAt = now.monotonic
+            case .left:
+                entry.health = .left
+                entry.departedAt = now.monotonic
+            }
+            entries[record.spec.id] = entry
+            nextJoinSeq = max(nextJoinSeq, record.joinSeq + 1)
+        }
+        lastTick = now.monotonic
+    }
+
+    // MARK: Events
+
+    /// A worker registers. A live member registering again keeps its rank (idempotent); anyone else joins its task at
+    /// the next rank and the task's epoch bumps.
+    ///
+    /// - Throws: `failedPrecondition` when the worker is a live member of another task.
+    public mutating func onRegister(_ spec: WorkerSpec, now: Moment) throws(CoreError) -> (
+        view: MembershipView, directives: [Directive]
+    ) {
+        if var entry = entries[spec.id], entry.isMember {
+            let current = entry.record.spec.taskID
+            guard current == spec.taskID else {
+                throw CoreError(
+                    .failedPrecondition,
+                    "worker_id \(spec.id) is already a live member of task \(current); deregister it first or "
+                        + "register with another worker_id")
+            }
+            var directives = refresh(&entry, now: now)
+            if entry.record.spec != spec {
+                entry.record.spec = spec
+                directives.append(.persist(MembershipChange(upserted: [entry.record])))
+            }
+            entries[spec.id] = entry
+            return (view(of: entry), directives)
+        }
+
+        let record = WorkerRecord(
+            spec: spec, joinSeq: nextJoinSeq, registeredAtMillis: now.unixMillis, standing: .member)
+        nextJoinSeq += 1
+        let entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
+        entries[spec.id] = entry
+        var group = groups[spec.taskID] ?? TaskGroup()
+        group.append(spec.id)
+        group.epoch += 1
+        groups[spec.taskID] = group
+        let rank = group.worldSize - 1
+        return (
+            view(of: entry),
+            [
+                .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: group.epoch])),
+                .membershipChanged(spec.taskID, reason: "\(spec.id) joined as rank \(rank)", except: spec.id),
+                .log(.joined(spec.id, spec.taskID, rank: rank, epoch: group.epoch)),
+            ]
+        )
+    }
+
+    /// A heartbeat. Members are marked healthy and their progress is recorded; a worker that is no longer a member
+    /// is told to rejoin. Soft state only: never produces a `persist`.
+    ///
+    /// `metrics` replaces the previous metrics unless it is empty (an empty map means "nothing new").
+    /// - Throws: `notFound` when the coordinator does not know the worker.
+    public mutating func onHeartbeat(
+        _ id: WorkerID, step: Int64, metrics: [String: Double], now: Moment
+    ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
+        guard var entry = entries[id] else { throw Self.unknown(id) }
+        guard entry.isMember else { return (view(of: entry), []) }
+        let directives = refresh(&entry, now: now)
+        entry.step = step
+        if !metrics.isEmpty { entry.metrics = metrics }
+        entries[id] = entry
+        return (view(of: entry), directives)
+    }
+
+    /// A worker leaves gracefully: its rank is released now and the epoch bumps. Leaving twice is a no-op.
+    ///
+    /// - Returns: the task's membership epoch after the leave.
+    /// - Throws: `notFound` when the coordinator does not know the worker.
+    public mutating func onDeregister(_ id: WorkerID, now: Moment) throws(CoreError) -> (
+        epoch: UInt64, directives: [Directive]
+    ) {
+        guard var entry = entries[id] else { throw Self.unknown(id) }
+        let task = entry.record.spec.taskID
+        guard entry.isMember else { return (groups[task]?.epoch ?? 0, []) }
+        depart(&entry, as: .left, now: now)
+        entries[id] = entry
+        let epoch = removeMembers([id], from: task)
+        return (
+            epoch,
+            [
+                .persist(MembershipChange(upserted: [entry.record], epochs: [task: epoch])),
+                .membershipChanged(task, reason: "\(id) left", except: id),
+                .log(.left(id, task, epoch: epoch)),
+            ]
+        )
+    }
+
+    // MARK: Views and queries
+
+    /// The view a worker would get in a heartbeat reply now, or nil for an unknown worker.
+    public func view(of id: WorkerID, reason: String = "") -> MembershipView? {
+        entries[id].map { view(of: $0, reason: reason) }
+    }
+
+    /// The task a known worker belongs (or belonged) to.
+    public func task(of id: WorkerID) -> TaskID? { entries[id]?.record.spec.taskID }
+
+    /// Current members of a task, in rank order.
+    public func members(of task: TaskID) -> [WorkerID] { groups[task]?.members ?? [] }
+
+    /// Every task that has had members, with its epoch and world size, sorted by id.
+    public func tasks() -> [TaskSummary] {
+        groups.map { TaskSummary(taskID: $0.key, epoch: $0.value.epoch, worldSize: $0.value.worldSize) }
+            .sorted { $0.taskID < $1.taskID }
+    }
+
+    /// Every known worker (members, dead and departed ones still retained), sorted by task, then rank (members
+    /// first), then id.
+    public func workers(now: Moment) -> [WorkerSnapshot] {
+        entries.values.map { entry in
+            let id = entry.record.spec.id
+            return WorkerSnapshot(
+                record: entry.record, health: entry.health,
+                rank: groups[entry.record.spec.taskID]?.ranks[id],
+                lastHeartbeatAge: now.monotonic - entry.lastSeen, step: entry.step, metrics: entry.metrics)
+        }
+        .sorted { a, b in
+            if a.record.spec.taskID != b.record.spec.taskID { return a.record.spec.taskID < b.record.spec.taskID }
+            switch (a.rank, b.rank) {
+            case let (x?, y?): return x < y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            case (nil, nil): return a.record.spec.id < b.record.spec.id
+            }
+        }
+    }
+
+    /// How many known workers are in each health state.
+    public func healthCounts() -> [WorkerHealth: Int] {
+        var counts = Dictionary(uniqueKeysWithValues: WorkerHealth.allCases.map { ($0, 0) })
+        for entry in entries.values { counts[entry.health, default: 0] += 1 }
+        return counts
+    }
+
+    // MARK: Internals shared with the failure detector
+
+    static func unknown(_ id: WorkerID) -> CoreError {
+        CoreError(
+            .notFound,
+            "worker \(id) is not registered with this coordinator: call RegisterWorker again "
+                + "(the Python SDK does this automatically)")
+    }
+
+    func view(of entry: Entry, reason: String = "") -> MembershipView {
+        let task = entry.record.spec.taskID
+        let group = groups[task]
+        return MembershipView(
+            taskID: task, rank: group?.ranks[entry.record.spec.id], worldSize: group?.worldSize ?? 0,
+            epoch: group?.epoch ?? 0, command: entry.isMember ? .proceed : .rejoin, health: entry.health,
+            reason: reason)
+    }
+
+    /// A sign of life from a member: fresh timeout, healthy again.
+    private func refresh(_ entry: inout Entry, now: Moment) -> [Directive] {
+        entry.lastSeen = now.monotonic
+        guard entry.health == .suspect else { return [] }
+        entry.health = .healthy
+        return [.log(.recovered(entry.record.spec.id, entry.record.spec.taskID))]
+    }
+
+    /// Marks a member as no longer one (dead or left).
+    func depart(_ entry: inout Entry, as standing: Standing, now: Moment) {
+        entry.record.standing = standing
+        entry.record.departedAtMillis = now.unixMillis
+        entry.departedAt = now.monotonic
+        entry.health = standing == .dead ? .dead : .left
+    }
+
+    /// Removes members from a task, re-densifies ranks and bumps the epoch once. Returns the new epoch.
+    mutating func removeMembers(_ ids: Set<WorkerID>, from task: TaskID) -> UInt64 {
+        var group = groups[task] ?? TaskGroup()
+        group.remove(ids)
+        group.epoch += 1
+        groups[task] = group
+        return group.epoch
+    }
+}
+
+/// One task's membership at a glance.
+public struct TaskSummary: Sendable, Hashable {
+    /// The task.
+    public var taskID: TaskID
+    /// Its membership epoch.
+    public var epoch: UInt64
+    /// Its number of members.
+    public var worldSize: Int
+}
+
+/// One known worker as the HTTP API shows it.
+public struct WorkerSnapshot: Sendable, Hashable {
+    /// The durable record.
+    public var record: WorkerRecord
+    /// Health as the failure detector sees it.
+    public var health: WorkerHealth
+    /// Rank, when a member.
+    public var rank: Int?
+    /// Time since the last heartbeat (or registration).
+    public var lastHeartbeatAge: Duration
+    /// The last step it reported.
+    public var step: Int64
+    /// The last metrics it reported.
+    public var metrics: [String: Double]
+}

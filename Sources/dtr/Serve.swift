@@ -1,0 +1,77 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import RuntimeCore
+import ServiceLifecycle
+
+/// `dtr serve`: runs the coordinator until SIGINT or SIGTERM.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the coordinator: gRPC for workers, HTTP/JSON for people and the dashboard.",
+        discussion: """
+            Every option falls back to an environment variable, then to its default. Once both servers listen, one \
+            line on standard output gives the bound addresses:
+              dtr ready grpc=127.0.0.1:50051 http=127.0.0.1:51051 data_dir=./dtr-data
+            SIGINT or SIGTERM shut down gracefully: open worker sessions are closed, in-flight calls drain, pending \
+            state is written.
+            """)
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        let config = try options.resolve(environment: ProcessInfo.processInfo.environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = config.logLevel
+            return handler
+        }
+        let logger = Logger(label: "dtr")
+
+        let runtime: CoordinatorRuntime
+        do {
+            runtime = try buildCoordinator(config: config, logger: logger)
+        } catch let error as any CodedError {
+            throw StartupError(message: error.message)
+        }
+
+        let group = ServiceGroup(
+            configuration: .init(
+                services: runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                tasks.addTask {
+                    try await group.run()
+                    return true
+                }
+                tasks.addTask {
+                    let ports = try await runtime.waitUntilListening()
+                    let line =
+                        "dtr ready grpc=\(config.host):\(ports.grpc) http=\(config.host):\(ports.http) "
+                        + "data_dir=\(config.dataDir)\n"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                    logger.info(
+                        "coordinator listening: workers connect to grpc, people open http",
+                        metadata: [
+                            "grpc": "\(config.host):\(ports.grpc)", "http": "http://\(config.host):\(ports.http)/api/workers",
+                        ])
+                    return false
+                }
+                // Ends when the service group ends; the readiness task is cancelled if still waiting.
+                while let groupEnded = try await tasks.next(), !groupEnded {}
+                tasks.cancelAll()
+            }
+        } catch {
+            if let explanation = describeStartupFailure(error, config: config) {
+                throw StartupError(message: explanation)
+            }
+            throw error
+        }
+    }
+}
+
+/// Why the coordinator could not start; ArgumentParser prints it as `Error: <message>` and exits with status 1.
+struct StartupError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}

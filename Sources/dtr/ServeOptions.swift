@@ -1,0 +1,102 @@
+import ArgumentParser
+import Coordinator
+import Logging
+import RuntimeCore
+
+/// The options of `dtr serve`. Each falls back to an environment variable, then to the default.
+struct ServeOptions: ParsableArguments {
+    @Option(help: "IP address both servers bind to [env: DTR_HOST] (default: 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "gRPC port for workers; 0 picks a free one [env: DTR_GRPC_PORT] (default: 50051).")
+    var grpcPort: Int?
+
+    @Option(help: "HTTP port for the API and dashboard; 0 picks a free one [env: DTR_HTTP_PORT] (default: 51051).")
+    var httpPort: Int?
+
+    @Option(help: "Directory of the state database [env: DTR_DATA_DIR] (default: ./dtr-data).")
+    var dataDir: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical [env: DTR_LOG_LEVEL] (default: info).")
+    var logLevel: String?
+
+    @Option(help: "How often workers heartbeat, e.g. 500ms, 1s [env: DTR_HEARTBEAT_INTERVAL] (default: 1s).")
+    var heartbeatInterval: String?
+
+    @Option(help: "Silence before a worker is SUSPECT [env: DTR_SUSPECT_AFTER] (default: 2s).")
+    var suspectAfter: String?
+
+    @Option(help: "Silence before a worker is DEAD and loses its rank [env: DTR_DEAD_AFTER] (default: 5s).")
+    var deadAfter: String?
+
+    /// Resolves flags, then environment variables, then defaults, into a checked configuration.
+    func resolve(environment: [String: String]) throws -> CoordinatorConfig {
+        let env = Environment(values: environment)
+        let defaults = MembershipConfig.defaults
+        let membership: MembershipConfig
+        do {
+            membership = try MembershipConfig(
+                heartbeatInterval: try env.duration(
+                    heartbeatInterval, "DTR_HEARTBEAT_INTERVAL", flag: "--heartbeat-interval",
+                    default: defaults.heartbeatInterval),
+                suspectAfter: try env.duration(
+                    suspectAfter, "DTR_SUSPECT_AFTER", flag: "--suspect-after", default: defaults.suspectAfter),
+                deadAfter: try env.duration(
+                    deadAfter, "DTR_DEAD_AFTER", flag: "--dead-after", default: defaults.deadAfter))
+        } catch let error as CoreError {
+            throw ValidationError(error.message)
+        }
+        return CoordinatorConfig(
+            host: host ?? env.values["DTR_HOST"] ?? "127.0.0.1",
+            grpcPort: try env.port(grpcPort, "DTR_GRPC_PORT", flag: "--grpc-port", default: 50051),
+            httpPort: try env.port(httpPort, "DTR_HTTP_PORT", flag: "--http-port", default: 51051),
+            dataDir: dataDir ?? env.values["DTR_DATA_DIR"] ?? "./dtr-data",
+            membership: membership,
+            logLevel: try env.logLevel(logLevel, "DTR_LOG_LEVEL", flag: "--log-level", default: .info))
+    }
+}
+
+/// Typed lookups of `DTR_*` variables with messages that name the flag and the variable.
+private struct Environment {
+    var values: [String: String]
+
+    /// The flag's value, else the variable's, else the default; `parse` turns text into a value or nil.
+    private func value<T>(
+        _ flagValue: String?, _ name: String, flag: String, default fallback: T, rule: String,
+        parse: (String) -> T?
+    ) throws -> T {
+        let text: String
+        let source: String
+        if let flagValue {
+            (text, source) = (flagValue, flag)
+        } else if let env = values[name] {
+            (text, source) = (env, name)
+        } else {
+            return fallback
+        }
+        guard let parsed = parse(text) else { throw ValidationError("\(source) \(rule) (got \"\(text)\")") }
+        return parsed
+    }
+
+    func port(_ flagValue: Int?, _ name: String, flag: String, default fallback: Int) throws -> Int {
+        try value(
+            flagValue.map(String.init), name, flag: flag, default: fallback,
+            rule: "must be a port number between 0 and 65535 (0 picks a free port)"
+        ) { text in Int(text).flatMap { (0...65_535).contains($0) ? $0 : nil } }
+    }
+
+    func duration(_ flagValue: String?, _ name: String, flag: String, default fallback: Duration) throws -> Duration {
+        try value(
+            flagValue, name, flag: flag, default: fallback, rule: "must be a duration such as 500ms, 1s, 1.5s or 2m",
+            parse: DurationArgument.parse)
+    }
+
+    func logLevel(_ flagValue: String?, _ name: String, flag: String, default fallback: Logger.Level) throws
+        -> Logger.Level
+    {
+        try value(
+            flagValue, name, flag: flag, default: fallback,
+            rule: "must be one of trace, debug, info, notice, warning, error, critical"
+        ) { Logger.Level(rawValue: $0.lowercased()) }
+    }
+}

@@ -1,0 +1,100 @@
+import Coordinator
+import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import Logging
+import RuntimeCore
+import RuntimeProto
+import Storage
+import Synchronization
+
+/// A clock the tests move by hand, shared with the engine.
+final class ManualMoments: Sendable {
+    private let moment = Mutex(Moment(monotonic: .seconds(100), unixMillis: 1_800_000_000_000))
+
+    var now: Moment { moment.withLock { $0 } }
+
+    func advance(_ duration: Duration) {
+        moment.withLock { $0 = $0.advanced(by: duration) }
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed at deinit.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() {
+        path = (NSTemporaryDirectory() as NSString).appendingPathComponent("dtr-test-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    var databasePath: String { (path as NSString).appendingPathComponent("state.sqlite") }
+}
+
+typealias CoordinatorClient = Dtruntime_V1_Coordinator.Client<InProcessTransport.Client>
+
+/// An engine on a real SQLite file in a temporary directory, driven by a manual clock, served in-process.
+struct Harness {
+    let directory = TemporaryDirectory()
+    let clock = ManualMoments()
+    let store: SQLiteStateStore
+    let engine: CoordinatorEngine
+
+    init(config: MembershipConfig = .defaults, directory existing: TemporaryDirectory? = nil) throws {
+        let directory = existing ?? self.directory
+        store = try SQLiteStateStore(path: directory.databasePath)
+        let clock = self.clock
+        engine = CoordinatorEngine(
+            membershipConfig: config, restoring: try store.loadMembership(),
+            queue: WriteBehindQueue(commit: store.commit), now: { clock.now }, logger: Logger(label: "test"))
+    }
+
+    /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing).
+    func withClient<T: Sendable>(_ body: @Sendable (CoordinatorClient) async throws -> T) async throws -> T {
+        let transport = InProcessTransport()
+        let server = GRPCServer(transport: transport.server, services: [CoordinatorService(engine: engine)])
+        let queue = engine.queue
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await server.serve()
+                return nil
+            }
+            group.addTask {
+                await queue.run()
+                return nil
+            }
+            let result = try await withGRPCClient(transport: transport.client) { client in
+                try await body(CoordinatorClient(wrapping: client))
+            }
+            engine.sessions.closeAll()
+            server.beginGracefulShutdown()
+            queue.finish()
+            try await group.waitForAll()
+            return result
+        }
+    }
+}
+
+func registration(
+    _ id: String, task: String = "", port: Int32 = 7000, gpus: Int32 = 1
+) -> Dtruntime_V1_RegisterWorkerRequest {
+    .with {
+        $0.workerID = id
+        $0.host = "10.0.0.\(port % 250)"
+        $0.port = port
+        $0.gpuCount = gpus
+        $0.taskID = task
+    }
+}
+
+func heartbeat(_ id: String, step: Int64 = 0, metrics: [String: Double] = [:]) -> Dtruntime_V1_HeartbeatRequest {
+    .with {
+        $0.workerID = id
+        $0.step = step
+        $0.metrics = metrics
+    }
+}

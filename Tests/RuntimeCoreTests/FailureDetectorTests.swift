@@ -1,0 +1,154 @@
+import Testing
+
+@testable import RuntimeCore
+
+@Suite("Membership: failure detection")
+struct FailureDetectorTests {
+    var clock = ManualClock()
+    var membership = Membership()
+
+    /// Ticks every 250 ms for `duration`, collecting the directives.
+    mutating func run(for duration: Duration, heartbeating: [String] = []) throws -> [Membership.Directive] {
+        var directives: [Membership.Directive] = []
+        var elapsed = Duration.zero
+        while elapsed < duration {
+            clock.advance(.milliseconds(250))
+            elapsed += .milliseconds(250)
+            for name in heartbeating {
+                _ = try membership.onHeartbeat(try wid(name), step: 0, metrics: [:], now: clock.now)
+            }
+            directives += membership.onTick(now: clock.now)
+        }
+        return directives
+    }
+
+    func health(_ name: String) throws -> WorkerHealth? {
+        membership.workers(now: clock.now).first { $0.record.spec.id.rawValue == name }?.health
+    }
+
+    @Test("HEALTHY -> SUSPECT after 2 s -> DEAD after 5 s of silence (defaults)")
+    mutating func healthyToSuspectToDead() throws {
+        try membership.join(try worker("a"), at: clock.now)
+        try membership.join(try worker("b"), at: clock.now)
+        _ = membership.onTick(now: clock.now)
+
+        _ = try run(for: .milliseconds(1750), heartbeating: ["b"])
+        #expect(try health("a") == .healthy)
+        _ = try run(for: .milliseconds(250), heartbeating: ["b"])
+        #expect(try health("a") == .suspect)
+        #expect(membership.view(of: try wid("a"))?.rank == 0, "a suspect keeps its rank")
+
+        _ = try run(for: .milliseconds(2750), heartbeating: ["b"])
+        #expect(try health("a") == .suspect)
+        let directives = try run(for: .milliseconds(250), heartbeating: ["b"])
+        #expect(try health("a") == .dead)
+        #expect(membership.ranks() == ["b"])
+        #expect(membership.view(of: try wid("b")) == MembershipView(
+            taskID: .default, rank: 0, worldSize: 1, epoch: 3, command: .proceed, health: .healthy))
+        #expect(directives.contains(.log(.declaredDead(try wid("a"), .default, silentFor: .seconds(5), epoch: 3))))
+        #expect(directives.contains { if case .membershipChanged(.default, _, nil) = $0 { true } else { false } })
+    }
+
+    @Test("a suspect that heartbeats again is healthy and keeps its rank")
+    mutating func suspectRecovers() throws {
+        try membership.join(try worker("a"), at: clock.now)
+        _ = try run(for: .seconds(3))
+        #expect(try health("a") == .suspect)
+        let (view, directives) = try membership.onHeartbeat(try wid("a"), step: 1, metrics: [:], now: clock.now)
+        #expect(view.health == .healthy && view.rank == 0 && view.epoch == 1)
+        #expect(directives == [.log(.recovered(try wid("a"), .default))])
+    }
+
+    @Test("deaths in one tick bump each task's epoch once and are persisted in one change")
+    mutating func simultaneousDeaths() throws {
+        for name in ["a", "b", "c", "d"] { try membership.join(try worker(name), at: clock.now) }
+        try membership.join(try worker("x", task: "other"), at: clock.now)
+        let directives = try run(for: .seconds(5), heartbeating: ["a", "c"])
+        #expect(membership.ranks() == ["a", "c"])
+        #expect(membership.view(of: try wid("c"))?.epoch == 5)
+        let persists = directives.compactMap { if case .persist(let change) = $0 { change } else { nil } }
+        #expect(persists.count == 1)
+        #expect(Set(persists[0].upserted.map(\.spec.id.rawValue)) == ["b", "d", "x"])
+        #expect(persists[0].upserted.allSatisfy { $0.standing == .dead && $0.departedAtMillis != nil })
+        #expect(persists[0].epochs == [.default: 5, try TaskID("other"): 2])
+    }
+
+    @Test("a dead worker that heartbeats is told to rejoin")
+    mutating func deadIsToldToRejoin() throws {
+        try membership.join(try worker("a"), at: clock.now)
+        _ = try run(for: .seconds(6))
+        let (view, _) = try membership.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        #expect(view.command == .rejoin && view.health == .dead && view.rank == nil)
+    }
+
+    @Test("a stalled coordinator (no tick for longer than the suspect timeout) gives everyone a fresh timeout")
+    mutating func stallGrantsGrace() throws {
+        try membership.join(try worker("a"), at: clock.now)
+        _ = membership.onTick(now: clock.now)
+        clock.advance(.seconds(30))
+        let directives = membership.onTick(now: clock.now)
+        #expect(directives == [.log(.coordinatorStalled(gap: .seconds(30)))])
+        #expect(try health("a") == .healthy)
+        _ = try run(for: .milliseconds(4750))
+        #expect(try health("a") == .suspect)
+        _ = try run(for: .milliseconds(250))
+        #expect(try health("a") == .dead)
+    }
+
+    @Test("departed workers are forgotten after the retention")
+    mutating func retention() throws {
+        membership = Membership(config: try MembershipConfig(departedRetention: .seconds(60)))
+        try membership.join(try worker("a"), at: clock.now)
+        try membership.join(try worker("b"), at: clock.now)
+        _ = try membership.onDeregister(try wid("a"), now: clock.now)
+        _ = try run(for: .milliseconds(59_750), heartbeating: ["b"])
+        #expect(try health("a") == .left)
+        let directives = try run(for: .milliseconds(250), heartbeating: ["b"])
+        #expect(try health("a") == nil)
+        #expect(directives.contains(.persist(MembershipChange(forgotten: [try wid("a")]))))
+        #expect(throws: CoreError.self) {
+            try membership.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        }
+    }
+}
+
+@Suite("Membership: restart")
+struct RestartTests {
+    @Test("restored members keep their ranks and epochs and get one full dead timeout of grace")
+    func restartGrace() throws {
+        var clock = ManualClock()
+        var before = Membership()
+        var records: [WorkerRecord] = []
+        var epochs: [TaskID: UInt64] = [:]
+        func collect(_ directives: [Membership.Directive]) {
+            for case .persist(let change) in directives {
+                for record in change.upserted {
+                    records.removeAll { $0.spec.id == record.spec.id }
+                    records.append(record)
+                }
+                epochs.merge(change.epochs) { $1 }
+            }
+        }
+        for name in ["a", "b", "c"] { collect(try before.onRegister(try worker(name), now: clock.now).directives) }
+        collect(try before.onDeregister(try wid("b"), now: clock.now).directives)
+
+        // The coordinator was down for a minute: far longer than the dead timeout.
+        clock.advance(.seconds(60))
+        var after = Membership(restoring: records.shuffled(), epochs: epochs, now: clock.now)
+        #expect(after.ranks() == ["a", "c"])
+        #expect(after.view(of: try wid("c"))?.epoch == 4)
+        #expect(after.view(of: try wid("b"))?.command == .rejoin)
+
+        for _ in 0..<49 {
+            clock.advance(.milliseconds(100))
+            #expect(after.onTick(now: clock.now).allSatisfy { if case .log = $0 { true } else { false } })
+        }
+        #expect(after.ranks() == ["a", "c"], "4.9 s after the restart nobody is dead yet")
+        _ = try after.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        clock.advance(.milliseconds(100))
+        _ = after.onTick(now: clock.now)
+        #expect(after.ranks() == ["a"], "c never heartbeated after the restart: dead after its grace")
+        let joined = try after.onRegister(try worker("d"), now: clock.now).view
+        #expect(joined.rank == 1 && joined.epoch == 6, "join order continues after the restored ones")
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Coordinator
+import Testing
+
+@testable import dtr
+
+@Suite("dtr serve options")
+struct ServeOptionsTests {
+    @Test("defaults: 127.0.0.1, 50051, 51051, ./dtr-data, 1s/2s/5s")
+    func defaults() throws {
+        let config = try ServeOptions.parse([]).resolve(environment: [:])
+        #expect(config.host == "127.0.0.1")
+        #expect(config.grpcPort == 50051 && config.httpPort == 51051)
+        #expect(config.dataDir == "./dtr-data")
+        #expect(config.membership.heartbeatInterval == .seconds(1))
+        #expect(config.membership.suspectAfter == .seconds(2))
+        #expect(config.membership.deadAfter == .seconds(5))
+        #expect(config.logLevel == .info)
+    }
+
+    @Test("environment variables fill in what flags leave out; flags win")
+    func environmentFallback() throws {
+        let environment = [
+            "DTR_GRPC_PORT": "6000", "DTR_HTTP_PORT": "0", "DTR_DATA_DIR": "/var/lib/dtr", "DTR_LOG_LEVEL": "DEBUG",
+            "DTR_HOST": "0.0.0.0", "DTR_DEAD_AFTER": "10s",
+        ]
+        let config = try ServeOptions.parse(["--grpc-port", "7000", "--suspect-after", "1500ms"])
+            .resolve(environment: environment)
+        #expect(config.grpcPort == 7000)
+        #expect(config.httpPort == 0)
+        #expect(config.dataDir == "/var/lib/dtr")
+        #expect(config.host == "0.0.0.0")
+        #expect(config.logLevel == .debug)
+        #expect(config.membership.suspectAfter == .milliseconds(1500))
+        #expect(config.membership.deadAfter == .seconds(10))
+    }
+
+    @Test("bad values name the flag or variable and the rule")
+    func errors() throws {
+        let cases: [([String], [String: String], String)] = [
+            ([], ["DTR_GRPC_PORT": "abc"], "DTR_GRPC_PORT must be a port number between 0 and 65535"),
+            (["--http-port", "70000"], [:], "--http-port must be a port number between 0 and 65535"),
+            (["--dead-after", "soon"], [:], "--dead-after must be a duration such as 500ms, 1s, 1.5s or 2m"),
+            ([], ["DTR_LOG_LEVEL": "loud"], "DTR_LOG_LEVEL must be one of trace, debug, info"),
+            (["--suspect-after", "6s"], [:], "dead timeout must be longer than the suspect timeout"),
+        ]
+        for (arguments, environment, message) in cases {
+            let error = #expect(throws: ValidationError.self) {
+                try ServeOptions.parse(arguments).resolve(environment: environment)
+            }
+            #expect(error?.message.hasPrefix(message) == true, "\(error?.message ?? "no error")")
+        }
+    }
+
+    @Test("durations: ms, s, m; nothing else", arguments: [
+        ("500ms", Duration.milliseconds(500)), ("1s", .seconds(1)), ("1.5s", .milliseconds(1500)), ("2m", .seconds(120)),
+    ])
+    func durations(text: String, expected: Duration) {
+        #expect(DurationArgument.parse(text) == expected)
+    }
+
+    @Test("rejected durations", arguments: ["", "5", "-1s", "0s", "1h", "s", "nans"])
+    func badDurations(text: String) {
+        #expect(DurationArgument.parse(text) == nil)
+    }
+}
