@@ -1,0 +1,192 @@
+"""The low-level gRPC client: one channel to the coordinator, typed results, typed errors."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+
+from dtruntime.errors import translate
+from dtruntime.v1 import coordinator_pb2 as pb
+from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
+
+DEFAULT_ADDRESS = "localhost:50051"
+
+
+def resolve_address(address: str | None) -> str:
+    """The coordinator's gRPC address: the argument, else ``$DTR_COORDINATOR``, else ``localhost:50051``."""
+    return address or os.environ.get("DTR_COORDINATOR") or DEFAULT_ADDRESS
+
+
+class Command(enum.Enum):
+    """What the coordinator tells a worker to do next."""
+
+    CONTINUE = pb.COMMAND_CONTINUE
+    STOP = pb.COMMAND_STOP
+    REJOIN = pb.COMMAND_REJOIN
+
+
+class WorkerStatus(enum.Enum):
+    """A worker's health as the coordinator's failure detector sees it."""
+
+    HEALTHY = pb.WORKER_STATUS_HEALTHY
+    SUSPECT = pb.WORKER_STATUS_SUSPECT
+    DEAD = pb.WORKER_STATUS_DEAD
+    LEFT = pb.WORKER_STATUS_LEFT
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    """A worker's place in its task at one membership epoch."""
+
+    task_id: str
+    rank: int | None
+    world_size: int
+    membership_epoch: int
+    command: Command
+    status: WorkerStatus
+    reason: str = ""
+
+    @classmethod
+    def from_proto(cls, view: pb.MembershipView) -> MembershipView:
+        return cls(
+            task_id=view.task_id,
+            rank=view.rank if view.rank >= 0 else None,
+            world_size=view.world_size,
+            membership_epoch=view.membership_epoch,
+            command=Command(view.command) if view.command else Command.CONTINUE,
+            status=WorkerStatus(view.status) if view.status else WorkerStatus.HEALTHY,
+            reason=view.reason,
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The coordinator's answer to a registration: the worker's view and the heartbeat timing it expects."""
+
+    view: MembershipView
+    heartbeat_interval: float
+    suspect_after: float
+    dead_after: float
+    coordinator_version: str
+
+    @property
+    def rank(self) -> int:
+        assert self.view.rank is not None, "a registered worker always has a rank"
+        return self.view.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.view.world_size
+
+    @property
+    def membership_epoch(self) -> int:
+        return self.view.membership_epoch
+
+
+class CoordinatorClient:
+    """One gRPC channel to the coordinator and typed wrappers of its calls.
+
+    Every method raises a :class:`dtruntime.errors.DtrError` subclass on failure, e.g. ``CoordinatorUnavailable``
+    when nothing listens at the address or ``InvalidArgument`` naming the field that broke a rule.
+    """
+
+    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.address,
+            options=[
+                # Reconnect quickly after a coordinator restart instead of grpc's default backoff of up to 2 minutes.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)
+
+    # MARK: membership
+
+    def register_worker(
+        self,
+        worker_id: str,
+        host: str,
+        port: int,
+        *,
+        gpu_count: int = 0,
+        labels: Mapping[str, str] | None = None,
+        task_id: str = "",
+    ) -> Registration:
+        request = pb.RegisterWorkerRequest(
+            worker_id=worker_id,
+            host=host,
+            port=port,
+            gpu_count=gpu_count,
+            labels=dict(labels or {}),
+            task_id=task_id,
+        )
+        reply = self._call(self._stub.RegisterWorker, request)
+        return Registration(
+            view=MembershipView.from_proto(reply.view),
+            heartbeat_interval=reply.heartbeat_interval_ms / 1000,
+            suspect_after=reply.suspect_after_ms / 1000,
+            dead_after=reply.dead_after_ms / 1000,
+            coordinator_version=reply.coordinator_version,
+        )
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        membership_epoch: int = 0,
+        step: int = 0,
+        metrics: Mapping[str, float] | None = None,
+    ) -> MembershipView:
+        request = heartbeat_request(worker_id, membership_epoch, step, metrics)
+        return MembershipView.from_proto(self._call(self._stub.Heartbeat, request).view)
+
+    def deregister_worker(self, worker_id: str, reason: str = "") -> int:
+        """Leaves the task; returns the task's membership epoch after the leave."""
+        request = pb.DeregisterWorkerRequest(worker_id=worker_id, reason=reason)
+        return int(self._call(self._stub.DeregisterWorker, request).membership_epoch)
+
+    def worker_session(self, requests: Iterator[pb.SessionRequest]) -> grpc.Call:
+        """Opens a session stream: heartbeats from ``requests`` go up; iterate the result for acks and pushes.
+
+        Errors arrive as ``grpc.RpcError`` while iterating (the caller decides how to reconnect).
+        """
+        return self._stub.WorkerSession(requests)
+
+    # MARK: plumbing
+
+    def _call(self, method, request):  # noqa: ANN001, ANN202 - generated stubs are untyped
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def heartbeat_request(
+    worker_id: str, membership_epoch: int, step: int, metrics: Mapping[str, float] | None
+) -> pb.HeartbeatRequest:
+    return pb.HeartbeatRequest(
+        worker_id=worker_id,
+        membership_epoch=membership_epoch,
+        step=step,
+        metrics={key: float(value) for key, value in (metrics or {}).items()},
+    )

@@ -1,0 +1,86 @@
+"""Typed errors for everything the coordinator can answer, mapped from gRPC status codes."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DtrError(Exception):
+    """Base class of every dtruntime error: ``code`` is the gRPC status, ``message`` says what to do next."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class CoordinatorUnavailable(DtrError, ConnectionError):
+    """The coordinator cannot be reached, or is shutting down."""
+
+
+class InvalidArgument(DtrError, ValueError):
+    """The request broke a rule; the message names the field. Nothing changed on the coordinator."""
+
+
+class NotFound(DtrError, LookupError):
+    """The named worker, dataset or checkpoint does not exist."""
+
+
+class AlreadyExists(DtrError):
+    """The thing exists with a different definition."""
+
+
+class FailedPrecondition(DtrError):
+    """The request is valid but the coordinator's state does not allow it (e.g. a stale membership epoch)."""
+
+
+class Aborted(DtrError):
+    """Interrupted by a concurrent change, e.g. a barrier participant died."""
+
+
+class DeadlineExceeded(DtrError, TimeoutError):
+    """The operation did not finish in time."""
+
+
+class ResourceExhausted(DtrError):
+    """A limit was reached (rate, size or count)."""
+
+
+class Unauthenticated(DtrError, PermissionError):
+    """Missing or wrong credentials."""
+
+
+class PermissionDenied(DtrError, PermissionError):
+    """The credentials do not allow this."""
+
+
+class Unimplemented(DtrError, NotImplementedError):
+    """The coordinator does not implement this call (an older version)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[DtrError]] = {
+    grpc.StatusCode.UNAVAILABLE: CoordinatorUnavailable,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+}
+
+
+def translate(error: grpc.RpcError, address: str) -> DtrError:
+    """Turns a gRPC error into the matching typed error, with an actionable message."""
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        message = f"coordinator at {address} unreachable: is `dtr serve` running? ({details})"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"coordinator at {address} did not answer in time: is it overloaded or stalled? ({details})"
+    else:
+        message = details
+    return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)

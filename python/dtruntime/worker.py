@@ -1,0 +1,340 @@
+"""``Worker``: a training process's membership in a job, kept alive in the background."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+
+import grpc
+
+from dtruntime.client import Command, CoordinatorClient, MembershipView, Registration, heartbeat_request
+from dtruntime.errors import CoordinatorUnavailable, DtrError, NotFound, translate
+from dtruntime.v1 import coordinator_pb2 as pb
+
+log = logging.getLogger("dtruntime")
+
+# Errors after which retrying cannot help: the worker stops heartbeating and reports the error.
+_FATAL = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+class Worker:
+    """Joins a training job on construction-and-enter, heartbeats in the background, leaves on exit.
+
+    >>> with Worker("localhost:50051", task_id="mnist") as worker:
+    ...     print(worker.rank, worker.world_size)
+
+    The background thread keeps one ``WorkerSession`` stream open (or sends unary heartbeats with
+    ``use_stream=False``), so membership changes (a peer died, a peer joined, the task is stopping) arrive as soon as
+    the coordinator knows them. When the coordinator restarts, the worker reconnects with backoff; when the
+    coordinator no longer counts it as a member (it was declared dead), it registers again and gets a new rank.
+
+    Args:
+        coordinator: gRPC address; defaults to ``$DTR_COORDINATOR``, then ``localhost:50051``.
+        worker_id: unique id; defaults to ``<hostname>-<pid>``.
+        task_id: the job to join; empty joins ``default``.
+        host, port: where peers can reach this worker (default: this host's name and a free port).
+        gpu_count, labels: what the worker brings, shown on the dashboard.
+        use_stream: heartbeat over a session stream (default) or with unary calls.
+        on_membership_change: called from the background thread with the new view whenever the rank, world size,
+            membership epoch or command changes.
+        register_timeout: how long to keep retrying the first registration while the coordinator is unreachable.
+    """
+
+    def __init__(
+        self,
+        coordinator: str | None = None,
+        worker_id: str | None = None,
+        *,
+        task_id: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        gpu_count: int = 0,
+        labels: Mapping[str, str] | None = None,
+        use_stream: bool = True,
+        on_membership_change: Callable[[MembershipView], None] | None = None,
+        register_timeout: float = 10.0,
+    ) -> None:
+        self._client = CoordinatorClient(coordinator)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._task_id = task_id
+        self._host = host or socket.gethostname()
+        self._port = port or _free_port()
+        self._gpu_count = gpu_count
+        self._labels = dict(labels or {})
+        self._use_stream = use_stream
+        self._on_change = on_membership_change
+        self._register_timeout = register_timeout
+
+        self._cond = threading.Condition()
+        self._registration: Registration | None = None
+        self._view: MembershipView | None = None
+        self._stop_requested = False
+        self._error: DtrError | None = None
+        self._step = 0
+        self._metrics: dict[str, float] = {}
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._call: grpc.Call | None = None
+        self._thread: threading.Thread | None = None
+
+    # MARK: lifecycle
+
+    def start(self) -> Worker:
+        """Registers (retrying while the coordinator is unreachable) and starts heartbeating."""
+        deadline = time.monotonic() + self._register_timeout
+        delay = _Backoff()
+        while True:
+            try:
+                self._register()
+                break
+            except CoordinatorUnavailable:
+                if time.monotonic() + delay.peek() > deadline:
+                    self._client.close()
+                    raise
+                time.sleep(delay.next())
+            except DtrError:
+                self._client.close()
+                raise
+        self._thread = threading.Thread(target=self._run, name=f"dtr-heartbeat-{self.worker_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, *, deregister: bool = True) -> None:
+        """Stops heartbeating and (by default) leaves the task so the coordinator releases the rank at once."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._wake.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if deregister and self._registration is not None:
+            try:
+                self._client.deregister_worker(self.worker_id, "worker closed")
+            except DtrError as error:
+                log.warning("could not deregister %s: %s", self.worker_id, error)
+        self._client.close()
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # MARK: state
+
+    @property
+    def view(self) -> MembershipView:
+        """The latest view the coordinator sent."""
+        with self._cond:
+            if self._view is None:
+                raise RuntimeError("the worker is not started: use `with Worker(...)` or call start()")
+            return self._view
+
+    @property
+    def rank(self) -> int | None:
+        """Dense rank in the task, or None while the worker is not a member (e.g. between death and rejoin)."""
+        return self.view.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.view.world_size
+
+    @property
+    def membership_epoch(self) -> int:
+        """Bumps on every join, leave and death in the task."""
+        return self.view.membership_epoch
+
+    @property
+    def task_id(self) -> str:
+        return self.view.task_id
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once the coordinator asked the task to stop: finish the step, save if needed, and exit."""
+        with self._cond:
+            return self._stop_requested
+
+    @property
+    def error(self) -> DtrError | None:
+        """The error that made the background thread give up, if any (e.g. the coordinator rejected the worker)."""
+        with self._cond:
+            return self._error
+
+    @property
+    def heartbeat_interval(self) -> float:
+        assert self._registration is not None
+        return self._registration.heartbeat_interval
+
+    def report(self, step: int | None = None, *, flush: bool = False, **metrics: float) -> None:
+        """Records progress for the next heartbeat (shown on the dashboard); ``flush`` sends it now."""
+        with self._cond:
+            if step is not None:
+                self._step = step
+            if metrics:
+                self._metrics = {key: float(value) for key, value in metrics.items()}
+        if flush:
+            self._wake.set()
+
+    def wait_for(self, predicate: Callable[[MembershipView], bool], timeout: float | None = None) -> MembershipView:
+        """Blocks until the view satisfies ``predicate``; raises ``TimeoutError`` after ``timeout`` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._view is not None and predicate(self._view), timeout):
+                raise TimeoutError(f"membership condition not met within {timeout}s (current: {self._view})")
+            assert self._view is not None
+            return self._view
+
+    def wait_for_world_size(self, size: int, timeout: float | None = None) -> MembershipView:
+        """Blocks until the task has at least ``size`` members."""
+        return self.wait_for(lambda view: view.world_size >= size, timeout)
+
+    # MARK: background thread
+
+    def _register(self) -> None:
+        registration = self._client.register_worker(
+            self.worker_id,
+            self._host,
+            self._port,
+            gpu_count=self._gpu_count,
+            labels=self._labels,
+            task_id=self._task_id,
+        )
+        with self._cond:
+            self._registration = registration
+        self._apply(registration.view)
+
+    def _run(self) -> None:
+        delay = _Backoff()
+        while not self._closing.is_set():
+            error = self._attempt(self._stream if self._use_stream else self._unary, delay)
+            if error is None or self._closing.is_set():
+                continue
+            if isinstance(error, NotFound):
+                error = self._attempt(lambda _: self._rejoin("the coordinator does not know this worker"), delay)
+                if error is None:
+                    continue
+            if error.code in _FATAL:
+                log.error("worker %s stops heartbeating: %s", self.worker_id, error)
+                with self._cond:
+                    self._error = error
+                    self._cond.notify_all()
+                return
+            pause = delay.next()
+            log.warning("worker %s lost the coordinator (%s); retrying in %.2fs", self.worker_id, error, pause)
+            self._closing.wait(pause)
+
+    def _attempt(self, action: Callable[[_Backoff], None], delay: _Backoff) -> DtrError | None:
+        """Runs one connection attempt; returns the error that ended it, or None when it ended cleanly."""
+        try:
+            action(delay)
+            return None
+        except grpc.RpcError as error:
+            return translate(error, self._client.address)
+        except DtrError as error:
+            return error
+
+    def _stream(self, delay: _Backoff) -> None:
+        call = self._client.worker_session(self._heartbeats())
+        self._call = call
+        if self._closing.is_set():
+            call.cancel()
+        for event in call:
+            delay.reset()
+            self._apply(MembershipView.from_proto(event.view))
+
+    def _unary(self, delay: _Backoff) -> None:
+        while not self._closing.is_set():
+            with self._cond:
+                epoch = self._view.membership_epoch if self._view else 0
+                step, metrics = self._step, self._metrics
+            view = self._client.heartbeat(self.worker_id, membership_epoch=epoch, step=step, metrics=metrics)
+            delay.reset()
+            self._apply(view)
+            self._wake.wait(self.heartbeat_interval)
+            self._wake.clear()
+
+    def _heartbeats(self) -> Iterator[pb.SessionRequest]:
+        """The session's upward stream: a heartbeat now, then one per interval (or when woken), until closed."""
+        while not self._closing.is_set():
+            yield pb.SessionRequest(heartbeat=self._heartbeat_request())
+            self._wake.wait(self.heartbeat_interval)
+            self._wake.clear()
+
+    def _heartbeat_request(self) -> pb.HeartbeatRequest:
+        with self._cond:
+            epoch = self._view.membership_epoch if self._view else 0
+            return heartbeat_request(self.worker_id, epoch, self._step, self._metrics)
+
+    def _apply(self, view: MembershipView) -> None:
+        with self._cond:
+            previous = self._view
+            self._view = view
+            if view.command == Command.STOP:
+                self._stop_requested = True
+            self._cond.notify_all()
+        if view.command == Command.REJOIN and not self._closing.is_set():
+            self._rejoin(view.reason or "the coordinator no longer counts this worker as a member")
+            return
+        if previous is not None and _essence(previous) != _essence(view):
+            log.info(
+                "worker %s: rank %s of %s, membership epoch %s%s",
+                self.worker_id,
+                view.rank,
+                view.world_size,
+                view.membership_epoch,
+                f" ({view.reason})" if view.reason else "",
+            )
+            if self._on_change is not None:
+                self._on_change(view)
+
+    def _rejoin(self, why: str) -> None:
+        log.warning("worker %s registers again: %s", self.worker_id, why)
+        self._register()
+
+
+def _essence(view: MembershipView) -> tuple[object, ...]:
+    """What makes a view worth announcing: rank, world size, epoch, command."""
+    return (view.rank, view.world_size, view.membership_epoch, view.command)
+
+
+class _Backoff:
+    """Exponential backoff with jitter: 0.1 s doubling to 2 s."""
+
+    def __init__(self, initial: float = 0.1, maximum: float = 2.0) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._current = initial
+
+    def peek(self) -> float:
+        return self._current
+
+    def next(self) -> float:
+        value = self._current * random.uniform(0.8, 1.2)
+        self._current = min(self._current * 2, self._maximum)
+        return value
+
+    def reset(self) -> None:
+        self._current = self._initial
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on right now (the default port a worker advertises to its peers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
