@@ -101,10 +101,11 @@ class CoordinatorClient:
         self._channel = grpc.insecure_channel(
             self.address,
             options=[
-                # Reconnect quickly after a coordinator restart instead of grpc's default backoff of up to 2 minutes.
+                # Reconnect within a second of a coordinator restart (grpc's default backoff grows to 2 minutes),
+                # well inside the grace a restarted coordinator gives its workers (one dead timeout, 5 s by default).
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 2000),
+                ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
         self._stub = pb_grpc.CoordinatorStub(self._channel)

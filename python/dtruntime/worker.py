@@ -220,7 +220,8 @@ class Worker:
         self._apply(registration.view)
 
     def _run(self) -> None:
-        delay = _Backoff()
+        # Retry at least once per heartbeat interval, so a restarted coordinator hears from us within its grace.
+        delay = _Backoff(maximum=min(1.0, self.heartbeat_interval))
         while not self._closing.is_set():
             error = self._attempt(self._stream if self._use_stream else self._unary, delay)
             if error is None or self._closing.is_set():
@@ -314,10 +315,10 @@ def _essence(view: MembershipView) -> tuple[object, ...]:
 
 
 class _Backoff:
-    """Exponential backoff with jitter: 0.1 s doubling to 2 s."""
+    """Exponential backoff with jitter: from ``initial`` doubling up to ``maximum`` seconds."""
 
-    def __init__(self, initial: float = 0.1, maximum: float = 2.0) -> None:
-        self._initial = initial
+    def __init__(self, initial: float = 0.05, maximum: float = 1.0) -> None:
+        self._initial = min(initial, maximum)
         self._maximum = maximum
         self._current = initial
 

@@ -44,6 +44,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_DeregisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_DeregisterWorkerResponse {
         try await withRPCErrors {
+            try WireTypeCheck.check(request)
             let id = try WorkerID(request.workerID)
             guard request.reason.utf8.count <= 1024 else {
                 throw CoreError.invalid("reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
@@ -93,6 +94,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             sink.finish()
         }
         for try await message in request {
+            try WireTypeCheck.check(message)
             guard case .heartbeat(let heartbeat) = message.kind else {
                 throw CoreError.invalid("kind", "must be a heartbeat (the only session message this coordinator knows)")
             }

@@ -12,7 +12,7 @@ public struct EngineService: Service {
     public func run() async {
         let queue = engine.queue
         let tick = engine.membershipConfig.tickInterval
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await queue.run() }
                 group.addTask {
@@ -22,7 +22,8 @@ public struct EngineService: Service {
                     }
                 }
             }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
+            // On cancellation too (another service failed): write what is pending and stop.
             queue.finish()
         }
     }

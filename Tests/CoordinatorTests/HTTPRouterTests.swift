@@ -1,0 +1,131 @@
+import Coordinator
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import RuntimeCore
+import Testing
+
+/// Decodes a JSON body into plain Foundation values.
+func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+}
+
+@Suite("HTTP API (router)")
+struct HTTPRouterTests {
+    func app(_ harness: Harness, listeners: Listeners = Listeners(host: "127.0.0.1")) -> some ApplicationProtocol {
+        Application(router: buildRouter(engine: harness.engine, listeners: listeners))
+    }
+
+    /// Registers workers (`name` or `task/name`) through the engine, with its queue flushing.
+    func register(_ harness: Harness, _ names: [String]) async throws {
+        let queue = harness.engine.queue
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await queue.run() }
+            for name in names {
+                let parts = name.split(separator: "/").map(String.init)
+                _ = try await harness.engine.register(
+                    WorkerSpec(
+                        id: try WorkerID(parts.last!), taskID: try TaskID(parts.count > 1 ? parts[0] : ""), host: "10.0.0.9", port: 7100, gpuCount: 2,
+                        labels: ["zone": "b"]))
+            }
+            queue.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("GET /api/health: status, version, uptime")
+    func health() async throws {
+        let harness = try Harness()
+        harness.clock.advance(.seconds(42))
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/health", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+                let body = try json(response.body)
+                #expect(body["status"] as? String == "ok")
+                #expect(body["version"] as? String == DTRuntimeVersion.current)
+                #expect(body["uptime_seconds"] as? Double == 42)
+            }
+        }
+    }
+
+    @Test("GET /api/workers: rank, address, gpus, status, heartbeat age, step, metrics; filter by task")
+    func workers() async throws {
+        let harness = try Harness()
+        try await register(harness, ["a", "b", "other/x"])
+        _ = try await harness.engine.heartbeat(try WorkerID("b"), step: 7, metrics: ["loss": 0.25, "grad": .nan])
+        harness.clock.advance(.milliseconds(1500))
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/workers", method: .get) { response in
+                #expect(response.status == .ok)
+                let workers = try #require(try json(response.body)["workers"] as? [[String: Any]])
+                #expect(workers.map { $0["worker_id"] as? String } == ["a", "b", "x"])
+                let b = workers[1]
+                #expect(b["rank"] as? Int == 1)
+                #expect(b["task_id"] as? String == "default")
+                #expect(b["host"] as? String == "10.0.0.9" && b["port"] as? Int == 7100)
+                #expect(b["gpu_count"] as? Int == 2)
+                #expect(b["labels"] as? [String: String] == ["zone": "b"])
+                #expect(b["status"] as? String == "healthy")
+                #expect(b["step"] as? Int == 7)
+                #expect(b["last_heartbeat_age_seconds"] as? Double == 1.5)
+                let metrics = try #require(b["metrics"] as? [String: Any])
+                #expect(metrics["loss"] as? Double == 0.25)
+                #expect(metrics["grad"] is NSNull, "NaN has no JSON form: null")
+                #expect(b["registered_at"] as? String == "2027-01-15T08:00:00Z")
+                #expect(b["departed_at"] is NSNull)
+            }
+            try await client.execute(uri: "/api/workers?task=other", method: .get) { response in
+                let workers = try #require(try json(response.body)["workers"] as? [[String: Any]])
+                #expect(workers.map { $0["worker_id"] as? String } == ["x"])
+            }
+            try await client.execute(uri: "/api/workers?task=..%2Fetc", method: .get) { response in
+                #expect(response.status == .badRequest)
+                let error = try #require(try json(response.body)["error"] as? [String: String])
+                #expect(error["code"] == "invalid_argument")
+                #expect(error["message"]?.hasPrefix("task must be 1-64 characters") == true)
+            }
+        }
+    }
+
+    @Test("GET /api/status: ports, uptime, counts by status, tasks with their membership epochs")
+    func status() async throws {
+        let harness = try Harness()
+        try await register(harness, ["a", "b", "c"])
+        let listeners = Listeners(host: "127.0.0.1")
+        listeners.grpcBound(port: 50051)
+        listeners.httpBound(port: 51051)
+        await harness.elapse(.seconds(3)) { _ = try? await harness.engine.heartbeat(try WorkerID("a"), step: 0, metrics: [:]) }
+        try await app(harness, listeners: listeners).test(.router) { client in
+            try await client.execute(uri: "/api/status", method: .get) { response in
+                let body = try json(response.body)
+                #expect(body["grpc_port"] as? Int == 50051 && body["http_port"] as? Int == 51051)
+                #expect(body["host"] as? String == "127.0.0.1")
+                #expect(body["uptime_seconds"] as? Double == 3)
+                let workers = try #require(body["workers"] as? [String: Int])
+                #expect(workers == ["total": 3, "healthy": 1, "suspect": 2, "dead": 0, "left": 0])
+                let tasks = try #require(body["tasks"] as? [[String: Any]])
+                #expect(tasks.count == 1)
+                #expect(tasks[0]["task_id"] as? String == "default")
+                #expect(tasks[0]["membership_epoch"] as? Int == 3 && tasks[0]["world_size"] as? Int == 3)
+                let heartbeat = try #require(body["heartbeat"] as? [String: Int])
+                #expect(heartbeat == ["interval_ms": 1000, "suspect_after_ms": 2000, "dead_after_ms": 5000])
+            }
+        }
+    }
+
+    @Test("unknown routes get a 404 JSON error body")
+    func notFound() async throws {
+        let harness = try Harness()
+        try await app(harness).test(.router) { client in
+            for (uri, method) in [("/api/nope", HTTPRequest.Method.get), ("/", .get), ("/api/workers", .delete)] {
+                try await client.execute(uri: uri, method: method) { response in
+                    #expect(response.status == .notFound || response.status == .methodNotAllowed)
+                    let error = try #require(try json(response.body)["error"] as? [String: String])
+                    #expect(error["code"] == "not_found")
+                    #expect(error["message"]?.contains("see docs/API.md") == true)
+                }
+            }
+        }
+    }
+}

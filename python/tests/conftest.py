@@ -1,0 +1,137 @@
+"""Fixtures that start the real ``dtr serve`` binary and real worker processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtruntime import LocalCoordinator
+
+REPO = Path(__file__).resolve().parents[2]
+# Short timeouts so failure detection is quick; the defaults (1 s / 2 s / 5 s) are covered by the Swift tests.
+FAST = ["--heartbeat-interval", "200ms", "--suspect-after", "600ms", "--dead-after", "1500ms"]
+INTERVAL, DEAD_AFTER = 0.2, 1.5
+
+
+@pytest.fixture(scope="session")
+def dtr_binary() -> str:
+    binary = os.environ.get("DTR_BIN") or str(REPO / ".build" / "debug" / "dtr")
+    if not Path(binary).is_file():
+        pytest.fail(f"dtr binary not found at {binary}: run `swift build` first (or set DTR_BIN)")
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def coordinator_factory(dtr_binary: str, tmp_path: Path) -> Iterator[Callable[..., LocalCoordinator]]:
+    """Starts coordinators (killed at the end of the test); the default data dir is shared by restarts."""
+    started: list[LocalCoordinator] = []
+
+    def start(data_dir: Path | None = None, args: list[str] | None = None, **ports: int) -> LocalCoordinator:
+        coordinator = LocalCoordinator(
+            dtr_binary, data_dir=data_dir or tmp_path / "data", args=FAST if args is None else args, **ports
+        )
+        started.append(coordinator.start())
+        return coordinator
+
+    yield start
+    for coordinator in started:
+        coordinator.kill()
+
+
+class WorkerProcess:
+    """``worker_process.py`` in a child process; its JSON lines are collected in the background."""
+
+    def __init__(self, coordinator: str, worker_id: str, *extra: str) -> None:
+        self.worker_id = worker_id
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("worker_process.py")), "--coordinator", coordinator,
+             "--id", worker_id, *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+        """The first event (seen before or arriving within ``timeout``) that satisfies ``predicate``."""
+        for event in self.events:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if event is None:
+                raise AssertionError(f"{self.worker_id} exited ({self.process.wait()}) before: {self.events}")
+            self.events.append(event)
+            if predicate(event):
+                return event
+        raise AssertionError(f"{self.worker_id}: no matching event within {timeout}s; got {self.events}")
+
+    @property
+    def latest(self) -> dict[str, Any]:
+        return [event for event in self.events if "rank" in event][-1]
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def terminate(self) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def spawn(coordinator: str, worker_id: str, *extra: str) -> WorkerProcess:
+        worker = WorkerProcess(coordinator, worker_id, *extra)
+        workers.append(worker)
+        return worker
+
+    yield spawn
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.kill()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Polls ``condition`` until it returns something truthy; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def workers_by_id(coordinator: LocalCoordinator) -> dict[str, dict[str, Any]]:
+    return {worker["worker_id"]: worker for worker in coordinator.get_json("/api/workers")["workers"]}
