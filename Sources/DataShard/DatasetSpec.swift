@@ -30,7 +30,8 @@ public struct DatasetSpec: Sendable, Hashable {
             throw .invalid("total_samples", "must be between 1 and 2^40", got: String(totalSamples))
         }
         guard (1...totalSamples).contains(shardSize) else {
-            throw .invalid("shard_size", "must be between 1 and total_samples (\(totalSamples))", got: String(shardSize))
+            throw .invalid(
+                "shard_size", "must be between 1 and total_samples (\(totalSamples))", got: String(shardSize))
         }
         self.name = name
         self.totalSamples = totalSamples

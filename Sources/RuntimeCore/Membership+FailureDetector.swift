@@ -50,7 +50,8 @@ extension Membership {
             let epoch = removeMembers(Set(dead.map(\.record.spec.id)), from: task)
             change.epochs[task] = epoch
             for entry in dead {
-                directives.append(.log(.declaredDead(entry.record.spec.id, task, silentFor: t - entry.lastSeen, epoch: epoch)))
+                directives.append(
+                    .log(.declaredDead(entry.record.spec.id, task, silentFor: t - entry.lastSeen, epoch: epoch)))
             }
             let names = dead.map(\.record.spec.id.rawValue).joined(separator: ", ")
             directives.append(

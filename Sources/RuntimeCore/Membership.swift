@@ -180,7 +180,7 @@ public struct Membership: Sendable {
         .sorted { a, b in
             if a.record.spec.taskID != b.record.spec.taskID { return a.record.spec.taskID < b.record.spec.taskID }
             switch (a.rank, b.rank) {
-            case let (x?, y?): return x < y
+            case (let x?, let y?): return x < y
             case (.some, nil): return true
             case (nil, .some): return false
             case (nil, nil): return a.record.spec.id < b.record.spec.id

@@ -18,11 +18,13 @@ public struct MembershipConfig: Sendable, Hashable {
             throw .invalid("heartbeat interval", "must be at least 10ms", got: "\(heartbeatInterval)")
         }
         guard suspectAfter > heartbeatInterval else {
-            throw .invalid("suspect timeout", "must be longer than the heartbeat interval (\(heartbeatInterval))",
+            throw .invalid(
+                "suspect timeout", "must be longer than the heartbeat interval (\(heartbeatInterval))",
                 got: "\(suspectAfter)")
         }
         guard deadAfter > suspectAfter else {
-            throw .invalid("dead timeout", "must be longer than the suspect timeout (\(suspectAfter))",
+            throw .invalid(
+                "dead timeout", "must be longer than the suspect timeout (\(suspectAfter))",
                 got: "\(deadAfter)")
         }
         guard departedRetention >= .zero else {

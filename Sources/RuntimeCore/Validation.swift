@@ -44,7 +44,8 @@ public enum Validation {
     // MARK: Maps
 
     /// Worker labels: at most 64; keys 1-63 characters of `[A-Za-z0-9._/-]`, values 0-256 printable characters.
-    public static func labels(_ value: [String: String], field: String = "labels") throws(CoreError) -> [String: String] {
+    public static func labels(_ value: [String: String], field: String = "labels") throws(CoreError) -> [String: String]
+    {
         guard value.count <= maxLabels else {
             throw .invalid(field, "must have at most \(maxLabels) entries", got: String(value.count))
         }
@@ -62,13 +63,16 @@ public enum Validation {
 
     /// Heartbeat metrics: at most 256; keys 1-128 printable ASCII characters without spaces. Values may be any double,
     /// NaN and infinities included (a diverging loss is worth reporting).
-    public static func metrics(_ value: [String: Double], field: String = "metrics") throws(CoreError) -> [String: Double] {
+    public static func metrics(_ value: [String: Double], field: String = "metrics") throws(CoreError) -> [String:
+        Double]
+    {
         guard value.count <= maxMetrics else {
             throw .invalid(field, "must have at most \(maxMetrics) entries", got: String(value.count))
         }
         for key in value.keys {
             guard (1...128).contains(key.utf8.count), isPrintableToken(key) else {
-                throw .invalid("\(field) key", "must be 1-128 printable ASCII characters without spaces", got: quoted(key))
+                throw .invalid(
+                    "\(field) key", "must be 1-128 printable ASCII characters without spaces", got: quoted(key))
             }
         }
         return value

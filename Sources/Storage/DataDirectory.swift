@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Foundation
 
 /// The coordinator's data directory, held under an exclusive lock for the life of the process so that two
 /// coordinators never share one state database. The lock is an `flock`, which the kernel releases when the process
@@ -31,10 +32,12 @@ public final class DataDirectory: Sendable {
         let lockPath = (path as NSString).appendingPathComponent("LOCK")
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw StorageError(.unavailable, "cannot open \(lockPath): \(String(cString: strerror(errno))); pass --data-dir")
+            throw StorageError(
+                .unavailable, "cannot open \(lockPath): \(String(cString: strerror(errno))); pass --data-dir")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?
+            let holder =
+                (try? String(contentsOfFile: lockPath, encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             close(fd)
             throw StorageError(

@@ -1,4 +1,4 @@
-public import RuntimeCore
+import RuntimeCore
 import Synchronization
 
 /// Write-behind queue with group commit: the engine enqueues durable changes synchronously (in the order it makes

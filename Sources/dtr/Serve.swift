@@ -53,7 +53,8 @@ struct Serve: AsyncParsableCommand {
                     logger.info(
                         "coordinator listening: workers connect to grpc, people open http",
                         metadata: [
-                            "grpc": "\(config.host):\(ports.grpc)", "http": "http://\(config.host):\(ports.http)/api/workers",
+                            "grpc": "\(config.host):\(ports.grpc)",
+                            "http": "http://\(config.host):\(ports.http)/api/workers",
                         ])
                     return false
                 }

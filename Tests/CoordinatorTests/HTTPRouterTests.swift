@@ -25,7 +25,8 @@ struct HTTPRouterTests {
                 let parts = name.split(separator: "/").map(String.init)
                 _ = try await harness.engine.register(
                     WorkerSpec(
-                        id: try WorkerID(parts.last!), taskID: try TaskID(parts.count > 1 ? parts[0] : ""), host: "10.0.0.9", port: 7100, gpuCount: 2,
+                        id: try WorkerID(parts.last!), taskID: try TaskID(parts.count > 1 ? parts[0] : ""),
+                        host: "10.0.0.9", port: 7100, gpuCount: 2,
                         labels: ["zone": "b"]))
             }
             queue.finish()
@@ -95,7 +96,9 @@ struct HTTPRouterTests {
         let listeners = Listeners(host: "127.0.0.1")
         listeners.grpcBound(port: 50051)
         listeners.httpBound(port: 51051)
-        await harness.elapse(.seconds(3)) { _ = try? await harness.engine.heartbeat(try WorkerID("a"), step: 0, metrics: [:]) }
+        await harness.elapse(.seconds(3)) {
+            _ = try? await harness.engine.heartbeat(try WorkerID("a"), step: 0, metrics: [:])
+        }
         try await app(harness, listeners: listeners).test(.router) { client in
             try await client.execute(uri: "/api/status", method: .get) { response in
                 let body = try json(response.body)

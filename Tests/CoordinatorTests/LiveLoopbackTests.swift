@@ -39,7 +39,8 @@ struct LiveLoopbackTests {
         try await withCoordinator(config(directory)) { _, ports in
             #expect(ports.grpc > 0 && ports.http > 0)
             try await withGRPCClient(
-                transport: try .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
+                transport: try .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
             ) { grpc in
                 let client = Dtruntime_V1_Coordinator.Client(wrapping: grpc)
                 let reply = try await client.registerWorker(registration("live-0", gpus: 4))
@@ -69,7 +70,8 @@ struct LiveLoopbackTests {
             let group = ServiceGroup(services: runtime.services, logger: Logger(label: "clash"))
             let error = await #expect(throws: (any Error).self) { try await group.run() }
             let explanation = try #require(error.flatMap { describeStartupFailure($0, config: clashing) })
-            #expect(explanation == "port \(ports.grpc) is in use: pass --grpc-port (or DTR_GRPC_PORT); 0 picks a free port")
+            #expect(
+                explanation == "port \(ports.grpc) is in use: pass --grpc-port (or DTR_GRPC_PORT); 0 picks a free port")
         }
     }
 

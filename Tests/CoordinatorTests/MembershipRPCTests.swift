@@ -49,7 +49,11 @@ struct MembershipRPCTests {
             (registration("w", gpus: 4096), "gpu_count must be between 0 and 1024 (got 4096)"),
             (registration("w", task: "../etc"), "task_id must be 1-64 characters of [A-Za-z0-9._-]"),
             (
-                { var request = registration("w"); request.host = ""; return request }(),
+                {
+                    var request = registration("w")
+                    request.host = ""
+                    return request
+                }(),
                 "host must be 1-253 printable ASCII characters without spaces"
             ),
         ]
@@ -78,7 +82,9 @@ struct MembershipRPCTests {
             #expect(error?.code == .notFound)
             #expect(error?.message.contains("call RegisterWorker again") == true)
 
-            let negative = await #expect(throws: RPCError.self) { try await client.heartbeat(heartbeat("w0", step: -1)) }
+            let negative = await #expect(throws: RPCError.self) {
+                try await client.heartbeat(heartbeat("w0", step: -1))
+            }
             #expect(negative?.message == "step must be >= 0 (got -1)")
         }
     }

@@ -43,8 +43,10 @@ struct FailureDetectorTests {
         let directives = try run(for: .milliseconds(250), heartbeating: ["b"])
         #expect(try health("a") == .dead)
         #expect(membership.ranks() == ["b"])
-        #expect(membership.view(of: try wid("b")) == MembershipView(
-            taskID: .default, rank: 0, worldSize: 1, epoch: 3, command: .proceed, health: .healthy))
+        #expect(
+            membership.view(of: try wid("b"))
+                == MembershipView(
+                    taskID: .default, rank: 0, worldSize: 1, epoch: 3, command: .proceed, health: .healthy))
         #expect(directives.contains(.log(.declaredDead(try wid("a"), .default, silentFor: .seconds(5), epoch: 3))))
         #expect(directives.contains { if case .membershipChanged(.default, _, nil) = $0 { true } else { false } })
     }

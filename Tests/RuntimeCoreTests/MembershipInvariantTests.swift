@@ -28,7 +28,7 @@ struct MembershipInvariantTests {
         }
     }
 
-    static let tasks = [TaskID.default, try! TaskID("job")]  // swift-format-ignore: NeverUseForceTry
+    static let tasks = [TaskID.default, try! TaskID("job")]
 
     @Test("dense ranks, stable order of survivors, an epoch bump per change, a store that matches", arguments: 0..<200)
     func invariants(seed: UInt64) throws {
@@ -48,7 +48,8 @@ struct MembershipInvariantTests {
                 let task = Self.tasks.randomElement(using: &rng)!
                 directives =
                     (try? membership.onRegister(
-                        WorkerSpec(id: id, taskID: task, host: "h", port: 1), now: clock.now).directives) ?? []
+                        WorkerSpec(id: id, taskID: task, host: "h", port: 1), now: clock.now
+                    ).directives) ?? []
             case 25..<60:
                 directives = (try? membership.onHeartbeat(id, step: 1, metrics: [:], now: clock.now).directives) ?? []
             case 60..<68:

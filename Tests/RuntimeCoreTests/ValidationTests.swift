@@ -13,7 +13,8 @@ struct ValidationTests {
         #expect(error?.message.hasPrefix("worker_id must be 1-128 printable ASCII characters") == true)
     }
 
-    @Test("good worker ids are accepted", arguments: ["w", "host-1:gpu0", "a.b_c@d", String(repeating: "x", count: 128)])
+    @Test(
+        "good worker ids are accepted", arguments: ["w", "host-1:gpu0", "a.b_c@d", String(repeating: "x", count: 128)])
     func goodWorkerIDs(raw: String) throws {
         #expect(try WorkerID(raw).rawValue == raw)
     }
@@ -69,7 +70,9 @@ struct ValidationTests {
 
     @Test("membership timeouts must be ordered")
     func configOrder() {
-        #expect(throws: CoreError.self) { try MembershipConfig(heartbeatInterval: .seconds(2), suspectAfter: .seconds(2)) }
+        #expect(throws: CoreError.self) {
+            try MembershipConfig(heartbeatInterval: .seconds(2), suspectAfter: .seconds(2))
+        }
         #expect(throws: CoreError.self) { try MembershipConfig(suspectAfter: .seconds(5), deadAfter: .seconds(5)) }
         #expect(throws: CoreError.self) { try MembershipConfig(heartbeatInterval: .milliseconds(1)) }
         #expect(MembershipConfig.defaults.tickInterval == .milliseconds(250))

@@ -9,11 +9,12 @@ struct WireAPITests {
     func methodNames() {
         let methods = Dtruntime_V1_Coordinator.Method.descriptors.map(\.fullyQualifiedMethod)
         #expect(
-            Set(methods) == Set(
-                [
-                    "RegisterWorker", "Heartbeat", "RegisterDataset", "GetShardAssignment", "SaveCheckpoint",
-                    "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession",
-                ].map { "dtruntime.v1.Coordinator/\($0)" }))
+            Set(methods)
+                == Set(
+                    [
+                        "RegisterWorker", "Heartbeat", "RegisterDataset", "GetShardAssignment", "SaveCheckpoint",
+                        "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession",
+                    ].map { "dtruntime.v1.Coordinator/\($0)" }))
     }
 
     @Test("messages round-trip through the binary format; fields a reader does not know are kept, not fatal")

@@ -52,9 +52,12 @@ struct ServeOptionsTests {
         }
     }
 
-    @Test("durations: ms, s, m; nothing else", arguments: [
-        ("500ms", Duration.milliseconds(500)), ("1s", .seconds(1)), ("1.5s", .milliseconds(1500)), ("2m", .seconds(120)),
-    ])
+    @Test(
+        "durations: ms, s, m; nothing else",
+        arguments: [
+            ("500ms", Duration.milliseconds(500)), ("1s", .seconds(1)), ("1.5s", .milliseconds(1500)),
+            ("2m", .seconds(120)),
+        ])
     func durations(text: String, expected: Duration) {
         #expect(DurationArgument.parse(text) == expected)
     }

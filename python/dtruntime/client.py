@@ -164,7 +164,7 @@ class CoordinatorClient:
 
     # MARK: plumbing
 
-    def _call(self, method, request):  # noqa: ANN001, ANN202 - generated stubs are untyped
+    def _call(self, method, request):
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:

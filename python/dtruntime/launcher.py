@@ -107,7 +107,9 @@ class LocalCoordinator:
                     return self
         except queue.Empty:
             self.kill()
-            raise TimeoutError(f"dtr serve was not ready within {self._startup_timeout}s:\n{self._log_tail()}") from None
+            raise TimeoutError(
+                f"dtr serve was not ready within {self._startup_timeout}s:\n{self._log_tail()}"
+            ) from None
 
     def get_json(self, path: str) -> Any:
         """GETs an HTTP API path (e.g. ``/api/workers``) and decodes the JSON body, also for 4xx answers."""

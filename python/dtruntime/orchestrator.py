@@ -37,9 +37,7 @@ class TrainingOrchestrator:
         task_id: str = "",
     ) -> Registration:
         """Registers a worker (idempotent while it is alive) and returns its rank, world size and epoch."""
-        return self._client.register_worker(
-            worker_id, host, port, gpu_count=gpu_count, labels=labels, task_id=task_id
-        )
+        return self._client.register_worker(worker_id, host, port, gpu_count=gpu_count, labels=labels, task_id=task_id)
 
     def heartbeat(
         self,

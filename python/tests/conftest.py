@@ -61,8 +61,15 @@ class WorkerProcess:
     def __init__(self, coordinator: str, worker_id: str, *extra: str) -> None:
         self.worker_id = worker_id
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("worker_process.py")), "--coordinator", coordinator,
-             "--id", worker_id, *extra],
+            [
+                sys.executable,
+                str(Path(__file__).with_name("worker_process.py")),
+                "--coordinator",
+                coordinator,
+                "--id",
+                worker_id,
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

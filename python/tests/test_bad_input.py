@@ -29,16 +29,15 @@ BAD_REGISTRATIONS = [
 def test_bad_registrations_name_the_field_and_rule(coordinator_factory, fields, message):
     coordinator = coordinator_factory()
     request = {"worker_id": "ok", "host": "127.0.0.1", "port": 7000, "gpu_count": 0, **fields}
-    with TrainingOrchestrator(coordinator.grpc_address) as orchestrator:
-        with pytest.raises(InvalidArgument) as raised:
-            orchestrator.register_worker(
-                request["worker_id"],
-                request["host"],
-                request["port"],
-                request["gpu_count"],
-                labels=request.get("labels"),
-                task_id=request.get("task_id", ""),
-            )
+    with TrainingOrchestrator(coordinator.grpc_address) as orchestrator, pytest.raises(InvalidArgument) as raised:
+        orchestrator.register_worker(
+            request["worker_id"],
+            request["host"],
+            request["port"],
+            request["gpu_count"],
+            labels=request.get("labels"),
+            task_id=request.get("task_id", ""),
+        )
     assert message in str(raised.value)
     assert coordinator.get_json("/api/workers") == {"workers": []}, "nothing changed"
 

@@ -36,26 +36,40 @@ def test_restart_on_the_same_data_dir_after_sigterm_keeps_everything(coordinator
 
 
 def run_dtr(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_busy_ports_and_a_locked_data_dir_are_explained(coordinator_factory, dtr_binary, tmp_path):
     coordinator = coordinator_factory()
     result = run_dtr(
-        dtr_binary, "serve", "--grpc-port", str(coordinator.grpc_port), "--http-port", "0", "--data-dir",
+        dtr_binary,
+        "serve",
+        "--grpc-port",
+        str(coordinator.grpc_port),
+        "--http-port",
+        "0",
+        "--data-dir",
         str(tmp_path / "other"),
     )
     assert result.returncode == 1
     assert f"port {coordinator.grpc_port} is in use: pass --grpc-port" in result.stderr
 
     result = run_dtr(
-        dtr_binary, "serve", "--grpc-port", "0", "--http-port", str(coordinator.http_port), "--data-dir",
+        dtr_binary,
+        "serve",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        str(coordinator.http_port),
+        "--data-dir",
         str(tmp_path / "third"),
     )
     assert result.returncode == 1
     assert f"port {coordinator.http_port} is in use: pass --http-port" in result.stderr
 
-    result = run_dtr(dtr_binary, "serve", "--grpc-port", "0", "--http-port", "0", "--data-dir", str(coordinator.data_dir))
+    result = run_dtr(
+        dtr_binary, "serve", "--grpc-port", "0", "--http-port", "0", "--data-dir", str(coordinator.data_dir)
+    )
     assert result.returncode == 1
     assert "is in use by another coordinator" in result.stderr and "pass --data-dir" in result.stderr
 
@@ -76,6 +90,7 @@ def test_bad_configuration_is_explained(dtr_binary, tmp_path, args, env, message
         text=True,
         timeout=30,
         env={"PATH": "/usr/bin:/bin", **env},
+        check=False,
     )
     assert result.returncode != 0
     assert message in result.stderr

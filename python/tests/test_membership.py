@@ -73,7 +73,9 @@ def test_coordinator_kill_9_and_restart_keeps_workers(coordinator_factory, spawn
         return listed if all(entry["step"] > 0 for entry in listed.values()) else None
 
     listed = wait_until(all_heartbeating, timeout=10)
-    assert {key: entry["rank"] for key, entry in listed.items()} == {key: entry["rank"] for key, entry in before.items()}
+    assert {key: entry["rank"] for key, entry in listed.items()} == {
+        key: entry["rank"] for key, entry in before.items()
+    }
     assert {key: entry["registered_at"] for key, entry in listed.items()} == {
         key: entry["registered_at"] for key, entry in before.items()
     }

@@ -23,7 +23,9 @@ def test_unreachable_coordinator_says_what_to_do():
 def test_worker_context_registers_reports_and_deregisters(coordinator_factory):
     coordinator = coordinator_factory()
     changes = []
-    with Worker(coordinator.grpc_address, "solo", gpu_count=2, labels={"zone": "a"}, on_membership_change=changes.append) as worker:
+    with Worker(
+        coordinator.grpc_address, "solo", gpu_count=2, labels={"zone": "a"}, on_membership_change=changes.append
+    ) as worker:
         assert (worker.rank, worker.world_size, worker.task_id) == (0, 1, "default")
         worker.report(step=10, flush=True, loss=0.5)
         deadline = time.monotonic() + 5
@@ -31,7 +33,10 @@ def test_worker_context_registers_reports_and_deregisters(coordinator_factory):
             time.sleep(0.05)
         listed = workers_by_id(coordinator)["solo"]
         assert (listed["step"], listed["metrics"], listed["gpu_count"], listed["labels"]) == (
-            10, {"loss": 0.5}, 2, {"zone": "a"},
+            10,
+            {"loss": 0.5},
+            2,
+            {"zone": "a"},
         )
         with Worker(coordinator.grpc_address, "peer") as peer:
             seen = worker.wait_for_world_size(2, timeout=5)
@@ -65,6 +70,8 @@ def test_bad_worker_arguments_fail_at_start(coordinator_factory):
     coordinator = coordinator_factory()
     with pytest.raises(InvalidArgument, match="gpu_count must be between 0 and 1024"):
         Worker(coordinator.grpc_address, "w", gpu_count=5000).start()
-    with Worker(coordinator.grpc_address, "busy", task_id="a"):
-        with pytest.raises(FailedPrecondition, match="already a live member of task a"):
-            Worker(coordinator.grpc_address, "busy", task_id="b").start()
+    with (
+        Worker(coordinator.grpc_address, "busy", task_id="a"),
+        pytest.raises(FailedPrecondition, match="already a live member of task a"),
+    ):
+        Worker(coordinator.grpc_address, "busy", task_id="b").start()

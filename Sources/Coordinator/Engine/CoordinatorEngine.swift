@@ -118,7 +118,9 @@ public actor CoordinatorEngine {
         case .joined(let id, let task, let rank, let epoch):
             logger.info(
                 "worker joined",
-                metadata: ["worker_id": "\(id)", "task_id": "\(task)", "rank": "\(rank)", "membership_epoch": "\(epoch)"])
+                metadata: [
+                    "worker_id": "\(id)", "task_id": "\(task)", "rank": "\(rank)", "membership_epoch": "\(epoch)",
+                ])
         case .left(let id, let task, let epoch):
             logger.info(
                 "worker left", metadata: ["worker_id": "\(id)", "task_id": "\(task)", "membership_epoch": "\(epoch)"])

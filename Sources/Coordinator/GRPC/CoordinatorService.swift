@@ -47,7 +47,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             try WireTypeCheck.check(request)
             let id = try WorkerID(request.workerID)
             guard request.reason.utf8.count <= 1024 else {
-                throw CoreError.invalid("reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
+                throw CoreError.invalid(
+                    "reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
             }
             let epoch = try await engine.deregister(id, reason: request.reason)
             return .with { $0.membershipEpoch = epoch }

@@ -36,7 +36,8 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         code: ErrorCode, message: String, status: HTTPResponse.Status? = nil, headers: HTTPFields = [:]
     ) -> Response {
         let body = ErrorBody(error: .init(code: code.rawValue, message: message))
-        let data = (try? APIRequestContext.encoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":""}}"#.utf8)
+        let data =
+            (try? APIRequestContext.encoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":""}}"#.utf8)
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(

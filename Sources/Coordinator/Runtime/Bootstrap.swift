@@ -74,7 +74,8 @@ private func bindAddress(host: String, port: Int) throws(CoreError) -> GRPCNIOTr
         throw .invalid("grpc port", "must be between 0 and 65535 (0 picks a free port)", got: String(port))
     }
     if (try? NIOCore.SocketAddress(ipAddress: host, port: port)) == nil {
-        throw .invalid("host", "must be an IP address to bind to, e.g. 127.0.0.1 or 0.0.0.0", got: Validation.quoted(host))
+        throw .invalid(
+            "host", "must be an IP address to bind to, e.g. 127.0.0.1 or 0.0.0.0", got: Validation.quoted(host))
     }
     return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
 }

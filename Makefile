@@ -1,0 +1,55 @@
+# dtruntime: the two commands are `make demo` (the main job) and `make test` (every test and lint).
+# Each sets up what it needs first (scripts/setup.sh: Debian packages, the .venv). Tests build debug.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+DTR := .build/debug/dtr
+# Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
+SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
+	Sources/Coordinator Sources/dtr Tests
+PYTHON_SOURCES := python examples
+
+.PHONY: demo test setup build lint format swift-test python-test protos clean
+
+## demo: build dtr, start a coordinator on 50051/51051 and a few workers joining one task.
+demo: setup build
+	DTR_BIN=$(DTR) $(PYTHON) examples/membership_demo.py
+
+## test: lint, then the Swift tests, then the Python tests against the real dtr binary.
+test: setup lint swift-test python-test
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: scripts/setup.sh python/pyproject.toml
+	scripts/setup.sh
+	touch $@
+
+build:
+	@echo "building dtr (debug; the first build compiles the dependencies and takes 5-15 minutes)"
+	swift build --product dtr
+
+lint: setup
+	swift format lint --strict --recursive $(SWIFT_SOURCES)
+	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
+	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
+
+format: setup
+	swift format format --in-place --recursive $(SWIFT_SOURCES)
+	$(VENV)/bin/ruff format $(PYTHON_SOURCES)
+	$(VENV)/bin/ruff check --fix $(PYTHON_SOURCES)
+
+swift-test:
+	swift build --build-tests
+	swift test --skip-build
+
+python-test: setup
+	swift build --product dtr
+	DTR_BIN=$(DTR) $(PYTHON) -m pytest python/tests
+
+## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
+protos: setup
+	scripts/generate-protos.sh
+
+clean:
+	rm -rf .build $(VENV) dtr-data

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up what `make demo` and `make test` need on a fresh machine of this kind (Debian 12, Swift 6.3, Python 3.11):
+# the Debian packages the build links against, and a venv (.venv) with the Python SDK and its development tools.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: SQLite headers for GRDB.
+packages=(libsqlite3-dev)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) == 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# Python: a venv with the SDK (editable) and the test and lint tools.
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e 'python[dev]'
+echo "setup: ready (.venv: $(.venv/bin/python --version), dtruntime $(.venv/bin/python -c 'import dtruntime; print(dtruntime.__version__)'))"
