@@ -236,8 +236,16 @@ class Worker:
                     self._error = error
                     self._cond.notify_all()
                 return
+            first_failure = not delay.failing
             pause = delay.next()
-            log.warning("worker %s lost the coordinator (%s); retrying in %.2fs", self.worker_id, error, pause)
+            # One warning per outage; the retries themselves are debug noise.
+            log.log(
+                logging.WARNING if first_failure else logging.DEBUG,
+                "worker %s lost the coordinator (%s); retrying every %.2fs at most",
+                self.worker_id,
+                error,
+                delay.maximum,
+            )
             self._closing.wait(pause)
 
     def _attempt(self, action: Callable[[_Backoff], None], delay: _Backoff) -> DtrError | None:
@@ -256,7 +264,7 @@ class Worker:
         if self._closing.is_set():
             call.cancel()
         for event in call:
-            delay.reset()
+            self._connected(delay)
             self._apply(MembershipView.from_proto(event.view))
 
     def _unary(self, delay: _Backoff) -> None:
@@ -265,10 +273,15 @@ class Worker:
                 epoch = self._view.membership_epoch if self._view else 0
                 step, metrics = self._step, self._metrics
             view = self._client.heartbeat(self.worker_id, membership_epoch=epoch, step=step, metrics=metrics)
-            delay.reset()
+            self._connected(delay)
             self._apply(view)
             self._wake.wait(self.heartbeat_interval)
             self._wake.clear()
+
+    def _connected(self, delay: _Backoff) -> None:
+        outage = delay.reset()
+        if outage is not None:
+            log.info("worker %s reached the coordinator again after %.1fs", self.worker_id, outage)
 
     def _heartbeats(self) -> Iterator[pb.SessionRequest]:
         """The session's upward stream: a heartbeat now, then one per interval (or when woken), until closed."""
@@ -315,23 +328,33 @@ def _essence(view: MembershipView) -> tuple[object, ...]:
 
 
 class _Backoff:
-    """Exponential backoff with jitter: from ``initial`` doubling up to ``maximum`` seconds."""
+    """Exponential backoff with jitter, from ``initial`` doubling up to ``maximum`` seconds; times the outage."""
 
     def __init__(self, initial: float = 0.05, maximum: float = 1.0) -> None:
+        self.maximum = maximum
         self._initial = min(initial, maximum)
-        self._maximum = maximum
-        self._current = initial
+        self._current = self._initial
+        self._failing_since: float | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self._failing_since is not None
 
     def peek(self) -> float:
         return self._current
 
     def next(self) -> float:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         value = self._current * random.uniform(0.8, 1.2)
-        self._current = min(self._current * 2, self._maximum)
+        self._current = min(self._current * 2, self.maximum)
         return value
 
-    def reset(self) -> None:
+    def reset(self) -> float | None:
+        """Back to the initial delay; returns how long the failures lasted, or None if there were none."""
         self._current = self._initial
+        since, self._failing_since = self._failing_since, None
+        return None if since is None else time.monotonic() - since
 
 
 def _free_port() -> int:
