@@ -82,11 +82,13 @@ public actor CoordinatorEngine {
     /// Every known worker, for `/api/workers`.
     public func workers() -> [WorkerSnapshot] { membership.workers(now: now()) }
 
+    /// Time since the engine started.
+    public nonisolated var uptime: Duration { now().monotonic - startedAt.monotonic }
+
     /// Tasks and worker counts, for `/api/status`.
     public func status() -> EngineStatus {
-        let t = now()
-        return EngineStatus(
-            uptime: t.monotonic - startedAt.monotonic, tasks: membership.tasks(), health: membership.healthCounts(),
+        EngineStatus(
+            uptime: uptime, tasks: membership.tasks(), health: membership.healthCounts(),
             sessions: sessions.count)
     }
 

@@ -7,7 +7,7 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
     router.add(middleware: JSONErrorMiddleware())
 
     router.get("/api/health") { _, _ -> HealthBody in
-        HealthBody(uptimeSeconds: await engine.status().uptime.seconds)
+        HealthBody(uptimeSeconds: engine.uptime.seconds)
     }
 
     router.get("/api/status") { _, _ -> StatusBody in

@@ -20,13 +20,8 @@ public struct CoordinatorRuntime: Sendable {
 
     /// Waits until both servers listen and returns their ports.
     public func waitUntilListening() async throws -> (grpc: Int, http: Int) {
-        while listeners.current.grpc == nil {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        guard let http = await listeners.waitForHTTP(), let grpc = listeners.current.grpc else {
-            throw CancellationError()
-        }
-        return (grpc, http)
+        guard let ports = await listeners.waitUntilBound() else { throw CancellationError() }
+        return ports
     }
 }
 

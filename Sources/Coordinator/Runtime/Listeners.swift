@@ -1,6 +1,6 @@
 import Synchronization
 
-/// The addresses the servers actually bound (the configured port may be 0), known once each server is up.
+/// The ports the servers actually bound (the configured ones may be 0), known once each server is up.
 public final class Listeners: Sendable {
     /// Bound ports, when known.
     public struct Ports: Sendable, Hashable {
@@ -13,12 +13,13 @@ public final class Listeners: Sendable {
     /// The configured bind address.
     public let host: String
     private let ports = Mutex(Ports())
-    private let httpReady: (stream: AsyncStream<Int>, continuation: AsyncStream<Int>.Continuation)
+    /// Every change of `ports`, newest only, for whoever waits for both servers.
+    private let changes: (stream: AsyncStream<Ports>, continuation: AsyncStream<Ports>.Continuation)
 
     /// Creates listeners for servers bound to `host`.
     public init(host: String) {
         self.host = host
-        httpReady = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .bufferingNewest(1))
+        changes = AsyncStream.makeStream(of: Ports.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The ports known so far.
@@ -26,20 +27,28 @@ public final class Listeners: Sendable {
 
     /// Records the bound gRPC port.
     public func grpcBound(port: Int) {
-        ports.withLock { $0.grpc = port }
+        update { $0.grpc = port }
     }
 
-    /// Records the bound HTTP port (called by the HTTP server once it runs).
+    /// Records the bound HTTP port.
     public func httpBound(port: Int) {
-        ports.withLock { $0.http = port }
-        httpReady.continuation.yield(port)
-        httpReady.continuation.finish()
+        update { $0.http = port }
     }
 
-    /// Waits until the HTTP server is bound; nil if cancelled first.
-    func waitForHTTP() async -> Int? {
-        if let port = current.http { return port }
-        for await port in httpReady.stream { return port }
-        return current.http
+    private func update(_ change: (inout Ports) -> Void) {
+        let now = ports.withLock { ports in
+            change(&ports)
+            return ports
+        }
+        changes.continuation.yield(now)
+    }
+
+    /// Waits until both servers are bound (one waiter at a time); nil if cancelled first.
+    func waitUntilBound() async -> (grpc: Int, http: Int)? {
+        if let grpc = current.grpc, let http = current.http { return (grpc, http) }
+        for await ports in changes.stream {
+            if let grpc = ports.grpc, let http = ports.http { return (grpc, http) }
+        }
+        return nil
     }
 }
