@@ -3,9 +3,8 @@ extension Membership {
     public enum Directive: Sendable, Hashable {
         /// Write these durable changes (one transaction). A reply that promises durability waits for it.
         case persist(MembershipChange)
-        /// The task's membership changed: push the new view to the task's members with an open session (except the
-        /// worker that caused the change, which learns it from its reply).
-        case membershipChanged(TaskID, reason: String, except: WorkerID?)
+        /// The task's membership changed: push the new view to the task's members that have an open session.
+        case membershipChanged(TaskID, reason: String)
         /// Something worth a log line happened.
         case log(MembershipEvent)
     }
@@ -45,6 +44,6 @@ public enum MembershipEvent: Sendable, Hashable {
     case declaredDead(WorkerID, TaskID, silentFor: Duration, epoch: UInt64)
     /// A departed worker's record passed the retention and was dropped.
     case forgotten(WorkerID)
-    /// The coordinator did not tick for `gap`: every member got a fresh timeout instead of being blamed for it.
+    /// The coordinator did not tick for `gap`: that time was not counted as the members' silence.
     case coordinatorStalled(gap: Duration)
 }

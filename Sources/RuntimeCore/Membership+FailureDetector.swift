@@ -3,14 +3,17 @@ extension Membership {
     /// departed workers after the retention.
     ///
     /// The deaths of one tick bump each affected task's epoch once and are persisted in one change. If the previous
-    /// tick is longer ago than ``MembershipConfig/stallThreshold``, the coordinator itself stalled: every member gets a
-    /// fresh timeout instead of being declared dead for the coordinator's silence.
+    /// tick is longer ago than ``MembershipConfig/stallThreshold``, the coordinator itself stalled: the time it lost
+    /// is not counted as the members' silence.
     public mutating func onTick(now: Moment) -> [Directive] {
         var directives: [Directive] = []
         let t = now.monotonic
         if let last = lastTick, t - last > config.stallThreshold {
+            // Nobody could be heard while the coordinator was away: move every member's last sign of life forward by
+            // the time the coordinator lost, so each is judged on its own silence only.
+            let lost = t - last - config.tickInterval
             for i in entries.values.indices where entries.values[i].isMember {
-                entries.values[i].lastSeen = max(entries.values[i].lastSeen, t)
+                entries.values[i].lastSeen = min(entries.values[i].lastSeen + lost, t)
             }
             directives.append(.log(.coordinatorStalled(gap: t - last)))
         }
@@ -56,7 +59,7 @@ extension Membership {
             let names = dead.map(\.record.spec.id.rawValue).joined(separator: ", ")
             directives.append(
                 .membershipChanged(
-                    task, reason: "\(names) declared dead after \(config.deadAfter) without heartbeats", except: nil))
+                    task, reason: "\(names) declared dead after \(config.deadAfter) without heartbeats"))
         }
 
         for id in expired.sorted() {

@@ -102,7 +102,7 @@ public struct Membership: Sendable {
             view(of: entry),
             [
                 .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: group.epoch])),
-                .membershipChanged(spec.taskID, reason: "\(spec.id) joined as rank \(rank)", except: spec.id),
+                .membershipChanged(spec.taskID, reason: "\(spec.id) joined as rank \(rank)"),
                 .log(.joined(spec.id, spec.taskID, rank: rank, epoch: group.epoch)),
             ]
         )
@@ -142,7 +142,7 @@ public struct Membership: Sendable {
             epoch,
             [
                 .persist(MembershipChange(upserted: [entry.record], epochs: [task: epoch])),
-                .membershipChanged(task, reason: "\(id) left", except: id),
+                .membershipChanged(task, reason: "\(id) left"),
                 .log(.left(id, task, epoch: epoch)),
             ]
         )

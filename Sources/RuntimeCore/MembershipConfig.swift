@@ -54,6 +54,7 @@ public struct MembershipConfig: Sendable, Hashable {
     }
 
     /// A gap between ticks longer than this means the coordinator itself stalled (paused process, overloaded host):
-    /// silences measured across it are not the workers' fault.
-    public var stallThreshold: Duration { suspectAfter }
+    /// silences measured across it are not the workers' fault. The suspect timeout, but at least one second, so that
+    /// ordinary scheduling hiccups under aggressive timeouts do not count as stalls.
+    public var stallThreshold: Duration { max(suspectAfter, .seconds(1)) }
 }

@@ -21,6 +21,8 @@ public final class WriteBehindQueue: Sendable {
         var nextTicket: Ticket = 1
         /// Every ticket up to this one is committed.
         var durableThrough: Ticket = 0
+        /// The latest batch failed: tickets up to `through` wait for a retry that may fail again.
+        var failure: (through: Ticket, error: StorageError)?
         var waiters: [Waiter] = []
         var flusherWakeup: CheckedContinuation<Void, Never>?
         var finishing = false
@@ -56,11 +58,13 @@ public final class WriteBehindQueue: Sendable {
 
     /// Returns once the change with `ticket` (and every earlier one) is committed.
     ///
-    /// - Throws: the batch's ``StorageError`` if writing it failed, or `unavailable` if the queue stopped first.
+    /// - Throws: the batch's ``StorageError`` if writing it failed (at once, if it already failed and awaits a
+    ///   retry), or `unavailable` if the queue stopped first.
     public func waitUntilDurable(_ ticket: Ticket) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let outcome: Result<Void, StorageError>? = state.withLock { state in
                 if ticket <= state.durableThrough { return .success(()) }
+                if let failure = state.failure, ticket <= failure.through { return .failure(failure.error) }
                 if state.stopped { return .failure(Self.stoppedError) }
                 state.waiters.append(Waiter(ticket: ticket, continuation: continuation))
                 return nil
@@ -71,8 +75,21 @@ public final class WriteBehindQueue: Sendable {
 
     // MARK: Flusher
 
-    /// Runs the flusher until ``finish()`` is called and everything pending is written.
+    /// Whether the change with `ticket` (and every earlier one) is committed.
+    public func isDurable(_ ticket: Ticket) -> Bool {
+        state.withLock { ticket <= $0.durableThrough }
+    }
+
+    /// Runs the flusher until ``finish()`` is called (or the task is cancelled) and everything pending is written.
     public func run() async {
+        await withTaskCancellationHandler {
+            await flush()
+        } onCancel: {
+            finish()
+        }
+    }
+
+    private func flush() async {
         var backoff = Duration.milliseconds(50)
         while let batch = await nextBatch() {
             do {
@@ -138,7 +155,12 @@ public final class WriteBehindQueue: Sendable {
     /// Wakes the waiters of every ticket up to `ticket`: with success, or with the batch's error.
     private func resolve(through ticket: Ticket, with error: StorageError?) {
         let ready = state.withLock { state in
-            if error == nil { state.durableThrough = ticket }
+            if let error {
+                state.failure = (ticket, error)
+            } else {
+                state.durableThrough = ticket
+                state.failure = nil
+            }
             let (ready, rest) = state.waiters.reduce(into: ([Waiter](), [Waiter]())) { split, waiter in
                 if waiter.ticket <= ticket { split.0.append(waiter) } else { split.1.append(waiter) }
             }

@@ -35,9 +35,11 @@ struct Serve: AsyncParsableCommand {
             throw StartupError(message: error.message)
         }
 
-        let group = ServiceGroup(
-            configuration: .init(
-                services: runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfig = ServiceGroupConfiguration(
+            services: runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A safety net: a graceful shutdown normally takes milliseconds (sessions are closed, calls are short).
+        groupConfig.maximumGracefulShutdownDuration = .seconds(30)
+        let group = ServiceGroup(configuration: groupConfig)
         do {
             try await withThrowingTaskGroup(of: Bool.self) { tasks in
                 tasks.addTask {

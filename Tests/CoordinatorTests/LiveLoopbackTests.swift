@@ -21,12 +21,17 @@ struct LiveLoopbackTests {
     ) async throws -> T {
         let runtime = try buildCoordinator(config: config, logger: Logger(label: "live-test"))
         let group = ServiceGroup(services: runtime.services, logger: Logger(label: "live-test"))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+        return try await withThrowingTaskGroup(of: (grpc: Int, http: Int)?.self) { tasks in
             tasks.addTask {
                 try await group.run()
                 return nil
             }
-            let result = try await body(runtime, try await runtime.waitUntilListening())
+            tasks.addTask { try await runtime.waitUntilListening() }
+            // The first to finish is either the ports, or the group failing to start (its error is thrown here).
+            guard let ports = try await tasks.next() ?? nil else {
+                throw CancellationError()
+            }
+            let result = try await body(runtime, ports)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             return result

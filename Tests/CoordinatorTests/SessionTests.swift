@@ -14,7 +14,7 @@ struct SessionTests {
             try await withSession(client) { session in
                 let ack = try await session.heartbeatAck("a")
                 #expect(ack.view.rank == 0 && ack.view.worldSize == 1 && ack.view.membershipEpoch == 1)
-                #expect(harness.engine.sessions.hasSession(try WorkerID("a")))
+                #expect(harness.engine.sessions.channel(of: try WorkerID("a")) != nil)
             }
         }
     }

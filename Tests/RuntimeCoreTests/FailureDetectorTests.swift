@@ -48,7 +48,7 @@ struct FailureDetectorTests {
                 == MembershipView(
                     taskID: .default, rank: 0, worldSize: 1, epoch: 3, command: .proceed, health: .healthy))
         #expect(directives.contains(.log(.declaredDead(try wid("a"), .default, silentFor: .seconds(5), epoch: 3))))
-        #expect(directives.contains { if case .membershipChanged(.default, _, nil) = $0 { true } else { false } })
+        #expect(directives.contains { if case .membershipChanged(.default, _) = $0 { true } else { false } })
     }
 
     @Test("a suspect that heartbeats again is healthy and keeps its rank")
@@ -83,18 +83,29 @@ struct FailureDetectorTests {
         #expect(view.command == .rejoin && view.health == .dead && view.rank == nil)
     }
 
-    @Test("a stalled coordinator (no tick for longer than the suspect timeout) gives everyone a fresh timeout")
-    mutating func stallGrantsGrace() throws {
+    @Test("a stalled coordinator does not count the time it lost as the members' silence")
+    mutating func stallIsNotSilence() throws {
         try membership.join(try worker("a"), at: clock.now)
-        _ = membership.onTick(now: clock.now)
+        try membership.join(try worker("b"), at: clock.now)
+        _ = try run(for: .seconds(3), heartbeating: ["a"])
+        #expect(try health("b") == .suspect)
+
+        // 30 s without a tick: far beyond the dead timeout.
         clock.advance(.seconds(30))
         let directives = membership.onTick(now: clock.now)
         #expect(directives == [.log(.coordinatorStalled(gap: .seconds(30)))])
+        #expect(membership.ranks() == ["a", "b"], "nobody is declared dead for the coordinator's absence")
+
+        // Each keeps its own silence: a was heard 0.25 s before the stall, b 3 s before.
+        _ = try run(for: .milliseconds(1500))
         #expect(try health("a") == .healthy)
-        _ = try run(for: .milliseconds(4750))
-        #expect(try health("a") == .suspect)
         _ = try run(for: .milliseconds(250))
-        #expect(try health("a") == .dead)
+        #expect(try health("a") == .suspect)
+        #expect(membership.ranks() == ["a"], "b reached 5 s of its own silence")
+        _ = try run(for: .milliseconds(2750))
+        #expect(membership.ranks() == ["a"])
+        _ = try run(for: .milliseconds(250))
+        #expect(membership.ranks().isEmpty)
     }
 
     @Test("departed workers are forgotten after the retention")

@@ -91,3 +91,19 @@ struct WriteBehindQueueTests {
         try await queue.waitUntilDurable(queue.lastTicket)
     }
 }
+
+@Suite("Write-behind queue: cancellation")
+struct WriteBehindQueueCancellationTests {
+    @Test("a cancelled flusher writes what is pending and returns")
+    func cancelled() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(commit: committer.commit)
+        let flusher = Task { await queue.run() }
+        try await queue.waitUntilDurable(queue.enqueue(change(1)))
+        let pending = queue.enqueue(change(2))
+        flusher.cancel()
+        await flusher.value
+        #expect(queue.isDurable(pending))
+        #expect(committer.batches.flatMap { $0 } == [change(1), change(2)])
+    }
+}

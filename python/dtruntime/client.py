@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
 
@@ -15,6 +16,7 @@ from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
+E = TypeVar("E", bound=enum.Enum)
 
 
 def resolve_address(address: str | None) -> str:
@@ -39,6 +41,14 @@ class WorkerStatus(enum.Enum):
     LEFT = pb.WORKER_STATUS_LEFT
 
 
+def _enum(kind: type[E], value: int, default: E) -> E:
+    """The enum member for a wire value; ``default`` for 0 or for a value a newer coordinator added."""
+    try:
+        return kind(value) if value else default
+    except ValueError:
+        return default
+
+
 @dataclass(frozen=True)
 class MembershipView:
     """A worker's place in its task at one membership epoch."""
@@ -58,8 +68,8 @@ class MembershipView:
             rank=view.rank if view.rank >= 0 else None,
             world_size=view.world_size,
             membership_epoch=view.membership_epoch,
-            command=Command(view.command) if view.command else Command.CONTINUE,
-            status=WorkerStatus(view.status) if view.status else WorkerStatus.HEALTHY,
+            command=_enum(Command, view.command, Command.CONTINUE),
+            status=_enum(WorkerStatus, view.status, WorkerStatus.HEALTHY),
             reason=view.reason,
         )
 

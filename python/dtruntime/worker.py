@@ -19,6 +19,8 @@ from dtruntime.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger("dtruntime")
 
+_MAX_METRICS = 256
+
 # Errors after which retrying cannot help: the worker stops heartbeating and reports the error.
 _FATAL = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -121,7 +123,8 @@ class Worker:
         if call is not None:
             call.cancel()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # Bounded: every call the thread makes has a deadline, and it checks `_closing` between them.
+            self._thread.join()
         if deregister and self._registration is not None:
             try:
                 self._client.deregister_worker(self.worker_id, "worker closed")
@@ -183,19 +186,38 @@ class Worker:
         return self._registration.heartbeat_interval
 
     def report(self, step: int | None = None, *, flush: bool = False, **metrics: float) -> None:
-        """Records progress for the next heartbeat (shown on the dashboard); ``flush`` sends it now."""
+        """Records progress for the next heartbeat (shown on the dashboard); ``flush`` sends it now.
+
+        Raises ``ValueError`` for what the coordinator would refuse (a negative step, more than 256 metrics, metric
+        names that are not 1-128 printable ASCII characters without spaces), so a bad report fails here, in the
+        training loop, instead of silencing the heartbeats.
+        """
+        if step is not None and (not isinstance(step, int) or step < 0):
+            raise ValueError(f"step must be an integer >= 0 (got {step!r})")
+        if len(metrics) > _MAX_METRICS:
+            raise ValueError(f"at most {_MAX_METRICS} metrics per report (got {len(metrics)})")
+        for name in metrics:
+            if not (1 <= len(name) <= 128 and all(0x21 <= ord(char) <= 0x7E for char in name)):
+                raise ValueError(f"metric names must be 1-128 printable ASCII characters without spaces (got {name!r})")
+        values = {name: float(value) for name, value in metrics.items()}
         with self._cond:
             if step is not None:
                 self._step = step
-            if metrics:
-                self._metrics = {key: float(value) for key, value in metrics.items()}
+            if values:
+                self._metrics = values
         if flush:
             self._wake.set()
 
     def wait_for(self, predicate: Callable[[MembershipView], bool], timeout: float | None = None) -> MembershipView:
-        """Blocks until the view satisfies ``predicate``; raises ``TimeoutError`` after ``timeout`` seconds."""
+        """Blocks until the view satisfies ``predicate``; raises ``TimeoutError`` after ``timeout`` seconds, or the
+        background thread's error if it gave up (see :attr:`error`)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._view is not None and predicate(self._view), timeout):
+            met = self._cond.wait_for(
+                lambda: self._error is not None or (self._view is not None and predicate(self._view)), timeout
+            )
+            if self._error is not None:
+                raise self._error
+            if not met:
                 raise TimeoutError(f"membership condition not met within {timeout}s (current: {self._view})")
             assert self._view is not None
             return self._view
@@ -217,7 +239,7 @@ class Worker:
         )
         with self._cond:
             self._registration = registration
-        self._apply(registration.view)
+        self._apply(registration.view, registered=True)
 
     def _run(self) -> None:
         # Retry at least once per heartbeat interval, so a restarted coordinator hears from us within its grace.
@@ -257,6 +279,9 @@ class Worker:
             return translate(error, self._client.address)
         except DtrError as error:
             return error
+        except Exception as error:  # the thread must report and retry, not die silently
+            log.exception("worker %s: unexpected error in the heartbeat thread", self.worker_id)
+            return DtrError(f"unexpected error in the heartbeat thread: {error!r}")
 
     def _stream(self, delay: _Backoff) -> None:
         call = self._client.worker_session(self._heartbeats())
@@ -295,9 +320,19 @@ class Worker:
             epoch = self._view.membership_epoch if self._view else 0
             return heartbeat_request(self.worker_id, epoch, self._step, self._metrics)
 
-    def _apply(self, view: MembershipView) -> None:
+    def _apply(self, view: MembershipView, *, registered: bool = False) -> None:
+        """Takes a view from the coordinator. Views of one task only move forward: one older than the current epoch
+        (a reply that crossed a push) is ignored, except a registration's, which starts over (the coordinator may
+        have lost its state)."""
         with self._cond:
             previous = self._view
+            if (
+                not registered
+                and previous is not None
+                and previous.task_id == view.task_id
+                and view.membership_epoch < previous.membership_epoch
+            ):
+                return
             self._view = view
             if view.command == Command.STOP:
                 self._stop_requested = True
@@ -315,9 +350,14 @@ class Worker:
                 f" ({view.reason})" if view.reason else "",
             )
             if self._on_change is not None:
-                self._on_change(view)
+                try:
+                    self._on_change(view)
+                except Exception:
+                    log.exception("worker %s: on_membership_change raised; heartbeats go on", self.worker_id)
 
     def _rejoin(self, why: str) -> None:
+        if self._closing.is_set():
+            return
         log.warning("worker %s registers again: %s", self.worker_id, why)
         self._register()
 

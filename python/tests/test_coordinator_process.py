@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
 
 def test_sigterm_with_open_sessions_shuts_down_gracefully(coordinator_factory, spawn_worker):
@@ -15,7 +15,8 @@ def test_sigterm_with_open_sessions_shuts_down_gracefully(coordinator_factory, s
     workers = [spawn_worker(coordinator.grpc_address, f"w{i}") for i in range(3)]
     for worker in workers:
         worker.wait_for(lambda event: event.get("world_size") == 3)
-    assert coordinator.get_json("/api/status")["sessions"] == 3
+    # A stream attaches with its first heartbeat, shortly after the registration reply.
+    wait_until(lambda: coordinator.get_json("/api/status")["sessions"] == 3, timeout=5)
     started = time.monotonic()
     assert coordinator.stop(timeout=10) == 0
     assert time.monotonic() - started < 5, "open sessions must not hold the shutdown"

@@ -75,3 +75,36 @@ def test_bad_worker_arguments_fail_at_start(coordinator_factory):
         pytest.raises(FailedPrecondition, match="already a live member of task a"),
     ):
         Worker(coordinator.grpc_address, "busy", task_id="b").start()
+
+
+def test_bad_reports_fail_in_the_training_loop_not_in_the_heartbeats(coordinator_factory):
+    coordinator = coordinator_factory()
+    with Worker(coordinator.grpc_address, "reporter") as worker:
+        for bad in [{"step": -1}, {"step": 1.5}]:
+            with pytest.raises(ValueError, match="step must be an integer >= 0"):
+                worker.report(**bad)
+        with pytest.raises(ValueError, match="metric names must be 1-128 printable ASCII"):
+            worker.report(**{"has space": 1.0})
+        with pytest.raises(ValueError, match="at most 256 metrics"):
+            worker.report(**{f"m{i}": float(i) for i in range(257)})
+        worker.report(step=3, flush=True, loss=float("nan"))
+        deadline = time.monotonic() + 5
+        while workers_by_id(coordinator)["reporter"]["step"] != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        listed = workers_by_id(coordinator)["reporter"]
+        assert (listed["step"], listed["metrics"], listed["status"]) == (3, {"loss": None}, "healthy")
+        assert worker.error is None
+
+
+def test_a_failing_callback_does_not_stop_the_heartbeats(coordinator_factory):
+    coordinator = coordinator_factory()
+
+    def explode(view):
+        raise RuntimeError("user bug")
+
+    with Worker(coordinator.grpc_address, "fragile", on_membership_change=explode) as worker:
+        with Worker(coordinator.grpc_address, "other"):
+            worker.wait_for_world_size(2, timeout=5)
+        worker.wait_for(lambda view: view.world_size == 1, timeout=5)
+        time.sleep(DEAD_AFTER + 0.5)
+        assert workers_by_id(coordinator)["fragile"]["status"] == "healthy"

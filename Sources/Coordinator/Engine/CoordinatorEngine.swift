@@ -17,6 +17,12 @@ public actor CoordinatorEngine {
     public nonisolated let startedAt: Moment
 
     private var membership: Membership
+    /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
+    /// coordinator (reply, acknowledgement, push) before that ticket is committed: a worker must never see a
+    /// membership epoch that a crash could take back and hand out again for a different membership.
+    private var latestChange: [TaskID: WriteBehindQueue.Ticket] = [:]
+    /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
+    private var pendingPushes: [TaskID: [String]] = [:]
     private let now: @Sendable () -> Moment
     private let logger: Logger
 
@@ -47,13 +53,45 @@ public actor CoordinatorEngine {
     /// Registers a worker; returns once its membership is durable.
     public func register(_ spec: WorkerSpec) async throws -> MembershipView {
         let (view, directives) = try membership.onRegister(spec, now: now())
-        // A repeated registration changes nothing, but must not be acknowledged before the first one is durable.
-        try await queue.waitUntilDurable(carryOut(directives) ?? queue.lastTicket)
+        carryOut(directives)
+        // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
+        try await settle(spec.taskID)
         return view
     }
 
     /// Records a heartbeat (memory only) and returns the worker's current view.
-    public func heartbeat(_ id: WorkerID, step: Int64, metrics: [String: Double]) throws(CoreError) -> MembershipView {
+    ///
+    /// Liveness is recorded first: if the disk is failing, the reply fails (UNAVAILABLE) but the worker is not
+    /// declared dead for the coordinator's trouble.
+    public func heartbeat(_ id: WorkerID, step: Int64, metrics: [String: Double]) async throws -> MembershipView {
+        let view = try record(id, step: step, metrics: metrics)
+        try await settle(view.taskID)
+        return membership.view(of: id) ?? view
+    }
+
+    /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:)``, acknowledged on
+    /// `channel` (from this actor, so acknowledgements and pushes reach the stream in the order they were made),
+    /// and the stream attached on its first heartbeat. While the task's latest change cannot be written, the
+    /// heartbeat still counts but is not acknowledged: the stream stays open and the next one is answered.
+    ///
+    /// - Returns: the stream's attachment token, or nil when the coordinator is shutting down.
+    public func sessionHeartbeat(
+        _ id: WorkerID, step: Int64, metrics: [String: Double], channel: SessionChannel,
+        attached token: SessionRegistry.Token?
+    ) async throws -> SessionRegistry.Token? {
+        let recorded = try record(id, step: step, metrics: metrics)
+        guard let token = token ?? sessions.attach(id, channel: channel) else { return nil }
+        do {
+            try await settle(recorded.taskID)
+        } catch {
+            return token
+        }
+        channel.send(SessionUpdate(kind: .heartbeatAck, view: membership.view(of: id) ?? recorded))
+        return token
+    }
+
+    /// Records a heartbeat in the membership; returns the view as of now (possibly not durable yet).
+    private func record(_ id: WorkerID, step: Int64, metrics: [String: Double]) throws(CoreError) -> MembershipView {
         let (view, directives) = try membership.onHeartbeat(id, step: step, metrics: metrics, now: now())
         if !directives.isEmpty { carryOut(directives) }
         return view
@@ -64,8 +102,9 @@ public actor CoordinatorEngine {
         let (epoch, directives) = try membership.onDeregister(id, now: now())
         if !directives.isEmpty {
             logger.info("worker deregistered", metadata: ["worker_id": "\(id)", "reason": "\(reason)"])
+            carryOut(directives)
         }
-        try await queue.waitUntilDurable(carryOut(directives) ?? queue.lastTicket)
+        if let task = membership.task(of: id) { try await settle(task) }
         return epoch
     }
 
@@ -94,25 +133,54 @@ public actor CoordinatorEngine {
 
     // MARK: Directives
 
-    /// Carries out directives; returns the ticket of the last durable change enqueued, if any.
-    @discardableResult
-    private func carryOut(_ directives: [Membership.Directive]) -> WriteBehindQueue.Ticket? {
-        var ticket: WriteBehindQueue.Ticket?
+    /// Carries out directives: durable changes are queued, pushes are scheduled for when those are committed.
+    private func carryOut(_ directives: [Membership.Directive]) {
         for directive in directives {
             switch directive {
             case .persist(let change):
-                ticket = queue.enqueue(.membership(change))
-            case .membershipChanged(let task, let reason, let except):
-                for id in membership.members(of: task) where id != except && sessions.hasSession(id) {
-                    if let view = membership.view(of: id, reason: reason) {
-                        sessions.send(SessionUpdate(kind: .push, view: view), to: id)
-                    }
+                let ticket = queue.enqueue(.membership(change))
+                let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
+                for task in tasks { latestChange[task] = ticket }
+            case .membershipChanged(let task, let reason):
+                if pendingPushes[task] == nil {
+                    pendingPushes[task] = []
+                    Task { await self.push(task) }
                 }
+                pendingPushes[task, default: []].append(reason)
             case .log(let event):
                 log(event)
             }
         }
-        return ticket
+    }
+
+    /// Waits until every durable change concerning `task` is committed. On return (with no suspension after it) the
+    /// task's in-memory membership is exactly what is on disk.
+    private func settle(_ task: TaskID) async throws {
+        while let ticket = latestChange[task], !queue.isDurable(ticket) {
+            try await queue.waitUntilDurable(ticket)
+        }
+    }
+
+    /// Pushes the task's current views to its members' streams, once the changes they reflect are durable.
+    private func push(_ task: TaskID) async {
+        do {
+            try await settle(task)
+        } catch {
+            // Not durable: nobody may see it. Workers learn the state from their next acknowledged heartbeat.
+            pendingPushes[task] = nil
+            logger.warning("membership change not pushed: \(error)", metadata: ["task_id": "\(task)"])
+            return
+        }
+        let reasons = pendingPushes.removeValue(forKey: task) ?? []
+        let reason =
+            reasons.count <= 4
+            ? reasons.joined(separator: "; ")
+            : reasons.suffix(3).joined(separator: "; ") + " (and \(reasons.count - 3) earlier changes)"
+        for id in membership.members(of: task) {
+            if let channel = sessions.channel(of: id), let view = membership.view(of: id, reason: reason) {
+                channel.send(SessionUpdate(kind: .push, view: view))
+            }
+        }
     }
 
     private func log(_ event: MembershipEvent) {

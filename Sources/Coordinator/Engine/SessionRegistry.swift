@@ -17,26 +17,58 @@ public struct SessionUpdate: Sendable, Hashable {
     public var view: MembershipView
 }
 
-/// What a session stream's writer receives: an update to send, or the reason the coordinator is closing the stream.
-public enum SessionSignal: Sendable, Hashable {
-    /// Send this to the worker.
-    case update(SessionUpdate)
-    /// End the stream with UNAVAILABLE and this message (the worker reconnects).
-    case close(reason: String)
+/// The coordinator's end of one `WorkerSession` stream: updates go in, the stream's writer takes them out.
+///
+/// The buffer is bounded and keeps the newest updates: views are level-triggered (each carries the worker's whole
+/// current state), so a worker that reads too slowly skips stale views instead of making the coordinator queue them.
+/// Closing is sticky: the reason survives however many updates race with it, so the writer always learns why the
+/// stream ended.
+public final class SessionChannel: Sendable {
+    /// How many unread updates a stream keeps before dropping the oldest.
+    public static let bufferSize = 16
+
+    private let continuation: AsyncStream<SessionUpdate>.Continuation
+    private let reason = Mutex<String?>(nil)
+
+    /// A channel and the stream its writer reads.
+    public static func make() -> (AsyncStream<SessionUpdate>, SessionChannel) {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: SessionUpdate.self, bufferingPolicy: .bufferingNewest(bufferSize))
+        return (stream, SessionChannel(continuation: continuation))
+    }
+
+    private init(continuation: AsyncStream<SessionUpdate>.Continuation) {
+        self.continuation = continuation
+    }
+
+    /// Queues an update for the worker.
+    public func send(_ update: SessionUpdate) {
+        continuation.yield(update)
+    }
+
+    /// Ends the stream because the worker closed its side or failed (no reason: the reader reports it).
+    public func finish() {
+        continuation.finish()
+    }
+
+    /// Ends the stream on the coordinator's initiative; the writer ends the call with UNAVAILABLE and `reason`.
+    public func close(reason: String) {
+        self.reason.withLock { $0 = $0 ?? reason }
+        continuation.finish()
+    }
+
+    /// Why the coordinator closed the stream, if it did.
+    public var closeReason: String? { reason.withLock { $0 } }
 }
 
 /// The open `WorkerSession` streams, one per worker, so the engine can push to them.
-///
-/// A stream's buffer holds only the newest update: views are level-triggered (each carries the whole current state,
-/// command included), so a slow stream skips stale views instead of queueing them, and a burst of membership changes
-/// costs each worker one message.
 public final class SessionRegistry: Sendable {
     /// A token that identifies one stream of a worker (a reconnect replaces the previous stream).
     public typealias Token = UInt64
 
     private struct Session {
         var token: Token
-        var sink: AsyncStream<SessionSignal>.Continuation
+        var channel: SessionChannel
     }
 
     private struct State {
@@ -50,29 +82,17 @@ public final class SessionRegistry: Sendable {
     /// Creates an empty registry.
     public init() {}
 
-    /// Makes the stream a session writes from: it keeps only the newest update.
-    public static func makeStream() -> (AsyncStream<SessionSignal>, AsyncStream<SessionSignal>.Continuation) {
-        AsyncStream.makeStream(of: SessionSignal.self, bufferingPolicy: .bufferingNewest(1))
-    }
-
-    /// Attaches a worker's stream, ending the worker's previous one. Returns nil (and ends `sink`) once the registry
-    /// is closed for shutdown.
-    public func attach(_ worker: WorkerID, sink: AsyncStream<SessionSignal>.Continuation) -> Token? {
+    /// Attaches a worker's stream, closing the worker's previous one. Returns nil (and closes `channel`) once the
+    /// registry is closed for shutdown.
+    public func attach(_ worker: WorkerID, channel: SessionChannel) -> Token? {
         let (token, previous): (Token?, Session?) = state.withLock { state in
             guard !state.closed else { return (nil, nil) }
             let token = state.nextToken
             state.nextToken += 1
-            let previous = state.sessions.updateValue(Session(token: token, sink: sink), forKey: worker)
-            return (token, previous)
+            return (token, state.sessions.updateValue(Session(token: token, channel: channel), forKey: worker))
         }
-        if let previous {
-            previous.sink.yield(.close(reason: "replaced by a newer session stream of worker \(worker)"))
-            previous.sink.finish()
-        }
-        if token == nil {
-            sink.yield(.close(reason: Self.shutdownReason))
-            sink.finish()
-        }
+        previous?.channel.close(reason: "replaced by a newer session stream of worker \(worker)")
+        if token == nil { channel.close(reason: Self.shutdownReason) }
         return token
     }
 
@@ -83,17 +103,9 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    /// Sends an update to a worker's stream, if it has one. Returns whether it had one.
-    @discardableResult
-    public func send(_ update: SessionUpdate, to worker: WorkerID) -> Bool {
-        guard let sink = state.withLock({ $0.sessions[worker]?.sink }) else { return false }
-        sink.yield(.update(update))
-        return true
-    }
-
-    /// Whether a worker has an open stream.
-    public func hasSession(_ worker: WorkerID) -> Bool {
-        state.withLock { $0.sessions[worker] != nil }
+    /// The worker's open stream, if any.
+    public func channel(of worker: WorkerID) -> SessionChannel? {
+        state.withLock { $0.sessions[worker]?.channel }
     }
 
     /// Number of open streams.
@@ -107,10 +119,7 @@ public final class SessionRegistry: Sendable {
             defer { state.sessions = [:] }
             return Array(state.sessions.values)
         }
-        for session in sessions {
-            session.sink.yield(.close(reason: Self.shutdownReason))
-            session.sink.finish()
-        }
+        for session in sessions { session.channel.close(reason: Self.shutdownReason) }
     }
 
     private static let shutdownReason = "the coordinator is shutting down: reconnect when it is back"

@@ -67,32 +67,30 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         context: ServerContext
     ) async throws {
         try await withRPCErrors {
-            let (signals, sink) = SessionRegistry.makeStream()
+            let (updates, channel) = SessionChannel.make()
             // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
             // coordinator closes the session the handler returns without it, and the transport ends the stream.
-            let reader = Task { try await readHeartbeats(from: request, into: sink) }
+            let reader = Task { try await readHeartbeats(from: request, into: channel) }
             defer { reader.cancel() }
-            for await signal in signals {
-                switch signal {
-                case .update(let update):
-                    try await response.write(Dtruntime_V1_SessionEvent(update))
-                case .close(let reason):
-                    throw RPCError(code: .unavailable, message: reason)
-                }
+            for await update in updates {
+                try await response.write(Dtruntime_V1_SessionEvent(update))
             }
-            // The reader finished the sink: the worker closed its side (OK) or sent something invalid (its error).
+            if let reason = channel.closeReason {
+                throw RPCError(code: .unavailable, message: reason)
+            }
+            // The reader ended the stream: the worker closed its side (OK) or sent something invalid (its error).
             try await reader.value
         }
     }
 
     private func readHeartbeats(
-        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
-        into sink: AsyncStream<SessionSignal>.Continuation
+        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into channel: SessionChannel
     ) async throws {
-        var attached: (worker: WorkerID, token: SessionRegistry.Token)?
+        var worker: WorkerID?
+        var token: SessionRegistry.Token?
         defer {
-            if let attached { engine.sessions.detach(attached.worker, token: attached.token) }
-            sink.finish()
+            if let worker, let token { engine.sessions.detach(worker, token: token) }
+            channel.finish()
         }
         for try await message in request {
             try WireTypeCheck.check(message)
@@ -100,17 +98,15 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 throw CoreError.invalid("kind", "must be a heartbeat (the only session message this coordinator knows)")
             }
             let beat = try ValidatedHeartbeat(heartbeat)
-            if let attached, attached.worker != beat.workerID {
+            if let worker, worker != beat.workerID {
                 throw CoreError.invalid(
-                    "worker_id", "must stay the same on one session stream (it started as \(attached.worker))",
+                    "worker_id", "must stay the same on one session stream (it started as \(worker))",
                     got: Validation.quoted(beat.workerID.rawValue))
             }
-            let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
-            if attached == nil {
-                guard let token = engine.sessions.attach(beat.workerID, sink: sink) else { return }
-                attached = (beat.workerID, token)
-            }
-            sink.yield(.update(SessionUpdate(kind: .heartbeatAck, view: view)))
+            worker = beat.workerID
+            token = try await engine.sessionHeartbeat(
+                beat.workerID, step: beat.step, metrics: beat.metrics, channel: channel, attached: token)
+            if token == nil { return }
         }
     }
 
