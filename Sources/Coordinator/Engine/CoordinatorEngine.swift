@@ -56,7 +56,7 @@ public actor CoordinatorEngine {
         carryOut(directives)
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settle(spec.taskID)
-        return view
+        return membership.view(of: spec.id) ?? view
     }
 
     /// Records a heartbeat (memory only) and returns the worker's current view.
@@ -114,9 +114,6 @@ public actor CoordinatorEngine {
     }
 
     // MARK: Queries
-
-    /// The current view of a worker, or nil when unknown.
-    public func view(of id: WorkerID) -> MembershipView? { membership.view(of: id) }
 
     /// Every known worker, for `/api/workers`.
     public func workers() -> [WorkerSnapshot] { membership.workers(now: now()) }
