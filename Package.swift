@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // MARK: Pure domain (Foundation only)
@@ -82,7 +83,13 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
-        .testTarget(name: "DataShardTests", dependencies: ["DataShard"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "DataShardTests",
+            dependencies: [
+                "DataShard", "RuntimeCore", .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"], swiftSettings: strictSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "RuntimeCore"], swiftSettings: strictSettings),
         .testTarget(

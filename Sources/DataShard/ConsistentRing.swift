@@ -1,0 +1,81 @@
+public import RuntimeCore
+
+/// A consistent-hashing ring of workers with virtual nodes: each worker owns `virtualNodes` points, and a shard
+/// belongs to the first worker point at or after the shard's point (wrapping around).
+///
+/// Points are SplitMix64 mixes (see docs/SHARDING.md), so the ring depends only on the worker ids and the salt, never
+/// on the order workers are given in: adding a worker takes over the arcs in front of its points and moves nothing
+/// else.
+public struct ConsistentRing: Sendable {
+    /// The workers, in the order given (shard owners are indices into this array).
+    public let members: [WorkerID]
+    /// Ring points in increasing order, and the member index owning each.
+    private let points: [UInt64]
+    private let owners: [Int32]
+
+    /// Builds the ring of `members` (which must not repeat) with `virtualNodes` points each.
+    public init(members: [WorkerID], salt: UInt64, virtualNodes: Int) {
+        self.members = members
+        var entries: [(point: UInt64, owner: Int32)] = []
+        entries.reserveCapacity(members.count * virtualNodes)
+        for (index, member) in members.enumerated() {
+            let base = EpochShuffle.mix(Self.fnv1a(member.rawValue) ^ salt)
+            for node in 0..<virtualNodes {
+                entries.append((EpochShuffle.mix(base ^ UInt64(node)), Int32(index)))
+            }
+        }
+        // Ties (astronomically unlikely) are broken by worker id, so the ring never depends on the input order.
+        entries.sort { a, b in
+            a.point != b.point ? a.point < b.point : members[Int(a.owner)] < members[Int(b.owner)]
+        }
+        points = entries.map(\.point)
+        owners = entries.map(\.owner)
+    }
+
+    /// The point of a shard on rings with this salt.
+    public static func point(ofShard shard: Int64, salt: UInt64) -> UInt64 {
+        EpochShuffle.mix(salt ^ UInt64(bitPattern: shard))
+    }
+
+    /// Whether the ring has no points.
+    public var isEmpty: Bool { points.isEmpty }
+
+    /// The member that owns `point` when capacity is ignored; nil on an empty ring.
+    public func firstChoice(for point: UInt64) -> Int? {
+        isEmpty ? nil : Int(owners[successor(of: point)])
+    }
+
+    /// Walks the ring from `point`'s owner and returns the first member for which `accepts` is true (a member with
+    /// several points may be asked again), or nil after a full turn.
+    public func firstMember(from point: UInt64, where accepts: (Int) -> Bool) -> Int? {
+        guard !isEmpty else { return nil }
+        var index = successor(of: point)
+        for _ in 0..<points.count {
+            let member = Int(owners[index])
+            if accepts(member) { return member }
+            index = index + 1 == points.count ? 0 : index + 1
+        }
+        return nil
+    }
+
+    /// Index of the first point at or after `point`, wrapping to 0.
+    private func successor(of point: UInt64) -> Int {
+        var low = 0
+        var high = points.count
+        while low < high {
+            let middle = (low + high) / 2
+            if points[middle] < point { low = middle + 1 } else { high = middle }
+        }
+        return low == points.count ? 0 : low
+    }
+
+    /// FNV-1a, 64 bits, over the UTF-8 bytes: the worker id's hash.
+    static func fnv1a(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01B3
+        }
+        return hash
+    }
+}

@@ -1,0 +1,146 @@
+import DataShard
+import RuntimeCore
+import Testing
+
+@Suite("Shard ledger: events")
+struct ShardLedgerTests {
+    let spec = try! DatasetSpec(name: "d", totalSamples: 1000, shardSize: 10, shuffle: true, seed: 5)
+    let workers = (0..<4).map { try! WorkerID("w\($0)") }
+
+    func owners(_ ledger: ShardLedger) -> [WorkerID?] {
+        (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner }
+    }
+
+    @Test("assignments come in epoch order, cover every shard once, and skip what is done")
+    func assignments() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 3, members: workers, membershipEpoch: 4)
+        let order = EpochShuffle.shardOrder(of: spec, epoch: 3)
+        var all: [Int64] = []
+        for worker in workers {
+            let leases = ledger.assignment(for: worker, membershipEpoch: 4).leases
+            let positions = leases.map { order.firstIndex(of: $0.shard)! }
+            #expect(positions == positions.sorted(), "epoch order")
+            all += leases.map(\.shard)
+            #expect(leases.allSatisfy { $0.samples == spec.sampleRange(ofShard: $0.shard) && $0.consumed == 0 })
+        }
+        #expect(all.sorted() == Array(0..<100))
+        let first = ledger.assignment(for: workers[0], membershipEpoch: 4).leases[0]
+        _ = try ledger.report(worker: workers[0], membershipEpoch: 4, shard: first.shard, consumed: 10)
+        #expect(!ledger.assignment(for: workers[0], membershipEpoch: 4).leases.contains { $0.shard == first.shard })
+        #expect(ledger.doneCount == 1)
+    }
+
+    @Test("reports are idempotent cursors; a report from elsewhere or from before the lease is refused")
+    func reports() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: workers, membershipEpoch: 4)
+        let shard = ledger.assignment(for: workers[1], membershipEpoch: 4).leases[0].shard
+        let (claimed, claim) = try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shard, consumed: 0)
+        #expect(claimed.state == .leased && claim.count == 1)
+        _ = try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shard, consumed: 6)
+        let (again, none) = try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shard, consumed: 3)
+        #expect(again.consumed == 6 && none.isEmpty, "a cursor behind the recorded one changes nothing")
+
+        let notYours = #expect(throws: CoreError.self) {
+            try ledger.report(worker: workers[2], membershipEpoch: 4, shard: shard, consumed: 7)
+        }
+        #expect(notYours?.code == .failedPrecondition)
+        #expect(notYours?.message.contains("is leased to w1") == true)
+        for (shardID, consumed, message) in [
+            (Int64(100), Int64(1), "shard_id must be between 0 and 99 (got 100)"),
+            (shard, 11, "consumed must be between 0 and the shard's 10 samples (got 11)"),
+        ] {
+            #expect(throws: CoreError(.invalidArgument, message)) {
+                try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shardID, consumed: consumed)
+            }
+        }
+
+        // w1 dies and rejoins: its old shard moved at the death; a report from its old life is refused.
+        _ = ledger.syncMembers([workers[0], workers[2], workers[3]], membershipEpoch: 5)
+        _ = ledger.syncMembers([workers[0], workers[2], workers[3], workers[1]], membershipEpoch: 6)
+        let moved = ledger.record(of: shard)
+        #expect(moved.owner != workers[1] && moved.consumed == 6 && moved.leaseEpoch == 5)
+        let stale = #expect(throws: CoreError.self) {
+            try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shard, consumed: 10)
+        }
+        #expect(stale?.code == .failedPrecondition)
+    }
+
+    @Test("a death moves only the dead worker's unfinished shards, with their cursors")
+    func death() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: workers, membershipEpoch: 4)
+        let leases = ledger.assignment(for: workers[2], membershipEpoch: 4).leases
+        _ = try ledger.report(worker: workers[2], membershipEpoch: 4, shard: leases[0].shard, consumed: 10)
+        _ = try ledger.report(worker: workers[2], membershipEpoch: 4, shard: leases[1].shard, consumed: 4)
+        let before = owners(ledger)
+        let directives = ledger.syncMembers([workers[0], workers[1], workers[3]], membershipEpoch: 5)
+        let after = owners(ledger)
+        for shard in 0..<100 where before[shard] != after[shard] {
+            #expect(before[shard] == workers[2], "only w2's shards move")
+        }
+        #expect(after[Int(leases[0].shard)] == workers[2], "its done shard stays done where it was")
+        #expect(ledger.record(of: leases[1].shard).consumed == 4, "the cursor travels with the shard")
+        guard case .persist(let records) = try #require(directives.first) else { return }
+        #expect(records.count == leases.count - 1)
+    }
+
+    @Test("a joiner gets a fair share of unstarted shards, nothing else moves, started shards stay")
+    func join() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: workers, membershipEpoch: 4)
+        var started: [Int64] = []
+        for worker in workers {
+            let lease = ledger.assignment(for: worker, membershipEpoch: 4).leases[0]
+            _ = try ledger.report(worker: worker, membershipEpoch: 4, shard: lease.shard, consumed: 1)
+            started.append(lease.shard)
+        }
+        let before = owners(ledger)
+        let joiner = try WorkerID("w4")
+        _ = ledger.syncMembers(workers + [joiner], membershipEpoch: 5)
+        let after = owners(ledger)
+        let moved = (0..<100).filter { before[$0] != after[$0] }
+        #expect(moved.allSatisfy { after[$0] == joiner }, "every move goes to the joiner")
+        #expect(moved.count == (100 - 4) / 5, "a fair share of the 96 unstarted shards")
+        #expect(started.allSatisfy { !moved.contains(Int($0)) })
+        #expect(moved.allSatisfy { ledger.record(of: Int64($0)).leaseEpoch == 5 })
+    }
+
+    @Test("a worker that runs out steals the later half of the unstarted shards of the most loaded")
+    func stealing() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: Array(workers.prefix(2)), membershipEpoch: 2)
+        for lease in ledger.assignment(for: workers[0], membershipEpoch: 2).leases {
+            _ = try ledger.report(worker: workers[0], membershipEpoch: 2, shard: lease.shard, consumed: 10)
+        }
+        let victimBefore = ledger.assignment(for: workers[1], membershipEpoch: 2).leases.map(\.shard)
+        let (stolen, directives) = ledger.assignment(for: workers[0], membershipEpoch: 2)
+        #expect(stolen.count == (victimBefore.count + 1) / 2)
+        #expect(stolen.map(\.shard) == Array(victimBefore.suffix(stolen.count)), "the ones the victim reaches last")
+        #expect(directives.count == 1)
+        #expect(
+            ledger.assignment(for: workers[1], membershipEpoch: 2).leases.count == victimBefore.count - stolen.count)
+    }
+
+    @Test("a restored ledger equals the original; shards of workers that left meanwhile move on restore")
+    func restore() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 2, members: workers, membershipEpoch: 4)
+        var records: [Int64: ShardRecord] = [:]
+        func keep(_ directives: [ShardLedger.Directive]) {
+            for case .persist(let changed) in directives { for record in changed { records[record.shard] = record } }
+        }
+        keep(ledger.syncMembers(workers + [try WorkerID("w9")], membershipEpoch: 5))
+        for lease in ledger.assignment(for: workers[3], membershipEpoch: 5).leases.prefix(3) {
+            keep(try ledger.report(worker: workers[3], membershipEpoch: 5, shard: lease.shard, consumed: 5).directives)
+        }
+        let (restored, none) = ShardLedger.restored(
+            spec: spec, epoch: 2, initialMembers: workers, initialMembershipEpoch: 4, records: Array(records.values),
+            members: workers + [try WorkerID("w9")], membershipEpoch: 5)
+        #expect(none.isEmpty)
+        #expect((0..<100).map { restored.record(of: $0) } == (0..<100).map { ledger.record(of: $0) })
+
+        let (reconciled, moves) = ShardLedger.restored(
+            spec: spec, epoch: 2, initialMembers: workers, initialMembershipEpoch: 4, records: Array(records.values),
+            members: Array(workers.prefix(3)) + [try WorkerID("w9")], membershipEpoch: 6)
+        #expect(!moves.isEmpty)
+        #expect((0..<100).allSatisfy { reconciled.record(of: $0).owner != workers[3] })
+        #expect(
+            (0..<100).map { reconciled.record(of: $0).consumed } == (0..<100).map { ledger.record(of: $0).consumed })
+    }
+}
