@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "RuntimeCore",
+                "RuntimeCore", "DataShard",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "RuntimeCore", "Storage", "RuntimeProto",
+                "Coordinator", "RuntimeCore", "DataShard", "Storage", "RuntimeProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

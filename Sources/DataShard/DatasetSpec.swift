@@ -21,11 +21,7 @@ public struct DatasetSpec: Sendable, Hashable {
 
     /// Validates a dataset specification sent by a client.
     public init(name: String, totalSamples: Int64, shardSize: Int64, shuffle: Bool, seed: UInt64) throws(CoreError) {
-        guard (1...128).contains(name.utf8.count), name.utf8.allSatisfy(Validation.isNameByte), name != ".",
-            name != ".."
-        else {
-            throw .invalid("name", "must be 1-128 characters of [A-Za-z0-9._-]", got: Validation.quoted(name))
-        }
+        _ = try Validation.name(name)
         guard (1...Self.maxSamples).contains(totalSamples) else {
             throw .invalid("total_samples", "must be between 1 and 2^40", got: String(totalSamples))
         }

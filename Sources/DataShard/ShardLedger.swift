@@ -33,6 +33,14 @@ public struct ShardRecord: Sendable, Hashable {
     }
 }
 
+/// How many unfinished shards one member holds.
+public struct MemberLoad: Sendable, Hashable {
+    /// The member.
+    public var worker: WorkerID
+    /// Its shards not done.
+    public var remaining: Int
+}
+
 /// One shard as a worker is told to read it.
 public struct ShardLease: Sendable, Hashable {
     /// The shard.
@@ -163,8 +171,8 @@ public struct ShardLedger: Sendable {
     }
 
     /// Shards not done, per current member (every member listed, in rank order).
-    public func remainingPerMember() -> [(worker: WorkerID, remaining: Int)] {
-        zip(members, memberSlots).map { ($0, remaining[Int($1)]) }
+    public func remainingPerMember() -> [MemberLoad] {
+        zip(members, memberSlots).map { MemberLoad(worker: $0, remaining: remaining[Int($1)]) }
     }
 
     /// Shards not done and owned by nobody (every member departed).

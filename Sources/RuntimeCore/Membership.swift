@@ -158,6 +158,9 @@ public struct Membership: Sendable {
     /// The task a known worker belongs (or belonged) to.
     public func task(of id: WorkerID) -> TaskID? { entries[id]?.record.spec.taskID }
 
+    /// A task's membership epoch (0 for a task nobody joined).
+    public func epoch(of task: TaskID) -> UInt64 { groups[task]?.epoch ?? 0 }
+
     /// Current members of a task, in rank order.
     public func members(of task: TaskID) -> [WorkerID] { groups[task]?.members ?? [] }
 
@@ -197,7 +200,8 @@ public struct Membership: Sendable {
 
     // MARK: Internals shared with the failure detector
 
-    static func unknown(_ id: WorkerID) -> CoreError {
+    /// The error for a worker the coordinator does not know.
+    public static func unknown(_ id: WorkerID) -> CoreError {
         CoreError(
             .notFound,
             "worker \(id) is not registered with this coordinator: call RegisterWorker again "

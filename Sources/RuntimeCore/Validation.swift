@@ -41,6 +41,22 @@ public enum Validation {
         return value
     }
 
+    /// A name that may end up in paths and object keys (datasets, checkpoints): 1-128 characters of `[A-Za-z0-9._-]`,
+    /// not `.` or `..`.
+    public static func name(_ value: String, field: String = "name") throws(CoreError) -> String {
+        guard (1...128).contains(value.utf8.count), value.utf8.allSatisfy(isNameByte), value != ".", value != ".."
+        else {
+            throw .invalid(field, "must be 1-128 characters of [A-Za-z0-9._-]", got: quoted(value))
+        }
+        return value
+    }
+
+    /// An epoch number: >= 0.
+    public static func epoch(_ value: Int64, field: String = "epoch") throws(CoreError) -> Int64 {
+        guard value >= 0 else { throw .invalid(field, "must be >= 0", got: String(value)) }
+        return value
+    }
+
     // MARK: Maps
 
     /// Worker labels: at most 64; keys 1-63 characters of `[A-Za-z0-9._/-]`, values 0-256 printable characters.

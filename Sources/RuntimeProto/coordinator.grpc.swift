@@ -104,6 +104,19 @@ public enum Dtruntime_V1_Coordinator: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ReportShardProgress" metadata.
+        public enum ReportShardProgress: Sendable {
+            /// Request type for "ReportShardProgress".
+            public typealias Input = Dtruntime_V1_ReportShardProgressRequest
+            /// Response type for "ReportShardProgress".
+            public typealias Output = Dtruntime_V1_ReportShardProgressResponse
+            /// Descriptor for "ReportShardProgress".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "dtruntime.v1.Coordinator"),
+                method: "ReportShardProgress",
+                type: .unary
+            )
+        }
         /// Namespace for "SaveCheckpoint" metadata.
         public enum SaveCheckpoint: Sendable {
             /// Request type for "SaveCheckpoint".
@@ -151,6 +164,7 @@ public enum Dtruntime_V1_Coordinator: Sendable {
             WorkerSession.descriptor,
             RegisterDataset.descriptor,
             GetShardAssignment.descriptor,
+            ReportShardProgress.descriptor,
             SaveCheckpoint.descriptor,
             LoadCheckpoint.descriptor,
             BarrierSync.descriptor
@@ -284,7 +298,8 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        /// > nothing left steals unstarted shards from the most loaded one.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Dtruntime_V1_GetShardAssignmentRequest` messages.
@@ -297,6 +312,25 @@ extension Dtruntime_V1_Coordinator {
             request: GRPCCore.StreamingServerRequest<Dtruntime_V1_GetShardAssignmentRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_GetShardAssignmentResponse>
+
+        /// Handle the "ReportShardProgress" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        /// > Idempotent; fenced by the shard's lease.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Dtruntime_V1_ReportShardProgressRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Dtruntime_V1_ReportShardProgressResponse` messages.
+        func reportShardProgress(
+            request: GRPCCore.StreamingServerRequest<Dtruntime_V1_ReportShardProgressRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_ReportShardProgressResponse>
 
         /// Handle the "SaveCheckpoint" method.
         ///
@@ -466,7 +500,8 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        /// > nothing left steals unstarted shards from the most loaded one.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_GetShardAssignmentRequest` message.
@@ -479,6 +514,25 @@ extension Dtruntime_V1_Coordinator {
             request: GRPCCore.ServerRequest<Dtruntime_V1_GetShardAssignmentRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_GetShardAssignmentResponse>
+
+        /// Handle the "ReportShardProgress" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        /// > Idempotent; fenced by the shard's lease.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportShardProgressRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Dtruntime_V1_ReportShardProgressResponse` message.
+        func reportShardProgress(
+            request: GRPCCore.ServerRequest<Dtruntime_V1_ReportShardProgressRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_ReportShardProgressResponse>
 
         /// Handle the "SaveCheckpoint" method.
         ///
@@ -647,7 +701,8 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        /// > nothing left steals unstarted shards from the most loaded one.
         ///
         /// - Parameters:
         ///   - request: A `Dtruntime_V1_GetShardAssignmentRequest` message.
@@ -660,6 +715,25 @@ extension Dtruntime_V1_Coordinator {
             request: Dtruntime_V1_GetShardAssignmentRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Dtruntime_V1_GetShardAssignmentResponse
+
+        /// Handle the "ReportShardProgress" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        /// > Idempotent; fenced by the shard's lease.
+        ///
+        /// - Parameters:
+        ///   - request: A `Dtruntime_V1_ReportShardProgressRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Dtruntime_V1_ReportShardProgressResponse` to respond with.
+        func reportShardProgress(
+            request: Dtruntime_V1_ReportShardProgressRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Dtruntime_V1_ReportShardProgressResponse
 
         /// Handle the "SaveCheckpoint" method.
         ///
@@ -789,6 +863,17 @@ extension Dtruntime_V1_Coordinator.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Dtruntime_V1_Coordinator.Method.ReportShardProgress.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_ReportShardProgressRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_ReportShardProgressResponse>(),
+            handler: { request, context in
+                try await self.reportShardProgress(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Dtruntime_V1_Coordinator.Method.SaveCheckpoint.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_SaveCheckpointRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_SaveCheckpointResponse>(),
@@ -876,6 +961,17 @@ extension Dtruntime_V1_Coordinator.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_GetShardAssignmentResponse> {
         let response = try await self.getShardAssignment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reportShardProgress(
+        request: GRPCCore.StreamingServerRequest<Dtruntime_V1_ReportShardProgressRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_ReportShardProgressResponse> {
+        let response = try await self.reportShardProgress(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -994,6 +1090,19 @@ extension Dtruntime_V1_Coordinator.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_GetShardAssignmentResponse> {
         return GRPCCore.ServerResponse<Dtruntime_V1_GetShardAssignmentResponse>(
             message: try await self.getShardAssignment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reportShardProgress(
+        request: GRPCCore.ServerRequest<Dtruntime_V1_ReportShardProgressRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_ReportShardProgressResponse> {
+        return GRPCCore.ServerResponse<Dtruntime_V1_ReportShardProgressResponse>(
+            message: try await self.reportShardProgress(
                 request: request.message,
                 context: context
             ),
@@ -1179,7 +1288,8 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        /// > nothing left steals unstarted shards from the most loaded one.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_GetShardAssignmentRequest` message.
@@ -1196,6 +1306,30 @@ extension Dtruntime_V1_Coordinator {
             deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_GetShardAssignmentResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_GetShardAssignmentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReportShardProgress" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        /// > Idempotent; fenced by the shard's lease.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportShardProgressRequest` message.
+        ///   - serializer: A serializer for `Dtruntime_V1_ReportShardProgressRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_ReportShardProgressResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reportShardProgress<Result>(
+            request: GRPCCore.ClientRequest<Dtruntime_V1_ReportShardProgressRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_ReportShardProgressRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_ReportShardProgressResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportShardProgressResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "SaveCheckpoint" method.
@@ -1467,7 +1601,8 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        /// > nothing left steals unstarted shards from the most loaded one.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_GetShardAssignmentRequest` message.
@@ -1490,6 +1625,41 @@ extension Dtruntime_V1_Coordinator {
             try await self.client.unary(
                 request: request,
                 descriptor: Dtruntime_V1_Coordinator.Method.GetShardAssignment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReportShardProgress" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        /// > Idempotent; fenced by the shard's lease.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportShardProgressRequest` message.
+        ///   - serializer: A serializer for `Dtruntime_V1_ReportShardProgressRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_ReportShardProgressResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reportShardProgress<Result>(
+            request: GRPCCore.ClientRequest<Dtruntime_V1_ReportShardProgressRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_ReportShardProgressRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_ReportShardProgressResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportShardProgressResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Dtruntime_V1_Coordinator.Method.ReportShardProgress.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1755,7 +1925,8 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+    /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+    /// > nothing left steals unstarted shards from the most loaded one.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Dtruntime_V1_GetShardAssignmentRequest` message.
@@ -1775,6 +1946,36 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_GetShardAssignmentRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_GetShardAssignmentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReportShardProgress" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+    /// > Idempotent; fenced by the shard's lease.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Dtruntime_V1_ReportShardProgressRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportShardProgress<Result>(
+        request: GRPCCore.ClientRequest<Dtruntime_V1_ReportShardProgressRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportShardProgressResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reportShardProgress(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_ReportShardProgressRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_ReportShardProgressResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2043,7 +2244,8 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+    /// > Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+    /// > nothing left steals unstarted shards from the most loaded one.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2066,6 +2268,40 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
             metadata: metadata
         )
         return try await self.getShardAssignment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReportShardProgress" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+    /// > Idempotent; fenced by the shard's lease.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportShardProgress<Result>(
+        _ message: Dtruntime_V1_ReportShardProgressRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportShardProgressResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Dtruntime_V1_ReportShardProgressRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reportShardProgress(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -570,6 +570,9 @@ public nonisolated struct Dtruntime_V1_Shard: Sendable {
   /// Seed for the order of the samples inside the shard (the same on every side: see docs/SHARDING.md).
   public var sampleSeed: UInt64 = 0
 
+  /// Samples of that order already committed: resume after them.
+  public var consumed: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -592,6 +595,49 @@ public nonisolated struct Dtruntime_V1_GetShardAssignmentResponse: Sendable {
   public var totalShards: Int64 = 0
 
   public var doneShards: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Dtruntime_V1_ReportShardProgressRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var dataset: String = String()
+
+  public var workerID: String = String()
+
+  public var epoch: Int64 = 0
+
+  /// The membership epoch the worker knows: a report from before the shard's lease is refused as stale.
+  public var membershipEpoch: UInt64 = 0
+
+  public var shardID: Int64 = 0
+
+  /// Samples of the shard's epoch order consumed so far; 0 claims the shard, the shard's length completes it.
+  public var consumed: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Dtruntime_V1_ReportShardProgressResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The shard's recorded cursor (may be ahead of the report's, which is then a no-op).
+  public var consumed: Int64 = 0
+
+  public var done: Bool = false
+
+  public var doneShards: Int64 = 0
+
+  public var totalShards: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1501,7 +1547,7 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentRequest: SwiftProtobuf.Mess
 
 nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Shard"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}shard_id\0\u{1}start\0\u{1}end\0\u{3}sample_seed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}shard_id\0\u{1}start\0\u{1}end\0\u{3}sample_seed\0\u{1}consumed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1513,6 +1559,7 @@ nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.start) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.end) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sampleSeed) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.consumed) }()
       default: break
       }
     }
@@ -1531,6 +1578,9 @@ nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._
     if self.sampleSeed != 0 {
       try visitor.visitSingularUInt64Field(value: self.sampleSeed, fieldNumber: 4)
     }
+    if self.consumed != 0 {
+      try visitor.visitSingularInt64Field(value: self.consumed, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1539,6 +1589,7 @@ nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.start != rhs.start {return false}
     if lhs.end != rhs.end {return false}
     if lhs.sampleSeed != rhs.sampleSeed {return false}
+    if lhs.consumed != rhs.consumed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1594,6 +1645,106 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
     if lhs.shards != rhs.shards {return false}
     if lhs.totalShards != rhs.totalShards {return false}
     if lhs.doneShards != rhs.doneShards {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_ReportShardProgressRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReportShardProgressRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{3}worker_id\0\u{1}epoch\0\u{3}membership_epoch\0\u{3}shard_id\0\u{1}consumed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.dataset) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.membershipEpoch) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.shardID) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.consumed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.dataset.isEmpty {
+      try visitor.visitSingularStringField(value: self.dataset, fieldNumber: 1)
+    }
+    if !self.workerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workerID, fieldNumber: 2)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularInt64Field(value: self.epoch, fieldNumber: 3)
+    }
+    if self.membershipEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.membershipEpoch, fieldNumber: 4)
+    }
+    if self.shardID != 0 {
+      try visitor.visitSingularInt64Field(value: self.shardID, fieldNumber: 5)
+    }
+    if self.consumed != 0 {
+      try visitor.visitSingularInt64Field(value: self.consumed, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_ReportShardProgressRequest, rhs: Dtruntime_V1_ReportShardProgressRequest) -> Bool {
+    if lhs.dataset != rhs.dataset {return false}
+    if lhs.workerID != rhs.workerID {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.membershipEpoch != rhs.membershipEpoch {return false}
+    if lhs.shardID != rhs.shardID {return false}
+    if lhs.consumed != rhs.consumed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_ReportShardProgressResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReportShardProgressResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}consumed\0\u{1}done\0\u{3}done_shards\0\u{3}total_shards\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.consumed) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.doneShards) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.totalShards) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.consumed != 0 {
+      try visitor.visitSingularInt64Field(value: self.consumed, fieldNumber: 1)
+    }
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 2)
+    }
+    if self.doneShards != 0 {
+      try visitor.visitSingularInt64Field(value: self.doneShards, fieldNumber: 3)
+    }
+    if self.totalShards != 0 {
+      try visitor.visitSingularInt64Field(value: self.totalShards, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_ReportShardProgressResponse, rhs: Dtruntime_V1_ReportShardProgressResponse) -> Bool {
+    if lhs.consumed != rhs.consumed {return false}
+    if lhs.done != rhs.done {return false}
+    if lhs.doneShards != rhs.doneShards {return false}
+    if lhs.totalShards != rhs.totalShards {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

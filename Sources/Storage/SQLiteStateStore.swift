@@ -1,11 +1,14 @@
+public import DataShard
 import Foundation
 import GRDB
 public import RuntimeCore
 
-/// One durable change the engine asks the store to make. Later features add cases (ledgers, checkpoints, tasks).
+/// One durable change the engine asks the store to make. Later features add cases (checkpoints, tasks).
 public enum StateChange: Sendable, Hashable {
     /// Worker records and task epochs.
     case membership(MembershipChange)
+    /// Datasets and shard ledgers.
+    case data(DataChange)
 }
 
 /// The durable membership read back at start-up.
@@ -14,6 +17,20 @@ public struct PersistedMembership: Sendable, Hashable {
     public var records: [WorkerRecord]
     /// Each task's membership epoch.
     public var epochs: [TaskID: UInt64]
+}
+
+/// The durable data plane read back at start-up.
+public struct PersistedData: Sendable {
+    /// Registered datasets.
+    public var datasets: [DatasetRecord]
+    /// Retained ledgers, each with the records of the shards that changed since its creation.
+    public var ledgers: [(header: LedgerHeader, records: [ShardRecord])]
+
+    /// Creates the state (empty by default: a fresh coordinator).
+    public init(datasets: [DatasetRecord] = [], ledgers: [(header: LedgerHeader, records: [ShardRecord])] = []) {
+        self.datasets = datasets
+        self.ledgers = ledgers
+    }
 }
 
 /// The coordinator's durable state in an embedded SQLite database (WAL, `synchronous=FULL`), through GRDB.
@@ -62,6 +79,39 @@ public final class SQLiteStateStore: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v2-data") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE dataset (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        total_samples INTEGER NOT NULL,
+                        shard_size INTEGER NOT NULL,
+                        shuffle INTEGER NOT NULL,
+                        seed INTEGER NOT NULL,
+                        registered_at_ms INTEGER NOT NULL
+                    );
+                    CREATE TABLE ledger (
+                        task_id TEXT NOT NULL,
+                        dataset TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        initial_members TEXT NOT NULL,
+                        initial_membership_epoch INTEGER NOT NULL,
+                        created_at_ms INTEGER NOT NULL,
+                        PRIMARY KEY (task_id, dataset, epoch)
+                    );
+                    CREATE TABLE ledger_shard (
+                        task_id TEXT NOT NULL,
+                        dataset TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        shard INTEGER NOT NULL,
+                        owner TEXT,
+                        lease_epoch INTEGER NOT NULL,
+                        consumed INTEGER NOT NULL,
+                        state TEXT NOT NULL,
+                        PRIMARY KEY (task_id, dataset, epoch, shard)
+                    );
+                    """)
+        }
         return migrator
     }
 
@@ -84,6 +134,54 @@ public final class SQLiteStateStore: Sendable {
         } catch {
             throw StorageError(.internal, "the state database holds a row this coordinator cannot read: \(error)")
         }
+    }
+
+    /// Reads the registered datasets and the retained ledgers with their changed shards.
+    public func loadData() throws(StorageError) -> PersistedData {
+        do {
+            return try pool.read { db in
+                let datasets = try Row.fetchAll(db, sql: "SELECT * FROM dataset ORDER BY name").map { row in
+                    let seed: Int64 = row["seed"]
+                    let spec = try DatasetSpec(
+                        name: row["name"], totalSamples: row["total_samples"], shardSize: row["shard_size"],
+                        shuffle: row["shuffle"], seed: UInt64(bitPattern: seed))
+                    return DatasetRecord(spec: spec, registeredAtMillis: row["registered_at_ms"])
+                }
+                var ledgers: [(header: LedgerHeader, records: [ShardRecord])] = []
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM ledger ORDER BY task_id, dataset, epoch") {
+                    let key = LedgerKey(task: try TaskID(row["task_id"]), dataset: row["dataset"], epoch: row["epoch"])
+                    let membersJSON: String = row["initial_members"]
+                    let members = try JSONDecoder().decode([String].self, from: Data(membersJSON.utf8))
+                        .map { try WorkerID($0) }
+                    let epoch: Int64 = row["initial_membership_epoch"]
+                    let header = LedgerHeader(
+                        key: key, initialMembers: members, initialMembershipEpoch: UInt64(truncatingIfNeeded: epoch),
+                        createdAtMillis: row["created_at_ms"])
+                    let records = try Row.fetchAll(
+                        db, sql: "SELECT * FROM ledger_shard WHERE task_id = ? AND dataset = ? AND epoch = ?",
+                        arguments: [key.task.rawValue, key.dataset, key.epoch]
+                    ).map(Self.shardRecord)
+                    ledgers.append((header, records))
+                }
+                return PersistedData(datasets: datasets, ledgers: ledgers)
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.internal, "the state database holds a row this coordinator cannot read: \(error)")
+        }
+    }
+
+    private static func shardRecord(_ row: Row) throws -> ShardRecord {
+        let stateName: String = row["state"]
+        guard let state = ShardState(rawValue: stateName) else {
+            throw StorageError(.internal, "unknown shard state \(stateName) in the state database")
+        }
+        let owner: String? = row["owner"]
+        let leaseEpoch: Int64 = row["lease_epoch"]
+        return ShardRecord(
+            shard: row["shard"], owner: try owner.map { try WorkerID($0) },
+            leaseEpoch: UInt64(truncatingIfNeeded: leaseEpoch), consumed: row["consumed"], state: state)
     }
 
     private static func record(_ row: Row) throws -> WorkerRecord {
@@ -112,11 +210,60 @@ public final class SQLiteStateStore: Sendable {
                     switch change {
                     case .membership(let membership):
                         try Self.apply(membership, to: db)
+                    case .data(let data):
+                        try Self.apply(data, to: db)
                     }
                 }
             }
         } catch {
             throw StorageError(.unavailable, "cannot write the state database: \(error)")
+        }
+    }
+
+    private static func apply(_ change: DataChange, to db: Database) throws {
+        switch change {
+        case .datasetRegistered(let record):
+            let spec = record.spec
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO dataset (name, total_samples, shard_size, shuffle, seed, registered_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    spec.name, spec.totalSamples, spec.shardSize, spec.shuffle, Int64(bitPattern: spec.seed),
+                    record.registeredAtMillis,
+                ])
+        case .ledgerCreated(let header):
+            let members = String(decoding: try JSONEncoder().encode(header.initialMembers.map(\.rawValue)), as: UTF8.self)
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO ledger
+                        (task_id, dataset, epoch, initial_members, initial_membership_epoch, created_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    header.key.task.rawValue, header.key.dataset, header.key.epoch, members,
+                    Int64(truncatingIfNeeded: header.initialMembershipEpoch), header.createdAtMillis,
+                ])
+        case .shardsChanged(let key, let records):
+            let statement = try db.cachedStatement(
+                sql: """
+                    INSERT OR REPLACE INTO ledger_shard
+                        (task_id, dataset, epoch, shard, owner, lease_epoch, consumed, state)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+            for record in records {
+                try statement.execute(arguments: [
+                    key.task.rawValue, key.dataset, key.epoch, record.shard, record.owner?.rawValue,
+                    Int64(truncatingIfNeeded: record.leaseEpoch), record.consumed, record.state.rawValue,
+                ])
+            }
+        case .ledgerDropped(let key):
+            for table in ["ledger", "ledger_shard"] {
+                try db.execute(
+                    sql: "DELETE FROM \(table) WHERE task_id = ? AND dataset = ? AND epoch = ?",
+                    arguments: [key.task.rawValue, key.dataset, key.epoch])
+            }
         }
     }
 

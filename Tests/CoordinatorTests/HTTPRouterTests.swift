@@ -1,4 +1,5 @@
 import Coordinator
+import DataShard
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -16,21 +17,25 @@ struct HTTPRouterTests {
         Application(router: buildRouter(engine: harness.engine, listeners: listeners))
     }
 
-    /// Registers workers (`name` or `task/name`) through the engine, with its queue flushing.
-    func register(_ harness: Harness, _ names: [String]) async throws {
+    /// Runs `body` against the engine while its write-behind queue flushes.
+    func withQueue(_ harness: Harness, _ body: () async throws -> Void) async throws {
         let queue = harness.engine.queue
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await queue.run() }
-            for name in names {
-                let parts = name.split(separator: "/").map(String.init)
-                _ = try await harness.engine.register(
-                    WorkerSpec(
-                        id: try WorkerID(parts.last!), taskID: try TaskID(parts.count > 1 ? parts[0] : ""),
-                        host: "10.0.0.9", port: 7100, gpuCount: 2,
-                        labels: ["zone": "b"]))
-            }
+            try await body()
             queue.finish()
             try await group.waitForAll()
+        }
+    }
+
+    /// Registers workers (`name` or `task/name`) through the engine.
+    func register(_ harness: Harness, _ names: [String]) async throws {
+        for name in names {
+            let parts = name.split(separator: "/").map(String.init)
+            _ = try await harness.engine.register(
+                WorkerSpec(
+                    id: try WorkerID(parts.last!), taskID: try TaskID(parts.count > 1 ? parts[0] : ""),
+                    host: "10.0.0.9", port: 7100, gpuCount: 2, labels: ["zone": "b"]))
         }
     }
 
@@ -53,7 +58,7 @@ struct HTTPRouterTests {
     @Test("GET /api/workers: rank, address, gpus, status, heartbeat age, step, metrics; filter by task")
     func workers() async throws {
         let harness = try Harness()
-        try await register(harness, ["a", "b", "other/x"])
+        try await withQueue(harness) { try await register(harness, ["a", "b", "other/x"]) }
         _ = try await harness.engine.heartbeat(try WorkerID("b"), step: 7, metrics: ["loss": 0.25, "grad": .nan])
         harness.clock.advance(.milliseconds(1500))
         try await app(harness).test(.router) { client in
@@ -92,7 +97,7 @@ struct HTTPRouterTests {
     @Test("GET /api/status: ports, uptime, counts by status, tasks with their membership epochs")
     func status() async throws {
         let harness = try Harness()
-        try await register(harness, ["a", "b", "c"])
+        try await withQueue(harness) { try await register(harness, ["a", "b", "c"]) }
         let listeners = Listeners(host: "127.0.0.1")
         listeners.grpcBound(port: 50051)
         listeners.httpBound(port: 51051)
@@ -113,6 +118,40 @@ struct HTTPRouterTests {
                 #expect(tasks[0]["membership_epoch"] as? Int == 3 && tasks[0]["world_size"] as? Int == 3)
                 let heartbeat = try #require(body["heartbeat"] as? [String: Int])
                 #expect(heartbeat == ["interval_ms": 1000, "suspect_after_ms": 2000, "dead_after_ms": 5000])
+            }
+        }
+    }
+
+    @Test("GET /api/datasets: spec, registration time, current epoch, done/total and shards per worker per epoch")
+    func datasets() async throws {
+        let harness = try Harness()
+        try await withQueue(harness) {
+            try await register(harness, ["a", "b"])
+            _ = try await harness.engine.registerDataset(
+                try DatasetSpec(name: "mnist", totalSamples: 1000, shardSize: 100, shuffle: true, seed: 1))
+            for epoch: Int64 in [0, 1] {
+                let assignment = try await harness.engine.shardAssignment(
+                    dataset: "mnist", worker: try WorkerID("a"), epoch: epoch)
+                if epoch == 1, let shard = assignment.leases.first {
+                    _ = try await harness.engine.reportShardProgress(
+                        dataset: "mnist", worker: try WorkerID("a"), epoch: 1, membershipEpoch: 2, shard: shard.shard,
+                        consumed: 100)
+                }
+            }
+        }
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/datasets", method: .get) { response in
+                let datasets = try #require(try json(response.body)["datasets"] as? [[String: Any]])
+                let mnist = try #require(datasets.first)
+                #expect(mnist["name"] as? String == "mnist" && mnist["num_shards"] as? Int == 10)
+                #expect(mnist["total_samples"] as? Int == 1000 && mnist["shard_size"] as? Int == 100)
+                #expect(mnist["registered_at"] as? String == "2027-01-15T08:00:00Z")
+                let task = try #require((mnist["tasks"] as? [[String: Any]])?.first)
+                #expect(task["task_id"] as? String == "default" && task["current_epoch"] as? Int == 1)
+                let epochs = try #require(task["epochs"] as? [[String: Any]])
+                #expect(epochs.map { $0["done_shards"] as? Int } == [0, 1])
+                let perWorker = try #require(epochs[1]["shards_per_worker"] as? [String: Int])
+                #expect(Set(perWorker.keys) == ["a", "b"] && perWorker.values.reduce(0, +) == 9)
             }
         }
     }

@@ -39,17 +39,17 @@ typealias CoordinatorClient = Dtruntime_V1_Coordinator.Client<InProcessTransport
 
 /// An engine on a real SQLite file in a temporary directory, driven by a manual clock, served in-process.
 struct Harness {
-    let directory = TemporaryDirectory()
+    let directory: TemporaryDirectory
     let clock = ManualMoments()
     let store: SQLiteStateStore
     let engine: CoordinatorEngine
 
-    init(config: MembershipConfig = .defaults, directory existing: TemporaryDirectory? = nil) throws {
-        let directory = existing ?? self.directory
+    init(config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory()) throws {
+        self.directory = directory
         store = try SQLiteStateStore(path: directory.databasePath)
         let clock = self.clock
         engine = CoordinatorEngine(
-            membershipConfig: config, restoring: try store.loadMembership(),
+            membershipConfig: config, restoring: try store.loadMembership(), data: try store.loadData(),
             queue: WriteBehindQueue(commit: store.commit), now: { clock.now }, logger: Logger(label: "test"))
     }
 

@@ -113,8 +113,6 @@ struct MembershipRPCTests {
         let harness = try Harness()
         try await harness.withClient { client in
             let errors = [
-                await #expect(throws: RPCError.self) { try await client.registerDataset(.init()) },
-                await #expect(throws: RPCError.self) { try await client.getShardAssignment(.init()) },
                 await #expect(throws: RPCError.self) { try await client.saveCheckpoint(.init()) },
                 await #expect(throws: RPCError.self) { try await client.loadCheckpoint(.init()) },
                 await #expect(throws: RPCError.self) { try await client.barrierSync(.init()) },

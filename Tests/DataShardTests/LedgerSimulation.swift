@@ -94,8 +94,9 @@ struct LedgerSimulation {
                 problems.append("shard \(shard) unowned while there are members")
             }
         }
-        for (worker, count) in ledger.remainingPerMember() where remaining[worker, default: 0] != count {
-            problems.append("\(worker) counts \(count) remaining shards, owns \(remaining[worker, default: 0])")
+        for load in ledger.remainingPerMember() where remaining[load.worker, default: 0] != load.remaining {
+            problems.append(
+                "\(load.worker) counts \(load.remaining) remaining shards, owns \(remaining[load.worker, default: 0])")
         }
         return problems
     }

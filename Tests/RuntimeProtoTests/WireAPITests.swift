@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Wire API")
 struct WireAPITests {
-    @Test("the service keeps the reference's method names, plus DeregisterWorker and WorkerSession")
+    @Test("the service keeps the reference's method names, plus DeregisterWorker, WorkerSession, ReportShardProgress")
     func methodNames() {
         let methods = Dtruntime_V1_Coordinator.Method.descriptors.map(\.fullyQualifiedMethod)
         #expect(
@@ -13,7 +13,7 @@ struct WireAPITests {
                 == Set(
                     [
                         "RegisterWorker", "Heartbeat", "RegisterDataset", "GetShardAssignment", "SaveCheckpoint",
-                        "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession",
+                        "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession", "ReportShardProgress",
                     ].map { "dtruntime.v1.Coordinator/\($0)" }))
     }
 

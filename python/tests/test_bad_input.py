@@ -95,8 +95,6 @@ def test_features_that_have_not_landed_say_so(coordinator_factory):
     with grpc.insecure_channel(coordinator.grpc_address) as channel:
         stub = pb_grpc.CoordinatorStub(channel)
         for method, request in [
-            (stub.RegisterDataset, pb.RegisterDatasetRequest()),
-            (stub.GetShardAssignment, pb.GetShardAssignmentRequest()),
             (stub.SaveCheckpoint, pb.SaveCheckpointRequest()),
             (stub.LoadCheckpoint, pb.LoadCheckpointRequest()),
             (stub.BarrierSync, pb.BarrierSyncRequest()),

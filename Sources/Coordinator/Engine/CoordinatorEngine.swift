@@ -1,3 +1,4 @@
+import DataShard
 public import Logging
 public import RuntimeCore
 public import Storage
@@ -16,25 +17,37 @@ public actor CoordinatorEngine {
     /// When the engine started.
     public nonisolated let startedAt: Moment
 
-    private var membership: Membership
+    var membership: Membership
+    /// Registered datasets and the recent epochs' shard ledgers.
+    var catalog: DatasetCatalog
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
     /// coordinator (reply, acknowledgement, push) before that ticket is committed: a worker must never see a
     /// membership epoch that a crash could take back and hand out again for a different membership.
-    private var latestChange: [TaskID: WriteBehindQueue.Ticket] = [:]
+    var latestChange: [TaskID: WriteBehindQueue.Ticket] = [:]
     /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
     private var pendingPushes: [TaskID: [String]] = [:]
-    private let now: @Sendable () -> Moment
-    private let logger: Logger
+    let now: @Sendable () -> Moment
+    let logger: Logger
 
     /// Creates an engine from the durable state read at start-up. Restored members get one full dead timeout of grace.
+    ///
+    /// Shard ledgers are reconciled with the restored membership: shards of workers that departed before their
+    /// moves were written move now.
     public init(
-        membershipConfig: MembershipConfig, restoring persisted: PersistedMembership, queue: WriteBehindQueue,
-        sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
+        membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
+        data: PersistedData = PersistedData(), queue: WriteBehindQueue, sessions: SessionRegistry = SessionRegistry(),
+        now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
         self.membershipConfig = membershipConfig
-        self.membership = Membership(
+        let membership = Membership(
             config: membershipConfig, restoring: persisted.records, epochs: persisted.epochs, now: start)
+        self.membership = membership
+        let (catalog, reconciled) = DatasetCatalog.restored(
+            datasets: data.datasets, ledgers: data.ledgers,
+            membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
+        self.catalog = catalog
+        for change in reconciled { _ = queue.enqueue(.data(change)) }
         self.queue = queue
         self.sessions = sessions
         self.now = now
@@ -139,6 +152,10 @@ public actor CoordinatorEngine {
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
                 for task in tasks { latestChange[task] = ticket }
             case .membershipChanged(let task, let reason):
+                persist(
+                    catalog.syncMembers(
+                        of: task, members: membership.members(of: task), membershipEpoch: membership.epoch(of: task)),
+                    task: task)
                 if pendingPushes[task] == nil {
                     pendingPushes[task] = []
                     Task { await self.push(task) }
@@ -150,9 +167,18 @@ public actor CoordinatorEngine {
         }
     }
 
+    /// Queues data-plane changes; those of a ledger count as changes of `task` (see ``settle(_:)``).
+    @discardableResult
+    func persist(_ changes: [DataChange], task: TaskID?) -> WriteBehindQueue.Ticket? {
+        var ticket: WriteBehindQueue.Ticket?
+        for change in changes { ticket = queue.enqueue(.data(change)) }
+        if let task, let ticket { latestChange[task] = ticket }
+        return ticket
+    }
+
     /// Waits until every durable change concerning `task` is committed. On return (with no suspension after it) the
     /// task's in-memory membership is exactly what is on disk.
-    private func settle(_ task: TaskID) async throws {
+    func settle(_ task: TaskID) async throws {
         while let ticket = latestChange[task], !queue.isDurable(ticket) {
             try await queue.waitUntilDurable(ticket)
         }

@@ -1,3 +1,4 @@
+import DataShard
 public import GRPCCore
 import RuntimeCore
 public import RuntimeProto
@@ -112,17 +113,67 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
 
     // MARK: Not implemented yet
 
+    // MARK: Datasets and shards
+
     public func registerDataset(
         request: Dtruntime_V1_RegisterDatasetRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterDatasetResponse {
-        throw Self.unimplemented("RegisterDataset", feature: "datasets and shard assignment")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            guard request.hasSpec else { throw CoreError.invalid("spec", "must be set") }
+            try WireTypeCheck.check(request.spec)
+            let spec = try DatasetSpec(
+                name: request.spec.name, totalSamples: request.spec.totalSamples, shardSize: request.spec.shardSize,
+                shuffle: request.spec.shuffle, seed: request.spec.seed)
+            let (record, created) = try await engine.registerDataset(spec)
+            return .with {
+                $0.spec = Dtruntime_V1_DatasetSpec(record.spec)
+                $0.numShards = record.spec.shardCount
+                $0.registeredAtUnixMs = record.registeredAtMillis
+                $0.created = created
+            }
+        }
     }
 
     public func getShardAssignment(
         request: Dtruntime_V1_GetShardAssignmentRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
-        throw Self.unimplemented("GetShardAssignment", feature: "datasets and shard assignment")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            let dataset = try Validation.name(request.dataset, field: "dataset")
+            let worker = try WorkerID(request.workerID)
+            let epoch = try Validation.epoch(request.epoch)
+            let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
+            return .with {
+                $0.dataset = dataset
+                $0.epoch = epoch
+                $0.membershipEpoch = assignment.membershipEpoch
+                $0.shards = assignment.leases.map(Dtruntime_V1_Shard.init)
+                $0.totalShards = Int64(assignment.summary.total)
+                $0.doneShards = Int64(assignment.summary.done)
+            }
+        }
     }
+
+    public func reportShardProgress(
+        request: Dtruntime_V1_ReportShardProgressRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_ReportShardProgressResponse {
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            let (record, summary) = try await engine.reportShardProgress(
+                dataset: try Validation.name(request.dataset, field: "dataset"),
+                worker: try WorkerID(request.workerID), epoch: try Validation.epoch(request.epoch),
+                membershipEpoch: request.membershipEpoch, shard: request.shardID, consumed: request.consumed)
+            return .with {
+                $0.consumed = record.consumed
+                $0.done = record.state == .done
+                $0.doneShards = Int64(summary.done)
+                $0.totalShards = Int64(summary.total)
+            }
+        }
+    }
+
+    // MARK: Not implemented yet
 
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext

@@ -1,3 +1,4 @@
+import DataShard
 import RuntimeCore
 import RuntimeProto
 
@@ -78,4 +79,26 @@ extension Dtruntime_V1_SessionEvent {
 extension Duration {
     /// Milliseconds as a proto `uint32` (saturating).
     var protoMillis: UInt32 { UInt32(clamping: milliseconds) }
+}
+
+extension Dtruntime_V1_DatasetSpec {
+    init(_ spec: DatasetSpec) {
+        self.init()
+        name = spec.name
+        totalSamples = spec.totalSamples
+        shardSize = spec.shardSize
+        shuffle = spec.shuffle
+        seed = spec.seed
+    }
+}
+
+extension Dtruntime_V1_Shard {
+    init(_ lease: ShardLease) {
+        self.init()
+        shardID = lease.shard
+        start = lease.samples.lowerBound
+        end = lease.samples.upperBound
+        sampleSeed = lease.sampleSeed
+        consumed = lease.consumed
+    }
 }

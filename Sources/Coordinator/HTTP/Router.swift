@@ -37,5 +37,9 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
         return WorkersBody(workers: workers.map(WorkerBody.init))
     }
 
+    router.get("/api/datasets") { _, _ -> DatasetsBody in
+        DatasetsBody(datasets: await engine.datasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) })
+    }
+
     return router
 }

@@ -37,7 +37,8 @@ public func buildCoordinator(config: CoordinatorConfig, logger: Logger) throws -
     let queue = WriteBehindQueue(commit: store.commit)
     let clock = SystemMoments()
     let engine = CoordinatorEngine(
-        membershipConfig: config.membership, restoring: try store.loadMembership(), queue: queue,
+        membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
+        queue: queue,
         now: { clock.now() }, logger: logger)
     let listeners = Listeners(host: config.host)
 

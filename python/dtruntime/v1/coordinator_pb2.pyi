@@ -215,16 +215,18 @@ class GetShardAssignmentRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., worker_id: _Optional[str] = ..., epoch: _Optional[int] = ..., membership_epoch: _Optional[int] = ...) -> None: ...
 
 class Shard(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "sample_seed")
+    __slots__ = ("shard_id", "start", "end", "sample_seed", "consumed")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SEED_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: int
     end: int
     sample_seed: int
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., sample_seed: _Optional[int] = ...) -> None: ...
+    consumed: int
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., sample_seed: _Optional[int] = ..., consumed: _Optional[int] = ...) -> None: ...
 
 class GetShardAssignmentResponse(_message.Message):
     __slots__ = ("dataset", "epoch", "membership_epoch", "shards", "total_shards", "done_shards")
@@ -241,6 +243,34 @@ class GetShardAssignmentResponse(_message.Message):
     total_shards: int
     done_shards: int
     def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ..., membership_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., total_shards: _Optional[int] = ..., done_shards: _Optional[int] = ...) -> None: ...
+
+class ReportShardProgressRequest(_message.Message):
+    __slots__ = ("dataset", "worker_id", "epoch", "membership_epoch", "shard_id", "consumed")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    worker_id: str
+    epoch: int
+    membership_epoch: int
+    shard_id: int
+    consumed: int
+    def __init__(self, dataset: _Optional[str] = ..., worker_id: _Optional[str] = ..., epoch: _Optional[int] = ..., membership_epoch: _Optional[int] = ..., shard_id: _Optional[int] = ..., consumed: _Optional[int] = ...) -> None: ...
+
+class ReportShardProgressResponse(_message.Message):
+    __slots__ = ("consumed", "done", "done_shards", "total_shards")
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    DONE_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    consumed: int
+    done: bool
+    done_shards: int
+    total_shards: int
+    def __init__(self, consumed: _Optional[int] = ..., done: _Optional[bool] = ..., done_shards: _Optional[int] = ..., total_shards: _Optional[int] = ...) -> None: ...
 
 class StorageLocation(_message.Message):
     __slots__ = ("uri", "endpoint", "region")

@@ -68,6 +68,11 @@ class CoordinatorStub:
                 request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentRequest.SerializeToString,
                 response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentResponse.FromString,
                 _registered_method=True)
+        self.ReportShardProgress = channel.unary_unary(
+                '/dtruntime.v1.Coordinator/ReportShardProgress',
+                request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressRequest.SerializeToString,
+                response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressResponse.FromString,
+                _registered_method=True)
         self.SaveCheckpoint = channel.unary_unary(
                 '/dtruntime.v1.Coordinator/SaveCheckpoint',
                 request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointRequest.SerializeToString,
@@ -131,7 +136,16 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetShardAssignment(self, request, context):
-        """Returns the shards a worker should read in an epoch, in epoch order, minus those already done.
+        """Returns the shards a worker should read in an epoch, in epoch order, minus those already done. A worker with
+        nothing left steals unstarted shards from the most loaded one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportShardProgress(self, request, context):
+        """Commits a worker's progress through one shard (a cursor: samples of the shard's epoch order consumed so far).
+        Idempotent; fenced by the shard's lease.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +205,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetShardAssignment,
                     request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentRequest.FromString,
                     response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentResponse.SerializeToString,
+            ),
+            'ReportShardProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportShardProgress,
+                    request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressRequest.FromString,
+                    response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressResponse.SerializeToString,
             ),
             'SaveCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.SaveCheckpoint,
@@ -374,6 +393,33 @@ class Coordinator:
             '/dtruntime.v1.Coordinator/GetShardAssignment',
             dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentRequest.SerializeToString,
             dtruntime_dot_v1_dot_coordinator__pb2.GetShardAssignmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportShardProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtruntime.v1.Coordinator/ReportShardProgress',
+            dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressRequest.SerializeToString,
+            dtruntime_dot_v1_dot_coordinator__pb2.ReportShardProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

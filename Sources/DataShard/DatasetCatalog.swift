@@ -1,0 +1,266 @@
+public import RuntimeCore
+
+/// Identifies one epoch's ledger: ledgers are per task, so two jobs training on one dataset never share one.
+public struct LedgerKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The task.
+    public var task: TaskID
+    /// The dataset's name.
+    public var dataset: String
+    /// The epoch.
+    public var epoch: Int64
+
+    /// Creates a key.
+    public init(task: TaskID, dataset: String, epoch: Int64) {
+        self.task = task
+        self.dataset = dataset
+        self.epoch = epoch
+    }
+
+    public static func < (a: LedgerKey, b: LedgerKey) -> Bool {
+        (a.task, a.dataset, a.epoch) < (b.task, b.dataset, b.epoch)
+    }
+
+    public var description: String { "\(dataset) epoch \(epoch) of task \(task)" }
+}
+
+/// A registered dataset and when it was first registered.
+public struct DatasetRecord: Sendable, Hashable {
+    /// The specification.
+    public var spec: DatasetSpec
+    /// Unix milliseconds of the first registration.
+    public var registeredAtMillis: Int64
+
+    /// Creates a record.
+    public init(spec: DatasetSpec, registeredAtMillis: Int64) {
+        self.spec = spec
+        self.registeredAtMillis = registeredAtMillis
+    }
+}
+
+/// What a ledger was created from: enough to recompute its initial placement.
+public struct LedgerHeader: Sendable, Hashable {
+    /// Which ledger.
+    public var key: LedgerKey
+    /// Members of the task at creation, in rank order.
+    public var initialMembers: [WorkerID]
+    /// The task's membership epoch at creation.
+    public var initialMembershipEpoch: UInt64
+    /// Unix milliseconds of creation.
+    public var createdAtMillis: Int64
+
+    /// Creates a header.
+    public init(key: LedgerKey, initialMembers: [WorkerID], initialMembershipEpoch: UInt64, createdAtMillis: Int64) {
+        self.key = key
+        self.initialMembers = initialMembers
+        self.initialMembershipEpoch = initialMembershipEpoch
+        self.createdAtMillis = createdAtMillis
+    }
+}
+
+/// A durable change of the data plane.
+public enum DataChange: Sendable, Hashable {
+    /// A dataset was registered.
+    case datasetRegistered(DatasetRecord)
+    /// An epoch's ledger was created.
+    case ledgerCreated(LedgerHeader)
+    /// Shards of a ledger changed (progress, moves).
+    case shardsChanged(LedgerKey, [ShardRecord])
+    /// A ledger fell out of the retention and is forgotten.
+    case ledgerDropped(LedgerKey)
+}
+
+/// A ledger's progress, as replies and the HTTP API report it.
+public struct LedgerSummary: Sendable, Hashable {
+    /// Which ledger.
+    public var key: LedgerKey
+    /// Shards done.
+    public var done: Int
+    /// Shards in all.
+    public var total: Int
+    /// Unfinished shards per current member, in rank order.
+    public var remainingPerMember: [MemberLoad]
+    /// Unfinished shards no member owns (every member of the task departed).
+    public var unowned: Int
+}
+
+/// The data plane's state: registered datasets and the recent epochs' ledgers of every task.
+///
+/// A pure state machine like ``Membership``: events return ``DataChange``s for the shell to persist. Each
+/// (task, dataset) keeps the ledgers of its latest ``retainedEpochs`` epochs; older ones are dropped when a new one is
+/// created.
+public struct DatasetCatalog: Sendable {
+    /// Ledgers kept per (task, dataset).
+    public static let retainedEpochs = 3
+
+    /// Placement settings of new ledgers.
+    public let config: PlacementConfig
+    private var datasets: [String: DatasetRecord] = [:]
+    private var ledgers: [LedgerKey: ShardLedger] = [:]
+    private var headers: [LedgerKey: LedgerHeader] = [:]
+
+    /// An empty catalog.
+    public init(config: PlacementConfig = .defaults) {
+        self.config = config
+    }
+
+    // MARK: Restore
+
+    /// The catalog restored from its durable state and reconciled with the current membership of each task (shards
+    /// of workers that departed before their moves were written move now).
+    public static func restored(
+        config: PlacementConfig = .defaults, datasets: [DatasetRecord],
+        ledgers: [(header: LedgerHeader, records: [ShardRecord])],
+        membership: (TaskID) -> (members: [WorkerID], epoch: UInt64)
+    ) -> (catalog: DatasetCatalog, changes: [DataChange]) {
+        var catalog = DatasetCatalog(config: config)
+        var changes: [DataChange] = []
+        for record in datasets { catalog.datasets[record.spec.name] = record }
+        for (header, records) in ledgers {
+            guard let dataset = catalog.datasets[header.key.dataset] else { continue }
+            let current = membership(header.key.task)
+            let (ledger, directives) = ShardLedger.restored(
+                spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
+                initialMembershipEpoch: header.initialMembershipEpoch, config: config, records: records,
+                members: current.members, membershipEpoch: current.epoch)
+            catalog.ledgers[header.key] = ledger
+            catalog.headers[header.key] = header
+            changes += directives.map { .shardsChanged(header.key, $0.records) }
+        }
+        return (catalog, changes)
+    }
+
+    // MARK: Events
+
+    /// Registers a dataset. Registering the same spec again is a no-op.
+    ///
+    /// - Returns: the record (with the first registration's time) and whether this call created it.
+    /// - Throws: `failedPrecondition` when the name is taken by a different spec.
+    public mutating func register(_ spec: DatasetSpec, now: Moment) throws(CoreError) -> (
+        record: DatasetRecord, created: Bool, changes: [DataChange]
+    ) {
+        if let existing = datasets[spec.name] {
+            guard existing.spec == spec else {
+                let old = existing.spec
+                throw CoreError(
+                    .failedPrecondition,
+                    "dataset \(spec.name) is already registered with total_samples=\(old.totalSamples), "
+                        + "shard_size=\(old.shardSize), shuffle=\(old.shuffle), seed=\(old.seed): register a "
+                        + "different spec under another name")
+            }
+            return (existing, false, [])
+        }
+        let record = DatasetRecord(spec: spec, registeredAtMillis: now.unixMillis)
+        datasets[spec.name] = record
+        return (record, true, [.datasetRegistered(record)])
+    }
+
+    /// A worker asks for its shards of an epoch. The epoch's ledger is created on the first request, placing the
+    /// shards on the task's current members.
+    ///
+    /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention.
+    public mutating func assignment(
+        key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64, now: Moment
+    ) throws(CoreError) -> (leases: [ShardLease], summary: LedgerSummary, changes: [DataChange]) {
+        var changes = try ensureLedger(key, members: members, membershipEpoch: membershipEpoch, now: now)
+        guard var ledger = ledgers[key] else { throw Self.noLedger(key) }
+        let (leases, directives) = ledger.assignment(for: worker, membershipEpoch: membershipEpoch)
+        ledgers[key] = ledger
+        changes += directives.map { .shardsChanged(key, $0.records) }
+        return (leases, summary(key, ledger), changes)
+    }
+
+    /// A worker commits progress through a shard.
+    ///
+    /// - Throws: `notFound` for an unknown dataset or an epoch nobody asked for yet; the ledger's errors otherwise.
+    public mutating func report(
+        key: LedgerKey, worker: WorkerID, membershipEpoch: UInt64, shard: Int64, consumed: Int64
+    ) throws(CoreError) -> (record: ShardRecord, summary: LedgerSummary, changes: [DataChange]) {
+        guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
+        guard var ledger = ledgers[key] else { throw Self.noLedger(key) }
+        let (record, directives) = try ledger.report(
+            worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
+        ledgers[key] = ledger
+        return (record, summary(key, ledger), directives.map { .shardsChanged(key, $0.records) })
+    }
+
+    /// A task's membership changed: its unfinished ledgers move shards accordingly.
+    public mutating func syncMembers(of task: TaskID, members: [WorkerID], membershipEpoch: UInt64) -> [DataChange] {
+        var changes: [DataChange] = []
+        for key in ledgers.keys.sorted() where key.task == task {
+            guard var ledger = ledgers[key], !ledger.isComplete else { continue }
+            changes += ledger.syncMembers(members, membershipEpoch: membershipEpoch).map {
+                .shardsChanged(key, $0.records)
+            }
+            ledgers[key] = ledger
+        }
+        return changes
+    }
+
+    // MARK: Queries
+
+    /// Every registered dataset, by name.
+    public var registered: [DatasetRecord] { datasets.values.sorted { $0.spec.name < $1.spec.name } }
+
+    /// The spec of a dataset.
+    public func spec(named name: String) -> DatasetSpec? { datasets[name]?.spec }
+
+    /// Summaries of every retained ledger of a dataset, sorted by task then epoch.
+    public func summaries(of dataset: String) -> [LedgerSummary] {
+        ledgers.keys.filter { $0.dataset == dataset }.sorted().compactMap { key in
+            ledgers[key].map { summary(key, $0) }
+        }
+    }
+
+    // MARK: Internals
+
+    private mutating func ensureLedger(
+        _ key: LedgerKey, members: [WorkerID], membershipEpoch: UInt64, now: Moment
+    ) throws(CoreError) -> [DataChange] {
+        guard let dataset = datasets[key.dataset] else { throw Self.unknown(key.dataset) }
+        guard ledgers[key] == nil else { return [] }
+        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.map(\.epoch).sorted()
+        if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest {
+            throw CoreError(
+                .failedPrecondition,
+                "epoch \(key.epoch) of \(key.dataset) in task \(key.task) is older than the \(Self.retainedEpochs) "
+                    + "retained epochs (\(siblings.map(String.init).joined(separator: ", "))): its ledger is gone")
+        }
+        let header = LedgerHeader(
+            key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,
+            createdAtMillis: now.unixMillis)
+        ledgers[key] = ShardLedger(
+            spec: dataset.spec, epoch: key.epoch, members: members, membershipEpoch: membershipEpoch, config: config)
+        headers[key] = header
+        var changes: [DataChange] = [.ledgerCreated(header)]
+        for epoch in (siblings + [key.epoch]).sorted().dropLast(Self.retainedEpochs) {
+            let old = LedgerKey(task: key.task, dataset: key.dataset, epoch: epoch)
+            ledgers[old] = nil
+            headers[old] = nil
+            changes.append(.ledgerDropped(old))
+        }
+        return changes
+    }
+
+    private func summary(_ key: LedgerKey, _ ledger: ShardLedger) -> LedgerSummary {
+        LedgerSummary(
+            key: key, done: ledger.doneCount, total: ledger.shardCount,
+            remainingPerMember: ledger.remainingPerMember(), unowned: ledger.unowned)
+    }
+
+    private static func unknown(_ dataset: String) -> CoreError {
+        CoreError(.notFound, "dataset \(dataset) is not registered: call RegisterDataset first")
+    }
+
+    private static func noLedger(_ key: LedgerKey) -> CoreError {
+        CoreError(.notFound, "no ledger for \(key): call GetShardAssignment for that epoch first")
+    }
+}
+
+extension ShardLedger.Directive {
+    /// The records a directive persists.
+    public var records: [ShardRecord] {
+        switch self {
+        case .persist(let records): records
+        }
+    }
+}
