@@ -596,6 +596,9 @@ public nonisolated struct Dtruntime_V1_GetShardAssignmentResponse: Sendable {
 
   public var doneShards: Int64 = 0
 
+  /// Whether sample orders are shuffled (with each shard's sample_seed) or ascending.
+  public var shuffle: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1597,7 +1600,7 @@ nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetShardAssignmentResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}membership_epoch\0\u{1}shards\0\u{3}total_shards\0\u{3}done_shards\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}membership_epoch\0\u{1}shards\0\u{3}total_shards\0\u{3}done_shards\0\u{1}shuffle\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1611,6 +1614,7 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.shards) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.totalShards) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.doneShards) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.shuffle) }()
       default: break
       }
     }
@@ -1635,6 +1639,9 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
     if self.doneShards != 0 {
       try visitor.visitSingularInt64Field(value: self.doneShards, fieldNumber: 6)
     }
+    if self.shuffle != false {
+      try visitor.visitSingularBoolField(value: self.shuffle, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1645,6 +1652,7 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
     if lhs.shards != rhs.shards {return false}
     if lhs.totalShards != rhs.totalShards {return false}
     if lhs.doneShards != rhs.doneShards {return false}
+    if lhs.shuffle != rhs.shuffle {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -4,7 +4,8 @@ Training processes join a job with :class:`Worker`; :class:`TrainingOrchestrator
 reference's API names; :class:`LocalCoordinator` runs a coordinator binary for scripts and tests.
 """
 
-from dtruntime.client import Command, CoordinatorClient, MembershipView, Registration, WorkerStatus
+from dtruntime.client import Command, CoordinatorClient, DatasetInfo, MembershipView, Registration, WorkerStatus
+from dtruntime.datasets import DatasetRegistry
 from dtruntime.errors import (
     Aborted,
     AlreadyExists,
@@ -31,6 +32,8 @@ __all__ = [
     "Command",
     "CoordinatorClient",
     "CoordinatorUnavailable",
+    "DatasetInfo",
+    "DatasetRegistry",
     "DeadlineExceeded",
     "DtrError",
     "FailedPrecondition",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 import os
 from collections.abc import Iterator, Mapping
@@ -98,6 +99,21 @@ class Registration:
         return self.view.membership_epoch
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset."""
+
+    name: str
+    total_samples: int
+    shard_size: int
+    shuffle: bool
+    seed: int
+    num_shards: int
+    registered_at: datetime.datetime
+    created: bool
+    """False when an identical spec was already registered (registration is idempotent)."""
+
+
 class CoordinatorClient:
     """One gRPC channel to the coordinator and typed wrappers of its calls.
 
@@ -171,6 +187,43 @@ class CoordinatorClient:
         Errors arrive as ``grpc.RpcError`` while iterating (the caller decides how to reconnect).
         """
         return self._stub.WorkerSession(requests)
+
+    # MARK: datasets and shards
+
+    def register_dataset(
+        self, name: str, total_samples: int, shard_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> DatasetInfo:
+        spec = pb.DatasetSpec(
+            name=name, total_samples=total_samples, shard_size=shard_size, shuffle=shuffle, seed=seed & (2**64 - 1)
+        )
+        reply = self._call(self._stub.RegisterDataset, pb.RegisterDatasetRequest(spec=spec))
+        return DatasetInfo(
+            name=reply.spec.name,
+            total_samples=reply.spec.total_samples,
+            shard_size=reply.spec.shard_size,
+            shuffle=reply.spec.shuffle,
+            seed=reply.spec.seed,
+            num_shards=reply.num_shards,
+            registered_at=datetime.datetime.fromtimestamp(reply.registered_at_unix_ms / 1000, tz=datetime.timezone.utc),
+            created=reply.created,
+        )
+
+    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int) -> pb.GetShardAssignmentResponse:
+        request = pb.GetShardAssignmentRequest(dataset=dataset, worker_id=worker_id, epoch=epoch)
+        return self._call(self._stub.GetShardAssignment, request)
+
+    def report_shard_progress(
+        self, dataset: str, worker_id: str, *, epoch: int, membership_epoch: int, shard_id: int, consumed: int
+    ) -> pb.ReportShardProgressResponse:
+        request = pb.ReportShardProgressRequest(
+            dataset=dataset,
+            worker_id=worker_id,
+            epoch=epoch,
+            membership_epoch=membership_epoch,
+            shard_id=shard_id,
+            consumed=consumed,
+        )
+        return self._call(self._stub.ReportShardProgress, request)
 
     # MARK: plumbing
 

@@ -10,14 +10,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
+import numpy as np
 
 from dtruntime.client import Command, CoordinatorClient, MembershipView, Registration, heartbeat_request
-from dtruntime.errors import CoordinatorUnavailable, DtrError, NotFound, translate
+from dtruntime.errors import (
+    CoordinatorUnavailable,
+    DeadlineExceeded,
+    DtrError,
+    FailedPrecondition,
+    NotFound,
+    translate,
+)
+from dtruntime.shuffle import sample_order
 from dtruntime.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger("dtruntime")
+T = TypeVar("T")
 
 _MAX_METRICS = 256
 
@@ -225,6 +236,96 @@ class Worker:
     def wait_for_world_size(self, size: int, timeout: float | None = None) -> MembershipView:
         """Blocks until the task has at least ``size`` members."""
         return self.wait_for(lambda view: view.world_size >= size, timeout)
+
+    # MARK: data
+
+    def epoch_batches(
+        self, dataset: str, epoch: int, batch_size: int = 1, *, poll_interval: float = 0.2
+    ) -> Iterator[np.ndarray]:
+        """This worker's sample indices of one epoch of ``dataset``, in order, as numpy arrays of ``batch_size``.
+
+        Every sample of the epoch is committed exactly once across the task, while workers die, leave and join:
+
+        - a batch is *committed* (reported to the coordinator) when the next one is requested, i.e. once the training
+          step that used it is done; the last one when the iteration ends. A batch taken but not committed (the
+          worker died, or the loop broke out) is served again, to this worker or another;
+        - shards come in the epoch's order; a shard started earlier resumes after its committed samples;
+        - when this worker has nothing left it steals unstarted shards from the most loaded worker, and picks up shards
+          of workers that die; the iteration ends only when every shard of the epoch is done, so it doubles as an
+          end-of-epoch barrier.
+
+        While the coordinator is unreachable (restarting) the iterator waits and retries.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        while True:
+            reply = self._data_call(lambda: self._client.get_shard_assignment(dataset, self.worker_id, epoch))
+            epoch_seen = max(reply.membership_epoch, self.membership_epoch)
+            if not reply.shards:
+                if reply.done_shards == reply.total_shards:
+                    return
+                self._closing.wait(poll_interval)
+                continue
+            for shard in reply.shards:
+                yield from self._shard_batches(
+                    shard,
+                    dataset=dataset,
+                    epoch=epoch,
+                    membership_epoch=epoch_seen,
+                    shuffle=reply.shuffle,
+                    batch_size=batch_size,
+                )
+
+    def _shard_batches(
+        self, shard: pb.Shard, *, dataset: str, epoch: int, membership_epoch: int, shuffle: bool, batch_size: int
+    ) -> Iterator[np.ndarray]:
+        """One shard's batches from its committed cursor on; stops early if the shard's lease moved away."""
+
+        def commit(consumed: int) -> bool:
+            try:
+                self._data_call(
+                    lambda: self._client.report_shard_progress(
+                        dataset,
+                        self.worker_id,
+                        epoch=epoch,
+                        membership_epoch=max(membership_epoch, self.membership_epoch),
+                        shard_id=shard.shard_id,
+                        consumed=consumed,
+                    )
+                )
+                return True
+            except FailedPrecondition as moved:
+                log.info("worker %s: %s", self.worker_id, moved)
+                return False
+
+        if not commit(shard.consumed):  # claim it: it no longer moves to joiners or thieves
+            return
+        order = sample_order(shard.start, shard.end, shard.sample_seed, shuffle=shuffle)
+        position = shard.consumed
+        while position < len(order):
+            batch = order[position : position + batch_size]
+            yield batch
+            position += len(batch)
+            if not commit(position):
+                return
+
+    def _data_call(self, call: Callable[[], T]) -> T:
+        """Runs a data-plane call, waiting out coordinator restarts and this worker's own re-registration."""
+        delay = _Backoff(maximum=1.0)
+        while True:
+            try:
+                return call()
+            except (CoordinatorUnavailable, DeadlineExceeded) as error:
+                if self._closing.is_set():
+                    raise
+                pause = delay.next()
+                log.debug("worker %s: data call failed (%s); retrying in %.2fs", self.worker_id, error, pause)
+                self._closing.wait(pause)
+            except FailedPrecondition as error:
+                if "register again" not in error.message or self._closing.is_set():
+                    raise
+                # Declared dead and not re-registered yet: the heartbeat thread is on it.
+                self.wait_for(lambda view: view.rank is not None, timeout=30)
 
     # MARK: background thread
 

@@ -28,7 +28,9 @@ extension CoordinatorEngine {
             membershipEpoch: membership.epoch(of: task), now: now())
         persist(changes, task: task)
         try await settle(task)
-        return ShardAssignment(leases: leases, summary: summary, membershipEpoch: membership.epoch(of: task))
+        return ShardAssignment(
+            leases: leases, summary: summary, membershipEpoch: membership.epoch(of: task),
+            shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
     /// Commits `worker`'s cursor in `shard`; returns once it is durable.
@@ -69,4 +71,6 @@ public struct ShardAssignment: Sendable {
     public var summary: LedgerSummary
     /// The task's membership epoch the assignment is valid at.
     public var membershipEpoch: UInt64
+    /// Whether the dataset's sample orders are shuffled.
+    public var shuffle: Bool
 }

@@ -151,6 +151,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 $0.shards = assignment.leases.map(Dtruntime_V1_Shard.init)
                 $0.totalShards = Int64(assignment.summary.total)
                 $0.doneShards = Int64(assignment.summary.done)
+                $0.shuffle = assignment.shuffle
             }
         }
     }

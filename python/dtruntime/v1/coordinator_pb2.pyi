@@ -229,20 +229,22 @@ class Shard(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., sample_seed: _Optional[int] = ..., consumed: _Optional[int] = ...) -> None: ...
 
 class GetShardAssignmentResponse(_message.Message):
-    __slots__ = ("dataset", "epoch", "membership_epoch", "shards", "total_shards", "done_shards")
+    __slots__ = ("dataset", "epoch", "membership_epoch", "shards", "total_shards", "done_shards", "shuffle")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SHARDS_FIELD_NUMBER: _ClassVar[int]
     DONE_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    SHUFFLE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epoch: int
     membership_epoch: int
     shards: _containers.RepeatedCompositeFieldContainer[Shard]
     total_shards: int
     done_shards: int
-    def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ..., membership_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., total_shards: _Optional[int] = ..., done_shards: _Optional[int] = ...) -> None: ...
+    shuffle: bool
+    def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ..., membership_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., total_shards: _Optional[int] = ..., done_shards: _Optional[int] = ..., shuffle: _Optional[bool] = ...) -> None: ...
 
 class ReportShardProgressRequest(_message.Message):
     __slots__ = ("dataset", "worker_id", "epoch", "membership_epoch", "shard_id", "consumed")
