@@ -10,11 +10,11 @@ SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Che
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples
 
-.PHONY: demo test setup build lint format swift-test python-test protos clean
+.PHONY: demo test setup build lint format swift-test python-test protos bench clean
 
-## demo: build dtr, start a coordinator on 50051/51051 and a few workers joining one task.
+## demo: build dtr, start a coordinator on 50051/51051 and five workers sharing one dataset through a death and a join.
 demo: setup build
-	DTR_BIN=$(DTR) $(PYTHON) examples/membership_demo.py
+	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
 ## test: lint, then the Swift tests, then the Python tests against the real dtr binary.
 test: setup lint swift-test python-test
@@ -50,6 +50,11 @@ python-test: setup
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup
 	scripts/generate-protos.sh
+
+## bench: the benchmarks of bench/RESULTS.md, on a release build.
+bench:
+	swift build -c release --product dtr
+	.build/release/dtr bench placement --shards 1000000 --workers 1000
 
 clean:
 	rm -rf .build $(VENV) dtr-data

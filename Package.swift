@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "dtr",
             dependencies: [
-                "Coordinator", "RuntimeCore",
+                "Coordinator", "RuntimeCore", "DataShard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

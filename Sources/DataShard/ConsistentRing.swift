@@ -45,6 +45,23 @@ public struct ConsistentRing: Sendable {
         isEmpty ? nil : Int(owners[successor(of: point)])
     }
 
+    /// The points whose first choice is `member`: the arcs that end at its points, as a set that answers membership in
+    /// a few steps (a member has `virtualNodes` arcs, against `members × virtualNodes` points on the ring).
+    public func arcs(of member: Int) -> ArcSet {
+        var ranges: [ClosedRange<UInt64>] = []
+        for index in points.indices where owners[index] == Int32(member) {
+            let end = points[index]
+            if index == 0 {
+                // Wraps around: everything after the last point, and everything up to this one.
+                if let last = points.last, last < UInt64.max { ranges.append((last + 1)...UInt64.max) }
+                ranges.append(0...end)
+            } else if points[index - 1] < end {
+                ranges.append((points[index - 1] + 1)...end)
+            }
+        }
+        return ArcSet(ranges.sorted { $0.lowerBound < $1.lowerBound })
+    }
+
     /// Walks the ring from `point`'s owner and returns the first member for which `accepts` is true (a member with
     /// several points may be asked again), or nil after a full turn.
     public func firstMember(from point: UInt64, where accepts: (Int) -> Bool) -> Int? {
@@ -77,5 +94,25 @@ public struct ConsistentRing: Sendable {
             hash &*= 0x0000_0100_0000_01B3
         }
         return hash
+    }
+}
+
+/// Disjoint ranges of ring points, sorted, with a binary-search membership test.
+public struct ArcSet: Sendable {
+    private let ranges: [ClosedRange<UInt64>]
+
+    init(_ sorted: [ClosedRange<UInt64>]) {
+        ranges = sorted
+    }
+
+    /// Whether `point` lies in one of the ranges.
+    public func contains(_ point: UInt64) -> Bool {
+        var low = 0
+        var high = ranges.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ranges[middle].upperBound < point { low = middle + 1 } else { high = middle }
+        }
+        return low < ranges.count && ranges[low].contains(point)
     }
 }

@@ -162,11 +162,11 @@ public struct DatasetCatalog: Sendable {
         key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64, now: Moment
     ) throws(CoreError) -> (leases: [ShardLease], summary: LedgerSummary, changes: [DataChange]) {
         var changes = try ensureLedger(key, members: members, membershipEpoch: membershipEpoch, now: now)
-        guard var ledger = ledgers[key] else { throw Self.noLedger(key) }
-        let (leases, directives) = ledger.assignment(for: worker, membershipEpoch: membershipEpoch)
-        ledgers[key] = ledger
+        guard ledgers[key] != nil else { throw Self.noLedger(key) }
+        // Mutated in place (no copy of the shard arrays): a ledger can hold millions of shards.
+        let (leases, directives) = ledgers[key]!.assignment(for: worker, membershipEpoch: membershipEpoch)
         changes += directives.map { .shardsChanged(key, $0.records) }
-        return (leases, summary(key, ledger), changes)
+        return (leases, summary(key, ledgers[key]!), changes)
     }
 
     /// A worker commits progress through a shard.
@@ -176,22 +176,19 @@ public struct DatasetCatalog: Sendable {
         key: LedgerKey, worker: WorkerID, membershipEpoch: UInt64, shard: Int64, consumed: Int64
     ) throws(CoreError) -> (record: ShardRecord, summary: LedgerSummary, changes: [DataChange]) {
         guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
-        guard var ledger = ledgers[key] else { throw Self.noLedger(key) }
-        let (record, directives) = try ledger.report(
+        guard ledgers[key] != nil else { throw Self.noLedger(key) }
+        let (record, directives) = try ledgers[key]!.report(
             worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
-        ledgers[key] = ledger
-        return (record, summary(key, ledger), directives.map { .shardsChanged(key, $0.records) })
+        return (record, summary(key, ledgers[key]!), directives.map { .shardsChanged(key, $0.records) })
     }
 
     /// A task's membership changed: its unfinished ledgers move shards accordingly.
     public mutating func syncMembers(of task: TaskID, members: [WorkerID], membershipEpoch: UInt64) -> [DataChange] {
         var changes: [DataChange] = []
-        for key in ledgers.keys.sorted() where key.task == task {
-            guard var ledger = ledgers[key], !ledger.isComplete else { continue }
-            changes += ledger.syncMembers(members, membershipEpoch: membershipEpoch).map {
+        for key in ledgers.keys.sorted() where key.task == task && ledgers[key]?.isComplete == false {
+            changes += ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch).map {
                 .shardsChanged(key, $0.records)
             }
-            ledgers[key] = ledger
         }
         return changes
     }

@@ -296,9 +296,10 @@ public struct ShardLedger: Sendable {
     /// Moves every unfinished shard whose owner is not a member to the first member clockwise with room (or the least
     /// loaded when everyone is full), keeping its state and cursor. Returns the moved shards.
     private mutating func placeOrphans(membershipEpoch: UInt64) -> [Int64] {
-        let isMember = Set(memberSlots)
+        var isMember = [Bool](repeating: false, count: slots.count)
+        for slot in memberSlots { isMember[Int(slot)] = true }
         var orphans: [Int] = []
-        for shard in 0..<owner.count where state[shard] != .done && !isMember.contains(owner[shard]) {
+        for shard in 0..<owner.count where state[shard] != .done && (owner[shard] < 0 || !isMember[Int(owner[shard])]) {
             orphans.append(shard)
         }
         guard !orphans.isEmpty else { return [] }
@@ -334,20 +335,21 @@ public struct ShardLedger: Sendable {
         // first), then, water-filling from the most loaded, whatever brings the joiner to its fair share (never taking
         // anyone below the fair share). The joiner itself never goes over the capacity.
         var budget = max(0, cap - remaining[Int(joiner)])
-        var gives = [Int32: Int]()
+        // Per slot (an array, not a dictionary: the passes below visit every shard).
+        var gives = [Int](repeating: 0, count: slots.count)
         var given = 0
         let excesses = others.map { (slot: $0, excess: min(max(0, remaining[Int($0)] - cap), pending[Int($0)])) }
             .filter { $0.excess > 0 }
             .sorted { $0.excess != $1.excess ? $0.excess > $1.excess : $0.slot < $1.slot }
         for (slot, excess) in excesses where budget > 0 {
             let amount = min(excess, budget)
-            gives[slot] = amount
+            gives[Int(slot)] = amount
             given += amount
             budget -= amount
         }
         var want = min(budget, max(0, fairShare - pending[Int(joiner)] - given))
         if want > 0 {
-            var donors = others.map { (slot: $0, spare: pending[Int($0)] - (gives[$0] ?? 0) - fairShare) }
+            var donors = others.map { (slot: $0, spare: pending[Int($0)] - gives[Int($0)] - fairShare) }
                 .filter { $0.spare > 0 }
             donors.sort { $0.spare != $1.spare ? $0.spare > $1.spare : $0.slot < $1.slot }
             // Level the donors' spare shards down from the top, one level at a time.
@@ -357,34 +359,38 @@ public struct ShardLedger: Sendable {
                 let step = min(top.spare - level, max(1, want / tied))
                 for index in 0..<tied where want > 0 {
                     let amount = min(step, want)
-                    gives[donors[index].slot, default: 0] += amount
+                    gives[Int(donors[index].slot)] += amount
                     donors[index].spare -= amount
                     want -= amount
                 }
                 donors.sort { $0.spare != $1.spare ? $0.spare > $1.spare : $0.slot < $1.slot }
             }
         }
-        guard !gives.isEmpty else { return [] }
+        var left = gives.reduce(0, +)
+        guard left > 0 else { return [] }
 
         // Which shards: first those whose first choice on the ring is the joiner (the next epoch's placement will
         // likely give them the same owner), then the donors' last ones in epoch order (the ones they would reach
         // last).
         var moved: [Int64] = []
-        let joinerIndex = members.firstIndex { slotOf[$0] == joiner }
-        for shard in 0..<owner.count where state[shard] == .pending {
-            let from = owner[shard]
-            guard let left = gives[from], left > 0 else { continue }
-            let point = ConsistentRing.point(ofShard: Int64(shard), salt: salt)
-            guard ring.firstChoice(for: point) == joinerIndex else { continue }
-            gives[from] = left - 1
-            take(shard, from: from, to: joiner, membershipEpoch: membershipEpoch)
+        guard let joinerIndex = members.firstIndex(where: { slotOf[$0] == joiner }) else { return [] }
+        let claimed = ring.arcs(of: joinerIndex)
+        for shard in 0..<owner.count where left > 0 && state[shard] == .pending {
+            let from = Int(owner[shard])
+            guard gives[from] > 0, claimed.contains(ConsistentRing.point(ofShard: Int64(shard), salt: salt)) else {
+                continue
+            }
+            gives[from] -= 1
+            left -= 1
+            take(shard, from: Int32(from), to: joiner, membershipEpoch: membershipEpoch)
             moved.append(Int64(shard))
         }
-        for shard in order.reversed() where state[Int(shard)] == .pending {
-            let from = owner[Int(shard)]
-            guard let left = gives[from], left > 0 else { continue }
-            gives[from] = left - 1
-            take(Int(shard), from: from, to: joiner, membershipEpoch: membershipEpoch)
+        for shard in order.reversed() where left > 0 && state[Int(shard)] == .pending {
+            let from = Int(owner[Int(shard)])
+            guard gives[from] > 0 else { continue }
+            gives[from] -= 1
+            left -= 1
+            take(Int(shard), from: Int32(from), to: joiner, membershipEpoch: membershipEpoch)
             moved.append(shard)
         }
         return moved

@@ -234,7 +234,8 @@ public final class SQLiteStateStore: Sendable {
                     record.registeredAtMillis,
                 ])
         case .ledgerCreated(let header):
-            let members = String(decoding: try JSONEncoder().encode(header.initialMembers.map(\.rawValue)), as: UTF8.self)
+            let members = String(
+                decoding: try JSONEncoder().encode(header.initialMembers.map(\.rawValue)), as: UTF8.self)
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO ledger

@@ -8,5 +8,5 @@ struct DTR: AsyncParsableCommand {
         commandName: "dtr",
         abstract: "dtruntime: the coordinator of distributed training jobs.",
         version: DTRuntimeVersion.current,
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Bench.self])
 }

@@ -50,6 +50,8 @@ struct PlacementTests {
                 moved += 1
                 #expect(new.rawValue == "worker-50")
             }
+            #expect(
+                after.arcs(of: 50).contains(point) == (new.rawValue == "worker-50"), "arcs agree with first choices")
         }
         let fraction = Double(moved) / 20_000
         #expect(fraction > 0.5 / 51 && fraction < 2.0 / 51, "moved \(fraction), ideal \(1.0 / 51)")

@@ -10,7 +10,9 @@ extension CoordinatorEngine {
         if created {
             logger.info(
                 "dataset registered",
-                metadata: ["dataset": "\(spec.name)", "samples": "\(spec.totalSamples)", "shards": "\(spec.shardCount)"])
+                metadata: [
+                    "dataset": "\(spec.name)", "samples": "\(spec.totalSamples)", "shards": "\(spec.shardCount)",
+                ])
         }
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await queue.waitUntilDurable(queue.lastTicket)
