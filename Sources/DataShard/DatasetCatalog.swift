@@ -65,11 +65,52 @@ public enum DataChange: Sendable, Hashable {
     case ledgerCreated(LedgerHeader)
     /// Shards of a ledger changed (progress, moves).
     case shardsChanged(LedgerKey, [ShardRecord])
+    /// A ledger now follows these members (after a membership change of its task).
+    case ledgerMembers(LedgerKey, [WorkerID], membershipEpoch: UInt64)
     /// A ledger fell out of the retention and is forgotten.
     case ledgerDropped(LedgerKey)
 }
 
-/// A ledger's progress, as replies and the HTTP API report it.
+extension DataChange {
+    /// The task whose ledger the change concerns (nil for a dataset registration).
+    public var task: TaskID? {
+        switch self {
+        case .datasetRegistered: nil
+        case .ledgerCreated(let header): header.key.task
+        case .shardsChanged(let key, _), .ledgerMembers(let key, _, _), .ledgerDropped(let key): key.task
+        }
+    }
+}
+
+/// A persisted ledger as read back at start-up.
+public struct PersistedLedger: Sendable, Hashable {
+    /// How it was created.
+    public var header: LedgerHeader
+    /// The members it followed last, and as of which membership epoch.
+    public var members: [WorkerID]
+    /// The membership epoch of `members`.
+    public var membershipEpoch: UInt64
+    /// Records of the shards that changed since its creation.
+    public var records: [ShardRecord]
+
+    /// Creates a persisted ledger.
+    public init(header: LedgerHeader, members: [WorkerID], membershipEpoch: UInt64, records: [ShardRecord]) {
+        self.header = header
+        self.members = members
+        self.membershipEpoch = membershipEpoch
+        self.records = records
+    }
+}
+
+/// Shards done out of all, as replies report it.
+public struct LedgerProgress: Sendable, Hashable {
+    /// Shards done.
+    public var done: Int
+    /// Shards in all.
+    public var total: Int
+}
+
+/// A ledger's progress in detail, as the HTTP API reports it.
 public struct LedgerSummary: Sendable, Hashable {
     /// Which ledger.
     public var key: LedgerKey
@@ -108,23 +149,24 @@ public struct DatasetCatalog: Sendable {
     /// The catalog restored from its durable state and reconciled with the current membership of each task (shards
     /// of workers that departed before their moves were written move now).
     public static func restored(
-        config: PlacementConfig = .defaults, datasets: [DatasetRecord],
-        ledgers: [(header: LedgerHeader, records: [ShardRecord])],
+        config: PlacementConfig = .defaults, datasets: [DatasetRecord], ledgers: [PersistedLedger],
         membership: (TaskID) -> (members: [WorkerID], epoch: UInt64)
     ) -> (catalog: DatasetCatalog, changes: [DataChange]) {
         var catalog = DatasetCatalog(config: config)
         var changes: [DataChange] = []
         for record in datasets { catalog.datasets[record.spec.name] = record }
-        for (header, records) in ledgers {
+        for persisted in ledgers {
+            let header = persisted.header
             guard let dataset = catalog.datasets[header.key.dataset] else { continue }
             let current = membership(header.key.task)
             let (ledger, directives) = ShardLedger.restored(
                 spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
-                initialMembershipEpoch: header.initialMembershipEpoch, config: config, records: records,
+                initialMembershipEpoch: header.initialMembershipEpoch, config: config, records: persisted.records,
+                lastMembers: persisted.members, lastMembershipEpoch: persisted.membershipEpoch,
                 members: current.members, membershipEpoch: current.epoch)
             catalog.ledgers[header.key] = ledger
             catalog.headers[header.key] = header
-            changes += directives.map { .shardsChanged(header.key, $0.records) }
+            changes += Self.changes(header.key, directives)
         }
         return (catalog, changes)
     }
@@ -160,13 +202,13 @@ public struct DatasetCatalog: Sendable {
     /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention.
     public mutating func assignment(
         key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64, now: Moment
-    ) throws(CoreError) -> (leases: [ShardLease], summary: LedgerSummary, changes: [DataChange]) {
+    ) throws(CoreError) -> (leases: [ShardLease], progress: LedgerProgress, changes: [DataChange]) {
         var changes = try ensureLedger(key, members: members, membershipEpoch: membershipEpoch, now: now)
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         // Mutated in place (no copy of the shard arrays): a ledger can hold millions of shards.
         let (leases, directives) = ledgers[key]!.assignment(for: worker, membershipEpoch: membershipEpoch)
-        changes += directives.map { .shardsChanged(key, $0.records) }
-        return (leases, summary(key, ledgers[key]!), changes)
+        changes += Self.changes(key, directives)
+        return (leases, progress(ledgers[key]!), changes)
     }
 
     /// A worker commits progress through a shard.
@@ -174,21 +216,19 @@ public struct DatasetCatalog: Sendable {
     /// - Throws: `notFound` for an unknown dataset or an epoch nobody asked for yet; the ledger's errors otherwise.
     public mutating func report(
         key: LedgerKey, worker: WorkerID, membershipEpoch: UInt64, shard: Int64, consumed: Int64
-    ) throws(CoreError) -> (record: ShardRecord, summary: LedgerSummary, changes: [DataChange]) {
+    ) throws(CoreError) -> (record: ShardRecord, progress: LedgerProgress, changes: [DataChange]) {
         guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         let (record, directives) = try ledgers[key]!.report(
             worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
-        return (record, summary(key, ledgers[key]!), directives.map { .shardsChanged(key, $0.records) })
+        return (record, progress(ledgers[key]!), Self.changes(key, directives))
     }
 
     /// A task's membership changed: its unfinished ledgers move shards accordingly.
     public mutating func syncMembers(of task: TaskID, members: [WorkerID], membershipEpoch: UInt64) -> [DataChange] {
         var changes: [DataChange] = []
         for key in ledgers.keys.sorted() where key.task == task && ledgers[key]?.isComplete == false {
-            changes += ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch).map {
-                .shardsChanged(key, $0.records)
-            }
+            changes += Self.changes(key, ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch))
         }
         return changes
     }
@@ -210,17 +250,28 @@ public struct DatasetCatalog: Sendable {
 
     // MARK: Internals
 
+    /// Creates the epoch's ledger if needed. At most ``retainedEpochs`` epochs of a (task, dataset) may be unfinished
+    /// at once (a client cannot make the coordinator hold arbitrarily many ledgers); finished ones beyond the
+    /// ``retainedEpochs`` newest are dropped. An unfinished ledger is never dropped.
     private mutating func ensureLedger(
         _ key: LedgerKey, members: [WorkerID], membershipEpoch: UInt64, now: Moment
     ) throws(CoreError) -> [DataChange] {
         guard let dataset = datasets[key.dataset] else { throw Self.unknown(key.dataset) }
         guard ledgers[key] == nil else { return [] }
-        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.map(\.epoch).sorted()
-        if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest {
+        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.sorted()
+        if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest.epoch {
             throw CoreError(
                 .failedPrecondition,
-                "epoch \(key.epoch) of \(key.dataset) in task \(key.task) is older than the \(Self.retainedEpochs) "
-                    + "retained epochs (\(siblings.map(String.init).joined(separator: ", "))): its ledger is gone")
+                "epoch \(key.epoch) of \(key.dataset) in task \(key.task) is older than the retained epochs "
+                    + "(\(siblings.map { String($0.epoch) }.joined(separator: ", "))): its ledger is gone")
+        }
+        let unfinished = siblings.filter { ledgers[$0]?.isComplete == false }
+        guard unfinished.count < Self.retainedEpochs else {
+            throw CoreError(
+                .failedPrecondition,
+                "\(unfinished.count) epochs of \(key.dataset) in task \(key.task) are unfinished "
+                    + "(\(unfinished.map { String($0.epoch) }.joined(separator: ", "))): finish one before starting "
+                    + "epoch \(key.epoch)")
         }
         let header = LedgerHeader(
             key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,
@@ -229,13 +280,27 @@ public struct DatasetCatalog: Sendable {
             spec: dataset.spec, epoch: key.epoch, members: members, membershipEpoch: membershipEpoch, config: config)
         headers[key] = header
         var changes: [DataChange] = [.ledgerCreated(header)]
-        for epoch in (siblings + [key.epoch]).sorted().dropLast(Self.retainedEpochs) {
-            let old = LedgerKey(task: key.task, dataset: key.dataset, epoch: epoch)
+        var count = siblings.count + 1
+        for old in siblings where count > Self.retainedEpochs && ledgers[old]?.isComplete == true {
             ledgers[old] = nil
             headers[old] = nil
             changes.append(.ledgerDropped(old))
+            count -= 1
         }
         return changes
+    }
+
+    private func progress(_ ledger: ShardLedger) -> LedgerProgress {
+        LedgerProgress(done: ledger.doneCount, total: ledger.shardCount)
+    }
+
+    private static func changes(_ key: LedgerKey, _ directives: [ShardLedger.Directive]) -> [DataChange] {
+        directives.map { directive in
+            switch directive {
+            case .persist(let records): .shardsChanged(key, records)
+            case .membersChanged(let members, let epoch): .ledgerMembers(key, members, membershipEpoch: epoch)
+            }
+        }
     }
 
     private func summary(_ key: LedgerKey, _ ledger: ShardLedger) -> LedgerSummary {
@@ -250,14 +315,5 @@ public struct DatasetCatalog: Sendable {
 
     private static func noLedger(_ key: LedgerKey) -> CoreError {
         CoreError(.notFound, "no ledger for \(key): call GetShardAssignment for that epoch first")
-    }
-}
-
-extension ShardLedger.Directive {
-    /// The records a directive persists.
-    public var records: [ShardRecord] {
-        switch self {
-        case .persist(let records): records
-        }
     }
 }

@@ -7,6 +7,8 @@ public import RuntimeCore
 public struct DatasetSpec: Sendable, Hashable {
     /// Largest accepted number of samples (2^40).
     public static let maxSamples: Int64 = 1 << 40
+    /// Largest accepted number of shards (2^24): a ledger keeps a few dozen bytes per shard per retained epoch.
+    public static let maxShards: Int64 = 1 << 24
 
     /// 1-128 characters of `[A-Za-z0-9._-]`.
     public let name: String
@@ -28,6 +30,12 @@ public struct DatasetSpec: Sendable, Hashable {
         guard (1...totalSamples).contains(shardSize) else {
             throw .invalid(
                 "shard_size", "must be between 1 and total_samples (\(totalSamples))", got: String(shardSize))
+        }
+        let shards = (totalSamples + shardSize - 1) / shardSize
+        guard shards <= Self.maxShards else {
+            throw .invalid(
+                "shard_size", "must give at most 2^24 shards (ceil(total_samples / shard_size)): use larger shards",
+                got: "\(shardSize): \(shards) shards")
         }
         self.name = name
         self.totalSamples = totalSamples

@@ -65,10 +65,12 @@ public struct ShardLease: Sendable, Hashable {
 /// Reports are idempotent (cursors only move forward) and fenced: only the current owner, at a membership epoch not
 /// older than its lease, may commit.
 public struct ShardLedger: Sendable {
-    /// What the shell must do: persist changed shard records (together, in order).
+    /// What the shell must persist (together, in order).
     public enum Directive: Sendable, Hashable {
-        /// Write these records.
+        /// These shard records changed.
         case persist([ShardRecord])
+        /// The ledger now follows these members (rank order), as of this membership epoch.
+        case membersChanged([WorkerID], membershipEpoch: UInt64)
     }
 
     /// The dataset.
@@ -138,11 +140,13 @@ public struct ShardLedger: Sendable {
         }
     }
 
-    /// A ledger restored from its creation parameters and its persisted records, then brought up to date with the
-    /// current members (shards of workers that departed while the records were written move now).
+    /// A ledger restored from its creation parameters, its persisted shard records and the members it last followed,
+    /// then brought up to date with the task's current members. Nothing moves unless membership really changed, or a
+    /// record names an owner that is not a member (its move was lost in a crash): such shards move now.
     public static func restored(
         spec: DatasetSpec, epoch: Int64, initialMembers: [WorkerID], initialMembershipEpoch: UInt64,
-        config: PlacementConfig = .defaults, records: [ShardRecord], members: [WorkerID], membershipEpoch: UInt64
+        config: PlacementConfig = .defaults, records: [ShardRecord], lastMembers: [WorkerID],
+        lastMembershipEpoch: UInt64, members: [WorkerID], membershipEpoch: UInt64
     ) -> (ledger: ShardLedger, directives: [Directive]) {
         var ledger = ShardLedger(
             spec: spec, epoch: epoch, members: initialMembers, membershipEpoch: initialMembershipEpoch,
@@ -150,7 +154,11 @@ public struct ShardLedger: Sendable {
         for record in records where (0..<spec.shardCount).contains(record.shard) {
             ledger.overwrite(record)
         }
-        let directives = ledger.syncMembers(members, membershipEpoch: membershipEpoch)
+        ledger.adopt(lastMembers)
+        var directives: [Directive] = []
+        let orphans = ledger.placeOrphans(membershipEpoch: lastMembershipEpoch)
+        if !orphans.isEmpty { directives.append(.persist(orphans.map(ledger.record(of:)))) }
+        directives += ledger.syncMembers(members, membershipEpoch: membershipEpoch)
         return (ledger, directives)
     }
 
@@ -190,6 +198,8 @@ public struct ShardLedger: Sendable {
         leases: [ShardLease], directives: [Directive]
     ) {
         guard let slot = memberSlot(of: worker) else { return ([], []) }
+        // Idle and nothing left to steal: answer without looking at the shards (idle workers poll).
+        if remaining[Int(slot)] == 0, !memberSlots.contains(where: { pending[Int($0)] > 0 }) { return ([], []) }
         var directives: [Directive] = []
         if remaining[Int(slot)] == 0, !isComplete {
             let stolen = steal(into: slot, membershipEpoch: membershipEpoch)
@@ -260,13 +270,16 @@ public struct ShardLedger: Sendable {
         let joiners = newMembers.filter { memberSlot(of: $0) == nil }
         guard joiners.count > 0 || newMembers != members else { return [] }
         adopt(newMembers)
-        var changed: [Int64] = []
-        changed += placeOrphans(membershipEpoch: membershipEpoch)
-        guard !isComplete else { return changed.isEmpty ? [] : [.persist(changed.map(record(of:)))] }
-        for joiner in joiners {
-            if let slot = memberSlot(of: joiner) { changed += join(slot, membershipEpoch: membershipEpoch) }
+        var changed = placeOrphans(membershipEpoch: membershipEpoch)
+        if !isComplete {
+            for joiner in joiners {
+                if let slot = memberSlot(of: joiner) { changed += join(slot, membershipEpoch: membershipEpoch) }
+            }
         }
-        return changed.isEmpty ? [] : [.persist(changed.sorted().map(record(of:)))]
+        var directives: [Directive] = []
+        if !changed.isEmpty { directives.append(.persist(changed.sorted().map(record(of:)))) }
+        directives.append(.membersChanged(newMembers, membershipEpoch: membershipEpoch))
+        return directives
     }
 
     // MARK: Moves

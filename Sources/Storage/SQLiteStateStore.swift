@@ -23,11 +23,12 @@ public struct PersistedMembership: Sendable, Hashable {
 public struct PersistedData: Sendable {
     /// Registered datasets.
     public var datasets: [DatasetRecord]
-    /// Retained ledgers, each with the records of the shards that changed since its creation.
-    public var ledgers: [(header: LedgerHeader, records: [ShardRecord])]
+    /// Retained ledgers, each with the members it follows and the records of the shards that changed since its
+    /// creation.
+    public var ledgers: [PersistedLedger]
 
     /// Creates the state (empty by default: a fresh coordinator).
-    public init(datasets: [DatasetRecord] = [], ledgers: [(header: LedgerHeader, records: [ShardRecord])] = []) {
+    public init(datasets: [DatasetRecord] = [], ledgers: [PersistedLedger] = []) {
         self.datasets = datasets
         self.ledgers = ledgers
     }
@@ -96,6 +97,8 @@ public final class SQLiteStateStore: Sendable {
                         epoch INTEGER NOT NULL,
                         initial_members TEXT NOT NULL,
                         initial_membership_epoch INTEGER NOT NULL,
+                        members TEXT NOT NULL,
+                        membership_epoch INTEGER NOT NULL,
                         created_at_ms INTEGER NOT NULL,
                         PRIMARY KEY (task_id, dataset, epoch)
                     );
@@ -147,21 +150,23 @@ public final class SQLiteStateStore: Sendable {
                         shuffle: row["shuffle"], seed: UInt64(bitPattern: seed))
                     return DatasetRecord(spec: spec, registeredAtMillis: row["registered_at_ms"])
                 }
-                var ledgers: [(header: LedgerHeader, records: [ShardRecord])] = []
+                var ledgers: [PersistedLedger] = []
                 for row in try Row.fetchAll(db, sql: "SELECT * FROM ledger ORDER BY task_id, dataset, epoch") {
                     let key = LedgerKey(task: try TaskID(row["task_id"]), dataset: row["dataset"], epoch: row["epoch"])
-                    let membersJSON: String = row["initial_members"]
-                    let members = try JSONDecoder().decode([String].self, from: Data(membersJSON.utf8))
-                        .map { try WorkerID($0) }
-                    let epoch: Int64 = row["initial_membership_epoch"]
+                    let initialEpoch: Int64 = row["initial_membership_epoch"]
+                    let epoch: Int64 = row["membership_epoch"]
                     let header = LedgerHeader(
-                        key: key, initialMembers: members, initialMembershipEpoch: UInt64(truncatingIfNeeded: epoch),
+                        key: key, initialMembers: try Self.workers(row["initial_members"]),
+                        initialMembershipEpoch: UInt64(truncatingIfNeeded: initialEpoch),
                         createdAtMillis: row["created_at_ms"])
                     let records = try Row.fetchAll(
                         db, sql: "SELECT * FROM ledger_shard WHERE task_id = ? AND dataset = ? AND epoch = ?",
                         arguments: [key.task.rawValue, key.dataset, key.epoch]
                     ).map(Self.shardRecord)
-                    ledgers.append((header, records))
+                    ledgers.append(
+                        PersistedLedger(
+                            header: header, members: try Self.workers(row["members"]),
+                            membershipEpoch: UInt64(truncatingIfNeeded: epoch), records: records))
                 }
                 return PersistedData(datasets: datasets, ledgers: ledgers)
             }
@@ -170,6 +175,14 @@ public final class SQLiteStateStore: Sendable {
         } catch {
             throw StorageError(.internal, "the state database holds a row this coordinator cannot read: \(error)")
         }
+    }
+
+    private static func workers(_ json: String) throws -> [WorkerID] {
+        try JSONDecoder().decode([String].self, from: Data(json.utf8)).map { try WorkerID($0) }
+    }
+
+    private static func workersJSON(_ workers: [WorkerID]) throws -> String {
+        String(decoding: try JSONEncoder().encode(workers.map(\.rawValue)), as: UTF8.self)
     }
 
     private static func shardRecord(_ row: Row) throws -> ShardRecord {
@@ -234,17 +247,25 @@ public final class SQLiteStateStore: Sendable {
                     record.registeredAtMillis,
                 ])
         case .ledgerCreated(let header):
-            let members = String(
-                decoding: try JSONEncoder().encode(header.initialMembers.map(\.rawValue)), as: UTF8.self)
+            let members = try workersJSON(header.initialMembers)
+            let epoch = Int64(truncatingIfNeeded: header.initialMembershipEpoch)
             try db.execute(
                 sql: """
-                    INSERT OR REPLACE INTO ledger
-                        (task_id, dataset, epoch, initial_members, initial_membership_epoch, created_at_ms)
-                    VALUES (?, ?, ?, ?, ?, ?)
+                    INSERT OR REPLACE INTO ledger (task_id, dataset, epoch, initial_members, initial_membership_epoch,
+                        members, membership_epoch, created_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    header.key.task.rawValue, header.key.dataset, header.key.epoch, members,
-                    Int64(truncatingIfNeeded: header.initialMembershipEpoch), header.createdAtMillis,
+                    header.key.task.rawValue, header.key.dataset, header.key.epoch, members, epoch, members, epoch,
+                    header.createdAtMillis,
+                ])
+        case .ledgerMembers(let key, let members, let epoch):
+            try db.execute(
+                sql:
+                    "UPDATE ledger SET members = ?, membership_epoch = ? WHERE task_id = ? AND dataset = ? AND epoch = ?",
+                arguments: [
+                    try workersJSON(members), Int64(truncatingIfNeeded: epoch), key.task.rawValue, key.dataset,
+                    key.epoch,
                 ])
         case .shardsChanged(let key, let records):
             let statement = try db.cachedStatement(

@@ -1,14 +1,28 @@
 import DataShard
 import RuntimeCore
 
-/// Drives a ``ShardLedger`` the way a task's workers would: joins, leaves, deaths, commits and assignment requests,
-/// counting every committed sample so a test can prove each was committed exactly once.
+/// Drives a ``ShardLedger`` the way a task's workers running the Python SDK would: each worker keeps the assignment
+/// it last fetched (and the membership epoch it was fetched at) and works through it like `Worker.epoch_batches`,
+/// claiming a shard, resuming from the cursor the claim returns, committing batches, and dropping a shard when a
+/// report is refused. Workers die, leave, join and rejoin under their old ids with stale assignments in hand.
+/// Every sample a worker processed and got acknowledged is counted, so a test can prove each was committed exactly
+/// once.
 struct LedgerSimulation {
+    struct Cached {
+        var leases: [ShardLease]
+        var epoch: UInt64
+        /// Shards already claimed: their `consumed` is the worker's own position, which it commits from without
+        /// asking again (as `epoch_batches` does batch after batch).
+        var claimed: Set<Int64> = []
+    }
+
     var ledger: ShardLedger
     var members: [WorkerID]
+    var departed: [WorkerID] = []
     var membershipEpoch: UInt64
     var nextWorker: Int
-    /// Times each (shard, position in the shard's order) was committed.
+    var cache: [WorkerID: Cached] = [:]
+    /// Times each (shard, position in the shard's order) was processed and acknowledged.
     var commits: [[Int]]
     var random: SplitMix64
     /// Largest join move seen, as a fraction of 1/(n+1) of all shards.
@@ -27,10 +41,16 @@ struct LedgerSimulation {
 
     var owners: [WorkerID?] { (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner } }
 
+    /// A worker joins: a new one, or (sometimes) a departed one again under its old id.
     mutating func join() throws {
         let before = owners
-        let worker = try WorkerID("w\(nextWorker)")
-        nextWorker += 1
+        let worker: WorkerID
+        if !departed.isEmpty, pick(2) == 0 {
+            worker = departed.remove(at: pick(departed.count))
+        } else {
+            worker = try WorkerID("w\(nextWorker)")
+            nextWorker += 1
+        }
         members.append(worker)
         membershipEpoch += 1
         _ = ledger.syncMembers(members, membershipEpoch: membershipEpoch)
@@ -39,29 +59,62 @@ struct LedgerSimulation {
         worstJoinMove = max(worstJoinMove, Double(moved) / fair)
     }
 
+    /// A worker dies or leaves (its cached assignment stays in hand, for when it comes back).
     mutating func depart() {
         guard !members.isEmpty else { return }
-        members.remove(at: pick(members.count))
+        departed.append(members.remove(at: pick(members.count)))
         membershipEpoch += 1
         _ = ledger.syncMembers(members, membershipEpoch: membershipEpoch)
     }
 
-    /// A random member commits a random part of its first unfinished shard (or claims it).
+    /// A random member works on the first shard of its (possibly stale) assignment.
     mutating func work() throws {
         guard !members.isEmpty else { return }
         let worker = members[pick(members.count)]
-        let leases = ledger.assignment(for: worker, membershipEpoch: membershipEpoch).leases
-        guard let lease = leases.first else { return }
+        if cache[worker]?.leases.isEmpty ?? true {
+            cache[worker] = Cached(
+                leases: ledger.assignment(for: worker, membershipEpoch: membershipEpoch).leases,
+                epoch: membershipEpoch)
+        }
+        guard let cached = cache[worker], let lease = cached.leases.first else { return }
         let length = Int64(lease.samples.count)
-        let target = min(length, lease.consumed + Int64(pick(Int(length) + 1)))
-        try commit(worker, lease.shard, target)
+        let cursor: Int64
+        if cached.claimed.contains(lease.shard) {
+            cursor = lease.consumed
+        } else {
+            // Claim, and resume from the cursor the coordinator returns.
+            guard let recorded = try report(worker, lease.shard, lease.consumed, epoch: cached.epoch) else { return }
+            cursor = recorded
+            cache[worker]?.claimed.insert(lease.shard)
+        }
+        let target = min(length, cursor + Int64(pick(Int(length) + 1)))
+        guard try report(worker, lease.shard, target, epoch: cached.epoch) != nil else { return }
+        for position in cursor..<target { commits[Int(lease.shard)][Int(position)] += 1 }
+        if target == length {
+            cache[worker]?.leases.removeFirst()
+        } else {
+            cache[worker]?.leases[0].consumed = target
+        }
     }
 
-    mutating func commit(_ worker: WorkerID, _ shard: Int64, _ target: Int64) throws {
-        let before = ledger.record(of: shard).consumed
-        let (record, _) = try ledger.report(
-            worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: target)
-        for position in before..<record.consumed { commits[Int(shard)][Int(position)] += 1 }
+    /// Reports a cursor; returns the recorded cursor, or nil (and forgets the shard) when the report is refused.
+    mutating func report(_ worker: WorkerID, _ shard: Int64, _ consumed: Int64, epoch: UInt64) throws -> Int64? {
+        let outcome: Result<ShardRecord, CoreError>
+        do {
+            outcome = .success(
+                try ledger.report(worker: worker, membershipEpoch: epoch, shard: shard, consumed: consumed).record)
+        } catch {
+            outcome = .failure(error)
+        }
+        switch outcome {
+        case .success(let record):
+            return record.consumed
+        case .failure(let error) where error.code == .failedPrecondition:
+            cache[worker]?.leases.removeAll { $0.shard == shard }
+            return nil
+        case .failure(let error):
+            throw error
+        }
     }
 
     /// Every remaining member works until the epoch is complete (a member joins if nobody is left).
@@ -70,12 +123,8 @@ struct LedgerSimulation {
         var rounds = 0
         while !ledger.isComplete {
             rounds += 1
-            precondition(rounds < 100_000, "the epoch never completes")
-            for worker in members {
-                for lease in ledger.assignment(for: worker, membershipEpoch: membershipEpoch).leases {
-                    try commit(worker, lease.shard, Int64(lease.samples.count))
-                }
-            }
+            precondition(rounds < 1_000_000, "the epoch never completes")
+            try work()
         }
     }
 
@@ -84,9 +133,13 @@ struct LedgerSimulation {
         var problems: [String] = []
         let memberSet = Set(members)
         var remaining: [WorkerID: Int] = [:]
+        var done = 0
         for shard in 0..<Int64(ledger.shardCount) {
             let record = ledger.record(of: shard)
-            guard record.state != .done else { continue }
+            if record.state == .done {
+                done += 1
+                continue
+            }
             if let owner = record.owner {
                 if !memberSet.contains(owner) { problems.append("shard \(shard) owned by departed \(owner)") }
                 remaining[owner, default: 0] += 1
@@ -94,6 +147,7 @@ struct LedgerSimulation {
                 problems.append("shard \(shard) unowned while there are members")
             }
         }
+        if done != ledger.doneCount { problems.append("\(done) shards done, doneCount says \(ledger.doneCount)") }
         for load in ledger.remainingPerMember() where remaining[load.worker, default: 0] != load.remaining {
             problems.append(
                 "\(load.worker) counts \(load.remaining) remaining shards, owns \(remaining[load.worker, default: 0])")

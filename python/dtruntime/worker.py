@@ -258,20 +258,22 @@ class Worker:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        idle = _Backoff(initial=poll_interval, maximum=max(poll_interval, 2.0))
         while True:
             reply = self._data_call(lambda: self._client.get_shard_assignment(dataset, self.worker_id, epoch))
-            epoch_seen = max(reply.membership_epoch, self.membership_epoch)
             if not reply.shards:
                 if reply.done_shards == reply.total_shards:
                     return
-                self._closing.wait(poll_interval)
+                # Nothing for us yet: shards of a worker that dies, or unstarted ones to steal, may come.
+                self._closing.wait(idle.next())
                 continue
+            idle.reset()
             for shard in reply.shards:
                 yield from self._shard_batches(
                     shard,
                     dataset=dataset,
                     epoch=epoch,
-                    membership_epoch=epoch_seen,
+                    membership_epoch=reply.membership_epoch,
                     shuffle=reply.shuffle,
                     batch_size=batch_size,
                 )
@@ -279,34 +281,41 @@ class Worker:
     def _shard_batches(
         self, shard: pb.Shard, *, dataset: str, epoch: int, membership_epoch: int, shuffle: bool, batch_size: int
     ) -> Iterator[np.ndarray]:
-        """One shard's batches from its committed cursor on; stops early if the shard's lease moved away."""
+        """One shard's batches from its committed cursor on; stops early if the shard's lease moved away.
 
-        def commit(consumed: int) -> bool:
+        Reports carry the membership epoch of the assignment the shard came with: if the shard moved away since
+        (even if it came back), the coordinator refuses them as stale instead of letting an old position overwrite
+        a newer owner's.
+        """
+
+        def commit(consumed: int) -> int | None:
+            """Commits a cursor; returns the coordinator's recorded one, or None if the shard is no longer ours."""
             try:
-                self._data_call(
+                reply = self._data_call(
                     lambda: self._client.report_shard_progress(
                         dataset,
                         self.worker_id,
                         epoch=epoch,
-                        membership_epoch=max(membership_epoch, self.membership_epoch),
+                        membership_epoch=membership_epoch,
                         shard_id=shard.shard_id,
                         consumed=consumed,
                     )
                 )
-                return True
+                return int(reply.consumed)
             except FailedPrecondition as moved:
                 log.info("worker %s: %s", self.worker_id, moved)
-                return False
+                return None
 
-        if not commit(shard.consumed):  # claim it: it no longer moves to joiners or thieves
+        # Claim it (it no longer moves to joiners or thieves) and resume from the recorded cursor.
+        position = commit(shard.consumed)
+        if position is None:
             return
         order = sample_order(shard.start, shard.end, shard.sample_seed, shuffle=shuffle)
-        position = shard.consumed
         while position < len(order):
             batch = order[position : position + batch_size]
             yield batch
             position += len(batch)
-            if not commit(position):
+            if commit(position) is None:
                 return
 
     def _data_call(self, call: Callable[[], T]) -> T:
@@ -324,7 +333,10 @@ class Worker:
             except FailedPrecondition as error:
                 if "register again" not in error.message or self._closing.is_set():
                     raise
-                # Declared dead and not re-registered yet: the heartbeat thread is on it.
+                # Declared dead and not re-registered yet: the heartbeat thread is on it (its next heartbeat is
+                # answered REJOIN). Our view may not know yet, so wait a little either way.
+                log.debug("worker %s: %s; waiting for the re-registration", self.worker_id, error)
+                self._closing.wait(delay.next())
                 self.wait_for(lambda view: view.rank is not None, timeout=30)
 
     # MARK: background thread

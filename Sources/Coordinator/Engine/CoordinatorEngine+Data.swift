@@ -25,27 +25,33 @@ extension CoordinatorEngine {
     public func shardAssignment(dataset: String, worker: WorkerID, epoch: Int64) async throws -> ShardAssignment {
         let task = try memberTask(of: worker)
         let key = LedgerKey(task: task, dataset: dataset, epoch: epoch)
-        let (leases, summary, changes) = try catalog.assignment(
+        let (leases, progress, changes) = try catalog.assignment(
             key: key, worker: worker, members: membership.members(of: task),
             membershipEpoch: membership.epoch(of: task), now: now())
         persist(changes, task: task)
         try await settle(task)
         return ShardAssignment(
-            leases: leases, summary: summary, membershipEpoch: membership.epoch(of: task),
+            leases: leases, progress: progress, membershipEpoch: membership.epoch(of: task),
             shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
     /// Commits `worker`'s cursor in `shard`; returns once it is durable.
     public func reportShardProgress(
         dataset: String, worker: WorkerID, epoch: Int64, membershipEpoch: UInt64, shard: Int64, consumed: Int64
-    ) async throws -> (record: ShardRecord, summary: LedgerSummary) {
+    ) async throws -> (record: ShardRecord, progress: LedgerProgress) {
         let task = try memberTask(of: worker)
-        let (record, summary, changes) = try catalog.report(
+        let current = membership.epoch(of: task)
+        guard membershipEpoch <= current else {
+            throw CoreError.invalid(
+                "membership_epoch", "must not be ahead of task \(task)'s current membership epoch \(current)",
+                got: String(membershipEpoch))
+        }
+        let (record, progress, changes) = try catalog.report(
             key: LedgerKey(task: task, dataset: dataset, epoch: epoch), worker: worker,
             membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
         persist(changes, task: task)
         try await settle(task)
-        return (record, summary)
+        return (record, progress)
     }
 
     /// Every registered dataset with the summaries of its retained ledgers, for `/api/datasets`.
@@ -70,7 +76,7 @@ public struct ShardAssignment: Sendable {
     /// The shards to read, in epoch order.
     public var leases: [ShardLease]
     /// The ledger's progress.
-    public var summary: LedgerSummary
+    public var progress: LedgerProgress
     /// The task's membership epoch the assignment is valid at.
     public var membershipEpoch: UInt64
     /// Whether the dataset's sample orders are shuffled.

@@ -47,7 +47,10 @@ public actor CoordinatorEngine {
             datasets: data.datasets, ledgers: data.ledgers,
             membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
         self.catalog = catalog
-        for change in reconciled { _ = queue.enqueue(.data(change)) }
+        for change in reconciled {
+            let ticket = queue.enqueue(.data(change))
+            if let task = change.task { latestChange[task] = ticket }
+        }
         self.queue = queue
         self.sessions = sessions
         self.now = now

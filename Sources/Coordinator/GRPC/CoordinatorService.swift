@@ -149,8 +149,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 $0.epoch = epoch
                 $0.membershipEpoch = assignment.membershipEpoch
                 $0.shards = assignment.leases.map(Dtruntime_V1_Shard.init)
-                $0.totalShards = Int64(assignment.summary.total)
-                $0.doneShards = Int64(assignment.summary.done)
+                $0.totalShards = Int64(assignment.progress.total)
+                $0.doneShards = Int64(assignment.progress.done)
                 $0.shuffle = assignment.shuffle
             }
         }
@@ -161,15 +161,15 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     ) async throws -> Dtruntime_V1_ReportShardProgressResponse {
         try await withRPCErrors {
             try WireTypeCheck.check(request)
-            let (record, summary) = try await engine.reportShardProgress(
+            let (record, progress) = try await engine.reportShardProgress(
                 dataset: try Validation.name(request.dataset, field: "dataset"),
                 worker: try WorkerID(request.workerID), epoch: try Validation.epoch(request.epoch),
                 membershipEpoch: request.membershipEpoch, shard: request.shardID, consumed: request.consumed)
             return .with {
                 $0.consumed = record.consumed
                 $0.done = record.state == .done
-                $0.doneShards = Int64(summary.done)
-                $0.totalShards = Int64(summary.total)
+                $0.doneShards = Int64(progress.done)
+                $0.totalShards = Int64(progress.total)
             }
         }
     }

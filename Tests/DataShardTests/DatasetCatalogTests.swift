@@ -1,0 +1,64 @@
+import DataShard
+import RuntimeCore
+import Testing
+
+@Suite("Dataset catalog")
+struct DatasetCatalogTests {
+    let now = Moment(monotonic: .seconds(1), unixMillis: 1_800_000_000_000)
+
+    func catalog(shards: Int64 = 4) throws -> (DatasetCatalog, [WorkerID]) {
+        var catalog = DatasetCatalog()
+        _ = try catalog.register(
+            try DatasetSpec(name: "d", totalSamples: shards, shardSize: 1, shuffle: false, seed: 0), now: now)
+        return (catalog, [try WorkerID("a")])
+    }
+
+    func key(_ epoch: Int64) -> LedgerKey { LedgerKey(task: .default, dataset: "d", epoch: epoch) }
+
+    mutating func finish(_ catalog: inout DatasetCatalog, epoch: Int64, worker: WorkerID) throws {
+        let leases = try catalog.assignment(
+            key: key(epoch), worker: worker, members: [worker], membershipEpoch: 1, now: now
+        ).leases
+        for lease in leases {
+            _ = try catalog.report(key: key(epoch), worker: worker, membershipEpoch: 1, shard: lease.shard, consumed: 1)
+        }
+    }
+
+    @Test("finished epochs beyond the newest three are dropped; unfinished ones never are")
+    mutating func retention() throws {
+        var (catalog, workers) = try catalog()
+        for epoch: Int64 in 0..<5 { try finish(&catalog, epoch: epoch, worker: workers[0]) }
+        #expect(catalog.summaries(of: "d").map(\.key.epoch) == [2, 3, 4])
+        let old = #expect(throws: CoreError.self) {
+            try catalog.assignment(key: key(0), worker: workers[0], members: workers, membershipEpoch: 1, now: now)
+        }
+        #expect(old?.message.contains("older than the retained epochs") == true)
+
+        // Three unfinished epochs at once: a fourth is refused, and nothing unfinished was dropped for it.
+        for epoch: Int64 in [10, 11, 12] {
+            _ = try catalog.assignment(
+                key: key(epoch), worker: workers[0], members: workers, membershipEpoch: 1, now: now)
+        }
+        #expect(catalog.summaries(of: "d").map(\.key.epoch) == [10, 11, 12])
+        let tooMany = #expect(throws: CoreError.self) {
+            try catalog.assignment(key: key(13), worker: workers[0], members: workers, membershipEpoch: 1, now: now)
+        }
+        #expect(tooMany?.code == .failedPrecondition)
+        #expect(tooMany?.message.contains("3 epochs of d in task default are unfinished (10, 11, 12)") == true)
+    }
+
+    @Test("registration is idempotent and conflicts are refused")
+    func registration() throws {
+        var catalog = DatasetCatalog()
+        let spec = try DatasetSpec(name: "d", totalSamples: 10, shardSize: 2, shuffle: true, seed: 1)
+        #expect(try catalog.register(spec, now: now).created)
+        #expect(try !catalog.register(spec, now: now).created)
+        #expect(throws: CoreError.self) {
+            try catalog.register(
+                try DatasetSpec(name: "d", totalSamples: 10, shardSize: 5, shuffle: true, seed: 1), now: now)
+        }
+        #expect(throws: CoreError.self) {
+            try DatasetSpec(name: "huge", totalSamples: 1 << 40, shardSize: 1, shuffle: false, seed: 0)
+        }
+    }
+}
