@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from dtruntime import DatasetRegistry, LocalCoordinator, MembershipView, Worker
 
 SAMPLES, SHARD_SIZE, EPOCHS, BATCH, STEP_SECONDS = 1797, 50, 2, 8, 0.05
@@ -51,26 +53,25 @@ def run_worker(coordinator: str, worker_id: str, log_path: Path, stall_after: in
         open(log_path, "a") as log,
     ):
         print(f"  [{worker_id}] joined as rank {worker.rank} of {worker.world_size}")
-        committed = step = 0
+        step = 0
         for epoch in range(EPOCHS):
-            previous = None
-            for batch in worker.epoch_batches("digits", epoch, BATCH):
-                if previous is not None:  # committed when this batch was requested
-                    log.write("".join(f"{epoch} {sample}\n" for sample in previous))
-                    log.flush()
-                    committed += len(previous)
-                if stall_after and committed >= stall_after:
+            committed: list[int] = []
+
+            def record(batch: np.ndarray, epoch: int = epoch, committed: list[int] = committed) -> None:
+                """Called once a batch's commit is acknowledged: the exactly-once bookkeeping goes here."""
+                log.write("".join(f"{epoch} {sample}\n" for sample in batch.tolist()))
+                log.flush()
+                committed.append(len(batch))
+
+            for _batch in worker.epoch_batches("digits", epoch, BATCH, on_commit=record):
+                if stall_after and sum(committed) >= stall_after:
                     print(json.dumps({"stalled": worker_id}), flush=True)
                     time.sleep(3600)  # the demo kills this worker here, mid-step
                 step += 1
                 worker.report(step=step)
                 time.sleep(STEP_SECONDS)  # the training step
-                previous = batch.tolist()
                 if done.is_set():
                     return
-            if previous is not None:
-                log.write("".join(f"{epoch} {sample}\n" for sample in previous))
-                log.flush()
             print(f"  [{worker_id}] finished epoch {epoch}")
 
 

@@ -240,7 +240,13 @@ class Worker:
     # MARK: data
 
     def epoch_batches(
-        self, dataset: str, epoch: int, batch_size: int = 1, *, poll_interval: float = 0.2
+        self,
+        dataset: str,
+        epoch: int,
+        batch_size: int = 1,
+        *,
+        on_commit: Callable[[np.ndarray], None] | None = None,
+        poll_interval: float = 0.2,
     ) -> Iterator[np.ndarray]:
         """This worker's sample indices of one epoch of ``dataset``, in order, as numpy arrays of ``batch_size``.
 
@@ -253,6 +259,10 @@ class Worker:
         - when this worker has nothing left it steals unstarted shards from the most loaded worker, and picks up shards
           of workers that die; the iteration ends only when every shard of the epoch is done, so it doubles as an
           end-of-epoch barrier.
+
+        ``on_commit`` is called with each batch once its commit is acknowledged. A commit can be refused: when this
+        worker lost the shard meanwhile (it was declared dead while paused, say), another worker commits the batch
+        and ``on_commit`` is not called for it here. Keep exactly-once bookkeeping (sample logs, metrics) there.
 
         While the coordinator is unreachable (restarting) the iterator waits and retries.
         """
@@ -276,10 +286,19 @@ class Worker:
                     membership_epoch=reply.membership_epoch,
                     shuffle=reply.shuffle,
                     batch_size=batch_size,
+                    on_commit=on_commit,
                 )
 
     def _shard_batches(
-        self, shard: pb.Shard, *, dataset: str, epoch: int, membership_epoch: int, shuffle: bool, batch_size: int
+        self,
+        shard: pb.Shard,
+        *,
+        dataset: str,
+        epoch: int,
+        membership_epoch: int,
+        shuffle: bool,
+        batch_size: int,
+        on_commit: Callable[[np.ndarray], None] | None,
     ) -> Iterator[np.ndarray]:
         """One shard's batches from its committed cursor on; stops early if the shard's lease moved away.
 
@@ -317,6 +336,8 @@ class Worker:
             position += len(batch)
             if commit(position) is None:
                 return
+            if on_commit is not None:
+                on_commit(batch)
 
     def _data_call(self, call: Callable[[], T]) -> T:
         """Runs a data-plane call, waiting out coordinator restarts and this worker's own re-registration."""

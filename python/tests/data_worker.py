@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+import numpy as np
+
 from dtruntime import Worker
 
 
@@ -24,26 +26,22 @@ def main() -> None:
         "--stall-after", type=int, default=0, help="after logging this many samples, stall in a training step forever"
     )
     args = parser.parse_args()
-    logged = 0
 
     with Worker(args.coordinator, args.id, host="127.0.0.1") as worker, open(args.log, "a") as log:
         for epoch in range(args.epochs):
-            previous = None
-            for batch in worker.epoch_batches(args.dataset, epoch, args.batch_size):
-                # The batch before this one was committed when this one was requested: log it now.
-                if previous is not None:
-                    log.write("".join(f"{epoch} {sample}\n" for sample in previous))
-                    log.flush()
-                    logged += len(previous)
-                if args.stall_after and logged >= args.stall_after:
+            committed: list[int] = []
+
+            def record(batch: np.ndarray, epoch: int = epoch, committed: list[int] = committed) -> None:
+                log.write("".join(f"{epoch} {sample}\n" for sample in batch.tolist()))
+                log.flush()
+                committed.append(len(batch))
+
+            for _batch in worker.epoch_batches(args.dataset, epoch, args.batch_size, on_commit=record):
+                if args.stall_after and sum(committed) >= args.stall_after:
                     # Mid-shard, holding a batch that is not committed: the test kills us here.
                     print(json.dumps({"event": "stalled", "epoch": epoch}), flush=True)
                     time.sleep(3600)
                 time.sleep(args.step_seconds)  # the "training step"; a kill lands here, before the commit
-                previous = batch.tolist()
-            if previous is not None:
-                log.write("".join(f"{epoch} {sample}\n" for sample in previous))
-                log.flush()
             print(json.dumps({"event": "epoch-done", "epoch": epoch}), flush=True)
     sys.exit(0)
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,27 @@ def test_coordinator_kill_9_mid_epoch_resumes_at_the_same_position(coordinator_f
         assert process.wait(timeout=120) == 0
     assert_exactly_once(logged(logs), epochs=1)
     assert done_shards(restarted) == 100
+
+
+def test_a_paused_worker_declared_dead_cannot_commit_its_old_position(coordinator_factory, tmp_path):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("digits", total_samples=TOTAL, shard_size=100, shuffle=True)
+    logs = [tmp_path / f"w{i}.log" for i in range(3)]
+    workers = [spawn_data_worker(coordinator.grpc_address, f"w{i}", logs[i], epochs=1) for i in range(3)]
+
+    wait_until(lambda: sum(logged([logs[1]])[0].values()) >= 300, timeout=60)
+    workers[1].send_signal(signal.SIGSTOP)  # alive but silent: declared dead, its shards move on
+    try:
+        wait_until(
+            lambda: (
+                {w["worker_id"]: w["status"] for w in coordinator.get_json("/api/workers")["workers"]}["w1"] == "dead"
+            ),
+            timeout=10,
+        )
+        time.sleep(0.5)
+    finally:
+        workers[1].send_signal(signal.SIGCONT)
+    # It wakes up holding a batch of a shard that moved: its commit is refused, it registers again and goes on.
+    for process in workers:
+        assert process.wait(timeout=120) == 0
+    assert_exactly_once(logged(logs), epochs=1)
