@@ -29,6 +29,9 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Silence before a worker is DEAD and loses its rank [env: DTR_DEAD_AFTER] (default: 5s).")
     var deadAfter: String?
 
+    @Option(help: "Largest reduce payload per barrier participant [env: DTR_BARRIER_MAX_PAYLOAD] (default: 64MiB).")
+    var barrierMaxPayload: String?
+
     /// Resolves flags, then environment variables, then defaults, into a checked configuration.
     func resolve(environment: [String: String]) throws -> CoordinatorConfig {
         let env = Environment(values: environment)
@@ -52,7 +55,9 @@ struct ServeOptions: ParsableArguments {
             httpPort: try env.port(httpPort, "DTR_HTTP_PORT", flag: "--http-port", default: 51051),
             dataDir: dataDir ?? env.values["DTR_DATA_DIR"] ?? "./dtr-data",
             membership: membership,
-            logLevel: try env.logLevel(logLevel, "DTR_LOG_LEVEL", flag: "--log-level", default: .info))
+            logLevel: try env.logLevel(logLevel, "DTR_LOG_LEVEL", flag: "--log-level", default: .info),
+            barrierMaxPayloadBytes: try env.size(
+                barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20))
     }
 }
 
@@ -89,6 +94,13 @@ private struct Environment {
         try value(
             flagValue, name, flag: flag, default: fallback, rule: "must be a duration such as 500ms, 1s, 1.5s or 2m",
             parse: DurationArgument.parse)
+    }
+
+    func size(_ flagValue: String?, _ name: String, flag: String, default fallback: Int) throws -> Int {
+        try value(
+            flagValue, name, flag: flag, default: fallback,
+            rule: "must be a size between 1 byte and 1GiB, such as 1048576, 512KiB or 64MiB"
+        ) { ByteSizeArgument.parse($0).flatMap { $0 <= 1 << 30 ? $0 : nil } }
     }
 
     func logLevel(_ flagValue: String?, _ name: String, flag: String, default fallback: Logger.Level) throws

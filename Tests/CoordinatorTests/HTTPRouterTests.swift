@@ -156,6 +156,52 @@ struct HTTPRouterTests {
         }
     }
 
+    @Test("GET /api/barriers: open generations with who is missing, and the latency histograms")
+    func barriers() async throws {
+        let harness = try Harness()
+        try await withQueue(harness) { try await register(harness, ["a", "b", "c"]) }
+        let engine = harness.engine
+        let waiter = Task {
+            try await engine.barrierSync(
+                name: "epoch-sync", worker: try WorkerID("b"), membershipEpoch: 3,
+                arrival: BarrierArrival(timeout: .seconds(60)))
+        }
+        while await engine.barrierStatus().open.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        harness.clock.advance(.seconds(2))
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/barriers", method: .get) { response in
+                let body = try json(response.body)
+                let open = try #require((body["open"] as? [[String: Any]])?.first)
+                #expect(open["name"] as? String == "epoch-sync" && open["generation"] as? Int == 1)
+                #expect(open["arrived"] as? Int == 1 && open["expected"] as? Int == 3)
+                #expect(open["missing_ranks"] as? [Int] == [0, 2])
+                #expect(open["missing_workers"] as? [String] == ["a", "c"])
+                #expect(open["age_seconds"] as? Double == 2)
+            }
+        }
+        let others = try ["a", "c"].map { name in
+            let worker = try WorkerID(name)
+            return Task {
+                try await engine.barrierSync(
+                    name: "epoch-sync", worker: worker, membershipEpoch: 3,
+                    arrival: BarrierArrival(timeout: .seconds(60)))
+            }
+        }
+        for task in others + [waiter] { _ = try await task.value }
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/barriers", method: .get) { response in
+                let body = try json(response.body)
+                #expect((body["open"] as? [Any])?.isEmpty == true)
+                #expect(body["released"] as? Int == 1)
+                let wait = try #require(body["wait_time"] as? [String: Any])
+                #expect(wait["count"] as? Int == 3)
+                let release = try #require(body["release_latency"] as? [String: Any])
+                #expect(release["count"] as? Int == 1)
+                #expect((release["buckets"] as? [[String: Any]])?.last?["count"] as? Int == 1)
+            }
+        }
+    }
+
     @Test("unknown routes get a 404 JSON error body")
     func notFound() async throws {
         let harness = try Harness()

@@ -115,7 +115,6 @@ struct MembershipRPCTests {
             let errors = [
                 await #expect(throws: RPCError.self) { try await client.saveCheckpoint(.init()) },
                 await #expect(throws: RPCError.self) { try await client.loadCheckpoint(.init()) },
-                await #expect(throws: RPCError.self) { try await client.barrierSync(.init()) },
             ]
             for error in errors {
                 #expect(error?.code == .unimplemented)

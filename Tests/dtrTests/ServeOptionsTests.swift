@@ -62,6 +62,21 @@ struct ServeOptionsTests {
         #expect(DurationArgument.parse(text) == expected)
     }
 
+    @Test("sizes: bytes, KiB, MiB, GiB")
+    func sizes() throws {
+        #expect(ByteSizeArgument.parse("1048576") == 1 << 20)
+        #expect(ByteSizeArgument.parse("512KiB") == 512 << 10)
+        #expect(ByteSizeArgument.parse("64MiB") == 64 << 20)
+        #expect(ByteSizeArgument.parse("1GiB") == 1 << 30)
+        for bad in ["", "0", "-1MiB", "1.5MiB", "1TB", "MiB"] { #expect(ByteSizeArgument.parse(bad) == nil, "\(bad)") }
+        #expect(try ServeOptions.parse([]).resolve(environment: [:]).barrierMaxPayloadBytes == 64 << 20)
+        let config = try ServeOptions.parse(["--barrier-max-payload", "8MiB"]).resolve(environment: [:])
+        #expect(config.barrierMaxPayloadBytes == 8 << 20)
+        #expect(throws: ValidationError.self) {
+            try ServeOptions.parse([]).resolve(environment: ["DTR_BARRIER_MAX_PAYLOAD": "2GiB"])
+        }
+    }
+
     @Test("rejected durations", arguments: ["", "5", "-1s", "0s", "1h", "s", "nans"])
     func badDurations(text: String) {
         #expect(DurationArgument.parse(text) == nil)

@@ -97,7 +97,6 @@ def test_features_that_have_not_landed_say_so(coordinator_factory):
         for method, request in [
             (stub.SaveCheckpoint, pb.SaveCheckpointRequest()),
             (stub.LoadCheckpoint, pb.LoadCheckpointRequest()),
-            (stub.BarrierSync, pb.BarrierSyncRequest()),
         ]:
             with pytest.raises(grpc.RpcError) as raised:
                 method(request, timeout=10)

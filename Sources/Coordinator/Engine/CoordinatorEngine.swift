@@ -20,6 +20,13 @@ public actor CoordinatorEngine {
     var membership: Membership
     /// Registered datasets and the recent epochs' shard ledgers.
     var catalog: DatasetCatalog
+    /// Every task's barriers, and the calls parked on their open generations.
+    var barriers: BarrierTable
+    var barrierWaiters: [BarrierID: [CheckedContinuation<BarrierRelease, any Error>]] = [:]
+    var barrierWaitTime = LatencyHistogram()
+    var barrierReleaseLatency = LatencyHistogram()
+    var barriersReleased = 0
+    var barriersFailed = 0
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
     /// coordinator (reply, acknowledgement, push) before that ticket is committed: a worker must never see a
     /// membership epoch that a crash could take back and hand out again for a different membership.
@@ -35,11 +42,12 @@ public actor CoordinatorEngine {
     /// moves were written move now.
     public init(
         membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
-        data: PersistedData = PersistedData(), queue: WriteBehindQueue, sessions: SessionRegistry = SessionRegistry(),
-        now: @escaping @Sendable () -> Moment, logger: Logger
+        data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20, queue: WriteBehindQueue,
+        sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
         self.membershipConfig = membershipConfig
+        self.barriers = BarrierTable(maxPayloadBytes: barrierMaxPayloadBytes)
         let membership = Membership(
             config: membershipConfig, restoring: persisted.records, epochs: persisted.epochs, now: start)
         self.membership = membership
@@ -126,7 +134,9 @@ public actor CoordinatorEngine {
 
     /// Runs the failure detector once (the engine service calls this every tick).
     public func tick() {
-        carryOut(membership.onTick(now: now()))
+        let moment = now()
+        carryOut(membership.onTick(now: moment))
+        carryOut(barriers.onTick(now: moment.monotonic))
     }
 
     // MARK: Queries
@@ -155,6 +165,7 @@ public actor CoordinatorEngine {
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
                 for task in tasks { latestChange[task] = ticket }
             case .membershipChanged(let task, let reason):
+                carryOut(barriers.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
                 persist(
                     catalog.syncMembers(
                         of: task, members: membership.members(of: task), membershipEpoch: membership.epoch(of: task)),

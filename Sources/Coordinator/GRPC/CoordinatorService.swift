@@ -174,8 +174,6 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         }
     }
 
-    // MARK: Not implemented yet
-
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
@@ -188,11 +186,43 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         throw Self.unimplemented("LoadCheckpoint", feature: "distributed checkpoints")
     }
 
+    // MARK: Barriers
+
     public func barrierSync(
         request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_BarrierSyncResponse {
-        throw Self.unimplemented("BarrierSync", feature: "barriers and reduce")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            try WireTypeCheck.check(request.payload)
+            let name = try Validation.name(request.name, field: "name")
+            let worker = try WorkerID(request.workerID)
+            guard request.expected >= 0 else {
+                throw CoreError.invalid(
+                    "expected", "must be >= 0 (0 means every member)", got: String(request.expected))
+            }
+            guard (0...86_400_000).contains(request.timeoutMs) else {
+                throw CoreError.invalid(
+                    "timeout_ms", "must be between 0 (the default, 300 s) and 86400000", got: String(request.timeoutMs))
+            }
+            let timeout: Duration = request.timeoutMs == 0 ? .seconds(300) : .milliseconds(request.timeoutMs)
+            let payload = request.hasPayload ? try ReduceInput(request.payload) : nil
+            let release = try await engine.barrierSync(
+                name: name, worker: worker, membershipEpoch: request.membershipEpoch,
+                arrival: BarrierArrival(expected: Int(request.expected), timeout: timeout, payload: payload))
+            return .with {
+                $0.generation = release.generation
+                $0.participants = release.participants.map { participant in
+                    .with {
+                        $0.rank = Int32(participant.rank)
+                        $0.workerID = participant.worker.rawValue
+                    }
+                }
+                if let result = release.result { $0.result = Dtruntime_V1_ReducePayload(result) }
+            }
+        }
     }
+
+    // MARK: Not implemented yet
 
     private static func unimplemented(_ method: String, feature: String) -> RPCError {
         RPCError(

@@ -28,6 +28,16 @@ func withRPCErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T 
         return try await body()
     } catch let error as RPCError {
         throw error
+    } catch let failure as BarrierFailure {
+        // Who is missing, machine-readable too, so clients can raise typed errors carrying it.
+        var metadata: Metadata = [:]
+        if !failure.missing.isEmpty {
+            metadata.addString(
+                failure.missing.map { String($0.rank) }.joined(separator: ","), forKey: "dtr-missing-ranks")
+            metadata.addString(
+                failure.missing.map(\.worker.rawValue).joined(separator: ","), forKey: "dtr-missing-workers")
+        }
+        throw RPCError(code: failure.code.rpcCode, message: failure.message, metadata: metadata)
     } catch let error as any CodedError {
         throw RPCError(code: error.code.rpcCode, message: error.message)
     } catch is CancellationError {

@@ -1,4 +1,5 @@
 import DataShard
+import Foundation
 import RuntimeCore
 import RuntimeProto
 
@@ -100,5 +101,73 @@ extension Dtruntime_V1_Shard {
         end = lease.samples.upperBound
         sampleSeed = lease.sampleSeed
         consumed = lease.consumed
+    }
+}
+
+extension ReduceInput {
+    /// Decodes a reduce payload: a known operation and type, and little-endian values filling whole elements.
+    init(_ payload: Dtruntime_V1_ReducePayload) throws(CoreError) {
+        let op: ReduceOp
+        switch payload.op {
+        case .sum: op = .sum
+        case .mean: op = .mean
+        case .max: op = .max
+        case .min: op = .min
+        default:
+            throw .invalid("payload.op", "must be REDUCE_OP_SUM, _MEAN, _MAX or _MIN", got: String(payload.op.rawValue))
+        }
+        let bytes = payload.data
+        switch payload.dtype {
+        case .float32:
+            guard bytes.count % 4 == 0 else {
+                throw .invalid(
+                    "payload.data", "must hold whole float32 values (a multiple of 4 bytes)",
+                    got: "\(bytes.count) bytes")
+            }
+            self.init(op: op, vector: .float32(Self.values(bytes, of: UInt32.self).map(Float.init(bitPattern:))))
+        case .float64:
+            guard bytes.count % 8 == 0 else {
+                throw .invalid(
+                    "payload.data", "must hold whole float64 values (a multiple of 8 bytes)",
+                    got: "\(bytes.count) bytes")
+            }
+            self.init(op: op, vector: .float64(Self.values(bytes, of: UInt64.self).map(Double.init(bitPattern:))))
+        default:
+            throw .invalid(
+                "payload.dtype", "must be DTYPE_FLOAT32 or DTYPE_FLOAT64", got: String(payload.dtype.rawValue))
+        }
+    }
+
+    /// Little-endian unsigned integers read from unaligned bytes.
+    private static func values<T: FixedWidthInteger>(_ bytes: Data, of _: T.Type) -> [T] {
+        bytes.withUnsafeBytes { raw in
+            (0..<raw.count / MemoryLayout<T>.size).map {
+                T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+            }
+        }
+    }
+}
+
+extension Dtruntime_V1_ReducePayload {
+    init(_ input: ReduceInput) {
+        self.init()
+        switch input.op {
+        case .sum: op = .sum
+        case .mean: op = .mean
+        case .max: op = .max
+        case .min: op = .min
+        }
+        switch input.vector {
+        case .float32(let values):
+            dtype = .float32
+            data = Self.bytes(values.map { $0.bitPattern.littleEndian })
+        case .float64(let values):
+            dtype = .float64
+            data = Self.bytes(values.map { $0.bitPattern.littleEndian })
+        }
+    }
+
+    private static func bytes<T: FixedWidthInteger>(_ values: [T]) -> Data {
+        values.withUnsafeBytes { Data($0) }
     }
 }

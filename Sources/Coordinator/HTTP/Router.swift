@@ -41,5 +41,9 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
         DatasetsBody(datasets: await engine.datasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) })
     }
 
+    router.get("/api/barriers") { _, _ -> BarriersBody in
+        BarriersBody(await engine.barrierStatus())
+    }
+
     return router
 }

@@ -38,12 +38,17 @@ public func buildCoordinator(config: CoordinatorConfig, logger: Logger) throws -
     let clock = SystemMoments()
     let engine = CoordinatorEngine(
         membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
-        queue: queue,
+        barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, queue: queue,
         now: { clock.now() }, logger: logger)
     let listeners = Listeners(host: config.host)
 
     let grpcServer = GRPCServer(
-        transport: .http2NIOPosix(address: address, transportSecurity: .plaintext),
+        transport: .http2NIOPosix(
+            address: address, transportSecurity: .plaintext,
+            config: .defaults {
+                // Barrier payloads up to the configured limit, plus room for the message around them.
+                $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
+            }),
         services: [CoordinatorService(engine: engine)])
 
     let app = Application(

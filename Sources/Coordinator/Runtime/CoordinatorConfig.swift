@@ -15,11 +15,13 @@ public struct CoordinatorConfig: Sendable {
     public var membership: MembershipConfig
     /// Minimum level logged.
     public var logLevel: Logger.Level
+    /// Largest reduce payload one barrier participant may send, in bytes. Default 64 MiB.
+    public var barrierMaxPayloadBytes: Int
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1", grpcPort: Int = 50051, httpPort: Int = 51051, dataDir: String = "./dtr-data",
-        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info
+        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, barrierMaxPayloadBytes: Int = 64 << 20
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -27,5 +29,6 @@ public struct CoordinatorConfig: Sendable {
         self.dataDir = dataDir
         self.membership = membership
         self.logLevel = logLevel
+        self.barrierMaxPayloadBytes = barrierMaxPayloadBytes
     }
 }

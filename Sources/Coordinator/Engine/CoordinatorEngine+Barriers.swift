@@ -1,0 +1,71 @@
+public import RuntimeCore
+
+/// Barriers: arrivals park on a continuation (no thread per waiter) until their generation is released or fails.
+extension CoordinatorEngine {
+    /// `worker` arrives at barrier `name` of its task and waits for the generation's release.
+    ///
+    /// - Returns: the release (generation, participants, reduced vector).
+    /// - Throws: a ``BarrierFailure`` for everyone when the generation fails; a `CoreError` for this caller only
+    ///   (stale epoch, not a member, payload too large).
+    public func barrierSync(
+        name: String, worker: WorkerID, membershipEpoch: UInt64, arrival: BarrierArrival
+    ) async throws -> BarrierRelease {
+        guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
+        let task = view.taskID
+        let key = BarrierKey(task: task, name: name)
+        let (id, directives) = try barriers.onArrive(
+            key, worker: worker, arrival: arrival, seenEpoch: membershipEpoch,
+            membershipEpoch: membership.epoch(of: task), members: membership.members(of: task),
+            now: now().monotonic)
+        return try await withCheckedThrowingContinuation { continuation in
+            barrierWaiters[id, default: []].append(continuation)
+            carryOut(directives)
+        }
+    }
+
+    /// Open barrier generations and the latency histograms, for `/api/barriers`.
+    public func barrierStatus() -> BarrierStatus {
+        BarrierStatus(
+            open: barriers.snapshot(now: now().monotonic), waitTime: barrierWaitTime,
+            releaseLatency: barrierReleaseLatency, released: barriersReleased, failed: barriersFailed)
+    }
+
+    /// Carries out barrier directives: resumes the parked calls and records the latencies.
+    func carryOut(_ directives: [BarrierTable.Directive]) {
+        for directive in directives {
+            switch directive {
+            case .release(let id, let release, let arrivals):
+                let waiters = barrierWaiters.removeValue(forKey: id) ?? []
+                for waiter in waiters { waiter.resume(returning: release) }
+                let released = now().monotonic
+                if let last = arrivals.values.max() { barrierReleaseLatency.record(released - last) }
+                for arrival in arrivals.values { barrierWaitTime.record(released - arrival) }
+                barriersReleased += 1
+            case .fail(let id, let failure):
+                let waiters = barrierWaiters.removeValue(forKey: id) ?? []
+                for waiter in waiters { waiter.resume(throwing: failure) }
+                barriersFailed += 1
+                logger.warning(
+                    "barrier failed",
+                    metadata: [
+                        "task_id": "\(id.key.task)", "barrier": "\(id.key.name)", "generation": "\(id.generation)",
+                        "code": "\(failure.code.rawValue)", "error": "\(failure.message)",
+                    ])
+            }
+        }
+    }
+}
+
+/// Barriers at a glance, for `/api/barriers`.
+public struct BarrierStatus: Sendable {
+    /// Open generations.
+    public var open: [BarrierSnapshot]
+    /// Arrival to release, per participant.
+    public var waitTime: LatencyHistogram
+    /// Last arrival to every waiter resumed, per generation.
+    public var releaseLatency: LatencyHistogram
+    /// Generations released so far.
+    public var released: Int
+    /// Generations failed so far.
+    public var failed: Int
+}
