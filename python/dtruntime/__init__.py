@@ -4,11 +4,22 @@ Training processes join a job with :class:`Worker`; :class:`TrainingOrchestrator
 reference's API names; :class:`LocalCoordinator` runs a coordinator binary for scripts and tests.
 """
 
-from dtruntime.client import Command, CoordinatorClient, DatasetInfo, MembershipView, Registration, WorkerStatus
+from dtruntime.client import (
+    BarrierResult,
+    Command,
+    CoordinatorClient,
+    DatasetInfo,
+    MembershipView,
+    Registration,
+    WorkerStatus,
+)
 from dtruntime.datasets import DatasetRegistry
 from dtruntime.errors import (
     Aborted,
     AlreadyExists,
+    BarrierAborted,
+    BarrierError,
+    BarrierTimeout,
     CoordinatorUnavailable,
     DeadlineExceeded,
     DtrError,
@@ -29,6 +40,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "BarrierAborted",
+    "BarrierError",
+    "BarrierResult",
+    "BarrierTimeout",
     "Command",
     "CoordinatorClient",
     "CoordinatorUnavailable",

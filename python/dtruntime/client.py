@@ -17,6 +17,7 @@ from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
+MAX_MESSAGE_BYTES = 1 << 30
 E = TypeVar("E", bound=enum.Enum)
 
 
@@ -114,6 +115,19 @@ class DatasetInfo:
     """False when an identical spec was already registered (registration is idempotent)."""
 
 
+@dataclass(frozen=True)
+class BarrierResult:
+    """A released barrier generation."""
+
+    generation: int
+    participants: list[tuple[int, str]]
+    """``(rank, worker_id)`` of every participant, by rank."""
+
+    @classmethod
+    def from_proto(cls, reply: pb.BarrierSyncResponse) -> BarrierResult:
+        return cls(reply.generation, [(p.rank, p.worker_id) for p in reply.participants])
+
+
 class CoordinatorClient:
     """One gRPC channel to the coordinator and typed wrappers of its calls.
 
@@ -132,6 +146,9 @@ class CoordinatorClient:
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
                 ("grpc.max_reconnect_backoff_ms", 1000),
+                # Barrier payloads: the coordinator accepts 64 MiB per participant by default.
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
         )
         self._stub = pb_grpc.CoordinatorStub(self._channel)
@@ -224,6 +241,34 @@ class CoordinatorClient:
             consumed=consumed,
         )
         return self._call(self._stub.ReportShardProgress, request)
+
+    # MARK: barriers
+
+    def barrier_sync(
+        self,
+        name: str,
+        worker_id: str,
+        *,
+        membership_epoch: int,
+        expected: int = 0,
+        timeout: float | None = None,
+        payload: pb.ReducePayload | None = None,
+    ) -> pb.BarrierSyncResponse:
+        """Arrives at a barrier and waits for its release (``timeout`` seconds, default the coordinator's 300)."""
+        request = pb.BarrierSyncRequest(
+            name=name,
+            worker_id=worker_id,
+            membership_epoch=membership_epoch,
+            expected=expected,
+            timeout_ms=0 if timeout is None else max(1, round(timeout * 1000)),
+            payload=payload,
+        )
+        # The coordinator answers at the barrier's own timeout; the call's deadline only guards against a lost reply.
+        deadline = (300.0 if timeout is None else timeout) + 30.0
+        try:
+            return self._stub.BarrierSync(request, timeout=deadline)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
 
     # MARK: plumbing
 

@@ -58,6 +58,30 @@ class Unimplemented(DtrError, NotImplementedError):
     """The coordinator does not implement this call (an older version)."""
 
 
+class BarrierError(DtrError):
+    """A barrier generation failed for every participant; ``missing_ranks`` and ``missing_workers`` say who was
+    missing (or departed), by rank."""
+
+    def __init__(
+        self,
+        message: str,
+        code: grpc.StatusCode | None = None,
+        missing_ranks: list[int] | None = None,
+        missing_workers: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, code)
+        self.missing_ranks = missing_ranks or []
+        self.missing_workers = missing_workers or []
+
+
+class BarrierAborted(BarrierError, Aborted):
+    """A participant died or left, or the membership the barrier was opened for changed, before the release."""
+
+
+class BarrierTimeout(BarrierError, DeadlineExceeded):
+    """The barrier's timeout passed before everyone arrived."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[DtrError]] = {
     grpc.StatusCode.UNAVAILABLE: CoordinatorUnavailable,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -73,6 +97,12 @@ _BY_CODE: dict[grpc.StatusCode, type[DtrError]] = {
 }
 
 
+_BARRIER: dict[grpc.StatusCode | None, type[BarrierError]] = {
+    grpc.StatusCode.ABORTED: BarrierAborted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: BarrierTimeout,
+}
+
+
 def translate(error: grpc.RpcError, address: str) -> DtrError:
     """Turns a gRPC error into the matching typed error, with an actionable message."""
     code = error.code() if isinstance(error, grpc.Call) else None
@@ -83,4 +113,9 @@ def translate(error: grpc.RpcError, address: str) -> DtrError:
         message = f"coordinator at {address} did not answer in time: is it overloaded or stalled? ({details})"
     else:
         message = details
+    metadata = dict(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else {}
+    if "dtr-missing-ranks" in metadata or (code in _BARRIER and details.startswith("barrier ")):
+        ranks = [int(rank) for rank in str(metadata.get("dtr-missing-ranks", "")).split(",") if rank]
+        workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
+        return _BARRIER[code](details, code, ranks, workers)
     return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)

@@ -15,7 +15,14 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from dtruntime.client import Command, CoordinatorClient, MembershipView, Registration, heartbeat_request
+from dtruntime.client import (
+    BarrierResult,
+    Command,
+    CoordinatorClient,
+    MembershipView,
+    Registration,
+    heartbeat_request,
+)
 from dtruntime.errors import (
     CoordinatorUnavailable,
     DeadlineExceeded,
@@ -359,6 +366,44 @@ class Worker:
                 log.debug("worker %s: %s; waiting for the re-registration", self.worker_id, error)
                 self._closing.wait(delay.next())
                 self.wait_for(lambda view: view.rank is not None, timeout=30)
+
+    # MARK: barriers
+
+    def barrier(self, name: str, *, timeout: float | None = None, expected: int = 0) -> BarrierResult:
+        """Waits until every member of the task (or ``expected`` of them) arrived at barrier ``name``.
+
+        Names are reusable: each use is a new generation, so ``barrier("epoch-sync")`` can end every epoch. Raises
+        :class:`~dtruntime.errors.BarrierAborted` if a participant dies or leaves first, and
+        :class:`~dtruntime.errors.BarrierTimeout` after ``timeout`` seconds; both carry ``missing_ranks`` and
+        ``missing_workers``. Nobody waits forever: the coordinator's default timeout is 300 s.
+        """
+        reply = self._client.barrier_sync(
+            name, self.worker_id, membership_epoch=self.membership_epoch, expected=expected, timeout=timeout
+        )
+        return BarrierResult.from_proto(reply)
+
+    def allreduce(
+        self, values: np.ndarray, op: str = "mean", *, name: str = "allreduce", timeout: float | None = None
+    ) -> np.ndarray:
+        """Combines ``values`` (float32 or float64, any shape) across every member of the task: ``sum``, ``mean``,
+        ``max`` or ``min``. Returns a new array of the same shape and type, identical on every member (sums are
+        added in rank order). Every member must call it with the same op, type and length; a mismatch fails
+        everyone with ``InvalidArgument``.
+        """
+        array = np.asarray(values)
+        dtypes = {np.dtype(np.float32): pb.DTYPE_FLOAT32, np.dtype(np.float64): pb.DTYPE_FLOAT64}
+        if array.dtype not in dtypes:
+            raise TypeError(f"allreduce needs float32 or float64 values (got {array.dtype}): cast with .astype(...)")
+        ops = {"sum": pb.REDUCE_OP_SUM, "mean": pb.REDUCE_OP_MEAN, "max": pb.REDUCE_OP_MAX, "min": pb.REDUCE_OP_MIN}
+        if op not in ops:
+            raise ValueError(f"op must be one of {', '.join(ops)} (got {op!r})")
+        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        payload = pb.ReducePayload(op=ops[op], dtype=dtypes[array.dtype], data=little.tobytes())
+        reply = self._client.barrier_sync(
+            name, self.worker_id, membership_epoch=self.membership_epoch, timeout=timeout, payload=payload
+        )
+        result = np.frombuffer(reply.result.data, dtype=little.dtype).astype(array.dtype)
+        return result.reshape(array.shape)
 
     # MARK: background thread
 

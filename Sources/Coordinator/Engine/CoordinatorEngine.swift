@@ -33,6 +33,9 @@ public actor CoordinatorEngine {
     var latestChange: [TaskID: WriteBehindQueue.Ticket] = [:]
     /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
     private var pendingPushes: [TaskID: [String]] = [:]
+    /// Per task, why its membership last changed and the epoch it changed to: every view at that epoch says why,
+    /// whether it reaches the worker as a push or as a heartbeat reply that overtook the push.
+    private var lastChange: [TaskID: (epoch: UInt64, reason: String)] = [:]
     let now: @Sendable () -> Moment
     let logger: Logger
 
@@ -90,7 +93,7 @@ public actor CoordinatorEngine {
     public func heartbeat(_ id: WorkerID, step: Int64, metrics: [String: Double]) async throws -> MembershipView {
         let view = try record(id, step: step, metrics: metrics)
         try await settle(view.taskID)
-        return membership.view(of: id) ?? view
+        return explained(membership.view(of: id) ?? view)
     }
 
     /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:)``, acknowledged on
@@ -110,8 +113,16 @@ public actor CoordinatorEngine {
         } catch {
             return token
         }
-        channel.send(SessionUpdate(kind: .heartbeatAck, view: membership.view(of: id) ?? recorded))
+        channel.send(SessionUpdate(kind: .heartbeatAck, view: explained(membership.view(of: id) ?? recorded)))
         return token
+    }
+
+    /// The view with the reason of the task's last membership change, if the view is at that epoch.
+    private func explained(_ view: MembershipView) -> MembershipView {
+        guard view.reason.isEmpty, let change = lastChange[view.taskID], change.epoch == view.epoch else { return view }
+        var explained = view
+        explained.reason = change.reason
+        return explained
     }
 
     /// Records a heartbeat in the membership; returns the view as of now (possibly not durable yet).
@@ -165,6 +176,7 @@ public actor CoordinatorEngine {
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
                 for task in tasks { latestChange[task] = ticket }
             case .membershipChanged(let task, let reason):
+                lastChange[task] = (membership.epoch(of: task), reason)
                 carryOut(barriers.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
                 persist(
                     catalog.syncMembers(
