@@ -8,7 +8,7 @@ DTR := .build/debug/dtr
 # Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
 SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
 	Sources/Coordinator Sources/dtr Tests
-PYTHON_SOURCES := python examples
+PYTHON_SOURCES := python examples bench
 
 .PHONY: demo test setup build lint format swift-test python-test protos bench clean
 
@@ -51,10 +51,13 @@ python-test: setup
 protos: setup
 	scripts/generate-protos.sh
 
-## bench: the benchmarks of bench/RESULTS.md, on a release build.
-bench:
+## bench: the benchmarks of bench/RESULTS.md, on a release build (the TCPStore comparison needs Debian's python3-torch).
+bench: setup
 	swift build -c release --product dtr
 	.build/release/dtr bench placement --shards 1000000 --workers 1000
+	.build/release/dtr bench barrier --workers 1024
+	dpkg -s python3-torch >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-torch; }
+	$(PYTHON) bench/barrier_vs_tcpstore.py --threads 64 256 --rounds 40
 
 clean:
 	rm -rf .build $(VENV) dtr-data

@@ -73,7 +73,9 @@ let package = Package(
         .executableTarget(
             name: "dtr",
             dependencies: [
-                "Coordinator", "RuntimeCore", "DataShard",
+                "Coordinator", "RuntimeCore", "DataShard", "RuntimeProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

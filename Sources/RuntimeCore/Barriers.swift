@@ -46,6 +46,10 @@ public struct BarrierRelease: Sendable, Hashable {
     public var participants: [RankedWorker]
     /// The reduced vector, when the participants sent one.
     public var result: ReduceInput?
+    /// Whether the barrier was for every member (then `participants` are exactly the members at `membershipEpoch`).
+    public var everyMember: Bool
+    /// The task's membership epoch when the generation opened.
+    public var membershipEpoch: UInt64
 }
 
 /// Why a barrier generation failed; every waiter gets it.
@@ -110,6 +114,7 @@ public struct BarrierTable: Sendable {
         var arrivals: [WorkerID: Arrived] = [:]
         var deadline: Duration
         var openedAt: Duration
+        var membershipEpoch: UInt64
         var pendingBytes = 0
     }
 
@@ -181,7 +186,8 @@ public struct BarrierTable: Sendable {
         let id = BarrierID(key: key, generation: generation)
         var fresh = Open(
             id: id, expected: arrival.expected == 0 ? members.count : arrival.expected,
-            members: arrival.expected == 0 ? members : nil, deadline: now + arrival.timeout, openedAt: now)
+            members: arrival.expected == 0 ? members : nil, deadline: now + arrival.timeout, openedAt: now,
+            membershipEpoch: membershipEpoch)
         fresh.arrivals[worker] = Arrived(rank: rank, at: now, payload: arrival.payload)
         fresh.pendingBytes = bytes
         pendingBytes += bytes
@@ -302,7 +308,9 @@ public struct BarrierTable: Sendable {
             .sorted { $0.rank != $1.rank ? $0.rank < $1.rank : $0.worker < $1.worker }
         let inputs = participants.compactMap { barrier.arrivals[$0.worker]?.payload }
         let result = reduce(inputs).map { ReduceInput(op: inputs[0].op, vector: $0) }
-        let release = BarrierRelease(generation: barrier.id.generation, participants: participants, result: result)
+        let release = BarrierRelease(
+            generation: barrier.id.generation, participants: participants, result: result,
+            everyMember: barrier.members != nil, membershipEpoch: barrier.membershipEpoch)
         remove(key)
         return [.release(barrier.id, release, arrivals: barrier.arrivals.mapValues(\.at))]
     }

@@ -930,6 +930,8 @@ public nonisolated struct Dtruntime_V1_BarrierSyncResponse: Sendable {
 
   public var generation: UInt64 = 0
 
+  /// Who made it, by rank: only for barriers of a fixed count (`expected` > 0). A barrier of every member releases
+  /// exactly the members at `membership_epoch`, so listing them in every reply would only cost the release time.
   public var participants: [Dtruntime_V1_Participant] = []
 
   public var result: Dtruntime_V1_ReducePayload {
@@ -940,6 +942,11 @@ public nonisolated struct Dtruntime_V1_BarrierSyncResponse: Sendable {
   public var hasResult: Bool {self._result != nil}
   /// Clears the value of `result`. Subsequent reads from it will return its default value.
   public mutating func clearResult() {self._result = nil}
+
+  public var participantCount: Int32 = 0
+
+  /// The task's membership epoch the barrier was opened at.
+  public var membershipEpoch: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2318,7 +2325,7 @@ nonisolated extension Dtruntime_V1_BarrierSyncRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Dtruntime_V1_BarrierSyncResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BarrierSyncResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}participants\0\u{1}result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}participants\0\u{1}result\0\u{3}participant_count\0\u{3}membership_epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2329,6 +2336,8 @@ nonisolated extension Dtruntime_V1_BarrierSyncResponse: SwiftProtobuf.Message, S
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.participants) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._result) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.participantCount) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.membershipEpoch) }()
       default: break
       }
     }
@@ -2348,6 +2357,12 @@ nonisolated extension Dtruntime_V1_BarrierSyncResponse: SwiftProtobuf.Message, S
     try { if let v = self._result {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if self.participantCount != 0 {
+      try visitor.visitSingularInt32Field(value: self.participantCount, fieldNumber: 4)
+    }
+    if self.membershipEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.membershipEpoch, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2355,6 +2370,8 @@ nonisolated extension Dtruntime_V1_BarrierSyncResponse: SwiftProtobuf.Message, S
     if lhs.generation != rhs.generation {return false}
     if lhs.participants != rhs.participants {return false}
     if lhs._result != rhs._result {return false}
+    if lhs.participantCount != rhs.participantCount {return false}
+    if lhs.membershipEpoch != rhs.membershipEpoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -120,12 +120,21 @@ class BarrierResult:
     """A released barrier generation."""
 
     generation: int
+    participant_count: int
+    membership_epoch: int
+    """The task's membership epoch the barrier was opened at."""
     participants: list[tuple[int, str]]
-    """``(rank, worker_id)`` of every participant, by rank."""
+    """``(rank, worker_id)`` of every participant, by rank, for barriers of a fixed count; empty for a barrier of
+    every member, whose participants are exactly the members at ``membership_epoch``."""
 
     @classmethod
     def from_proto(cls, reply: pb.BarrierSyncResponse) -> BarrierResult:
-        return cls(reply.generation, [(p.rank, p.worker_id) for p in reply.participants])
+        return cls(
+            generation=reply.generation,
+            participant_count=reply.participant_count,
+            membership_epoch=reply.membership_epoch,
+            participants=[(p.rank, p.worker_id) for p in reply.participants],
+        )
 
 
 class CoordinatorClient:

@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import DEAD_AFTER
 from dtruntime import BarrierTimeout, InvalidArgument, Worker
+
+# The defaults (heartbeat 1 s, dead after 5 s): eight Python processes starting at once on two cores can stall a
+# heartbeat for longer than the integration tests' aggressive 1.5 s.
+DEFAULTS: list[str] = []
+DEAD_AFTER = 5.0
 
 
 class ReduceWorker:
@@ -42,7 +46,7 @@ class ReduceWorker:
 
 
 def test_eight_workers_allreduce_exact_sum_and_mean(coordinator_factory):
-    coordinator = coordinator_factory()
+    coordinator = coordinator_factory(args=DEFAULTS)
     workers = [
         ReduceWorker(coordinator.grpc_address, f"r{i}", seed=100 + i, world=8, mode="allreduce") for i in range(8)
     ]
@@ -69,7 +73,7 @@ def test_eight_workers_allreduce_exact_sum_and_mean(coordinator_factory):
 
 
 def test_a_killed_participant_fails_every_waiter_naming_it(coordinator_factory):
-    coordinator = coordinator_factory()
+    coordinator = coordinator_factory(args=DEFAULTS)
     workers = [ReduceWorker(coordinator.grpc_address, f"b{i}", seed=i, world=4, mode="wait") for i in range(3)]
     victim = subprocess.Popen(
         [sys.executable, "-c", VICTIM, coordinator.grpc_address], stdout=subprocess.PIPE, text=True

@@ -211,10 +211,16 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 arrival: BarrierArrival(expected: Int(request.expected), timeout: timeout, payload: payload))
             return .with {
                 $0.generation = release.generation
-                $0.participants = release.participants.map { participant in
-                    .with {
-                        $0.rank = Int32(participant.rank)
-                        $0.workerID = participant.worker.rawValue
+                $0.participantCount = Int32(release.participants.count)
+                $0.membershipEpoch = release.membershipEpoch
+                // Every reply is serialized separately: listing 1,024 members in each of 1,024 replies would be the
+                // bulk of a release. A barrier of every member releases exactly the members at its epoch.
+                if !release.everyMember {
+                    $0.participants = release.participants.map { participant in
+                        .with {
+                            $0.rank = Int32(participant.rank)
+                            $0.workerID = participant.worker.rawValue
+                        }
                     }
                 }
                 if let result = release.result { $0.result = Dtruntime_V1_ReducePayload(result) }

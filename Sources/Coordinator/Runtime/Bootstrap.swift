@@ -1,4 +1,4 @@
-import GRPCCore
+public import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hummingbird
 public import Logging
@@ -28,9 +28,13 @@ public struct CoordinatorRuntime: Sendable {
 /// The composition root: locks the data directory, restores the durable state, and wires engine, gRPC server and
 /// HTTP server together. Nothing listens until the services run.
 ///
+/// `extraServices` are served by the same gRPC server (the benchmarks' no-op baselines).
+///
 /// - Throws: ``StorageError`` when the data directory is locked by another coordinator or the database cannot be
 ///   opened; `CoreError` when the host is not an IP address.
-public func buildCoordinator(config: CoordinatorConfig, logger: Logger) throws -> CoordinatorRuntime {
+public func buildCoordinator(
+    config: CoordinatorConfig, logger: Logger, extraServices: [any RegistrableRPCService] = []
+) throws -> CoordinatorRuntime {
     let address = try bindAddress(host: config.host, port: config.grpcPort)
     let dataDirectory = try DataDirectory(path: config.dataDir)
     let store = try SQLiteStateStore(path: dataDirectory.databasePath)
@@ -48,8 +52,12 @@ public func buildCoordinator(config: CoordinatorConfig, logger: Logger) throws -
             config: .defaults {
                 // Barrier payloads up to the configured limit, plus room for the message around them.
                 $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
+                // Many calls may share one connection (a process hosting many workers, or waiting at barriers)...
+                $0.http2.maxConcurrentStreams = 16_384
+                // ...and payloads of megabytes should not wait for a window update every 64 KiB.
+                $0.http2.targetWindowSize = 8 << 20
             }),
-        services: [CoordinatorService(engine: engine)])
+        services: [CoordinatorService(engine: engine)] + extraServices)
 
     let app = Application(
         router: buildRouter(engine: engine, listeners: listeners),

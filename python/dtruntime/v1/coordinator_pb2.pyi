@@ -445,11 +445,15 @@ class BarrierSyncRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., worker_id: _Optional[str] = ..., membership_epoch: _Optional[int] = ..., expected: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., payload: _Optional[_Union[ReducePayload, _Mapping]] = ...) -> None: ...
 
 class BarrierSyncResponse(_message.Message):
-    __slots__ = ("generation", "participants", "result")
+    __slots__ = ("generation", "participants", "result", "participant_count", "membership_epoch")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_EPOCH_FIELD_NUMBER: _ClassVar[int]
     generation: int
     participants: _containers.RepeatedCompositeFieldContainer[Participant]
     result: ReducePayload
-    def __init__(self, generation: _Optional[int] = ..., participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., result: _Optional[_Union[ReducePayload, _Mapping]] = ...) -> None: ...
+    participant_count: int
+    membership_epoch: int
+    def __init__(self, generation: _Optional[int] = ..., participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., result: _Optional[_Union[ReducePayload, _Mapping]] = ..., participant_count: _Optional[int] = ..., membership_epoch: _Optional[int] = ...) -> None: ...

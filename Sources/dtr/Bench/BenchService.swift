@@ -1,0 +1,63 @@
+import GRPCCore
+import Synchronization
+
+/// Raw bytes as gRPC messages: the benchmarks' baselines move bytes without any protobuf work.
+struct RawBytes: MessageSerializer, MessageDeserializer {
+    typealias Message = [UInt8]
+
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
+        Bytes(message)
+    }
+
+    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+        serializedMessageBytes.withUnsafeBytes { Array($0) }
+    }
+}
+
+/// Calls parked until the gate opens: the same fan-out a barrier release does, minus the barrier.
+final class Gate: Sendable {
+    private let parked = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+    var count: Int { parked.withLock { $0.count } }
+
+    func park() async {
+        await withCheckedContinuation { continuation in parked.withLock { $0.append(continuation) } }
+    }
+
+    func open() {
+        let waiters = parked.withLock { parked in
+            defer { parked = [] }
+            return parked
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// The benchmarks' no-op service, served next to the coordinator on the same server: `Wait` parks until `Open`,
+/// `Echo` returns its request.
+struct BenchService: RegistrableRPCService {
+    static let wait = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Wait")
+    static let open = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Open")
+    static let echo = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Echo")
+
+    let gate: Gate
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        let gate = self.gate
+        router.registerHandler(forMethod: Self.wait, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
+            for try await _ in request.messages {}
+            await gate.park()
+            return StreamingServerResponse(single: ServerResponse(message: []))
+        }
+        router.registerHandler(forMethod: Self.open, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
+            for try await _ in request.messages {}
+            gate.open()
+            return StreamingServerResponse(single: ServerResponse(message: []))
+        }
+        router.registerHandler(forMethod: Self.echo, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
+            var echoed: [UInt8] = []
+            for try await message in request.messages { echoed = message }
+            return StreamingServerResponse(single: ServerResponse(message: echoed))
+        }
+    }
+}
