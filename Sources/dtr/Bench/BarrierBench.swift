@@ -165,7 +165,8 @@ struct BarrierBench: AsyncParsableCommand {
     }
 
     /// Runs `count` calls at once; returns the time until the last one finished.
-    private func timeAll(_ count: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Duration {
+    private func timeAll(_ count: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Duration
+    {
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count { group.addTask { try await call(index) } }
@@ -174,11 +175,14 @@ struct BarrierBench: AsyncParsableCommand {
         return ContinuousClock.now - start
     }
 
-    private static func raw(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ method: MethodDescriptor, _ bytes: [UInt8])
+    private static func raw(
+        _ client: GRPCClient<HTTP2ClientTransport.Posix>, _ method: MethodDescriptor, _ bytes: [UInt8]
+    )
         async throws -> [UInt8]
     {
         try await client.unary(
-            request: ClientRequest(message: bytes), descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
+            request: ClientRequest(message: bytes), descriptor: method, serializer: RawBytes(),
+            deserializer: RawBytes(),
             options: .defaults
         ) { try $0.message }
     }
