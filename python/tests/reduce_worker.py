@@ -25,7 +25,10 @@ def main() -> None:
 
     with Worker(args.coordinator, args.id, host="127.0.0.1") as worker:
         worker.wait_for(lambda view: view.world_size == args.world, timeout=60)
-        print(json.dumps({"event": "ready", "rank": worker.rank}), flush=True)
+        # The rank the allreduces run under: read it now, because once a faster peer finishes and leaves, ranks
+        # re-densify and ``worker.rank`` moves on.
+        rank = worker.rank
+        print(json.dumps({"event": "ready", "rank": rank}), flush=True)
         if args.mode == "allreduce":
             values = np.random.default_rng(args.seed).standard_normal(args.length)
             total = worker.allreduce(values, op="sum")
@@ -34,7 +37,7 @@ def main() -> None:
                 json.dumps(
                     {
                         "event": "reduced",
-                        "rank": worker.rank,
+                        "rank": rank,
                         "values": values.tolist(),
                         "sum": total.tolist(),
                         "mean": mean.tolist(),
