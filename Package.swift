@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "RuntimeCore", "DataShard",
+                "RuntimeCore", "DataShard", "Checkpoint",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings

@@ -130,6 +130,19 @@ public enum Dtruntime_V1_Coordinator: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ReportCheckpointPart" metadata.
+        public enum ReportCheckpointPart: Sendable {
+            /// Request type for "ReportCheckpointPart".
+            public typealias Input = Dtruntime_V1_ReportCheckpointPartRequest
+            /// Response type for "ReportCheckpointPart".
+            public typealias Output = Dtruntime_V1_ReportCheckpointPartResponse
+            /// Descriptor for "ReportCheckpointPart".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "dtruntime.v1.Coordinator"),
+                method: "ReportCheckpointPart",
+                type: .unary
+            )
+        }
         /// Namespace for "LoadCheckpoint" metadata.
         public enum LoadCheckpoint: Sendable {
             /// Request type for "LoadCheckpoint".
@@ -166,6 +179,7 @@ public enum Dtruntime_V1_Coordinator: Sendable {
             GetShardAssignment.descriptor,
             ReportShardProgress.descriptor,
             SaveCheckpoint.descriptor,
+            ReportCheckpointPart.descriptor,
             LoadCheckpoint.descriptor,
             BarrierSync.descriptor
         ]
@@ -336,7 +350,7 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Dtruntime_V1_SaveCheckpointRequest` messages.
@@ -350,11 +364,31 @@ extension Dtruntime_V1_Coordinator {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_SaveCheckpointResponse>
 
+        /// Handle the "ReportCheckpointPart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Dtruntime_V1_ReportCheckpointPartRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Dtruntime_V1_ReportCheckpointPartResponse` messages.
+        func reportCheckpointPart(
+            request: GRPCCore.StreamingServerRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_ReportCheckpointPartResponse>
+
         /// Handle the "LoadCheckpoint" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+        /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        /// > ledgers to the position recorded with it.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Dtruntime_V1_LoadCheckpointRequest` messages.
@@ -538,7 +572,7 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_SaveCheckpointRequest` message.
@@ -552,11 +586,31 @@ extension Dtruntime_V1_Coordinator {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_SaveCheckpointResponse>
 
+        /// Handle the "ReportCheckpointPart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportCheckpointPartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Dtruntime_V1_ReportCheckpointPartResponse` message.
+        func reportCheckpointPart(
+            request: GRPCCore.ServerRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_ReportCheckpointPartResponse>
+
         /// Handle the "LoadCheckpoint" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+        /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        /// > ledgers to the position recorded with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_LoadCheckpointRequest` message.
@@ -739,7 +793,7 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
         ///
         /// - Parameters:
         ///   - request: A `Dtruntime_V1_SaveCheckpointRequest` message.
@@ -753,11 +807,31 @@ extension Dtruntime_V1_Coordinator {
             context: GRPCCore.ServerContext
         ) async throws -> Dtruntime_V1_SaveCheckpointResponse
 
+        /// Handle the "ReportCheckpointPart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+        ///
+        /// - Parameters:
+        ///   - request: A `Dtruntime_V1_ReportCheckpointPartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Dtruntime_V1_ReportCheckpointPartResponse` to respond with.
+        func reportCheckpointPart(
+            request: Dtruntime_V1_ReportCheckpointPartRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Dtruntime_V1_ReportCheckpointPartResponse
+
         /// Handle the "LoadCheckpoint" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+        /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        /// > ledgers to the position recorded with it.
         ///
         /// - Parameters:
         ///   - request: A `Dtruntime_V1_LoadCheckpointRequest` message.
@@ -885,6 +959,17 @@ extension Dtruntime_V1_Coordinator.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Dtruntime_V1_Coordinator.Method.ReportCheckpointPart.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_ReportCheckpointPartRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_ReportCheckpointPartResponse>(),
+            handler: { request, context in
+                try await self.reportCheckpointPart(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Dtruntime_V1_Coordinator.Method.LoadCheckpoint.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_LoadCheckpointRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_LoadCheckpointResponse>(),
@@ -983,6 +1068,17 @@ extension Dtruntime_V1_Coordinator.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_SaveCheckpointResponse> {
         let response = try await self.saveCheckpoint(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reportCheckpointPart(
+        request: GRPCCore.StreamingServerRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_ReportCheckpointPartResponse> {
+        let response = try await self.reportCheckpointPart(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1116,6 +1212,19 @@ extension Dtruntime_V1_Coordinator.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_SaveCheckpointResponse> {
         return GRPCCore.ServerResponse<Dtruntime_V1_SaveCheckpointResponse>(
             message: try await self.saveCheckpoint(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reportCheckpointPart(
+        request: GRPCCore.ServerRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_ReportCheckpointPartResponse> {
+        return GRPCCore.ServerResponse<Dtruntime_V1_ReportCheckpointPartResponse>(
+            message: try await self.reportCheckpointPart(
                 request: request.message,
                 context: context
             ),
@@ -1336,7 +1445,7 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_SaveCheckpointRequest` message.
@@ -1355,11 +1464,36 @@ extension Dtruntime_V1_Coordinator {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_SaveCheckpointResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "ReportCheckpointPart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportCheckpointPartRequest` message.
+        ///   - serializer: A serializer for `Dtruntime_V1_ReportCheckpointPartRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_ReportCheckpointPartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reportCheckpointPart<Result>(
+            request: GRPCCore.ClientRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_ReportCheckpointPartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_ReportCheckpointPartResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportCheckpointPartResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "LoadCheckpoint" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+        /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        /// > ledgers to the position recorded with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_LoadCheckpointRequest` message.
@@ -1671,7 +1805,7 @@ extension Dtruntime_V1_Coordinator {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_SaveCheckpointRequest` message.
@@ -1701,11 +1835,47 @@ extension Dtruntime_V1_Coordinator {
             )
         }
 
+        /// Call the "ReportCheckpointPart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Dtruntime_V1_ReportCheckpointPartRequest` message.
+        ///   - serializer: A serializer for `Dtruntime_V1_ReportCheckpointPartRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_ReportCheckpointPartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reportCheckpointPart<Result>(
+            request: GRPCCore.ClientRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_ReportCheckpointPartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_ReportCheckpointPartResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportCheckpointPartResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Dtruntime_V1_Coordinator.Method.ReportCheckpointPart.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "LoadCheckpoint" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+        /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        /// > ledgers to the position recorded with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Dtruntime_V1_LoadCheckpointRequest` message.
@@ -1985,7 +2155,7 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+    /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Dtruntime_V1_SaveCheckpointRequest` message.
@@ -2010,11 +2180,42 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
         )
     }
 
+    /// Call the "ReportCheckpointPart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+    /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Dtruntime_V1_ReportCheckpointPartRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportCheckpointPart<Result>(
+        request: GRPCCore.ClientRequest<Dtruntime_V1_ReportCheckpointPartRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportCheckpointPartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reportCheckpointPart(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_ReportCheckpointPartRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_ReportCheckpointPartResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "LoadCheckpoint" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+    /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+    /// > ledgers to the position recorded with it.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Dtruntime_V1_LoadCheckpointRequest` message.
@@ -2312,7 +2513,7 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Opens or joins a distributed checkpoint and tells this rank where to write its part.
+    /// > Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2341,11 +2542,46 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
         )
     }
 
+    /// Call the "ReportCheckpointPart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+    /// > commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportCheckpointPart<Result>(
+        _ message: Dtruntime_V1_ReportCheckpointPartRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_ReportCheckpointPartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Dtruntime_V1_ReportCheckpointPartRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reportCheckpointPart(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "LoadCheckpoint" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns a committed checkpoint's manifest (a given step, or the latest).
+    /// > Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+    /// > ledgers to the position recorded with it.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -176,6 +176,60 @@ public nonisolated enum Dtruntime_V1_SessionEventKind: SwiftProtobuf.Enum, Swift
 
 }
 
+public nonisolated enum Dtruntime_V1_CheckpointStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Open: some parts are not reported yet. Never visible to LoadCheckpoint.
+  case pending // = 1
+
+  /// Every part reported and the manifest written: visible and loadable.
+  case committed // = 2
+
+  /// A part failed, a participant left or died, or the deadline passed; its parts are deleted.
+  case aborted // = 3
+
+  /// Removed by retention; its parts are deleted.
+  case deleted // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .pending
+    case 2: self = .committed
+    case 3: self = .aborted
+    case 4: self = .deleted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .pending: return 1
+    case .committed: return 2
+    case .aborted: return 3
+    case .deleted: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Dtruntime_V1_CheckpointStatus] = [
+    .unspecified,
+    .pending,
+    .committed,
+    .aborted,
+    .deleted,
+  ]
+
+}
+
 public nonisolated enum Dtruntime_V1_ReduceOp: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -673,12 +727,16 @@ public nonisolated struct Dtruntime_V1_SaveCheckpointRequest: Sendable {
 
   public var workerID: String = String()
 
+  /// The membership epoch the worker knows: a stale one is refused (FAILED_PRECONDITION), as everywhere.
   public var membershipEpoch: UInt64 = 0
 
+  /// Training step (>= 0): one checkpoint per (task, step). Every rank of the task saves the same step.
   public var step: Int64 = 0
 
+  /// Training epoch (>= 0), recorded in the manifest.
   public var epoch: Int64 = 0
 
+  /// Metrics for the manifest and for keep-best retention (e.g. "loss"); ranks' maps are merged, lowest rank wins.
   public var metrics: Dictionary<String,Double> = [:]
 
   public var metadata: Dictionary<String,String> = [:]
@@ -693,10 +751,12 @@ public nonisolated struct Dtruntime_V1_SaveCheckpointResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// e.g. "default/step-000000001000-a1": the task, the step and the attempt (a step aborted once may be saved again).
   public var checkpointID: String = String()
 
   public var rank: Int32 = 0
 
+  /// Ranks whose parts make the checkpoint whole: the task's world size when the checkpoint opened.
   public var worldSize: Int32 = 0
 
   public var store: Dtruntime_V1_StorageLocation {
@@ -711,11 +771,91 @@ public nonisolated struct Dtruntime_V1_SaveCheckpointResponse: Sendable {
   /// The key this rank must write its part to (chosen by the coordinator; clients never choose paths).
   public var objectKey: String = String()
 
+  /// When the coordinator aborts the checkpoint if some part is still missing.
+  public var deadlineUnixMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _store: Dtruntime_V1_StorageLocation? = nil
+}
+
+public nonisolated struct Dtruntime_V1_ReportCheckpointPartRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workerID: String = String()
+
+  public var checkpointID: String = String()
+
+  /// Bytes written to the rank's object key; the coordinator checks it against the stored object.
+  public var sizeBytes: Int64 = 0
+
+  /// Lower-case hex sha256 of those bytes; readers verify it.
+  public var sha256: String = String()
+
+  /// Non-empty when the part could not be written (e.g. "disk full"): the checkpoint is aborted with this reason.
+  public var failure: String = String()
+
+  /// Seconds the write took, for the write-throughput figures of /api/checkpoints (0 when unknown).
+  public var writeSeconds: Double = 0
+
+  /// Hold the reply until the checkpoint commits or aborts (bounded by its deadline).
+  public var wait: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Dtruntime_V1_ReportCheckpointPartResponse: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var checkpointID: String {
+    get {_storage._checkpointID}
+    set {_uniqueStorage()._checkpointID = newValue}
+  }
+
+  public var status: Dtruntime_V1_CheckpointStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var reportedParts: Int32 {
+    get {_storage._reportedParts}
+    set {_uniqueStorage()._reportedParts = newValue}
+  }
+
+  public var worldSize: Int32 {
+    get {_storage._worldSize}
+    set {_uniqueStorage()._worldSize = newValue}
+  }
+
+  /// Set once the checkpoint is committed.
+  public var manifest: Dtruntime_V1_CheckpointManifest {
+    get {_storage._manifest ?? Dtruntime_V1_CheckpointManifest()}
+    set {_uniqueStorage()._manifest = newValue}
+  }
+  /// Returns true if `manifest` has been explicitly set.
+  public var hasManifest: Bool {_storage._manifest != nil}
+  /// Clears the value of `manifest`. Subsequent reads from it will return its default value.
+  public mutating func clearManifest() {_uniqueStorage()._manifest = nil}
+
+  /// Why the checkpoint was aborted, when it was.
+  public var abortReason: String {
+    get {_storage._abortReason}
+    set {_uniqueStorage()._abortReason = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// One rank's part of a committed checkpoint.
@@ -738,7 +878,22 @@ public nonisolated struct Dtruntime_V1_CheckpointPart: Sendable {
   public init() {}
 }
 
-/// The ledger position of one dataset recorded with a checkpoint.
+/// A shard of a dataset epoch that was partly consumed when the checkpoint was taken.
+public nonisolated struct Dtruntime_V1_ShardCursor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shardID: Int64 = 0
+
+  public var consumed: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The ledger position of one dataset epoch recorded with a checkpoint: shards not listed were not started.
 public nonisolated struct Dtruntime_V1_DatasetPosition: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -749,6 +904,8 @@ public nonisolated struct Dtruntime_V1_DatasetPosition: Sendable {
   public var epoch: Int64 = 0
 
   public var doneShardIds: [Int64] = []
+
+  public var partial: [Dtruntime_V1_ShardCursor] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -791,6 +948,9 @@ public nonisolated struct Dtruntime_V1_CheckpointManifest: Sendable {
   /// Clears the value of `store`. Subsequent reads from it will return its default value.
   public mutating func clearStore() {self._store = nil}
 
+  /// Where the manifest itself is stored (JSON), next to the parts.
+  public var manifestKey: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -826,6 +986,10 @@ public nonisolated struct Dtruntime_V1_LoadCheckpointRequest: Sendable {
     set {which = .latest(newValue)}
   }
 
+  /// Also reset the task's data ledgers to the checkpoint's position, so data resumes where the model state was
+  /// saved. Idempotent for one checkpoint within one membership epoch, so every rank may ask.
+  public var restoreData: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Which: Equatable, Sendable {
@@ -850,6 +1014,9 @@ public nonisolated struct Dtruntime_V1_LoadCheckpointResponse: Sendable {
   public var hasManifest: Bool {self._manifest != nil}
   /// Clears the value of `manifest`. Subsequent reads from it will return its default value.
   public mutating func clearManifest() {self._manifest = nil}
+
+  /// True when this call reset the ledgers (false when they were already reset from this checkpoint).
+  public var dataRestored: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -969,6 +1136,10 @@ nonisolated extension Dtruntime_V1_WorkerStatus: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Dtruntime_V1_SessionEventKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SESSION_EVENT_KIND_UNSPECIFIED\0\u{1}SESSION_EVENT_KIND_HEARTBEAT_ACK\0\u{1}SESSION_EVENT_KIND_PUSH\0")
+}
+
+nonisolated extension Dtruntime_V1_CheckpointStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHECKPOINT_STATUS_UNSPECIFIED\0\u{1}CHECKPOINT_STATUS_PENDING\0\u{1}CHECKPOINT_STATUS_COMMITTED\0\u{1}CHECKPOINT_STATUS_ABORTED\0\u{1}CHECKPOINT_STATUS_DELETED\0")
 }
 
 nonisolated extension Dtruntime_V1_ReduceOp: SwiftProtobuf._ProtoNameProviding {
@@ -1862,7 +2033,7 @@ nonisolated extension Dtruntime_V1_SaveCheckpointRequest: SwiftProtobuf.Message,
 
 nonisolated extension Dtruntime_V1_SaveCheckpointResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SaveCheckpointResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{1}rank\0\u{3}world_size\0\u{1}store\0\u{3}object_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{1}rank\0\u{3}world_size\0\u{1}store\0\u{3}object_key\0\u{3}deadline_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1875,6 +2046,7 @@ nonisolated extension Dtruntime_V1_SaveCheckpointResponse: SwiftProtobuf.Message
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.worldSize) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._store) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.objectKey) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixMs) }()
       default: break
       }
     }
@@ -1900,6 +2072,9 @@ nonisolated extension Dtruntime_V1_SaveCheckpointResponse: SwiftProtobuf.Message
     if !self.objectKey.isEmpty {
       try visitor.visitSingularStringField(value: self.objectKey, fieldNumber: 5)
     }
+    if self.deadlineUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.deadlineUnixMs, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1909,6 +2084,172 @@ nonisolated extension Dtruntime_V1_SaveCheckpointResponse: SwiftProtobuf.Message
     if lhs.worldSize != rhs.worldSize {return false}
     if lhs._store != rhs._store {return false}
     if lhs.objectKey != rhs.objectKey {return false}
+    if lhs.deadlineUnixMs != rhs.deadlineUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_ReportCheckpointPartRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReportCheckpointPartRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{3}checkpoint_id\0\u{3}size_bytes\0\u{1}sha256\0\u{1}failure\0\u{3}write_seconds\0\u{1}wait\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.checkpointID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.sizeBytes) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.failure) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.writeSeconds) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.wait) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workerID, fieldNumber: 1)
+    }
+    if !self.checkpointID.isEmpty {
+      try visitor.visitSingularStringField(value: self.checkpointID, fieldNumber: 2)
+    }
+    if self.sizeBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.sizeBytes, fieldNumber: 3)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 4)
+    }
+    if !self.failure.isEmpty {
+      try visitor.visitSingularStringField(value: self.failure, fieldNumber: 5)
+    }
+    if self.writeSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.writeSeconds, fieldNumber: 6)
+    }
+    if self.wait != false {
+      try visitor.visitSingularBoolField(value: self.wait, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_ReportCheckpointPartRequest, rhs: Dtruntime_V1_ReportCheckpointPartRequest) -> Bool {
+    if lhs.workerID != rhs.workerID {return false}
+    if lhs.checkpointID != rhs.checkpointID {return false}
+    if lhs.sizeBytes != rhs.sizeBytes {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.failure != rhs.failure {return false}
+    if lhs.writeSeconds != rhs.writeSeconds {return false}
+    if lhs.wait != rhs.wait {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_ReportCheckpointPartResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReportCheckpointPartResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{1}status\0\u{3}reported_parts\0\u{3}world_size\0\u{1}manifest\0\u{3}abort_reason\0")
+
+  fileprivate class _StorageClass {
+    var _checkpointID: String = String()
+    var _status: Dtruntime_V1_CheckpointStatus = .unspecified
+    var _reportedParts: Int32 = 0
+    var _worldSize: Int32 = 0
+    var _manifest: Dtruntime_V1_CheckpointManifest? = nil
+    var _abortReason: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _checkpointID = source._checkpointID
+      _status = source._status
+      _reportedParts = source._reportedParts
+      _worldSize = source._worldSize
+      _manifest = source._manifest
+      _abortReason = source._abortReason
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._checkpointID) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 3: try { try decoder.decodeSingularInt32Field(value: &_storage._reportedParts) }()
+        case 4: try { try decoder.decodeSingularInt32Field(value: &_storage._worldSize) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._manifest) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._abortReason) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._checkpointID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._checkpointID, fieldNumber: 1)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 2)
+      }
+      if _storage._reportedParts != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._reportedParts, fieldNumber: 3)
+      }
+      if _storage._worldSize != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._worldSize, fieldNumber: 4)
+      }
+      try { if let v = _storage._manifest {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if !_storage._abortReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._abortReason, fieldNumber: 6)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_ReportCheckpointPartResponse, rhs: Dtruntime_V1_ReportCheckpointPartResponse) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._checkpointID != rhs_storage._checkpointID {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._reportedParts != rhs_storage._reportedParts {return false}
+        if _storage._worldSize != rhs_storage._worldSize {return false}
+        if _storage._manifest != rhs_storage._manifest {return false}
+        if _storage._abortReason != rhs_storage._abortReason {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1959,9 +2300,44 @@ nonisolated extension Dtruntime_V1_CheckpointPart: SwiftProtobuf.Message, SwiftP
   }
 }
 
+nonisolated extension Dtruntime_V1_ShardCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardCursor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}shard_id\0\u{1}consumed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.shardID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.consumed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shardID != 0 {
+      try visitor.visitSingularInt64Field(value: self.shardID, fieldNumber: 1)
+    }
+    if self.consumed != 0 {
+      try visitor.visitSingularInt64Field(value: self.consumed, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_ShardCursor, rhs: Dtruntime_V1_ShardCursor) -> Bool {
+    if lhs.shardID != rhs.shardID {return false}
+    if lhs.consumed != rhs.consumed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Dtruntime_V1_DatasetPosition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DatasetPosition"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}done_shard_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}done_shard_ids\0\u{1}partial\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1972,6 +2348,7 @@ nonisolated extension Dtruntime_V1_DatasetPosition: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.dataset) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
       case 3: try { try decoder.decodeRepeatedInt64Field(value: &self.doneShardIds) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.partial) }()
       default: break
       }
     }
@@ -1987,6 +2364,9 @@ nonisolated extension Dtruntime_V1_DatasetPosition: SwiftProtobuf.Message, Swift
     if !self.doneShardIds.isEmpty {
       try visitor.visitPackedInt64Field(value: self.doneShardIds, fieldNumber: 3)
     }
+    if !self.partial.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.partial, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1994,6 +2374,7 @@ nonisolated extension Dtruntime_V1_DatasetPosition: SwiftProtobuf.Message, Swift
     if lhs.dataset != rhs.dataset {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.doneShardIds != rhs.doneShardIds {return false}
+    if lhs.partial != rhs.partial {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2001,7 +2382,7 @@ nonisolated extension Dtruntime_V1_DatasetPosition: SwiftProtobuf.Message, Swift
 
 nonisolated extension Dtruntime_V1_CheckpointManifest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CheckpointManifest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{3}task_id\0\u{1}step\0\u{1}epoch\0\u{3}world_size\0\u{1}parts\0\u{1}metrics\0\u{1}metadata\0\u{1}datasets\0\u{3}created_at_unix_ms\0\u{3}committed_at_unix_ms\0\u{1}store\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{3}task_id\0\u{1}step\0\u{1}epoch\0\u{3}world_size\0\u{1}parts\0\u{1}metrics\0\u{1}metadata\0\u{1}datasets\0\u{3}created_at_unix_ms\0\u{3}committed_at_unix_ms\0\u{1}store\0\u{3}manifest_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2021,6 +2402,7 @@ nonisolated extension Dtruntime_V1_CheckpointManifest: SwiftProtobuf.Message, Sw
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnixMs) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.committedAtUnixMs) }()
       case 12: try { try decoder.decodeSingularMessageField(value: &self._store) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.manifestKey) }()
       default: break
       }
     }
@@ -2067,6 +2449,9 @@ nonisolated extension Dtruntime_V1_CheckpointManifest: SwiftProtobuf.Message, Sw
     try { if let v = self._store {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
     } }()
+    if !self.manifestKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.manifestKey, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2083,6 +2468,7 @@ nonisolated extension Dtruntime_V1_CheckpointManifest: SwiftProtobuf.Message, Sw
     if lhs.createdAtUnixMs != rhs.createdAtUnixMs {return false}
     if lhs.committedAtUnixMs != rhs.committedAtUnixMs {return false}
     if lhs._store != rhs._store {return false}
+    if lhs.manifestKey != rhs.manifestKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2090,7 +2476,7 @@ nonisolated extension Dtruntime_V1_CheckpointManifest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Dtruntime_V1_LoadCheckpointRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadCheckpointRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}worker_id\0\u{1}step\0\u{1}latest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}worker_id\0\u{1}step\0\u{1}latest\0\u{3}restore_data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2116,6 +2502,7 @@ nonisolated extension Dtruntime_V1_LoadCheckpointRequest: SwiftProtobuf.Message,
           self.which = .latest(v)
         }
       }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.restoreData) }()
       default: break
       }
     }
@@ -2143,6 +2530,9 @@ nonisolated extension Dtruntime_V1_LoadCheckpointRequest: SwiftProtobuf.Message,
     }()
     case nil: break
     }
+    if self.restoreData != false {
+      try visitor.visitSingularBoolField(value: self.restoreData, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2150,6 +2540,7 @@ nonisolated extension Dtruntime_V1_LoadCheckpointRequest: SwiftProtobuf.Message,
     if lhs.taskID != rhs.taskID {return false}
     if lhs.workerID != rhs.workerID {return false}
     if lhs.which != rhs.which {return false}
+    if lhs.restoreData != rhs.restoreData {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2157,7 +2548,7 @@ nonisolated extension Dtruntime_V1_LoadCheckpointRequest: SwiftProtobuf.Message,
 
 nonisolated extension Dtruntime_V1_LoadCheckpointResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadCheckpointResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}manifest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}manifest\0\u{3}data_restored\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2166,6 +2557,7 @@ nonisolated extension Dtruntime_V1_LoadCheckpointResponse: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._manifest) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.dataRestored) }()
       default: break
       }
     }
@@ -2179,11 +2571,15 @@ nonisolated extension Dtruntime_V1_LoadCheckpointResponse: SwiftProtobuf.Message
     try { if let v = self._manifest {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    if self.dataRestored != false {
+      try visitor.visitSingularBoolField(value: self.dataRestored, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Dtruntime_V1_LoadCheckpointResponse, rhs: Dtruntime_V1_LoadCheckpointResponse) -> Bool {
     if lhs._manifest != rhs._manifest {return false}
+    if lhs.dataRestored != rhs.dataRestored {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

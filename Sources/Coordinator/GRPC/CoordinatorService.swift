@@ -180,6 +180,12 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         throw Self.unimplemented("SaveCheckpoint", feature: "distributed checkpoints")
     }
 
+    public func reportCheckpointPart(
+        request: Dtruntime_V1_ReportCheckpointPartRequest, context: ServerContext
+    ) async throws -> Dtruntime_V1_ReportCheckpointPartResponse {
+        throw Self.unimplemented("ReportCheckpointPart", feature: "distributed checkpoints")
+    }
+
     public func loadCheckpoint(
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {

@@ -28,6 +28,14 @@ class SessionEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_EVENT_KIND_HEARTBEAT_ACK: _ClassVar[SessionEventKind]
     SESSION_EVENT_KIND_PUSH: _ClassVar[SessionEventKind]
 
+class CheckpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHECKPOINT_STATUS_UNSPECIFIED: _ClassVar[CheckpointStatus]
+    CHECKPOINT_STATUS_PENDING: _ClassVar[CheckpointStatus]
+    CHECKPOINT_STATUS_COMMITTED: _ClassVar[CheckpointStatus]
+    CHECKPOINT_STATUS_ABORTED: _ClassVar[CheckpointStatus]
+    CHECKPOINT_STATUS_DELETED: _ClassVar[CheckpointStatus]
+
 class ReduceOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REDUCE_OP_UNSPECIFIED: _ClassVar[ReduceOp]
@@ -53,6 +61,11 @@ WORKER_STATUS_LEFT: WorkerStatus
 SESSION_EVENT_KIND_UNSPECIFIED: SessionEventKind
 SESSION_EVENT_KIND_HEARTBEAT_ACK: SessionEventKind
 SESSION_EVENT_KIND_PUSH: SessionEventKind
+CHECKPOINT_STATUS_UNSPECIFIED: CheckpointStatus
+CHECKPOINT_STATUS_PENDING: CheckpointStatus
+CHECKPOINT_STATUS_COMMITTED: CheckpointStatus
+CHECKPOINT_STATUS_ABORTED: CheckpointStatus
+CHECKPOINT_STATUS_DELETED: CheckpointStatus
 REDUCE_OP_UNSPECIFIED: ReduceOp
 REDUCE_OP_SUM: ReduceOp
 REDUCE_OP_MEAN: ReduceOp
@@ -315,18 +328,54 @@ class SaveCheckpointRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., membership_epoch: _Optional[int] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SaveCheckpointResponse(_message.Message):
-    __slots__ = ("checkpoint_id", "rank", "world_size", "store", "object_key")
+    __slots__ = ("checkpoint_id", "rank", "world_size", "store", "object_key", "deadline_unix_ms")
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     rank: int
     world_size: int
     store: StorageLocation
     object_key: str
-    def __init__(self, checkpoint_id: _Optional[str] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., store: _Optional[_Union[StorageLocation, _Mapping]] = ..., object_key: _Optional[str] = ...) -> None: ...
+    deadline_unix_ms: int
+    def __init__(self, checkpoint_id: _Optional[str] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., store: _Optional[_Union[StorageLocation, _Mapping]] = ..., object_key: _Optional[str] = ..., deadline_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ReportCheckpointPartRequest(_message.Message):
+    __slots__ = ("worker_id", "checkpoint_id", "size_bytes", "sha256", "failure", "write_seconds", "wait")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    checkpoint_id: str
+    size_bytes: int
+    sha256: str
+    failure: str
+    write_seconds: float
+    wait: bool
+    def __init__(self, worker_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., failure: _Optional[str] = ..., write_seconds: _Optional[float] = ..., wait: _Optional[bool] = ...) -> None: ...
+
+class ReportCheckpointPartResponse(_message.Message):
+    __slots__ = ("checkpoint_id", "status", "reported_parts", "world_size", "manifest", "abort_reason")
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_PARTS_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    ABORT_REASON_FIELD_NUMBER: _ClassVar[int]
+    checkpoint_id: str
+    status: CheckpointStatus
+    reported_parts: int
+    world_size: int
+    manifest: CheckpointManifest
+    abort_reason: str
+    def __init__(self, checkpoint_id: _Optional[str] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., reported_parts: _Optional[int] = ..., world_size: _Optional[int] = ..., manifest: _Optional[_Union[CheckpointManifest, _Mapping]] = ..., abort_reason: _Optional[str] = ...) -> None: ...
 
 class CheckpointPart(_message.Message):
     __slots__ = ("rank", "object_key", "size_bytes", "sha256")
@@ -340,18 +389,28 @@ class CheckpointPart(_message.Message):
     sha256: str
     def __init__(self, rank: _Optional[int] = ..., object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
+class ShardCursor(_message.Message):
+    __slots__ = ("shard_id", "consumed")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    consumed: int
+    def __init__(self, shard_id: _Optional[int] = ..., consumed: _Optional[int] = ...) -> None: ...
+
 class DatasetPosition(_message.Message):
-    __slots__ = ("dataset", "epoch", "done_shard_ids")
+    __slots__ = ("dataset", "epoch", "done_shard_ids", "partial")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     DONE_SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     epoch: int
     done_shard_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ..., done_shard_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    partial: _containers.RepeatedCompositeFieldContainer[ShardCursor]
+    def __init__(self, dataset: _Optional[str] = ..., epoch: _Optional[int] = ..., done_shard_ids: _Optional[_Iterable[int]] = ..., partial: _Optional[_Iterable[_Union[ShardCursor, _Mapping]]] = ...) -> None: ...
 
 class CheckpointManifest(_message.Message):
-    __slots__ = ("checkpoint_id", "task_id", "step", "epoch", "world_size", "parts", "metrics", "metadata", "datasets", "created_at_unix_ms", "committed_at_unix_ms", "store")
+    __slots__ = ("checkpoint_id", "task_id", "step", "epoch", "world_size", "parts", "metrics", "metadata", "datasets", "created_at_unix_ms", "committed_at_unix_ms", "store", "manifest_key")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +437,7 @@ class CheckpointManifest(_message.Message):
     CREATED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_KEY_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     task_id: str
     step: int
@@ -390,25 +450,30 @@ class CheckpointManifest(_message.Message):
     created_at_unix_ms: int
     committed_at_unix_ms: int
     store: StorageLocation
-    def __init__(self, checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., world_size: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[CheckpointPart, _Mapping]]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., datasets: _Optional[_Iterable[_Union[DatasetPosition, _Mapping]]] = ..., created_at_unix_ms: _Optional[int] = ..., committed_at_unix_ms: _Optional[int] = ..., store: _Optional[_Union[StorageLocation, _Mapping]] = ...) -> None: ...
+    manifest_key: str
+    def __init__(self, checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., world_size: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[CheckpointPart, _Mapping]]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., datasets: _Optional[_Iterable[_Union[DatasetPosition, _Mapping]]] = ..., created_at_unix_ms: _Optional[int] = ..., committed_at_unix_ms: _Optional[int] = ..., store: _Optional[_Union[StorageLocation, _Mapping]] = ..., manifest_key: _Optional[str] = ...) -> None: ...
 
 class LoadCheckpointRequest(_message.Message):
-    __slots__ = ("task_id", "worker_id", "step", "latest")
+    __slots__ = ("task_id", "worker_id", "step", "latest", "restore_data")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_DATA_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     step: int
     latest: bool
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., step: _Optional[int] = ..., latest: _Optional[bool] = ...) -> None: ...
+    restore_data: bool
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., step: _Optional[int] = ..., latest: _Optional[bool] = ..., restore_data: _Optional[bool] = ...) -> None: ...
 
 class LoadCheckpointResponse(_message.Message):
-    __slots__ = ("manifest",)
+    __slots__ = ("manifest", "data_restored")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    DATA_RESTORED_FIELD_NUMBER: _ClassVar[int]
     manifest: CheckpointManifest
-    def __init__(self, manifest: _Optional[_Union[CheckpointManifest, _Mapping]] = ...) -> None: ...
+    data_restored: bool
+    def __init__(self, manifest: _Optional[_Union[CheckpointManifest, _Mapping]] = ..., data_restored: _Optional[bool] = ...) -> None: ...
 
 class ReducePayload(_message.Message):
     __slots__ = ("op", "dtype", "data")

@@ -78,6 +78,11 @@ class CoordinatorStub:
                 request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointRequest.SerializeToString,
                 response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointResponse.FromString,
                 _registered_method=True)
+        self.ReportCheckpointPart = channel.unary_unary(
+                '/dtruntime.v1.Coordinator/ReportCheckpointPart',
+                request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartRequest.SerializeToString,
+                response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartResponse.FromString,
+                _registered_method=True)
         self.LoadCheckpoint = channel.unary_unary(
                 '/dtruntime.v1.Coordinator/LoadCheckpoint',
                 request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.LoadCheckpointRequest.SerializeToString,
@@ -152,14 +157,23 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SaveCheckpoint(self, request, context):
-        """Opens or joins a distributed checkpoint and tells this rank where to write its part.
+        """Opens or joins a distributed checkpoint (phase one) and tells this rank where to write its part.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportCheckpointPart(self, request, context):
+        """Reports a written part (size and sha256) or a failure to write it (phase two). The report of the last rank
+        commits the checkpoint; a failure aborts it. With `wait`, the reply comes when the checkpoint commits or aborts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LoadCheckpoint(self, request, context):
-        """Returns a committed checkpoint's manifest (a given step, or the latest).
+        """Returns a committed checkpoint's manifest (a given step, or the latest); optionally resets the task's data
+        ledgers to the position recorded with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +229,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.SaveCheckpoint,
                     request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointRequest.FromString,
                     response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointResponse.SerializeToString,
+            ),
+            'ReportCheckpointPart': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCheckpointPart,
+                    request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartRequest.FromString,
+                    response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartResponse.SerializeToString,
             ),
             'LoadCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadCheckpoint,
@@ -447,6 +466,33 @@ class Coordinator:
             '/dtruntime.v1.Coordinator/SaveCheckpoint',
             dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointRequest.SerializeToString,
             dtruntime_dot_v1_dot_coordinator__pb2.SaveCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCheckpointPart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtruntime.v1.Coordinator/ReportCheckpointPart',
+            dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartRequest.SerializeToString,
+            dtruntime_dot_v1_dot_coordinator__pb2.ReportCheckpointPartResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,326 @@
+public import RuntimeCore
+
+/// Every checkpoint of every task and the two-phase commit that makes them whole: a pure state machine.
+///
+/// Phase one: each rank of a task opens (joins) the checkpoint of a step and is told its part's key. Phase two: each
+/// rank writes its part and reports size and sha256. Once every rank reported, the catalog asks the shell to write the
+/// manifest (``Directive/commit(_:)``); only when the shell confirms it is durable (``committed(_:atMs:)``) does the
+/// checkpoint become visible. A failed part, a departed participant or the deadline aborts it instead, and its objects
+/// are deleted. Committing applies the retention policy to the task.
+///
+/// Time comes in as `now` (a monotonic instant) and `wallMs` (Unix milliseconds, for records); nothing here sleeps,
+/// reads a clock or touches storage.
+public struct CheckpointCatalog: Sendable {
+    /// What the shell must do, in order.
+    public enum Directive: Sendable, Hashable {
+        /// Persist the record (durably, before any reply about it leaves).
+        case persist(CheckpointRecord)
+        /// Every part is reported: write the manifest, then call ``committed(_:atMs:)`` (or ``commitFailed(_:reason:)``).
+        case commit(CheckpointRecord)
+        /// The checkpoint reached a final state (committed or aborted): answer the reports waiting for it.
+        case settled(CheckpointRecord)
+        /// Delete these objects from the store (best effort: garbage collection retries what fails).
+        case deleteObjects([ObjectKey])
+    }
+
+    /// What a rank asks when it opens a checkpoint.
+    public struct Opening: Sendable, Hashable {
+        /// The rank's task.
+        public var task: TaskID
+        /// The training step.
+        public var step: Int64
+        /// The training epoch.
+        public var epoch: Int64
+        /// The rank's worker.
+        public var worker: WorkerID
+        /// The rank.
+        public var rank: Int
+        /// The task's world size now.
+        public var worldSize: Int
+        /// The task's membership epoch now.
+        public var membershipEpoch: UInt64
+        /// The rank's metrics.
+        public var metrics: [String: Double]
+        /// The rank's metadata.
+        public var metadata: [String: String]
+
+        /// Creates an opening.
+        public init(
+            task: TaskID, step: Int64, epoch: Int64, worker: WorkerID, rank: Int, worldSize: Int,
+            membershipEpoch: UInt64, metrics: [String: Double] = [:], metadata: [String: String] = [:]
+        ) {
+            self.task = task
+            self.step = step
+            self.epoch = epoch
+            self.worker = worker
+            self.rank = rank
+            self.worldSize = worldSize
+            self.membershipEpoch = membershipEpoch
+            self.metrics = metrics
+            self.metadata = metadata
+        }
+    }
+
+    private struct StepKey: Hashable {
+        var task: TaskID
+        var step: Int64
+    }
+
+    /// How long a checkpoint may stay pending before it is aborted.
+    public let timeout: Duration
+    /// Which committed checkpoints to keep.
+    public let retention: RetentionPolicy
+
+    private var records: [CheckpointID: CheckpointRecord] = [:]
+    private var pending: [StepKey: CheckpointID] = [:]
+    private var deadlines: [CheckpointID: Duration] = [:]
+    private var committing: Set<CheckpointID> = []
+    private var attempts: [StepKey: Int] = [:]
+
+    /// Creates a catalog, restoring persisted records. Pending checkpoints get a full timeout from `now`: their
+    /// ranks may still be writing, and a restarted coordinator must not abort them for the time it was down.
+    public init(
+        timeout: Duration, retention: RetentionPolicy, restoring restored: [CheckpointRecord] = [], now: Duration
+    ) {
+        self.timeout = timeout
+        self.retention = retention
+        for record in restored {
+            records[record.id] = record
+            let key = StepKey(task: record.id.task, step: record.id.step)
+            attempts[key] = max(attempts[key] ?? 0, record.id.attempt)
+            if record.status == .pending {
+                pending[key] = record.id
+                deadlines[record.id] = now + timeout
+            }
+        }
+    }
+
+    // MARK: queries
+
+    /// A record by id.
+    public func record(_ id: CheckpointID) -> CheckpointRecord? { records[id] }
+
+    /// Every record, in id order.
+    public var all: [CheckpointRecord] { records.values.sorted { $0.id < $1.id } }
+
+    /// The pending checkpoint of a step, if one is open.
+    public func pendingCheckpoint(task: TaskID, step: Int64) -> CheckpointID? {
+        pending[StepKey(task: task, step: step)]
+    }
+
+    /// A task's committed checkpoint of a step, or its latest committed one when `step` is nil.
+    public func committed(task: TaskID, step: Int64? = nil) -> CheckpointRecord? {
+        records.values.filter { $0.id.task == task && $0.status == .committed && (step == nil || $0.id.step == step) }
+            .max { $0.id < $1.id }
+    }
+
+    /// Records (pending ones) that are waiting for the shell to finish writing their manifest.
+    public var committingIDs: Set<CheckpointID> { committing }
+
+    /// When a pending checkpoint will be aborted if parts are still missing.
+    public func deadline(of id: CheckpointID) -> Duration? { deadlines[id] }
+
+    // MARK: phase one
+
+    /// A rank opens the checkpoint of a step (creating it if no attempt is pending) and learns its part's key.
+    /// Opening again is idempotent. `position` is the data position to record: the whole task's when this opening
+    /// creates the checkpoint, this rank's own shards otherwise (see ``DataPosition/overlaid(with:)``).
+    public mutating func open(_ opening: Opening, position: DataPosition, now: Duration, wallMs: Int64)
+        throws(CheckpointError) -> (record: CheckpointRecord, directives: [Directive])
+    {
+        let key = StepKey(task: opening.task, step: opening.step)
+        guard let id = pending[key] else {
+            if let done = committed(task: opening.task, step: opening.step) {
+                throw CheckpointError(
+                    .failedPrecondition,
+                    "step \(opening.step) of task \(opening.task) is already committed as checkpoint \(done.id): "
+                        + "save a later step, or load it")
+            }
+            let attempt = (attempts[key] ?? 0) + 1
+            attempts[key] = attempt
+            let id = CheckpointID(task: opening.task, step: opening.step, attempt: attempt)
+            var record = CheckpointRecord(
+                id: id, epoch: opening.epoch, worldSize: opening.worldSize,
+                membershipEpoch: opening.membershipEpoch, createdAtMs: wallMs, position: position)
+            record.join(opening)
+            records[id] = record
+            pending[key] = id
+            deadlines[id] = now + timeout
+            return (record, [.persist(record)])
+        }
+        var record = records[id]!
+        if let existing = record.opened[opening.rank] {
+            guard existing == opening.worker.rawValue else {
+                throw CheckpointError(
+                    .failedPrecondition,
+                    "rank \(opening.rank) of checkpoint \(id) was opened by worker \(existing), not "
+                        + "\(opening.worker)")
+            }
+            return (record, [])
+        }
+        guard opening.rank < record.worldSize else {
+            throw CheckpointError(
+                .failedPrecondition,
+                "checkpoint \(id) was opened for world size \(record.worldSize) (membership epoch "
+                    + "\(record.membershipEpoch)); rank \(opening.rank) joined later and is not part of it: "
+                    + "save the next step")
+        }
+        guard opening.epoch == record.epoch else {
+            throw CheckpointError(
+                .invalidArgument,
+                "epoch must be the same on every rank saving step \(opening.step): checkpoint \(id) was opened at "
+                    + "epoch \(record.epoch) (got \(opening.epoch))")
+        }
+        record.join(opening)
+        record.position = record.position.overlaid(with: position)
+        records[id] = record
+        return (record, [.persist(record)])
+    }
+
+    // MARK: phase two
+
+    /// A rank reports its written part. The last report asks the shell to commit. A duplicate of the same report is
+    /// idempotent; a different report for a rank that already reported is refused.
+    public mutating func report(_ id: CheckpointID, worker: WorkerID, part: CheckpointRecord.Part)
+        throws(CheckpointError) -> (record: CheckpointRecord, directives: [Directive])
+    {
+        var record = try reportable(id, worker: worker)
+        let rank = try rank(of: worker, in: record)
+        if let earlier = record.parts[rank] {
+            guard earlier.sizeBytes == part.sizeBytes, earlier.sha256 == part.sha256 else {
+                throw CheckpointError(
+                    .failedPrecondition,
+                    "\(record.describe(rank: rank)) already reported \(earlier.sizeBytes) bytes with sha256 "
+                        + "\(earlier.sha256) for checkpoint \(id); a part cannot change once reported")
+            }
+            return (record, [])
+        }
+        guard record.status == .pending else {
+            throw CheckpointError(.failedPrecondition, "checkpoint \(id) is \(record.status.rawValue)")
+        }
+        record.parts[rank] = part
+        records[id] = record
+        var directives: [Directive] = [.persist(record)]
+        if record.parts.count == record.worldSize {
+            committing.insert(id)
+            directives.append(.commit(record))
+        }
+        return (record, directives)
+    }
+
+    /// A rank could not write its part: the checkpoint is aborted at once, naming the rank and its reason.
+    public mutating func fail(_ id: CheckpointID, worker: WorkerID, reason: String) throws(CheckpointError)
+        -> (record: CheckpointRecord, directives: [Directive])
+    {
+        let record = try reportable(id, worker: worker)
+        let rank = try rank(of: worker, in: record)
+        guard record.status == .pending, !committing.contains(id) else {
+            throw CheckpointError(.failedPrecondition, "checkpoint \(id) is \(record.status.rawValue)")
+        }
+        let directives = abort(id, reason: "\(record.describe(rank: rank)) could not write its part: \(reason)")
+        return (records[id]!, directives)
+    }
+
+    // MARK: commit
+
+    /// The shell wrote the manifest durably: the checkpoint is committed, and the task's retention applied.
+    public mutating func committed(_ id: CheckpointID, atMs wallMs: Int64) -> [Directive] {
+        guard committing.remove(id) != nil, var record = records[id], record.status == .pending else { return [] }
+        record.status = .committed
+        record.committedAtMs = wallMs
+        records[id] = record
+        pending[StepKey(task: id.task, step: id.step)] = nil
+        deadlines[id] = nil
+        var directives: [Directive] = [.persist(record), .settled(record)]
+        let candidates = records.values.filter { $0.id.task == id.task && $0.status == .committed }
+            .map { RetentionPolicy.Candidate(id: $0.id, metrics: $0.metrics) }
+        for expired in retention.expired(candidates) where expired != id {
+            var old = records[expired]!
+            old.status = .deleted
+            records[expired] = old
+            directives += [.persist(old), .deleteObjects(old.objectKeys)]
+        }
+        return directives
+    }
+
+    /// The shell could not write the manifest: the checkpoint is aborted.
+    public mutating func commitFailed(_ id: CheckpointID, reason: String) -> [Directive] {
+        guard committing.remove(id) != nil else { return [] }
+        return abort(id, reason: "writing the manifest failed: \(reason)")
+    }
+
+    // MARK: failures
+
+    /// Aborts every pending checkpoint whose deadline passed, naming the ranks that did not report.
+    public mutating func onTick(now: Duration) -> [Directive] {
+        var directives: [Directive] = []
+        for (id, deadline) in deadlines.sorted(by: { $0.key < $1.key })
+        where deadline <= now && !committing.contains(id) {
+            let record = records[id]!
+            let missing = record.missingRanks.map(record.describe(rank:)).joined(separator: ", ")
+            directives += abort(id, reason: "timed out after \(timeout) waiting for the parts of \(missing)")
+        }
+        return directives
+    }
+
+    /// Members left or died: the pending checkpoints of their task can no longer become whole (ranks re-densify), so
+    /// they are aborted, naming who departed.
+    public mutating func onDeparted(task: TaskID, workers: [WorkerID], why: String) -> [Directive] {
+        guard !workers.isEmpty else { return [] }
+        var directives: [Directive] = []
+        let names = workers.map(\.rawValue).sorted().joined(separator: ", ")
+        for (key, id) in pending.sorted(by: { $0.value < $1.value }) where key.task == task && !committing.contains(id)
+        {
+            directives += abort(id, reason: "\(names) \(why) before the checkpoint was whole")
+        }
+        return directives
+    }
+
+    // MARK: private
+
+    private mutating func abort(_ id: CheckpointID, reason: String) -> [Directive] {
+        guard var record = records[id], record.status == .pending else { return [] }
+        record.status = .aborted
+        record.abortReason = reason
+        records[id] = record
+        pending[StepKey(task: id.task, step: id.step)] = nil
+        deadlines[id] = nil
+        committing.remove(id)
+        return [.persist(record), .settled(record), .deleteObjects(record.objectKeys)]
+    }
+
+    private func reportable(_ id: CheckpointID, worker: WorkerID) throws(CheckpointError) -> CheckpointRecord {
+        guard let record = records[id] else {
+            throw CheckpointError(.notFound, "no checkpoint \(id): open it with SaveCheckpoint first")
+        }
+        switch record.status {
+        case .aborted:
+            throw CheckpointError(
+                .failedPrecondition,
+                "checkpoint \(id) was aborted (\(record.abortReason ?? "no reason recorded")): save the step again")
+        case .deleted:
+            throw CheckpointError(.failedPrecondition, "checkpoint \(id) was deleted by retention")
+        case .pending, .committed:
+            return record
+        }
+    }
+
+    private func rank(of worker: WorkerID, in record: CheckpointRecord) throws(CheckpointError) -> Int {
+        guard let rank = record.opened.first(where: { $0.value == worker.rawValue })?.key else {
+            throw CheckpointError(
+                .failedPrecondition,
+                "worker \(worker) has not opened checkpoint \(record.id): call SaveCheckpoint for step "
+                    + "\(record.id.step) first")
+        }
+        return rank
+    }
+}
+
+extension CheckpointRecord {
+    fileprivate mutating func join(_ opening: CheckpointCatalog.Opening) {
+        opened[opening.rank] = opening.worker.rawValue
+        if !opening.metrics.isEmpty { rankMetrics[opening.rank] = opening.metrics }
+        let lowest = opened.keys.min() == opening.rank
+        metadata.merge(opening.metadata) { current, new in lowest ? new : current }
+    }
+}
