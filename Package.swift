@@ -28,6 +28,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        // S3 for checkpoints: SigV4 over async-http-client. swift-crypto as a range: grpc-swift-nio-transport's
+        // swift-certificates already resolves it within 3.12.3..<6.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: Pure domain (Foundation only)
@@ -41,6 +45,11 @@ let package = Package(
             dependencies: [
                 "RuntimeCore", "DataShard", "Checkpoint",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
@@ -93,7 +102,8 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"], swiftSettings: strictSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "RuntimeCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "StorageTests", dependencies: ["Storage", "RuntimeCore", "Checkpoint"], swiftSettings: strictSettings),
         .testTarget(
             name: "RuntimeProtoTests",
             dependencies: [
@@ -105,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: [
-                "Coordinator", "RuntimeCore", "DataShard", "Storage", "RuntimeProto",
+                "Coordinator", "RuntimeCore", "DataShard", "Checkpoint", "Storage", "RuntimeProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

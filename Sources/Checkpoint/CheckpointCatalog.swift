@@ -117,6 +117,24 @@ public struct CheckpointCatalog: Sendable {
     /// Records (pending ones) that are waiting for the shell to finish writing their manifest.
     public var committingIDs: Set<CheckpointID> { committing }
 
+    /// The key `worker` must write its part of checkpoint `id` to.
+    public func partKey(of worker: WorkerID, in id: CheckpointID) throws(CheckpointError) -> ObjectKey {
+        let record = try reportable(id, worker: worker)
+        return id.partKey(rank: try rank(of: worker, in: record))
+    }
+
+    /// After a restart: pending checkpoints whose every part was reported before the crash commit now (their manifest
+    /// may or may not have been written; writing it again is harmless).
+    public mutating func resumeCommits() -> [Directive] {
+        var directives: [Directive] = []
+        for id in pending.values.sorted() where !committing.contains(id) {
+            guard let record = records[id], record.parts.count == record.worldSize else { continue }
+            committing.insert(id)
+            directives.append(.commit(record))
+        }
+        return directives
+    }
+
     /// When a pending checkpoint will be aborted if parts are still missing.
     public func deadline(of id: CheckpointID) -> Duration? { deadlines[id] }
 
@@ -263,15 +281,24 @@ public struct CheckpointCatalog: Sendable {
         return directives
     }
 
-    /// Members left or died: the pending checkpoints of their task can no longer become whole (ranks re-densify), so
-    /// they are aborted, naming who departed.
-    public mutating func onDeparted(task: TaskID, workers: [WorkerID], why: String) -> [Directive] {
-        guard !workers.isEmpty else { return [] }
+    /// The task's membership changed. A pending checkpoint survives a join (ranks keep their numbers), but not the
+    /// departure of one of its ranks: ranks re-densify, so its parts could no longer be matched to the ranks that
+    /// wrote them. Such checkpoints are aborted, naming who is gone.
+    public mutating func onMembershipChange(task: TaskID, members: [WorkerID], reason: String) -> [Directive] {
         var directives: [Directive] = []
-        let names = workers.map(\.rawValue).sorted().joined(separator: ", ")
         for (key, id) in pending.sorted(by: { $0.value < $1.value }) where key.task == task && !committing.contains(id)
         {
-            directives += abort(id, reason: "\(names) \(why) before the checkpoint was whole")
+            let record = records[id]!
+            let moved = (0..<record.worldSize).filter { rank in
+                let now = rank < members.count ? members[rank].rawValue : nil
+                return now == nil || record.opened[rank].map { $0 != now } ?? false
+            }
+            guard !moved.isEmpty else { continue }
+            let ranks = moved.map(record.describe(rank:)).joined(separator: ", ")
+            directives += abort(
+                id,
+                reason: "the membership changed before the checkpoint was whole (\(reason)); "
+                    + "ranks no longer held as opened: \(ranks)")
         }
         return directives
     }

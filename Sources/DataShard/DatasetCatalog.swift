@@ -233,6 +233,38 @@ public struct DatasetCatalog: Sendable {
         return changes
     }
 
+    /// Resets a task's ledgers to a recorded position (restoring a checkpoint): every ledger of the task is dropped,
+    /// and each recorded dataset epoch starts over from its records (done shards stay done, started ones resume at
+    /// their cursor), placed on the current members. Epochs the position does not name start fresh when asked for.
+    /// Datasets that are no longer registered are skipped.
+    public mutating func rewind(
+        task: TaskID, to position: [LedgerKey: [ShardRecord]], members: [WorkerID], membershipEpoch: UInt64,
+        now: Moment
+    ) -> [DataChange] {
+        var changes: [DataChange] = []
+        for key in ledgers.keys.sorted() where key.task == task {
+            ledgers[key] = nil
+            headers[key] = nil
+            changes.append(.ledgerDropped(key))
+        }
+        for key in position.keys.sorted() where key.task == task {
+            guard let dataset = datasets[key.dataset] else { continue }
+            let records = (position[key] ?? []).filter { (0..<dataset.spec.shardCount).contains($0.shard) }
+            let (ledger, _) = ShardLedger.restored(
+                spec: dataset.spec, epoch: key.epoch, initialMembers: members, initialMembershipEpoch: membershipEpoch,
+                config: config, records: records, lastMembers: members, lastMembershipEpoch: membershipEpoch,
+                members: members, membershipEpoch: membershipEpoch)
+            let header = LedgerHeader(
+                key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,
+                createdAtMillis: now.unixMillis)
+            ledgers[key] = ledger
+            headers[key] = header
+            changes.append(.ledgerCreated(header))
+            if !records.isEmpty { changes.append(.shardsChanged(key, records.map { ledger.record(of: $0.shard) })) }
+        }
+        return changes
+    }
+
     // MARK: Queries
 
     /// Every registered dataset, by name.
@@ -240,6 +272,16 @@ public struct DatasetCatalog: Sendable {
 
     /// The spec of a dataset.
     public func spec(named name: String) -> DatasetSpec? { datasets[name]?.spec }
+
+    /// The started shards of every retained ledger of a task (or only those `owner` holds), by ledger.
+    public func startedShards(of task: TaskID, ownedBy owner: WorkerID? = nil) -> [LedgerKey: [ShardRecord]] {
+        var started: [LedgerKey: [ShardRecord]] = [:]
+        for (key, ledger) in ledgers where key.task == task {
+            let records = ledger.startedShards(ownedBy: owner)
+            if owner == nil || !records.isEmpty { started[key] = records }
+        }
+        return started
+    }
 
     /// Summaries of every retained ledger of a dataset, sorted by task then epoch.
     public func summaries(of dataset: String) -> [LedgerSummary] {

@@ -178,6 +178,17 @@ public struct ShardLedger: Sendable {
             consumed: consumed[index], state: state[index])
     }
 
+    /// The records of every started shard (partly consumed or done), or only of those `owner` holds, by shard id.
+    public func startedShards(ownedBy owner: WorkerID? = nil) -> [ShardRecord] {
+        let slot = owner.map { slotOf[$0] ?? -2 }
+        var started: [ShardRecord] = []
+        for shard in 0..<self.owner.count where consumed[shard] > 0 || state[shard] == .done {
+            if let slot, self.owner[shard] != slot { continue }
+            started.append(record(of: Int64(shard)))
+        }
+        return started
+    }
+
     /// Shards not done, per current member (every member listed, in rank order).
     public func remainingPerMember() -> [MemberLoad] {
         zip(members, memberSlots).map { MemberLoad(worker: $0, remaining: remaining[Int($1)]) }

@@ -94,6 +94,24 @@ public enum Validation {
         return value
     }
 
+    /// User metadata of a checkpoint: at most 64 entries; keys 1-128 printable ASCII characters without spaces,
+    /// values at most 4096 bytes.
+    public static func metadata(_ value: [String: String], field: String = "metadata") throws(CoreError) -> [String:
+        String]
+    {
+        guard value.count <= 64 else { throw .invalid(field, "must have at most 64 entries", got: String(value.count)) }
+        for (key, entry) in value {
+            guard (1...128).contains(key.utf8.count), isPrintableToken(key) else {
+                throw .invalid(
+                    "\(field) key", "must be 1-128 printable ASCII characters without spaces", got: quoted(key))
+            }
+            guard entry.utf8.count <= 4096 else {
+                throw .invalid("\(field)[\(key)]", "must be at most 4096 bytes", got: "\(entry.utf8.count) bytes")
+            }
+        }
+        return value
+    }
+
     // MARK: Character classes
 
     /// True when every byte is printable ASCII other than space (0x21...0x7E).

@@ -55,6 +55,14 @@ public final class DataDirectory: Sendable {
         close(lockDescriptor)
     }
 
+    /// The default checkpoint directory, `<data dir>/checkpoints`, as an absolute path.
+    public var defaultCheckpointsPath: String {
+        let absolute =
+            path.hasPrefix("/")
+            ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return ((absolute as NSString).appendingPathComponent("checkpoints") as NSString).standardizingPath
+    }
+
     /// The state database inside the directory.
     public var databasePath: String { (path as NSString).appendingPathComponent("coordinator.sqlite") }
 }

@@ -1,3 +1,4 @@
+public import Checkpoint
 public import DataShard
 import Foundation
 import GRDB
@@ -9,6 +10,8 @@ public enum StateChange: Sendable, Hashable {
     case membership(MembershipChange)
     /// Datasets and shard ledgers.
     case data(DataChange)
+    /// A checkpoint record, written whole.
+    case checkpoint(CheckpointRecord)
 }
 
 /// The durable membership read back at start-up.
@@ -115,6 +118,19 @@ public final class SQLiteStateStore: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v3-checkpoints") { db in
+            // The record is stored whole as JSON: it changes as a unit and is only read back at start-up.
+            try db.execute(
+                sql: """
+                    CREATE TABLE checkpoint (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        task_id TEXT NOT NULL,
+                        step INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        record TEXT NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 
@@ -177,6 +193,19 @@ public final class SQLiteStateStore: Sendable {
         }
     }
 
+    /// Reads every checkpoint record.
+    public func loadCheckpoints() throws(StorageError) -> [CheckpointRecord] {
+        do {
+            return try pool.read { db in
+                try String.fetchAll(db, sql: "SELECT record FROM checkpoint ORDER BY id").map { json in
+                    try JSONDecoder().decode(CheckpointRecord.self, from: Data(json.utf8))
+                }
+            }
+        } catch {
+            throw StorageError(.unavailable, "cannot read checkpoints from the state database: \(error)")
+        }
+    }
+
     private static func workers(_ json: String) throws -> [WorkerID] {
         try JSONDecoder().decode([String].self, from: Data(json.utf8)).map { try WorkerID($0) }
     }
@@ -225,6 +254,14 @@ public final class SQLiteStateStore: Sendable {
                         try Self.apply(membership, to: db)
                     case .data(let data):
                         try Self.apply(data, to: db)
+                    case .checkpoint(let record):
+                        try db.execute(
+                            sql:
+                                "INSERT OR REPLACE INTO checkpoint (id, task_id, step, status, record) VALUES (?, ?, ?, ?, ?)",
+                            arguments: [
+                                record.id.description, record.id.task.rawValue, record.id.step, record.status.rawValue,
+                                String(decoding: try JSONEncoder().encode(record), as: UTF8.self),
+                            ])
                     }
                 }
             }

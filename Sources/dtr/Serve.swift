@@ -12,7 +12,7 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Every option falls back to an environment variable, then to its default. Once both servers listen, one \
             line on standard output gives the bound addresses:
-              dtr ready grpc=127.0.0.1:50051 http=127.0.0.1:51051 data_dir=./dtr-data
+              dtr ready grpc=127.0.0.1:50051 http=127.0.0.1:51051 data_dir=./dtr-data checkpoints=file:///.../checkpoints
             SIGINT or SIGTERM shut down gracefully: open worker sessions are closed, in-flight calls drain, pending \
             state is written.
             """)
@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
                     let ports = try await runtime.waitUntilListening()
                     let line =
                         "dtr ready grpc=\(config.host):\(ports.grpc) http=\(config.host):\(ports.http) "
-                        + "data_dir=\(config.dataDir)\n"
+                        + "data_dir=\(config.dataDir) checkpoints=\(runtime.engine.checkpointLocation?.uri ?? "none")\n"
                     FileHandle.standardOutput.write(Data(line.utf8))
                     logger.info(
                         "coordinator listening: workers connect to grpc, people open http",

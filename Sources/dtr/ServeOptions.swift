@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Coordinator
 import Logging
 import RuntimeCore
@@ -32,6 +33,46 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Largest reduce payload per barrier participant [env: DTR_BARRIER_MAX_PAYLOAD] (default: 64MiB).")
     var barrierMaxPayload: String?
 
+    @Option(
+        help: """
+            Where checkpoints go: file:///abs/path, an absolute path, or s3://bucket/prefix \
+            [env: DTR_CHECKPOINT_STORE] (default: <data dir>/checkpoints).
+            """)
+    var checkpointStore: String?
+
+    @Option(
+        help: """
+            S3 endpoint URL, e.g. http://127.0.0.1:8333; credentials come from AWS_ACCESS_KEY_ID and \
+            AWS_SECRET_ACCESS_KEY [env: DTR_CHECKPOINT_S3_ENDPOINT, AWS_ENDPOINT_URL] (default: AWS).
+            """)
+    var checkpointS3Endpoint: String?
+
+    @Option(help: "S3 signing region [env: DTR_CHECKPOINT_S3_REGION, AWS_REGION] (default: us-east-1).")
+    var checkpointS3Region: String?
+
+    @Option(
+        help:
+            "How long a checkpoint may stay incomplete before it is aborted [env: DTR_CHECKPOINT_TIMEOUT] (default: 15m)."
+    )
+    var checkpointTimeout: String?
+
+    @Option(
+        help:
+            "Committed checkpoints kept per task, newest first; 0 keeps all [env: DTR_CHECKPOINT_KEEP_LAST] (default: 5)."
+    )
+    var checkpointKeepLast: Int?
+
+    @Option(help: "Also keep the best N by --checkpoint-best-metric [env: DTR_CHECKPOINT_KEEP_BEST] (default: 0).")
+    var checkpointKeepBest: Int?
+
+    @Option(
+        help: "Metric that ranks checkpoints for --checkpoint-keep-best, e.g. loss [env: DTR_CHECKPOINT_BEST_METRIC].")
+    var checkpointBestMetric: String?
+
+    @Option(
+        help: "min or max: which --checkpoint-best-metric is better [env: DTR_CHECKPOINT_BEST_MODE] (default: min).")
+    var checkpointBestMode: String?
+
     /// Resolves flags, then environment variables, then defaults, into a checked configuration.
     func resolve(environment: [String: String]) throws -> CoordinatorConfig {
         let env = Environment(values: environment)
@@ -57,7 +98,32 @@ struct ServeOptions: ParsableArguments {
             membership: membership,
             logLevel: try env.logLevel(logLevel, "DTR_LOG_LEVEL", flag: "--log-level", default: .info),
             barrierMaxPayloadBytes: try env.size(
-                barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20))
+                barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20),
+            checkpoints: try checkpoints(env))
+    }
+
+    private func checkpoints(_ env: Environment) throws -> CheckpointSettings {
+        let keepLast = try env.count(
+            checkpointKeepLast, "DTR_CHECKPOINT_KEEP_LAST", flag: "--checkpoint-keep-last", default: 5)
+        let keepBest = try env.count(
+            checkpointKeepBest, "DTR_CHECKPOINT_KEEP_BEST", flag: "--checkpoint-keep-best", default: 0)
+        let metric = checkpointBestMetric ?? env.values["DTR_CHECKPOINT_BEST_METRIC"] ?? ""
+        if keepBest > 0, metric.isEmpty {
+            throw ValidationError("--checkpoint-keep-best needs --checkpoint-best-metric (e.g. loss)")
+        }
+        let mode = try env.value(
+            checkpointBestMode, "DTR_CHECKPOINT_BEST_MODE", flag: "--checkpoint-best-mode", default: .min,
+            rule: "must be min or max", parse: { RetentionPolicy.Mode(rawValue: $0.lowercased()) })
+        let timeout = try env.duration(
+            checkpointTimeout, "DTR_CHECKPOINT_TIMEOUT", flag: "--checkpoint-timeout", default: .seconds(15 * 60))
+        return CheckpointSettings(
+            store: checkpointStore ?? env.values["DTR_CHECKPOINT_STORE"],
+            s3Endpoint: checkpointS3Endpoint ?? env.values["DTR_CHECKPOINT_S3_ENDPOINT"]
+                ?? env.values["AWS_ENDPOINT_URL"] ?? "",
+            s3Region: checkpointS3Region ?? env.values["DTR_CHECKPOINT_S3_REGION"] ?? env.values["AWS_REGION"]
+                ?? "us-east-1",
+            timeout: timeout,
+            retention: RetentionPolicy(keepLast: keepLast, keepBest: keepBest, metric: metric, mode: mode))
     }
 }
 
@@ -66,7 +132,7 @@ private struct Environment {
     var values: [String: String]
 
     /// The flag's value, else the variable's, else the default; `parse` turns text into a value or nil.
-    private func value<T>(
+    func value<T>(
         _ flagValue: String?, _ name: String, flag: String, default fallback: T, rule: String,
         parse: (String) -> T?
     ) throws -> T {
@@ -88,6 +154,13 @@ private struct Environment {
             flagValue.map(String.init), name, flag: flag, default: fallback,
             rule: "must be a port number between 0 and 65535 (0 picks a free port)"
         ) { text in Int(text).flatMap { (0...65_535).contains($0) ? $0 : nil } }
+    }
+
+    func count(_ flagValue: Int?, _ name: String, flag: String, default fallback: Int) throws -> Int {
+        try value(
+            flagValue.map(String.init), name, flag: flag, default: fallback,
+            rule: "must be a whole number between 0 and 1000000"
+        ) { text in Int(text).flatMap { (0...1_000_000).contains($0) ? $0 : nil } }
     }
 
     func duration(_ flagValue: String?, _ name: String, flag: String, default fallback: Duration) throws -> Duration {

@@ -176,12 +176,12 @@ struct CheckpointCatalogTests {
         _ = try f.report(id, rank: 0)
         #expect(f.catalog.committingIDs == [id])
         #expect(f.catalog.onTick(now: .seconds(3600)).isEmpty)
-        #expect(f.catalog.onDeparted(task: f.task, workers: [f.worker(0)], why: "left").isEmpty)
+        #expect(f.catalog.onMembershipChange(task: f.task, members: [], reason: "w0 left").isEmpty)
         #expect(!f.catalog.committed(id, atMs: 1).isEmpty)
         #expect(f.catalog.record(id)?.status == .committed)
     }
 
-    @Test("a failed manifest write aborts; a departure aborts every pending checkpoint of that task only")
+    @Test("a failed manifest write aborts; a departure (not a join) aborts the pending checkpoints of its task")
     func departures() throws {
         var f = Fixture(world: 1)
         let id = try f.open(rank: 0, step: 1).id
@@ -194,9 +194,21 @@ struct CheckpointCatalogTests {
         var other = g.opening(rank: 0, step: 2)
         other.task = try TaskID("other")
         let b = try g.catalog.open(other, position: DataPosition(), now: g.now, wallMs: g.wallMs).record.id
-        _ = g.catalog.onDeparted(task: g.task, workers: [g.worker(1)], why: "was declared dead")
-        #expect(g.catalog.record(a)?.abortReason == "w1 was declared dead before the checkpoint was whole")
-        #expect(g.catalog.record(b)?.status == .pending)
+        _ = try g.catalog.open(g.opening(rank: 1, step: 2), position: DataPosition(), now: g.now, wallMs: g.wallMs)
+        let joined = g.catalog.onMembershipChange(
+            task: g.task, members: [g.worker(0), g.worker(1), try WorkerID("w9")], reason: "w9 joined as rank 2")
+        #expect(joined.isEmpty, "a join keeps every rank")
+        _ = g.catalog.onMembershipChange(task: g.task, members: [g.worker(1)], reason: "w0 was declared dead")
+        #expect(
+            g.catalog.record(a)?.abortReason
+                == "the membership changed before the checkpoint was whole (w0 was declared dead); ranks no longer held "
+                + "as opened: rank 0 (worker w0), rank 1 (worker w1)")
+        #expect(g.catalog.record(b)?.status == .pending, "other tasks are untouched")
+
+        var h = Fixture(world: 3)
+        let c = try h.open(rank: 0, step: 1).id
+        _ = h.catalog.onMembershipChange(task: h.task, members: [h.worker(0), h.worker(1)], reason: "w2 left")
+        #expect(h.catalog.record(c)?.abortReason?.hasSuffix("ranks no longer held as opened: rank 2") == true)
     }
 
     @Test("a committed step cannot be saved again")

@@ -33,6 +33,8 @@ final class TemporaryDirectory: Sendable {
     }
 
     var databasePath: String { (path as NSString).appendingPathComponent("state.sqlite") }
+
+    var checkpointsPath: String { (path as NSString).appendingPathComponent("checkpoints") }
 }
 
 typealias CoordinatorClient = Dtruntime_V1_Coordinator.Client<InProcessTransport.Client>
@@ -43,14 +45,22 @@ struct Harness {
     let clock = ManualMoments()
     let store: SQLiteStateStore
     let engine: CoordinatorEngine
+    /// Checkpoints go to `<directory>/checkpoints`, a real local store.
+    let checkpointStore: LocalBlobStore
 
-    init(config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory()) throws {
+    init(
+        config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory(),
+        checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60))
+    ) throws {
         self.directory = directory
         store = try SQLiteStateStore(path: directory.databasePath)
+        checkpointStore = try LocalBlobStore(root: directory.checkpointsPath)
         let clock = self.clock
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), data: try store.loadData(),
-            queue: WriteBehindQueue(commit: store.commit), now: { clock.now }, logger: Logger(label: "test"))
+            checkpoints: checkpoints, checkpointStore: checkpointStore,
+            restoringCheckpoints: try store.loadCheckpoints(), queue: WriteBehindQueue(commit: store.commit),
+            now: { clock.now }, logger: Logger(label: "test"))
     }
 
     /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing).

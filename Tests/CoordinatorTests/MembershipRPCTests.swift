@@ -107,19 +107,4 @@ struct MembershipRPCTests {
             #expect(unknown?.code == .notFound)
         }
     }
-
-    @Test("calls of features that have not landed answer UNIMPLEMENTED saying so")
-    func unimplemented() async throws {
-        let harness = try Harness()
-        try await harness.withClient { client in
-            let errors = [
-                await #expect(throws: RPCError.self) { try await client.saveCheckpoint(.init()) },
-                await #expect(throws: RPCError.self) { try await client.loadCheckpoint(.init()) },
-            ]
-            for error in errors {
-                #expect(error?.code == .unimplemented)
-                #expect(error?.message.contains("is not implemented by this coordinator") == true)
-            }
-        }
-    }
 }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Wire API")
 struct WireAPITests {
-    @Test("the service keeps the reference's method names, plus DeregisterWorker, WorkerSession, ReportShardProgress")
+    @Test("the service keeps the reference's method names, plus the calls this design adds")
     func methodNames() {
         let methods = Dtruntime_V1_Coordinator.Method.descriptors.map(\.fullyQualifiedMethod)
         #expect(
@@ -14,6 +14,7 @@ struct WireAPITests {
                     [
                         "RegisterWorker", "Heartbeat", "RegisterDataset", "GetShardAssignment", "SaveCheckpoint",
                         "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession", "ReportShardProgress",
+                        "ReportCheckpointPart",
                     ].map { "dtruntime.v1.Coordinator/\($0)" }))
     }
 

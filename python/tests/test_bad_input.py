@@ -90,18 +90,30 @@ def test_fields_of_the_wrong_wire_type_are_invalid_argument_naming_the_field(coo
     assert coordinator.get_json("/api/health")["status"] == "ok", "the coordinator is still up"
 
 
-def test_features_that_have_not_landed_say_so(coordinator_factory):
+def test_checkpoint_calls_refuse_bad_input_and_keep_the_coordinator_up(coordinator_factory):
     coordinator = coordinator_factory()
     with grpc.insecure_channel(coordinator.grpc_address) as channel:
         stub = pb_grpc.CoordinatorStub(channel)
-        for method, request in [
-            (stub.SaveCheckpoint, pb.SaveCheckpointRequest()),
-            (stub.LoadCheckpoint, pb.LoadCheckpointRequest()),
+        for method, request, code, message in [
+            (stub.SaveCheckpoint, pb.SaveCheckpointRequest(), grpc.StatusCode.INVALID_ARGUMENT, "worker_id must be"),
+            (
+                stub.ReportCheckpointPart,
+                pb.ReportCheckpointPartRequest(worker_id="w", checkpoint_id="../../etc/passwd"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "checkpoint_id must be a checkpoint id",
+            ),
+            (
+                stub.LoadCheckpoint,
+                pb.LoadCheckpointRequest(),
+                grpc.StatusCode.NOT_FOUND,
+                "task default has no committed checkpoint at any step",
+            ),
         ]:
             with pytest.raises(grpc.RpcError) as raised:
                 method(request, timeout=10)
-            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert "is not implemented by this coordinator" in raised.value.details()
+            assert raised.value.code() == code
+            assert message in raised.value.details()
+    assert coordinator.get_json("/api/checkpoints")["checkpoints"] == []
     assert issubclass(Unimplemented, NotImplementedError)
 
 

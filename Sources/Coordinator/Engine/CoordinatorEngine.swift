@@ -1,3 +1,4 @@
+public import Checkpoint
 import DataShard
 public import Logging
 public import RuntimeCore
@@ -27,6 +28,15 @@ public actor CoordinatorEngine {
     var barrierReleaseLatency = LatencyHistogram()
     var barriersReleased = 0
     var barriersFailed = 0
+    /// Every task's checkpoints, the store their objects live in, and the part reports waiting for a commit.
+    var checkpoints: CheckpointCatalog
+    nonisolated let checkpointStore: (any BlobStore)?
+    var checkpointWaiters: [CheckpointID: [CheckedContinuation<CheckpointRecord, any Error>]] = [:]
+    /// How often the checkpoint store is swept for what aborted checkpoints and crashed writers left behind.
+    let checkpointSweepInterval: Duration
+    var lastCheckpointSweep: Duration = .zero
+    /// Per task, the checkpoint its data ledgers were last reset to, and at which membership epoch.
+    var dataRestoredFrom: [TaskID: (CheckpointID, UInt64)] = [:]
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
     /// coordinator (reply, acknowledgement, push) before that ticket is committed: a worker must never see a
     /// membership epoch that a crash could take back and hand out again for a different membership.
@@ -45,10 +55,20 @@ public actor CoordinatorEngine {
     /// moves were written move now.
     public init(
         membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
-        data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20, queue: WriteBehindQueue,
+        data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20,
+        checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
+        checkpointStore: (any BlobStore)? = nil,
+        restoringCheckpoints: [CheckpointRecord] = [], queue: WriteBehindQueue,
         sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
+        var checkpoints = CheckpointCatalog(
+            timeout: checkpointSettings.timeout, retention: checkpointSettings.retention,
+            restoring: restoringCheckpoints, now: start.monotonic)
+        let resumedCommits = checkpoints.resumeCommits()
+        self.checkpoints = checkpoints
+        self.checkpointStore = checkpointStore
+        self.checkpointSweepInterval = checkpointSettings.sweepInterval
         self.membershipConfig = membershipConfig
         self.barriers = BarrierTable(maxPayloadBytes: barrierMaxPayloadBytes)
         let membership = Membership(
@@ -67,6 +87,10 @@ public actor CoordinatorEngine {
         self.now = now
         self.startedAt = start
         self.logger = logger
+        if !resumedCommits.isEmpty {
+            logger.info("committing checkpoints whose parts were all reported before the restart")
+            Task { await self.carryOut(resumedCommits) }
+        }
         let members = persisted.records.filter { $0.standing == .member }.count
         if !persisted.records.isEmpty {
             logger.info(
@@ -148,6 +172,11 @@ public actor CoordinatorEngine {
         let moment = now()
         carryOut(membership.onTick(now: moment))
         carryOut(barriers.onTick(now: moment.monotonic))
+        carryOut(checkpoints.onTick(now: moment.monotonic))
+        if moment.monotonic - lastCheckpointSweep >= checkpointSweepInterval {
+            lastCheckpointSweep = moment.monotonic
+            Task { await sweepCheckpointStore() }
+        }
     }
 
     // MARK: Queries
@@ -178,6 +207,8 @@ public actor CoordinatorEngine {
             case .membershipChanged(let task, let reason):
                 lastChange[task] = (membership.epoch(of: task), reason)
                 carryOut(barriers.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
+                carryOut(
+                    checkpoints.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
                 persist(
                     catalog.syncMembers(
                         of: task, members: membership.members(of: task), membershipEpoch: membership.epoch(of: task)),

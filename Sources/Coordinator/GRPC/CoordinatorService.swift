@@ -1,3 +1,4 @@
+import Checkpoint
 import DataShard
 public import GRPCCore
 import RuntimeCore
@@ -111,8 +112,6 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         }
     }
 
-    // MARK: Not implemented yet
-
     // MARK: Datasets and shards
 
     public func registerDataset(
@@ -174,22 +173,86 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         }
     }
 
+    // MARK: Checkpoints
+
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
-        throw Self.unimplemented("SaveCheckpoint", feature: "distributed checkpoints")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            let grant = try await engine.saveCheckpoint(
+                worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
+                step: try Validation.step(request.step), epoch: try Validation.epoch(request.epoch),
+                metrics: try Validation.metrics(request.metrics), metadata: try Validation.metadata(request.metadata))
+            return .with {
+                $0.checkpointID = grant.record.id.description
+                $0.rank = Int32(grant.rank)
+                $0.worldSize = Int32(grant.record.worldSize)
+                $0.store = Dtruntime_V1_StorageLocation(grant.location)
+                $0.objectKey = grant.key.rawValue
+                $0.deadlineUnixMs = grant.deadlineUnixMs
+            }
+        }
     }
 
     public func reportCheckpointPart(
         request: Dtruntime_V1_ReportCheckpointPartRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportCheckpointPartResponse {
-        throw Self.unimplemented("ReportCheckpointPart", feature: "distributed checkpoints")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            let worker = try WorkerID(request.workerID)
+            let id = try CheckpointID(parsing: request.checkpointID)
+            var part: CheckpointRecord.Part?
+            var failure: String?
+            if request.failure.isEmpty {
+                part = try CheckpointRecord.Part(validating: request)
+            } else {
+                guard request.failure.utf8.count <= 4096 else {
+                    throw CoreError.invalid(
+                        "failure", "must be at most 4096 bytes", got: "\(request.failure.utf8.count) bytes")
+                }
+                failure = request.failure
+            }
+            let record = try await engine.reportCheckpointPart(
+                id, worker: worker, part: part, failure: failure, wait: request.wait)
+            return .with {
+                $0.checkpointID = record.id.description
+                $0.status = Dtruntime_V1_CheckpointStatus(record.status)
+                $0.reportedParts = Int32(record.parts.count)
+                $0.worldSize = Int32(record.worldSize)
+                if record.status == .committed, let location = engine.checkpointLocation {
+                    $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
+                }
+                $0.abortReason = record.abortReason ?? ""
+            }
+        }
     }
 
     public func loadCheckpoint(
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
-        throw Self.unimplemented("LoadCheckpoint", feature: "distributed checkpoints")
+        try await withRPCErrors {
+            try WireTypeCheck.check(request)
+            let task: TaskID
+            if !request.taskID.isEmpty {
+                task = try TaskID(request.taskID)
+            } else if !request.workerID.isEmpty {
+                task = try await engine.task(of: try WorkerID(request.workerID))
+            } else {
+                task = .default
+            }
+            var step: Int64?
+            if case .step(let value) = request.which { step = try Validation.step(value) }
+            let (record, restored) = try await engine.loadCheckpoint(
+                task: task, step: step, restoreData: request.restoreData)
+            guard let location = engine.checkpointLocation else {
+                throw CheckpointError(.failedPrecondition, "this coordinator has no checkpoint store")
+            }
+            return .with {
+                $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
+                $0.dataRestored = restored
+            }
+        }
     }
 
     // MARK: Barriers
@@ -232,14 +295,5 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 if let result = release.result { $0.result = Dtruntime_V1_ReducePayload(result) }
             }
         }
-    }
-
-    // MARK: Not implemented yet
-
-    private static func unimplemented(_ method: String, feature: String) -> RPCError {
-        RPCError(
-            code: .unimplemented,
-            message: "\(method) is not implemented by this coordinator (dtruntime \(DTRuntimeVersion.current)): "
-                + "\(feature) are not available in this version yet")
     }
 }

@@ -45,5 +45,9 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
         BarriersBody(await engine.barrierStatus())
     }
 
+    router.get("/api/checkpoints") { _, _ -> CheckpointsBody in
+        CheckpointsBody(records: await engine.checkpointRecords(), location: engine.checkpointLocation)
+    }
+
     return router
 }

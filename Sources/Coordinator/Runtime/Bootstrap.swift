@@ -38,11 +38,15 @@ public func buildCoordinator(
     let address = try bindAddress(host: config.host, port: config.grpcPort)
     let dataDirectory = try DataDirectory(path: config.dataDir)
     let store = try SQLiteStateStore(path: dataDirectory.databasePath)
+    let checkpointStore = try BlobStores.open(
+        uri: config.checkpoints.store ?? dataDirectory.defaultCheckpointsPath, endpoint: config.checkpoints.s3Endpoint,
+        region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
     let clock = SystemMoments()
     let engine = CoordinatorEngine(
         membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
-        barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, queue: queue,
+        barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
+        checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(), queue: queue,
         now: { clock.now() }, logger: logger)
     let listeners = Listeners(host: config.host)
 

@@ -1,3 +1,4 @@
+public import Checkpoint
 public import Logging
 public import RuntimeCore
 
@@ -17,11 +18,15 @@ public struct CoordinatorConfig: Sendable {
     public var logLevel: Logger.Level
     /// Largest reduce payload one barrier participant may send, in bytes. Default 64 MiB.
     public var barrierMaxPayloadBytes: Int
+    /// Where checkpoints go and how long they are kept.
+    public var checkpoints: CheckpointSettings
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1", grpcPort: Int = 50051, httpPort: Int = 51051, dataDir: String = "./dtr-data",
-        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, barrierMaxPayloadBytes: Int = 64 << 20
+        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info,
+        barrierMaxPayloadBytes: Int = 64 << 20,
+        checkpoints: CheckpointSettings = CheckpointSettings()
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -30,5 +35,36 @@ public struct CoordinatorConfig: Sendable {
         self.membership = membership
         self.logLevel = logLevel
         self.barrierMaxPayloadBytes = barrierMaxPayloadBytes
+        self.checkpoints = checkpoints
+    }
+}
+
+/// Checkpoint storage and lifecycle settings.
+public struct CheckpointSettings: Sendable {
+    /// `file:///abs/path`, an absolute path, or `s3://bucket/prefix`; nil means `<data dir>/checkpoints`.
+    public var store: String?
+    /// S3 endpoint URL (e.g. `http://127.0.0.1:8333`); empty for AWS.
+    public var s3Endpoint: String
+    /// S3 signing region.
+    public var s3Region: String
+    /// How long a checkpoint may stay pending before it is aborted. Default 15 minutes.
+    public var timeout: Duration
+    /// Which committed checkpoints to keep. Default: the last 5.
+    public var retention: RetentionPolicy
+    /// How often the store is swept for leftovers. Default 5 minutes.
+    public var sweepInterval: Duration
+
+    /// Creates settings; every parameter has the documented default.
+    public init(
+        store: String? = nil, s3Endpoint: String = "", s3Region: String = "us-east-1",
+        timeout: Duration = .seconds(15 * 60), retention: RetentionPolicy = .default,
+        sweepInterval: Duration = .seconds(5 * 60)
+    ) {
+        self.store = store
+        self.s3Endpoint = s3Endpoint
+        self.s3Region = s3Region
+        self.timeout = timeout
+        self.retention = retention
+        self.sweepInterval = sweepInterval
     }
 }
