@@ -19,8 +19,9 @@ public struct CheckpointCatalog: Sendable {
         case commit(CheckpointRecord)
         /// The checkpoint reached a final state (committed or aborted): answer the reports waiting for it.
         case settled(CheckpointRecord)
-        /// Delete these objects from the store (best effort: garbage collection retries what fails).
-        case deleteObjects([ObjectKey])
+        /// Delete the checkpoint's objects from the store, once the status change that retired it is durable (best
+        /// effort: the periodic sweep retries what fails).
+        case deleteObjects(CheckpointID, [ObjectKey])
     }
 
     /// What a rank asks when it opens a checkpoint.
@@ -108,10 +109,17 @@ public struct CheckpointCatalog: Sendable {
         pending[StepKey(task: task, step: step)]
     }
 
-    /// A task's committed checkpoint of a step, or its latest committed one when `step` is nil.
+    /// A task's committed checkpoint of a step, or its latest committed one when `step` is nil. "Latest" is by
+    /// commit order, not by step: a job that rolled back to an earlier checkpoint and saved again resumes from what it
+    /// saved last, not from the abandoned run's higher steps.
     public func committed(task: TaskID, step: Int64? = nil) -> CheckpointRecord? {
         records.values.filter { $0.id.task == task && $0.status == .committed && (step == nil || $0.id.step == step) }
-            .max { $0.id < $1.id }
+            .max(by: Self.commitOrder)
+    }
+
+    /// Orders committed records by commit time, then id.
+    static func commitOrder(_ a: CheckpointRecord, _ b: CheckpointRecord) -> Bool {
+        (a.committedAtMs ?? 0, a.id) < (b.committedAtMs ?? 0, b.id)
     }
 
     /// Records (pending ones) that are waiting for the shell to finish writing their manifest.
@@ -148,12 +156,8 @@ public struct CheckpointCatalog: Sendable {
     {
         let key = StepKey(task: opening.task, step: opening.step)
         guard let id = pending[key] else {
-            if let done = committed(task: opening.task, step: opening.step) {
-                throw CheckpointError(
-                    .failedPrecondition,
-                    "step \(opening.step) of task \(opening.task) is already committed as checkpoint \(done.id): "
-                        + "save a later step, or load it")
-            }
+            // A step committed before is saved again as a new attempt: a job that rolled back to an earlier
+            // checkpoint reaches the same steps again. Loads see the newest commit.
             let attempt = (attempts[key] ?? 0) + 1
             attempts[key] = attempt
             let id = CheckpointID(task: opening.task, step: opening.step, attempt: attempt)
@@ -251,12 +255,13 @@ public struct CheckpointCatalog: Sendable {
         deadlines[id] = nil
         var directives: [Directive] = [.persist(record), .settled(record)]
         let candidates = records.values.filter { $0.id.task == id.task && $0.status == .committed }
+            .sorted(by: Self.commitOrder)
             .map { RetentionPolicy.Candidate(id: $0.id, metrics: $0.metrics) }
         for expired in retention.expired(candidates) where expired != id {
             var old = records[expired]!
             old.status = .deleted
             records[expired] = old
-            directives += [.persist(old), .deleteObjects(old.objectKeys)]
+            directives += [.persist(old), .deleteObjects(old.id, old.objectKeys)]
         }
         return directives
     }
@@ -313,7 +318,7 @@ public struct CheckpointCatalog: Sendable {
         pending[StepKey(task: id.task, step: id.step)] = nil
         deadlines[id] = nil
         committing.remove(id)
-        return [.persist(record), .settled(record), .deleteObjects(record.objectKeys)]
+        return [.persist(record), .settled(record), .deleteObjects(record.id, record.objectKeys)]
     }
 
     private func reportable(_ id: CheckpointID, worker: WorkerID) throws(CheckpointError) -> CheckpointRecord {

@@ -86,8 +86,13 @@ public struct CheckpointRecord: Sendable, Hashable, Codable {
     /// Ranks that have not reported a part, ascending.
     public var missingRanks: [Int] { (0..<worldSize).filter { parts[$0] == nil } }
 
-    /// Bytes of every reported part.
-    public var totalBytes: Int64 { parts.values.reduce(0) { $0 + $1.sizeBytes } }
+    /// Bytes of every reported part (saturating: sizes come from clients).
+    public var totalBytes: Int64 {
+        parts.values.reduce(0) { total, part in
+            let (sum, overflow) = total.addingReportingOverflow(part.sizeBytes)
+            return overflow ? .max : sum
+        }
+    }
 
     /// Total bytes over the slowest part's write time: how fast the ranks wrote, together (nil when unknown).
     public var writeBytesPerSecond: Double? {
@@ -95,8 +100,9 @@ public struct CheckpointRecord: Sendable, Hashable, Codable {
         return parts.count == worldSize && slowest > 0 ? Double(totalBytes) / slowest : nil
     }
 
-    /// Every object key of this checkpoint: each rank's part and the manifest.
-    public var objectKeys: [ObjectKey] { (0..<worldSize).map(id.partKey(rank:)) + [id.manifestKey] }
+    /// Every object key of this checkpoint: the manifest first (so a half-done delete never leaves a manifest whose
+    /// parts are gone), then each rank's part.
+    public var objectKeys: [ObjectKey] { [id.manifestKey] + (0..<worldSize).map(id.partKey(rank:)) }
 
     /// `rank 2 (worker w2)`, for messages.
     public func describe(rank: Int) -> String {

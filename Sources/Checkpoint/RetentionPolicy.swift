@@ -43,10 +43,11 @@ public struct RetentionPolicy: Sendable, Hashable {
         }
     }
 
-    /// The checkpoints of one task to delete, given all its committed ones; in id order.
+    /// The checkpoints of one task to delete, given all its committed ones in commit order (oldest first); in id
+    /// order. "Last" means last committed, which is not always the highest step (a job may roll back).
     public func expired(_ committed: [Candidate]) -> [CheckpointID] {
         guard keepLast > 0 else { return [] }
-        let newestFirst = committed.sorted { $0.id > $1.id }
+        let newestFirst = Array(committed.reversed())
         var keep = Set(newestFirst.prefix(keepLast).map(\.id))
         if keepBest > 0, !metric.isEmpty {
             let ranked = newestFirst.compactMap { candidate in

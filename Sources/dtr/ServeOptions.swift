@@ -43,11 +43,14 @@ struct ServeOptions: ParsableArguments {
     @Option(
         help: """
             S3 endpoint URL, e.g. http://127.0.0.1:8333; credentials come from AWS_ACCESS_KEY_ID and \
-            AWS_SECRET_ACCESS_KEY [env: DTR_CHECKPOINT_S3_ENDPOINT, AWS_ENDPOINT_URL] (default: AWS).
+            AWS_SECRET_ACCESS_KEY [env: DTR_CHECKPOINT_S3_ENDPOINT, then AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL] (default: AWS).
             """)
     var checkpointS3Endpoint: String?
 
-    @Option(help: "S3 signing region [env: DTR_CHECKPOINT_S3_REGION, AWS_REGION] (default: us-east-1).")
+    @Option(
+        help:
+            "S3 signing region [env: DTR_CHECKPOINT_S3_REGION, then AWS_REGION, AWS_DEFAULT_REGION] (default: us-east-1)."
+    )
     var checkpointS3Region: String?
 
     @Option(
@@ -118,10 +121,10 @@ struct ServeOptions: ParsableArguments {
             checkpointTimeout, "DTR_CHECKPOINT_TIMEOUT", flag: "--checkpoint-timeout", default: .seconds(15 * 60))
         return CheckpointSettings(
             store: checkpointStore ?? env.values["DTR_CHECKPOINT_STORE"],
-            s3Endpoint: checkpointS3Endpoint ?? env.values["DTR_CHECKPOINT_S3_ENDPOINT"]
-                ?? env.values["AWS_ENDPOINT_URL"] ?? "",
-            s3Region: checkpointS3Region ?? env.values["DTR_CHECKPOINT_S3_REGION"] ?? env.values["AWS_REGION"]
-                ?? "us-east-1",
+            // Empty: the store falls back to the variables boto3 reads (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL;
+            // AWS_REGION, AWS_DEFAULT_REGION), so workers and coordinator find the same server.
+            s3Endpoint: checkpointS3Endpoint ?? env.values["DTR_CHECKPOINT_S3_ENDPOINT"] ?? "",
+            s3Region: checkpointS3Region ?? env.values["DTR_CHECKPOINT_S3_REGION"] ?? "",
             timeout: timeout,
             retention: RetentionPolicy(keepLast: keepLast, keepBest: keepBest, metric: metric, mode: mode))
     }

@@ -144,7 +144,7 @@ struct CheckpointCatalogTests {
         let (record, directives) = try f.catalog.fail(id, worker: f.worker(1), reason: "disk full")
         #expect(record.status == .aborted)
         #expect(record.abortReason == "rank 1 (worker w1) could not write its part: disk full")
-        #expect(directives.contains(.deleteObjects(record.objectKeys)))
+        #expect(directives.contains(.deleteObjects(record.id, record.objectKeys)))
         #expect(directives.contains(.settled(record)))
         let late = #expect(throws: CheckpointError.self) { try f.report(id, rank: 1) }
         #expect(late?.message.contains("was aborted (rank 1 (worker w1) could not write its part: disk full)") == true)
@@ -166,7 +166,7 @@ struct CheckpointCatalogTests {
         #expect(record.status == .aborted)
         #expect(
             record.abortReason == "timed out after 60.0 seconds waiting for the parts of rank 1 (worker w1), rank 2")
-        #expect(directives == [.persist(record), .settled(record), .deleteObjects(record.objectKeys)])
+        #expect(directives == [.persist(record), .settled(record), .deleteObjects(record.id, record.objectKeys)])
     }
 
     @Test("a checkpoint whose manifest is being written is neither timed out nor aborted by a departure")
@@ -211,12 +211,28 @@ struct CheckpointCatalogTests {
         #expect(h.catalog.record(c)?.abortReason?.hasSuffix("ranks no longer held as opened: rank 2") == true)
     }
 
-    @Test("a committed step cannot be saved again")
-    func committedStep() throws {
-        var f = Fixture(world: 1)
-        _ = try f.commitStep(4)
-        let error = #expect(throws: CheckpointError.self) { try f.open(rank: 0, step: 4) }
-        #expect(error?.code == .failedPrecondition && error?.message.contains("already committed") == true)
+    @Test("after a rollback, a step saved again is a new attempt, and latest and retention follow commit order")
+    func rollback() throws {
+        var f = Fixture(world: 1, retention: RetentionPolicy(keepLast: 2, keepBest: 0, metric: "", mode: .min))
+        for step: Int64 in [10, 20] {
+            _ = try f.commitStep(step)
+            f.wallMs += 1000
+        }
+        // The job rolls back to step 10 and trains on: steps 15 and 20 of the new run.
+        _ = try f.commitStep(15)
+        f.wallMs += 1000
+        let again = try f.open(rank: 0, step: 20)
+        #expect(again.id.description == "default/step-000000000020-a2")
+        _ = try f.report(again.id, rank: 0)
+        _ = f.catalog.committed(again.id, atMs: f.wallMs)
+        #expect(f.catalog.committed(task: f.task)?.id == again.id, "latest is the last committed")
+        #expect(f.catalog.committed(task: f.task, step: 20)?.id == again.id)
+        let status = Dictionary(uniqueKeysWithValues: f.catalog.all.map { ($0.id.description, $0.status) })
+        #expect(
+            status == [
+                "default/step-000000000010-a1": .deleted, "default/step-000000000020-a1": .deleted,
+                "default/step-000000000015-a1": .committed, "default/step-000000000020-a2": .committed,
+            ])
     }
 
     @Test("restoring keeps records and gives pending ones a full timeout from the restart")
@@ -232,9 +248,8 @@ struct CheckpointCatalogTests {
         var copy = restored
         let again = try copy.open(f.opening(rank: 0, step: 1_000), position: DataPosition(), now: .zero, wallMs: 0)
         #expect(again.record.id.attempt == 1)
-        #expect(throws: CheckpointError.self) {
-            try copy.open(f.opening(rank: 0, step: 1), position: DataPosition(), now: .zero, wallMs: 0)
-        }
+        let resaved = try copy.open(f.opening(rank: 0, step: 1), position: DataPosition(), now: .zero, wallMs: 0)
+        #expect(resaved.record.id.attempt == 2, "attempt numbers survive the restart")
     }
 
     @Test("committing applies retention: older checkpoints are marked deleted and their objects removed")
@@ -244,7 +259,7 @@ struct CheckpointCatalogTests {
         var deletedKeys: [ObjectKey] = []
         for (index, loss) in losses.enumerated() {
             for directive in try f.commitStep(Int64(index + 1), metrics: ["loss": loss]) {
-                if case .deleteObjects(let keys) = directive { deletedKeys += keys }
+                if case .deleteObjects(_, let keys) = directive { deletedKeys += keys }
             }
         }
         let byStep = Dictionary(uniqueKeysWithValues: f.catalog.all.map { ($0.id.step, $0.status) })

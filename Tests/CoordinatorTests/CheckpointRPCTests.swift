@@ -216,6 +216,12 @@ struct CheckpointRPCTests {
                 #expect(error?.code == .invalidArgument, "\(message)")
                 #expect(error?.message.hasPrefix(message) == true, "\(error?.message ?? "") vs \(message)")
             }
+            let nan = await #expect(throws: RPCError.self) {
+                try await client.saveCheckpoint(
+                    saveRequest("w0", step: 1, membershipEpoch: epoch, metrics: ["loss": .nan]))
+            }
+            #expect(nan?.code == .invalidArgument)
+            #expect(nan?.message.hasPrefix("metrics[loss] must be a finite number") == true)
             let unknown = await #expect(throws: RPCError.self) {
                 try await client.saveCheckpoint(saveRequest("ghost", step: 1, membershipEpoch: epoch))
             }
@@ -250,6 +256,60 @@ struct CheckpointRPCTests {
             let (request, code, message) = try #require(reports.last)
             let error = await #expect(throws: RPCError.self) { try await client.reportCheckpointPart(request) }
             #expect(error?.code == code && error?.message.hasPrefix(message) == true, "\(error?.message ?? "")")
+        }
+    }
+
+    @Test("a worker with a stale membership epoch may not save: its rank may have changed")
+    func staleEpoch() async throws {
+        let harness = try Harness()
+        try await harness.withClient { client in
+            let old = try await client.registerWorker(registration("w0")).view.membershipEpoch
+            _ = try await client.registerWorker(registration("w1"))
+            let error = await #expect(throws: RPCError.self) {
+                try await client.saveCheckpoint(saveRequest("w0", step: 1, membershipEpoch: old))
+            }
+            #expect(error?.code == .failedPrecondition)
+            #expect(error?.message.hasPrefix("membership_epoch \(old) is stale: task default is at \(old + 1)") == true)
+            #expect(await harness.engine.checkpointRecords().isEmpty)
+        }
+    }
+
+    @Test("the sweep deletes what an aborted checkpoint's slow writer left, and never objects it does not know")
+    func sweep() async throws {
+        let harness = try Harness()
+        try await harness.withClient { client in
+            let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
+            let grant = try await client.saveCheckpoint(saveRequest("w0", step: 3, membershipEpoch: epoch))
+            _ = try await client.reportCheckpointPart(
+                partReport("w0", grant.checkpointID, size: 0, sha: "", failure: "killed"))
+            try await harness.eventually { await harness.engine.checkpointRecords().first?.status == .aborted }
+            // The writer finishes after the abort; another coordinator's checkpoint shares the store.
+            try harness.writePart(grant, bytes: 4)
+            let foreign = "default/step-000000000099-a1/rank-00000.part"
+            try harness.writePart(
+                .with {
+                    $0.store = grant.store
+                    $0.objectKey = foreign
+                }, bytes: 4)
+            await harness.engine.sweepCheckpointStore()
+            #expect(!harness.fileExists(grant.objectKey))
+            #expect(harness.fileExists(foreign))
+        }
+    }
+
+    @Test("restoring the data position needs a member of the task")
+    func restoreNeedsMember() async throws {
+        let harness = try Harness()
+        try await harness.withClient { client in
+            let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
+            let grant = try await client.saveCheckpoint(saveRequest("w0", step: 1, membershipEpoch: epoch))
+            try harness.writePart(grant, bytes: 1)
+            _ = try await client.reportCheckpointPart(partReport("w0", grant.checkpointID, size: 1, wait: true))
+            let error = await #expect(throws: RPCError.self) {
+                try await client.loadCheckpoint(.with { $0.restoreData = true })
+            }
+            #expect(error?.code == .failedPrecondition)
+            #expect(error?.message.contains("needs the worker_id of a member of task default") == true)
         }
     }
 

@@ -175,14 +175,11 @@ import Testing
             endpoint: S3Endpoint(parsing: "http://127.0.0.1:\(port)"), region: "us-east-1", bucket: "ckpt",
             credentials: S3Credentials(accessKeyID: "a", secretAccessKey: "b"),
             options: S3BlobStore.Options(maxAttempts: 2, retryBaseDelay: .milliseconds(10)))
-        let started = ContinuousClock.now
         let error = await #expect(throws: StorageError.self) { try await store.get(ObjectKey("t/x")) }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("S3 endpoint http://127.0.0.1:\(port) unreachable") == true)
         #expect(error?.message.contains("Connection refused") == true)
         #expect(error?.message.contains("is the server running? check --checkpoint-s3-endpoint") == true)
-        // Refused connections fail fast rather than waiting out the request timeout.
-        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     // MARK: Retries (against a scripted server)

@@ -43,6 +43,14 @@ extension CoordinatorEngine {
                 "membership_epoch", "must not be ahead of task \(task)'s current membership epoch \(view.epoch)",
                 got: String(membershipEpoch))
         }
+        // Ranks are parts: a worker whose view of the membership is old may hold a different rank now, and would
+        // save its old rank's state under its new rank's key.
+        guard membershipEpoch == view.epoch else {
+            throw CoreError(
+                .failedPrecondition,
+                "membership_epoch \(membershipEpoch) is stale: task \(task) is at \(view.epoch) and worker \(worker) "
+                    + "is now rank \(rank); save again with the current view (the SDK retries)")
+        }
         // The checkpoint's data position: the whole task's when this opening creates it, then each rank's own
         // shards as they stand when that rank saves.
         let creating = checkpoints.pendingCheckpoint(task: task, step: step) == nil
@@ -85,10 +93,11 @@ extension CoordinatorEngine {
             guard stored == part.sizeBytes else {
                 let found = stored.map { "holds \($0) bytes" } ?? "holds nothing"
                 let problem = "reported \(part.sizeBytes) bytes but the store \(found) at \(key)"
-                if let aborted = try? checkpoints.fail(id, worker: worker, reason: problem) {
-                    carryOut(aborted.directives)
-                    try? await settle(id.task)
+                guard let aborted = try? checkpoints.fail(id, worker: worker, reason: problem) else {
+                    throw CheckpointError(.failedPrecondition, "\(problem); checkpoint \(id) is no longer open")
                 }
+                carryOut(aborted.directives)
+                try? await settle(id.task)
                 throw CheckpointError(
                     .failedPrecondition,
                     "\(problem): the part is incomplete, so checkpoint \(id) is aborted; save again")
@@ -110,10 +119,20 @@ extension CoordinatorEngine {
     /// to the position recorded with it, once per checkpoint and membership epoch (every rank may ask).
     ///
     /// - Returns: the record, and whether this call reset the ledgers.
-    public func loadCheckpoint(task: TaskID, step: Int64?, restoreData: Bool) async throws -> (
+    public func loadCheckpoint(task: TaskID, step: Int64?, restoreData: Bool, worker: WorkerID?) async throws -> (
         record: CheckpointRecord, dataRestored: Bool
     ) {
         _ = try checkpointStoreOrThrow()
+        if restoreData {
+            guard let worker, membership.task(of: worker) == task, membership.view(of: worker)?.rank != nil else {
+                throw CoreError(
+                    .failedPrecondition,
+                    "restore_data resets the data position of the whole task: it needs the worker_id of a member of "
+                        + "task \(task)")
+            }
+        }
+        // What a load returns is durable: a commit still being written could be undone by a crash.
+        try await settle(task)
         guard let record = checkpoints.committed(task: task, step: step) else {
             let which = step.map { "step \($0)" } ?? "any step"
             throw CheckpointError(.notFound, "task \(task) has no committed checkpoint at \(which)")
@@ -166,42 +185,77 @@ extension CoordinatorEngine {
             case .settled(let record):
                 Task { await self.answerWaiters(record) }
                 log(settled: record)
-            case .deleteObjects(let keys):
-                guard let store = checkpointStore, let prefix = keys.first.flatMap(Self.checkpointPrefix) else {
-                    continue
-                }
-                let logger = self.logger
-                Task {
-                    do {
-                        try await store.delete(keys)
-                        // A writer that died mid-upload leaves a temporary file or a multipart upload behind.
-                        _ = try await store.removeIncompleteWrites(under: prefix, startedBefore: .distantFuture)
-                    } catch {
-                        logger.warning(
-                            "deleting checkpoint objects failed; the next sweep retries",
-                            metadata: ["prefix": "\(prefix)", "error": "\(error)"])
-                    }
-                }
+            case .deleteObjects(let id, let keys):
+                Task { await self.deleteObjects(of: id, keys) }
             }
         }
     }
 
-    /// Writes the manifest of a checkpoint whose parts are all in, then records the commit.
+    /// Deletes a retired checkpoint's objects, and what a writer that died mid-upload left under its prefix. Only once
+    /// the status change that retired it is durable: a crash must not leave a committed record whose parts are gone.
+    private func deleteObjects(of id: CheckpointID, _ keys: [ObjectKey]) async {
+        guard let store = checkpointStore else { return }
+        do {
+            try await settle(id.task)
+            try await store.delete(keys)
+            _ = try await store.removeIncompleteWrites(under: id.prefix, startedBefore: .distantFuture)
+        } catch {
+            logger.warning(
+                "deleting checkpoint objects failed; the next sweep retries",
+                metadata: ["checkpoint": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Writes the manifest of a checkpoint whose parts are all in, then records the commit. Storage failures are
+    /// retried until the checkpoint's deadline: a fully written checkpoint is not thrown away for a transient error.
     private func writeManifest(of record: CheckpointRecord) async {
         guard let store = checkpointStore else { return }
-        let committedAt = now().unixMillis
-        let location = store.location
-        let manifest = CheckpointManifest(
-            record: record, committedAtMs: committedAt,
-            store: .init(uri: location.uri, endpoint: location.endpoint, region: location.region))
-        do {
-            try await store.put(record.id.manifestKey, bytes: manifest.json())
-            carryOut(checkpoints.committed(record.id, atMs: committedAt))
-        } catch {
-            logger.error(
-                "writing a checkpoint manifest failed", metadata: ["checkpoint": "\(record.id)", "error": "\(error)"])
-            carryOut(checkpoints.commitFailed(record.id, reason: "\(error)"))
+        var pause: Duration = .milliseconds(500)
+        while true {
+            do {
+                // The record saying every part is in must be durable before a manifest exists next to the parts.
+                try await settle(record.id.task)
+                if let mismatch = try await mismatchedPart(of: record, in: store) {
+                    carryOut(checkpoints.commitFailed(record.id, reason: mismatch))
+                    return
+                }
+                let committedAt = now().unixMillis
+                let location = store.location
+                let manifest = CheckpointManifest(
+                    record: record, committedAtMs: committedAt,
+                    store: .init(uri: location.uri, endpoint: location.endpoint, region: location.region))
+                try await store.put(record.id.manifestKey, bytes: manifest.json())
+                carryOut(checkpoints.committed(record.id, atMs: committedAt))
+                return
+            } catch {
+                guard let deadline = checkpoints.deadline(of: record.id), now().monotonic + pause < deadline else {
+                    logger.error(
+                        "writing a checkpoint manifest failed",
+                        metadata: ["checkpoint": "\(record.id)", "error": "\(error)"])
+                    carryOut(checkpoints.commitFailed(record.id, reason: "\(error)"))
+                    return
+                }
+                logger.warning(
+                    "writing a checkpoint manifest failed; retrying",
+                    metadata: ["checkpoint": "\(record.id)", "error": "\(error)", "retry_in": "\(pause)"])
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(30))
+            }
         }
+    }
+
+    /// Why a reported part does not match the store, if one does not (checked again at commit time: after a restart,
+    /// the parts were reported to a coordinator that is gone).
+    private func mismatchedPart(of record: CheckpointRecord, in store: any BlobStore) async throws -> String? {
+        for (rank, part) in record.parts.sorted(by: { $0.key < $1.key }) {
+            let key = record.id.partKey(rank: rank)
+            let stored = try await store.size(of: key)
+            if stored != part.sizeBytes {
+                return "\(record.describe(rank: rank)) reported \(part.sizeBytes) bytes but the store holds "
+                    + (stored.map { "\($0) bytes" } ?? "nothing") + " at \(key)"
+            }
+        }
+        return nil
     }
 
     private func answerWaiters(_ record: CheckpointRecord) async {
@@ -248,36 +302,34 @@ extension CoordinatorEngine {
 
     // MARK: Garbage collection
 
-    /// Deletes what no checkpoint owns any more: objects of aborted and retired checkpoints (a slow writer may finish
-    /// after the abort), objects of attempts the catalog never recorded, and unfinished writes older than the
-    /// checkpoint timeout (a writer that crashed mid-upload).
-    func sweepCheckpointStore() async {
+    /// Deletes the objects of aborted and retired checkpoints that are still in the store: a slow writer may finish
+    /// its part after the abort, and a delete may have failed. Unfinished writes under their prefixes go too.
+    public func sweepCheckpointStore() async {
         guard let store = checkpointStore else { return }
         let tasks = Set(checkpoints.all.map(\.id.task))
-        let cutoff = Date(timeIntervalSinceNow: -Double(checkpoints.timeout.components.seconds))
         for task in tasks.sorted() {
             do {
-                let root = try ObjectKey(task.rawValue)
-                let keys = try await store.list(under: root)
+                let keys = try await store.list(under: try ObjectKey(task.rawValue))
+                var retired: Set<CheckpointID> = []
                 let stale = keys.filter { key in
                     let segments = key.segments
+                    // Objects of attempts this coordinator does not know are left alone: they may be another
+                    // coordinator's, or the checkpoints to recover from after a lost database.
                     guard segments.count >= 2,
-                        let id = try? CheckpointID(parsing: "\(segments[0])/\(segments[1])")
+                        let id = try? CheckpointID(parsing: "\(segments[0])/\(segments[1])"),
+                        let record = checkpoints.record(id), record.status == .aborted || record.status == .deleted
                     else { return false }
-                    guard let record = checkpoints.record(id) else { return true }
-                    return record.status == .aborted || record.status == .deleted
+                    retired.insert(id)
+                    return true
                 }
-                if !stale.isEmpty {
-                    try await store.delete(stale)
-                    logger.info(
-                        "swept checkpoint objects", metadata: ["task_id": "\(task)", "objects": "\(stale.count)"])
+                guard !stale.isEmpty else { continue }
+                // Retired for good (durable) before anything goes.
+                try await settle(task)
+                try await store.delete(stale)
+                for id in retired.sorted() {
+                    _ = try await store.removeIncompleteWrites(under: id.prefix, startedBefore: .distantFuture)
                 }
-                let removed = try await store.removeIncompleteWrites(under: root, startedBefore: cutoff)
-                if removed > 0 {
-                    logger.info(
-                        "removed unfinished checkpoint writes",
-                        metadata: ["task_id": "\(task)", "writes": "\(removed)"])
-                }
+                logger.info("swept checkpoint objects", metadata: ["task_id": "\(task)", "objects": "\(stale.count)"])
             } catch {
                 logger.warning(
                     "sweeping the checkpoint store failed", metadata: ["task_id": "\(task)", "error": "\(error)"])

@@ -183,7 +183,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             let grant = try await engine.saveCheckpoint(
                 worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
                 step: try Validation.step(request.step), epoch: try Validation.epoch(request.epoch),
-                metrics: try Validation.metrics(request.metrics), metadata: try Validation.metadata(request.metadata))
+                metrics: try Self.checkpointMetrics(request.metrics),
+                metadata: try Validation.metadata(request.metadata))
             return .with {
                 $0.checkpointID = grant.record.id.description
                 $0.rank = Int32(grant.rank)
@@ -233,18 +234,19 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
         try await withRPCErrors {
             try WireTypeCheck.check(request)
+            let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
             let task: TaskID
             if !request.taskID.isEmpty {
                 task = try TaskID(request.taskID)
-            } else if !request.workerID.isEmpty {
-                task = try await engine.task(of: try WorkerID(request.workerID))
+            } else if let worker {
+                task = try await engine.task(of: worker)
             } else {
                 task = .default
             }
             var step: Int64?
             if case .step(let value) = request.which { step = try Validation.step(value) }
             let (record, restored) = try await engine.loadCheckpoint(
-                task: task, step: step, restoreData: request.restoreData)
+                task: task, step: step, restoreData: request.restoreData, worker: worker)
             guard let location = engine.checkpointLocation else {
                 throw CheckpointError(.failedPrecondition, "this coordinator has no checkpoint store")
             }
@@ -295,5 +297,16 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 if let result = release.result { $0.result = Dtruntime_V1_ReducePayload(result) }
             }
         }
+    }
+
+    /// Checkpoint metrics rank checkpoints for retention and go into JSON manifests: they must be finite.
+    private static func checkpointMetrics(_ metrics: [String: Double]) throws(CoreError) -> [String: Double] {
+        let valid = try Validation.metrics(metrics)
+        if let (name, value) = valid.first(where: { !$0.value.isFinite }) {
+            throw CoreError.invalid(
+                "metrics[\(name)]", "must be a finite number (NaN and infinities cannot rank checkpoints)",
+                got: "\(value)")
+        }
+        return valid
     }
 }

@@ -43,9 +43,9 @@ public struct CoordinatorConfig: Sendable {
 public struct CheckpointSettings: Sendable {
     /// `file:///abs/path`, an absolute path, or `s3://bucket/prefix`; nil means `<data dir>/checkpoints`.
     public var store: String?
-    /// S3 endpoint URL (e.g. `http://127.0.0.1:8333`); empty for AWS.
+    /// S3 endpoint URL (e.g. `http://127.0.0.1:8333`); empty for `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, then AWS.
     public var s3Endpoint: String
-    /// S3 signing region.
+    /// S3 signing region; empty for `AWS_REGION`, `AWS_DEFAULT_REGION`, then `us-east-1`.
     public var s3Region: String
     /// How long a checkpoint may stay pending before it is aborted. Default 15 minutes.
     public var timeout: Duration
@@ -56,7 +56,7 @@ public struct CheckpointSettings: Sendable {
 
     /// Creates settings; every parameter has the documented default.
     public init(
-        store: String? = nil, s3Endpoint: String = "", s3Region: String = "us-east-1",
+        store: String? = nil, s3Endpoint: String = "", s3Region: String = "",
         timeout: Duration = .seconds(15 * 60), retention: RetentionPolicy = .default,
         sweepInterval: Duration = .seconds(5 * 60)
     ) {

@@ -256,10 +256,12 @@ public struct S3BlobStore: BlobStore {
             if urlEncoded { key = key.removingPercentEncoding ?? key }
             return (key, Int64(contents["Size"] ?? "") ?? 0)
         }
-        guard document["IsTruncated"] == "true", let last = entries.last else { return ListPage(entries: entries) }
-        // A truncated page without a token (seen in older S3 clones) continues after its last key instead.
-        let next = document["NextContinuationToken"].flatMap { $0.isEmpty ? nil : ListContinuation.token($0) }
-        return ListPage(entries: entries, next: next ?? .startAfter(last.key))
+        guard document["IsTruncated"] == "true" else { return ListPage(entries: entries) }
+        // A truncated page may hold no keys and still carry a token; without a token (seen in older S3 clones) the
+        // listing continues after the page's last key instead.
+        let token = document["NextContinuationToken"].flatMap { $0.isEmpty ? nil : ListContinuation.token($0) }
+        guard let next = token ?? entries.last.map({ .startAfter($0.key) }) else { return ListPage(entries: entries) }
+        return ListPage(entries: entries, next: next)
     }
 
     // MARK: Helpers
