@@ -105,6 +105,9 @@ class Worker:
         self._step = 0
         self._metrics: dict[str, float] = {}
         self._closing = threading.Event()
+        # The batch each active epoch_batches iteration handed out and has not committed yet, by (dataset, epoch,
+        # shard): commit_progress() commits them early.
+        self._pending_commits: dict[tuple[str, int, int], _PendingCommit] = {}
         self._wake = threading.Event()
         self._call: grpc.Call | None = None
         self._thread: threading.Thread | None = None
@@ -337,14 +340,28 @@ class Worker:
         if position is None:
             return
         order = sample_order(shard.start, shard.end, shard.sample_seed, shuffle=shuffle)
+        key = (dataset, epoch, int(shard.shard_id))
         while position < len(order):
             batch = order[position : position + batch_size]
-            yield batch
+            target = position + len(batch)
+            flush = _PendingCommit(lambda target=target: commit(target) is not None, batch, on_commit)
+            self._pending_commits[key] = flush
+            try:
+                yield batch
+            finally:
+                # Abandoned here (the loop broke out): the batch stays uncommitted and is served again.
+                self._pending_commits.pop(key, None)
             position += len(batch)
-            if commit(position) is None:
+            if not flush():
                 return
-            if on_commit is not None:
-                on_commit(batch)
+
+    def commit_progress(self) -> None:
+        """Commits the batches :meth:`epoch_batches` handed out and has not committed yet, now rather than when the
+        next batch is requested. A distributed :class:`~dtruntime.CheckpointManager` calls it before it saves, so the
+        checkpoint's data position includes the batch the model was just trained on. Call it from the thread that
+        iterates."""
+        for flush in list(self._pending_commits.values()):
+            flush()
 
     def _data_call(self, call: Callable[[], T]) -> T:
         """Runs a data-plane call, waiting out coordinator restarts and this worker's own re-registration."""
@@ -544,6 +561,27 @@ class Worker:
 def _essence(view: MembershipView) -> tuple[object, ...]:
     """What makes a view worth announcing: rank, world size, epoch, command."""
     return (view.rank, view.world_size, view.membership_epoch, view.command)
+
+
+class _PendingCommit:
+    """Commits one handed-out batch exactly once, whoever asks first: the iteration when the next batch is requested,
+    or :meth:`Worker.commit_progress` before a checkpoint."""
+
+    def __init__(
+        self, commit: Callable[[], bool], batch: np.ndarray, on_commit: Callable[[np.ndarray], None] | None
+    ) -> None:
+        self._commit = commit
+        self._batch = batch
+        self._on_commit = on_commit
+        self._result: bool | None = None
+
+    def __call__(self) -> bool:
+        """True when the commit was accepted (the shard is still ours)."""
+        if self._result is None:
+            self._result = self._commit()
+            if self._result and self._on_commit is not None:
+                self._on_commit(self._batch)
+        return self._result
 
 
 class _Backoff:

@@ -101,6 +101,28 @@ def test_epoch_iterator_resumes_after_the_committed_samples(coordinator_factory)
     assert dataset["tasks"][0]["epochs"][0]["done_shards"] == 10
 
 
+def test_commit_progress_commits_the_batch_in_hand_once(coordinator_factory):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("tiny", total_samples=100, shard_size=100, shuffle=False)
+    committed: list[list[int]] = []
+    with Worker(coordinator.grpc_address, "solo") as worker:
+        batches = worker.epoch_batches(
+            "tiny", 0, batch_size=10, on_commit=lambda batch: committed.append(batch.tolist())
+        )
+        first = next(batches)
+        assert committed == []
+        worker.commit_progress()  # e.g. right before a checkpoint
+        assert committed == [first.tolist()]
+        worker.commit_progress()
+        assert len(committed) == 1, "committing again is a no-op"
+        for _ in range(2):
+            next(batches)
+        batches.close()  # the third batch was taken but not committed: it is served again
+        again = next(worker.epoch_batches("tiny", 0, batch_size=10))
+        assert again.tolist() == list(range(20, 30))
+        assert committed == [list(range(0, 10)), list(range(10, 20))]
+
+
 def test_four_workers_two_epochs_with_a_death_and_a_join(coordinator_factory, tmp_path):
     coordinator = coordinator_factory()
     DatasetRegistry(coordinator.grpc_address).register("digits", total_samples=TOTAL, shard_size=100, shuffle=True)
