@@ -51,13 +51,13 @@ python-test: setup
 protos: setup
 	scripts/generate-protos.sh
 
-## bench: the benchmarks of bench/RESULTS.md, on a release build (the TCPStore comparison needs Debian's python3-torch).
+## bench: the benchmarks of bench/RESULTS.md, on a release build.
 bench: setup
 	swift build -c release --product dtr
 	.build/release/dtr bench placement --shards 1000000 --workers 1000
 	.build/release/dtr bench barrier --workers 1024
-	dpkg -s python3-torch >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-torch; }
 	$(PYTHON) bench/barrier_vs_tcpstore.py --threads 64 256 --rounds 40
+	$(PYTHON) bench/checkpoint_bench.py --rounds 9 --s3-rounds 5
 
 clean:
 	rm -rf .build $(VENV) dtr-data

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: SQLite headers for GRDB.
-packages=(libsqlite3-dev)
+# Debian packages: SQLite headers for GRDB; CPU PyTorch for Debian's python3 (the checkpoint tests round-trip torch
+# state_dicts with it, and the barrier benchmark compares with torch's TCPStore).
+packages=(libsqlite3-dev python3-torch)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -1,11 +1,24 @@
 """dtruntime: the Python SDK of the dtruntime coordinator (``dtr serve``).
 
 Training processes join a job with :class:`Worker`; :class:`TrainingOrchestrator` is the low-level client with the
-reference's API names; :class:`LocalCoordinator` runs a coordinator binary for scripts and tests.
+reference's API names; :class:`CheckpointManager` saves and loads checkpoints (standalone, or as one rank of the
+coordinator's two-phase commit); :class:`LocalCoordinator` runs a coordinator binary for scripts and tests.
 """
 
+from dtruntime.checkpoint import CheckpointManager, LoadedCheckpoint, SavedCheckpoint, expired_checkpoints
+from dtruntime.checkpoint_manifest import (
+    CheckpointManifest,
+    CheckpointPart,
+    CheckpointStatus,
+    DatasetPosition,
+    StoreLocation,
+)
+from dtruntime.checkpoint_store import S3Options
 from dtruntime.client import (
     BarrierResult,
+    CheckpointLookup,
+    CheckpointReport,
+    CheckpointTicket,
     Command,
     CoordinatorClient,
     DatasetInfo,
@@ -20,6 +33,11 @@ from dtruntime.errors import (
     BarrierAborted,
     BarrierError,
     BarrierTimeout,
+    CheckpointAborted,
+    CheckpointCorrupted,
+    CheckpointError,
+    CheckpointNotFound,
+    CheckpointStorageError,
     CoordinatorUnavailable,
     DeadlineExceeded,
     DtrError,
@@ -44,24 +62,42 @@ __all__ = [
     "BarrierError",
     "BarrierResult",
     "BarrierTimeout",
+    "CheckpointAborted",
+    "CheckpointCorrupted",
+    "CheckpointError",
+    "CheckpointLookup",
+    "CheckpointManager",
+    "CheckpointManifest",
+    "CheckpointNotFound",
+    "CheckpointPart",
+    "CheckpointReport",
+    "CheckpointStatus",
+    "CheckpointStorageError",
+    "CheckpointTicket",
     "Command",
     "CoordinatorClient",
     "CoordinatorUnavailable",
     "DatasetInfo",
+    "DatasetPosition",
     "DatasetRegistry",
     "DeadlineExceeded",
     "DtrError",
     "FailedPrecondition",
     "InvalidArgument",
+    "LoadedCheckpoint",
     "LocalCoordinator",
     "MembershipView",
     "NotFound",
     "PermissionDenied",
     "Registration",
     "ResourceExhausted",
+    "S3Options",
+    "SavedCheckpoint",
+    "StoreLocation",
     "TrainingOrchestrator",
     "Unauthenticated",
     "Unimplemented",
     "Worker",
     "WorkerStatus",
+    "expired_checkpoints",
 ]

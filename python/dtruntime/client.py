@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import grpc
 
+from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointStatus, StoreLocation
 from dtruntime.errors import translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
@@ -135,6 +136,67 @@ class BarrierResult:
             membership_epoch=reply.membership_epoch,
             participants=[(p.rank, p.worker_id) for p in reply.participants],
         )
+
+
+@dataclass(frozen=True)
+class CheckpointTicket:
+    """Phase one of a distributed checkpoint: where this rank must write its part, and by when."""
+
+    checkpoint_id: str
+    rank: int
+    world_size: int
+    store: StoreLocation
+    object_key: str
+    """Relative to the store's root; chosen by the coordinator (clients never choose paths)."""
+    deadline: datetime.datetime | None
+    """When the coordinator aborts the checkpoint if a part is still missing (None when it set no deadline)."""
+
+    @classmethod
+    def from_proto(cls, reply: pb.SaveCheckpointResponse) -> CheckpointTicket:
+        return cls(
+            checkpoint_id=reply.checkpoint_id,
+            rank=reply.rank,
+            world_size=reply.world_size,
+            store=StoreLocation.from_proto(reply.store),
+            object_key=reply.object_key,
+            deadline=(
+                datetime.datetime.fromtimestamp(reply.deadline_unix_ms / 1000, tz=datetime.timezone.utc)
+                if reply.deadline_unix_ms > 0
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """The coordinator's answer to a part report: the checkpoint's status (and its manifest once committed)."""
+
+    checkpoint_id: str
+    status: CheckpointStatus
+    reported_parts: int
+    world_size: int
+    manifest: CheckpointManifest | None
+    abort_reason: str = ""
+
+    @classmethod
+    def from_proto(cls, reply: pb.ReportCheckpointPartResponse) -> CheckpointReport:
+        status = _enum(CheckpointStatus, reply.status, CheckpointStatus.PENDING)
+        return cls(
+            checkpoint_id=reply.checkpoint_id,
+            status=status,
+            reported_parts=reply.reported_parts,
+            world_size=reply.world_size,
+            manifest=CheckpointManifest.from_proto(reply.manifest) if reply.HasField("manifest") else None,
+            abort_reason=reply.abort_reason,
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointLookup:
+    """A committed checkpoint's manifest, and whether this lookup reset the task's data ledgers to its position."""
+
+    manifest: CheckpointManifest
+    data_restored: bool
 
 
 class CoordinatorClient:
@@ -278,6 +340,77 @@ class CoordinatorClient:
             return self._stub.BarrierSync(request, timeout=deadline)
         except grpc.RpcError as error:
             raise translate(error, self.address) from None
+
+    # MARK: checkpoints
+
+    def save_checkpoint(
+        self,
+        worker_id: str,
+        *,
+        membership_epoch: int,
+        step: int,
+        epoch: int = 0,
+        metrics: Mapping[str, float] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CheckpointTicket:
+        """Opens (or joins) the task's checkpoint of ``step`` and learns where this rank writes its part."""
+        request = pb.SaveCheckpointRequest(
+            worker_id=worker_id,
+            membership_epoch=membership_epoch,
+            step=step,
+            epoch=epoch,
+            metrics={name: float(value) for name, value in (metrics or {}).items()},
+            metadata=dict(metadata or {}),
+        )
+        return CheckpointTicket.from_proto(self._call(self._stub.SaveCheckpoint, request))
+
+    def report_checkpoint_part(
+        self,
+        worker_id: str,
+        checkpoint_id: str,
+        *,
+        size_bytes: int = 0,
+        sha256: str = "",
+        failure: str = "",
+        write_seconds: float = 0.0,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> CheckpointReport:
+        """Reports a written part (or, with ``failure``, why it could not be written: the checkpoint aborts at once).
+
+        With ``wait`` the reply comes when the checkpoint commits or aborts; ``timeout`` bounds the call (default the
+        client's timeout; pass the checkpoint's deadline plus a margin when waiting).
+        """
+        request = pb.ReportCheckpointPartRequest(
+            worker_id=worker_id,
+            checkpoint_id=checkpoint_id,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            failure=failure,
+            write_seconds=write_seconds,
+            wait=wait,
+        )
+        try:
+            reply = self._stub.ReportCheckpointPart(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
+        return CheckpointReport.from_proto(reply)
+
+    def load_checkpoint(
+        self, worker_id: str = "", *, task_id: str = "", step: int | None = None, restore_data: bool = False
+    ) -> CheckpointLookup:
+        """The manifest of a committed checkpoint: of ``step``, or the latest. Raises ``NotFound`` when there is none.
+
+        ``task_id`` defaults to the task of ``worker_id``; ``restore_data`` also resets the task's data ledgers to the
+        checkpoint's position (idempotent per checkpoint and membership epoch, so every rank may ask).
+        """
+        request = pb.LoadCheckpointRequest(task_id=task_id, worker_id=worker_id, restore_data=restore_data)
+        if step is None:
+            request.latest = True
+        else:
+            request.step = step
+        reply = self._call(self._stub.LoadCheckpoint, request)
+        return CheckpointLookup(CheckpointManifest.from_proto(reply.manifest), reply.data_restored)
 
     # MARK: plumbing
 

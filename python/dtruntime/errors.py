@@ -119,3 +119,28 @@ def translate(error: grpc.RpcError, address: str) -> DtrError:
         workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
         return _BARRIER[code](details, code, ranks, workers)
     return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)
+
+
+# MARK: checkpoints
+
+
+class CheckpointError(DtrError):
+    """A checkpoint could not be saved or loaded; the message names the checkpoint and says what to do."""
+
+
+class CheckpointNotFound(CheckpointError, NotFound):
+    """No committed checkpoint matches (none yet, or not that step)."""
+
+
+class CheckpointCorrupted(CheckpointError):
+    """A part's bytes do not match its manifest (size or sha256), or are not a valid part: it was modified, truncated
+    or damaged after the commit. Load another step."""
+
+
+class CheckpointAborted(CheckpointError, Aborted):
+    """The coordinator aborted the distributed checkpoint: a part failed, a participant left or died, or its deadline
+    passed. Nothing of it is visible; save again."""
+
+
+class CheckpointStorageError(CheckpointError, OSError):
+    """The checkpoint store refused a read or write: a full or read-only disk, or S3 (endpoint, credentials, bucket)."""

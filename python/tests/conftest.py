@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from s3server import SeaweedS3, find_weed
 
 from dtruntime import LocalCoordinator
 
@@ -142,3 +143,18 @@ def wait_until(condition: Callable[[], Any], timeout: float = 15.0, interval: fl
 
 def workers_by_id(coordinator: LocalCoordinator) -> dict[str, dict[str, Any]]:
     return {worker["worker_id"]: worker for worker in coordinator.get_json("/api/workers")["workers"]}
+
+
+# MARK: S3 (SeaweedFS)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 server for the whole session (it takes a few seconds to start)."""
+    try:
+        binary = find_weed()
+    except FileNotFoundError as error:
+        pytest.fail(str(error))
+    with SeaweedS3(tmp_path_factory.mktemp("seaweedfs"), binary=binary) as server:
+        server.start()
+        yield server
