@@ -42,7 +42,8 @@ public struct TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.rawValue = rawValue
     }
 
-    private init(unchecked rawValue: String) { self.rawValue = rawValue }
+    /// A value known to be valid (the default task, records read back from the database).
+    init(unchecked rawValue: String) { self.rawValue = rawValue }
 
     public var description: String { rawValue }
 

@@ -12,6 +12,8 @@ public enum StateChange: Sendable, Hashable {
     case data(DataChange)
     /// A checkpoint record, written whole.
     case checkpoint(CheckpointRecord)
+    /// A task record, written whole.
+    case task(TaskRecord)
 }
 
 /// The durable membership read back at start-up.
@@ -131,6 +133,16 @@ public final class SQLiteStateStore: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v4-tasks") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE task (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        status TEXT NOT NULL,
+                        record TEXT NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 
@@ -190,6 +202,19 @@ public final class SQLiteStateStore: Sendable {
             throw error
         } catch {
             throw StorageError(.internal, "the state database holds a row this coordinator cannot read: \(error)")
+        }
+    }
+
+    /// Reads every task record.
+    public func loadTasks() throws(StorageError) -> [TaskRecord] {
+        do {
+            return try pool.read { db in
+                try String.fetchAll(db, sql: "SELECT record FROM task ORDER BY id").map { json in
+                    try JSONDecoder().decode(TaskRecord.self, from: Data(json.utf8))
+                }
+            }
+        } catch {
+            throw StorageError(.unavailable, "cannot read tasks from the state database: \(error)")
         }
     }
 
@@ -254,6 +279,13 @@ public final class SQLiteStateStore: Sendable {
                         try Self.apply(membership, to: db)
                     case .data(let data):
                         try Self.apply(data, to: db)
+                    case .task(let record):
+                        try db.execute(
+                            sql: "INSERT OR REPLACE INTO task (id, status, record) VALUES (?, ?, ?)",
+                            arguments: [
+                                record.id, record.status.rawValue,
+                                String(decoding: try JSONEncoder().encode(record), as: UTF8.self),
+                            ])
                     case .checkpoint(let record):
                         try db.execute(
                             sql:

@@ -59,7 +59,8 @@ struct Harness {
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), data: try store.loadData(),
             checkpoints: checkpoints, checkpointStore: checkpointStore,
-            restoringCheckpoints: try store.loadCheckpoints(), queue: WriteBehindQueue(commit: store.commit),
+            restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(),
+            queue: WriteBehindQueue(commit: store.commit),
             now: { clock.now }, logger: Logger(label: "test"))
     }
 

@@ -119,6 +119,20 @@ class LocalCoordinator:
         except urllib.error.HTTPError as error:
             return json.load(error)
 
+    def post_json(self, path: str, body: Any = None) -> Any:
+        """POSTs a JSON body to an HTTP API path (e.g. ``/api/tasks``) and decodes the answer, also for 4xx answers."""
+        request = urllib.request.Request(
+            self.http_url + path,
+            data=json.dumps({} if body is None else body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            return json.load(error)
+
     def kill(self) -> None:
         """SIGKILL: the coordinator dies without any chance to clean up."""
         if self.process and self.process.poll() is None:

@@ -268,7 +268,9 @@ class Worker:
         - shards come in the epoch's order; a shard started earlier resumes after its committed samples;
         - when this worker has nothing left it steals unstarted shards from the most loaded worker, and picks up shards
           of workers that die; the iteration ends only when every shard of the epoch is done, so it doubles as an
-          end-of-epoch barrier.
+          end-of-epoch barrier;
+        - when the task is stopped (:attr:`stop_requested`), the iteration ends after committing the batch in hand,
+          so the training loop ends cleanly.
 
         ``on_commit`` is called with each batch once its commit is acknowledged. A commit can be refused: when this
         worker lost the shard meanwhile (it was declared dead while paused, say), another worker commits the batch
@@ -279,7 +281,7 @@ class Worker:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         idle = _Backoff(initial=poll_interval, maximum=max(poll_interval, 2.0))
-        while True:
+        while not self.stop_requested:
             reply = self._data_call(lambda: self._client.get_shard_assignment(dataset, self.worker_id, epoch))
             if not reply.shards:
                 if reply.done_shards == reply.total_shards:
@@ -342,6 +344,8 @@ class Worker:
         order = sample_order(shard.start, shard.end, shard.sample_seed, shuffle=shuffle)
         key = (dataset, epoch, int(shard.shard_id))
         while position < len(order):
+            if self.stop_requested:
+                return
             batch = order[position : position + batch_size]
             target = position + len(batch)
             flush = _PendingCommit(lambda target=target: commit(target) is not None, batch, on_commit)

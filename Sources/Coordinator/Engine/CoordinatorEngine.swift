@@ -35,6 +35,8 @@ public actor CoordinatorEngine {
     /// How often the checkpoint store is swept for what aborted checkpoints and crashed writers left behind.
     let checkpointSweepInterval: Duration
     var lastCheckpointSweep: Duration = .zero
+    /// Every task's lifecycle (created, running, stopping, ended).
+    var tasks: TaskTable
     /// Per task, the checkpoint its data ledgers were last reset to, and at which membership epoch.
     var dataRestoredFrom: [TaskID: (CheckpointID, UInt64)] = [:]
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
@@ -58,7 +60,7 @@ public actor CoordinatorEngine {
         data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
-        restoringCheckpoints: [CheckpointRecord] = [], queue: WriteBehindQueue,
+        restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [], queue: WriteBehindQueue,
         sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
@@ -67,6 +69,7 @@ public actor CoordinatorEngine {
             restoring: restoringCheckpoints, now: start.monotonic)
         let resumedCommits = checkpoints.resumeCommits()
         self.checkpoints = checkpoints
+        self.tasks = TaskTable(restoring: restoringTasks)
         self.checkpointStore = checkpointStore
         self.checkpointSweepInterval = checkpointSettings.sweepInterval
         self.membershipConfig = membershipConfig
@@ -107,7 +110,7 @@ public actor CoordinatorEngine {
         carryOut(directives)
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settle(spec.taskID)
-        return membership.view(of: spec.id) ?? view
+        return outgoing(membership.view(of: spec.id) ?? view)
     }
 
     /// Records a heartbeat (memory only) and returns the worker's current view.
@@ -117,7 +120,7 @@ public actor CoordinatorEngine {
     public func heartbeat(_ id: WorkerID, step: Int64, metrics: [String: Double]) async throws -> MembershipView {
         let view = try record(id, step: step, metrics: metrics)
         try await settle(view.taskID)
-        return explained(membership.view(of: id) ?? view)
+        return outgoing(membership.view(of: id) ?? view)
     }
 
     /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:)``, acknowledged on
@@ -137,16 +140,22 @@ public actor CoordinatorEngine {
         } catch {
             return token
         }
-        channel.send(SessionUpdate(kind: .heartbeatAck, view: explained(membership.view(of: id) ?? recorded)))
+        channel.send(SessionUpdate(kind: .heartbeatAck, view: outgoing(membership.view(of: id) ?? recorded)))
         return token
     }
 
-    /// The view with the reason of the task's last membership change, if the view is at that epoch.
-    private func explained(_ view: MembershipView) -> MembershipView {
-        guard view.reason.isEmpty, let change = lastChange[view.taskID], change.epoch == view.epoch else { return view }
-        var explained = view
-        explained.reason = change.reason
-        return explained
+    /// A view as it leaves the coordinator: with the reason of the task's last membership change (if the view is at
+    /// that epoch), and STOP for a member of a task that is stopping.
+    func outgoing(_ view: MembershipView) -> MembershipView {
+        var outgoing = view
+        if view.reason.isEmpty, let change = lastChange[view.taskID], change.epoch == view.epoch {
+            outgoing.reason = change.reason
+        }
+        if view.command == .proceed, tasks.isStopping(view.taskID) {
+            outgoing.command = .stop
+            outgoing.reason = "task \(view.taskID) is stopping"
+        }
+        return outgoing
     }
 
     /// Records a heartbeat in the membership; returns the view as of now (possibly not durable yet).
@@ -220,6 +229,7 @@ public actor CoordinatorEngine {
                 pendingPushes[task, default: []].append(reason)
             case .log(let event):
                 log(event)
+                track(event)
             }
         }
     }
@@ -258,8 +268,40 @@ public actor CoordinatorEngine {
             : reasons.suffix(3).joined(separator: "; ") + " (and \(reasons.count - 3) earlier changes)"
         for id in membership.members(of: task) {
             if let channel = sessions.channel(of: id), let view = membership.view(of: id, reason: reason) {
-                channel.send(SessionUpdate(kind: .push, view: view))
+                channel.send(SessionUpdate(kind: .push, view: outgoing(view)))
             }
+        }
+    }
+
+    /// Feeds joins, leaves and deaths to the task lifecycle.
+    private func track(_ event: MembershipEvent) {
+        let moment = now().unixMillis
+        let changed: TaskRecord?
+        switch event {
+        case .joined(_, let task, _, _):
+            changed = tasks.onJoin(task, nowMs: moment)
+        case .left(_, let task, _):
+            changed = tasks.onDeparture(
+                task, graceful: true, remaining: membership.members(of: task).count, nowMs: moment)
+        case .declaredDead(_, let task, _, _):
+            changed = tasks.onDeparture(
+                task, graceful: false, remaining: membership.members(of: task).count, nowMs: moment)
+        case .suspected, .recovered, .forgotten, .coordinatorStalled:
+            changed = nil
+        }
+        if let changed { persist(changed) }
+    }
+
+    /// Queues a task record; it counts as a change of the task (see ``settle(_:)``).
+    func persist(_ record: TaskRecord) {
+        latestChange[record.taskID] = queue.enqueue(.task(record))
+        if record.status.isTerminal {
+            logger.info(
+                "task ended",
+                metadata: [
+                    "task_id": "\(record.id)", "status": "\(record.status.rawValue)",
+                    "reason": "\(record.reason ?? "")",
+                ])
         }
     }
 

@@ -45,9 +45,46 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
         BarriersBody(await engine.barrierStatus())
     }
 
+    router.get("/api/tasks") { _, _ -> TasksBody in
+        TasksBody(tasks: await engine.taskList().map(TaskBody.init))
+    }
+
+    router.get("/api/tasks/:id") { _, context -> TaskBody in
+        TaskBody(try await engine.task(try taskID(context)))
+    }
+
+    router.post("/api/tasks") { request, context -> EditedResponse<TaskBody> in
+        let body: CreateTaskRequest
+        do {
+            body = try await request.decode(as: CreateTaskRequest.self, context: context)
+        } catch let error as HTTPError {
+            throw CoreError(
+                .invalidArgument,
+                "the body must be a JSON object {name, world_size?, dataset?, epochs?, config?}: \(error.body ?? "\(error.status)")"
+            )
+        } catch {
+            throw CoreError(
+                .invalidArgument,
+                "the body must be a JSON object {name, world_size?, dataset?, epochs?, config?}: \(error)")
+        }
+        let record = try await engine.createTask(try body.spec())
+        return EditedResponse(status: .created, response: TaskBody(try await engine.task(record.taskID)))
+    }
+
+    router.post("/api/tasks/:id/stop") { _, context -> TaskBody in
+        let id = try taskID(context)
+        _ = try await engine.stopTask(id)
+        return TaskBody(try await engine.task(id))
+    }
+
     router.get("/api/checkpoints") { _, _ -> CheckpointsBody in
         CheckpointsBody(records: await engine.checkpointRecords(), location: engine.checkpointLocation)
     }
 
     return router
+}
+
+/// The `:id` of a task route, validated.
+private func taskID(_ context: APIRequestContext) throws(CoreError) -> TaskID {
+    try TaskID(context.parameters.get("id") ?? "", field: "task id")
 }

@@ -46,7 +46,8 @@ public func buildCoordinator(
     let engine = CoordinatorEngine(
         membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
         barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
-        checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(), queue: queue,
+        checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(),
+        restoringTasks: try store.loadTasks(), queue: queue,
         now: { clock.now() }, logger: logger)
     let listeners = Listeners(host: config.host)
 
