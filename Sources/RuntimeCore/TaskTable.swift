@@ -16,7 +16,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
         /// The last worker died (or every one did): nobody is left to finish.
         case failed
 
-        /// Whether the task has ended (a join may revive a completed or failed one; a stopped one stays stopped).
+        /// Whether the task has ended (workers joining again run it again).
         public var isTerminal: Bool { self == .stopped || self == .completed || self == .failed }
     }
 
@@ -100,10 +100,7 @@ public struct TaskTable: Sendable {
     public var all: [TaskRecord] { records.values.sorted { ($0.createdAtMs, $0.id) < ($1.createdAtMs, $1.id) } }
 
     /// Whether workers of the task must be told to stop.
-    public func isStopping(_ id: TaskID) -> Bool {
-        guard let status = records[id.rawValue]?.status else { return false }
-        return status == .stopping || status == .stopped
-    }
+    public func isStopping(_ id: TaskID) -> Bool { records[id.rawValue]?.status == .stopping }
 
     /// Creates a task through the API. An id a worker already used (an implicit task) is taken over if that task has
     /// not ended; any other existing id is `alreadyExists`.
@@ -166,13 +163,13 @@ public struct TaskTable: Sendable {
             return record
         }
         switch record.status {
-        case .pending, .completed, .failed:
-            // A job restarted after it ended is running again.
+        case .pending, .stopped, .completed, .failed:
+            // A job started again after it ended is running again. (While it is stopping, joiners are told to stop.)
             record.status = .running
             record.startedAtMs = record.startedAtMs ?? nowMs
             record.endedAtMs = nil
             record.reason = nil
-        case .running, .stopping, .stopped:
+        case .running, .stopping:
             return nil
         }
         records[record.id] = record
