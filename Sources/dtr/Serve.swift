@@ -21,16 +21,17 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.resolve(environment: ProcessInfo.processInfo.environment)
+        let logs = LogBuffer()
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = config.logLevel
-            return handler
+            CoordinatorLogHandler(
+                label: label, level: config.logLevel, format: config.logFormat, buffer: logs,
+                sink: CoordinatorLogHandler.standardError)
         }
         let logger = Logger(label: "dtr")
 
         let runtime: CoordinatorRuntime
         do {
-            runtime = try buildCoordinator(config: config, logger: logger)
+            runtime = try buildCoordinator(config: config, logger: logger, logs: logs)
         } catch let error as any CodedError {
             throw StartupError(message: error.message)
         }

@@ -21,6 +21,9 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "trace, debug, info, notice, warning, error or critical [env: DTR_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
+    @Option(help: "text or json: the format of log lines on standard error [env: DTR_LOG_FORMAT] (default: text).")
+    var logFormat: String?
+
     @Option(help: "How often workers heartbeat, e.g. 500ms, 1s [env: DTR_HEARTBEAT_INTERVAL] (default: 1s).")
     var heartbeatInterval: String?
 
@@ -100,6 +103,9 @@ struct ServeOptions: ParsableArguments {
             dataDir: dataDir ?? env.values["DTR_DATA_DIR"] ?? "./dtr-data",
             membership: membership,
             logLevel: try env.logLevel(logLevel, "DTR_LOG_LEVEL", flag: "--log-level", default: .info),
+            logFormat: try env.value(
+                logFormat, "DTR_LOG_FORMAT", flag: "--log-format", default: .text, rule: "must be text or json",
+                parse: { LogFormat(rawValue: $0.lowercased()) }),
             barrierMaxPayloadBytes: try env.size(
                 barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20),
             checkpoints: try checkpoints(env))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import FAST, free_port, wait_until
+from dtruntime import TrainingOrchestrator
 
 
 def test_sigterm_with_open_sessions_shuts_down_gracefully(coordinator_factory, spawn_worker):
@@ -102,3 +104,15 @@ def test_version_and_help(dtr_binary):
     help_text = run_dtr(dtr_binary, "serve", "--help").stdout
     for flag in ["--grpc-port", "--http-port", "--data-dir", "--log-level", "DTR_GRPC_PORT", "--dead-after"]:
         assert flag in help_text
+
+
+def test_json_logs_on_stderr_and_recent_entries_over_http(coordinator_factory):
+    coordinator = coordinator_factory(args=[*FAST, "--log-format", "json"])
+    TrainingOrchestrator(coordinator.grpc_address).register_worker("logged-1", "127.0.0.1", 7001)
+    lines = [json.loads(line) for line in coordinator.log_path.read_text().splitlines() if line.startswith("{")]
+    joined = [line for line in lines if line["message"] == "worker joined"]
+    assert joined and joined[0]["worker_id"] == "logged-1" and joined[0]["level"] == "info"
+    served = coordinator.get_json("/api/logs?worker=logged-1")["logs"]
+    assert [entry["message"] for entry in served] == ["worker joined"]
+    assert served[0]["metadata"]["task_id"] == "default"
+    assert coordinator.get_json("/api/logs?level=nope")["error"]["code"] == "invalid_argument"

@@ -2,7 +2,9 @@ public import Hummingbird
 import RuntimeCore
 
 /// The HTTP API's routes (see docs/API.md), callable from tests with Hummingbird's `app.test(.router)`.
-public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Router<APIRequestContext> {
+public func buildRouter(
+    engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer()
+) -> Router<APIRequestContext> {
     let router = Router(context: APIRequestContext.self)
     router.add(middleware: JSONErrorMiddleware())
 
@@ -75,6 +77,13 @@ public func buildRouter(engine: CoordinatorEngine, listeners: Listeners) -> Rout
         let id = try taskID(context)
         _ = try await engine.stopTask(id)
         return TaskBody(try await engine.task(id))
+    }
+
+    router.get("/api/logs") { request, _ -> LogsBody in
+        let query = try LogsQuery(request.uri.queryParameters)
+        let entries = logs.query(
+            minimumLevel: query.level, since: query.since, worker: query.worker, limit: query.limit)
+        return LogsBody(entries: entries, total: logs.total, capacity: logs.capacity)
     }
 
     router.get("/api/checkpoints") { _, _ -> CheckpointsBody in

@@ -28,12 +28,14 @@ public struct CoordinatorRuntime: Sendable {
 /// The composition root: locks the data directory, restores the durable state, and wires engine, gRPC server and
 /// HTTP server together. Nothing listens until the services run.
 ///
-/// `extraServices` are served by the same gRPC server (the benchmarks' no-op baselines).
+/// `logs` is the buffer `/api/logs` serves (the one the log handler fills); `extraServices` are served by the same
+/// gRPC server (the benchmarks' no-op baselines).
 ///
 /// - Throws: ``StorageError`` when the data directory is locked by another coordinator or the database cannot be
 ///   opened; `CoreError` when the host is not an IP address.
 public func buildCoordinator(
-    config: CoordinatorConfig, logger: Logger, extraServices: [any RegistrableRPCService] = []
+    config: CoordinatorConfig, logger: Logger, logs: LogBuffer = LogBuffer(),
+    extraServices: [any RegistrableRPCService] = []
 ) throws -> CoordinatorRuntime {
     let address = try bindAddress(host: config.host, port: config.grpcPort)
     let dataDirectory = try DataDirectory(path: config.dataDir)
@@ -65,7 +67,7 @@ public func buildCoordinator(
         services: [CoordinatorService(engine: engine)] + extraServices)
 
     let app = Application(
-        router: buildRouter(engine: engine, listeners: listeners),
+        router: buildRouter(engine: engine, listeners: listeners, logs: logs),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }

@@ -16,6 +16,8 @@ public struct CoordinatorConfig: Sendable {
     public var membership: MembershipConfig
     /// Minimum level logged.
     public var logLevel: Logger.Level
+    /// Text or JSON lines on standard error.
+    public var logFormat: LogFormat
     /// Largest reduce payload one barrier participant may send, in bytes. Default 64 MiB.
     public var barrierMaxPayloadBytes: Int
     /// Where checkpoints go and how long they are kept.
@@ -24,7 +26,7 @@ public struct CoordinatorConfig: Sendable {
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1", grpcPort: Int = 50051, httpPort: Int = 51051, dataDir: String = "./dtr-data",
-        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info,
+        membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, logFormat: LogFormat = .text,
         barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints: CheckpointSettings = CheckpointSettings()
     ) {
@@ -34,6 +36,7 @@ public struct CoordinatorConfig: Sendable {
         self.dataDir = dataDir
         self.membership = membership
         self.logLevel = logLevel
+        self.logFormat = logFormat
         self.barrierMaxPayloadBytes = barrierMaxPayloadBytes
         self.checkpoints = checkpoints
     }

@@ -1,0 +1,76 @@
+public import Foundation
+public import Logging
+import Synchronization
+
+/// One log entry as `/api/logs` serves it.
+public struct LogEntry: Sendable, Hashable {
+    /// A sequence number, counting from 1 since the coordinator started.
+    public var sequence: UInt64
+    /// When it was logged.
+    public var timestamp: Date
+    /// Its level.
+    public var level: Logger.Level
+    /// The logger's label.
+    public var label: String
+    /// The message.
+    public var message: String
+    /// Its metadata, rendered as strings (worker_id, task_id, rpc, ...).
+    public var metadata: [String: String]
+}
+
+/// The most recent log entries, in memory: a bounded ring, so a chatty coordinator never grows without bound.
+public final class LogBuffer: Sendable {
+    /// How many entries are kept.
+    public let capacity: Int
+    private let state: Mutex<State>
+
+    private struct State {
+        var entries: [LogEntry] = []
+        var next = 0
+        var sequence: UInt64 = 0
+    }
+
+    /// Creates a buffer of `capacity` entries (at least 1).
+    public init(capacity: Int = 10_000) {
+        self.capacity = max(1, capacity)
+        state = Mutex(State())
+    }
+
+    /// Appends an entry, evicting the oldest when full.
+    public func append(
+        timestamp: Date, level: Logger.Level, label: String, message: String, metadata: [String: String]
+    ) {
+        state.withLock { state in
+            state.sequence += 1
+            let entry = LogEntry(
+                sequence: state.sequence, timestamp: timestamp, level: level, label: label, message: message,
+                metadata: metadata)
+            if state.entries.count < capacity {
+                state.entries.append(entry)
+            } else {
+                state.entries[state.next] = entry
+            }
+            state.next = (state.next + 1) % capacity
+        }
+    }
+
+    /// Entries logged so far, kept or not.
+    public var total: UInt64 { state.withLock { $0.sequence } }
+
+    /// The newest `limit` entries at `minimumLevel` or above, after `since` (exclusive), of `worker` if given; oldest
+    /// first.
+    public func query(minimumLevel: Logger.Level, since: Date?, worker: String?, limit: Int) -> [LogEntry] {
+        let ordered = state.withLock { state in
+            state.entries.count < capacity
+                ? state.entries : Array(state.entries[state.next...] + state.entries[..<state.next])
+        }
+        var matched: [LogEntry] = []
+        for entry in ordered.reversed() where matched.count < limit {
+            if entry.level < minimumLevel { continue }
+            if let since, entry.timestamp <= since { continue }
+            if let worker, entry.metadata["worker_id"] != worker { continue }
+            matched.append(entry)
+        }
+        return matched.reversed()
+    }
+}

@@ -1,0 +1,98 @@
+import Coordinator
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
+import Testing
+
+/// Collects the lines a handler writes.
+final class LineSink: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+    func write(_ line: String) { lines.withLock { $0.append(line) } }
+}
+
+private func logger(_ buffer: LogBuffer, _ sink: LineSink, format: LogFormat = .text, level: Logger.Level = .info)
+    -> Logger
+{
+    Logger(label: "dtr") { label in
+        CoordinatorLogHandler(label: label, level: level, format: format, buffer: buffer, sink: sink.write)
+    }
+}
+
+@Suite("Logs: the handler, the ring buffer, GET /api/logs")
+struct LogTests {
+    @Test("text and JSON lines carry the metadata; entries below the level are neither written nor kept")
+    func formats() throws {
+        let buffer = LogBuffer()
+        let text = LineSink()
+        logger(buffer, text).info("worker joined", metadata: ["worker_id": "w1", "task_id": "default"])
+        logger(buffer, text).debug("not shown")
+        let line = try #require(text.all.first)
+        #expect(text.all.count == 1 && line.hasSuffix(" info dtr: worker joined task_id=default worker_id=w1\n"))
+        #expect(line.hasPrefix(String(Date().formatted(.iso8601.year()))))
+
+        let json = LineSink()
+        logger(buffer, json, format: .json).warning("disk slow", metadata: ["path": "/var/lib/dtr \"x\""])
+        let written = try #require(json.all.first)
+        let decoded = try JSONSerialization.jsonObject(with: Data(written.utf8))
+        let object = try #require(decoded as? [String: String])
+        #expect(object["level"] == "warning" && object["message"] == "disk slow" && object["label"] == "dtr")
+        #expect(object["path"] == "/var/lib/dtr \"x\"" && object["timestamp"] != nil)
+        #expect(buffer.total == 2)
+    }
+
+    @Test("the buffer keeps the newest entries and filters by level, time and worker")
+    func buffer() {
+        let buffer = LogBuffer(capacity: 3)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        for index in 0..<5 {
+            buffer.append(
+                timestamp: start + Double(index), level: index % 2 == 0 ? .info : .error, label: "dtr",
+                message: "m\(index)", metadata: ["worker_id": "w\(index % 2)"])
+        }
+        #expect(buffer.total == 5)
+        #expect(
+            buffer.query(minimumLevel: .trace, since: nil, worker: nil, limit: 10).map(\.message) == ["m2", "m3", "m4"])
+        #expect(buffer.query(minimumLevel: .error, since: nil, worker: nil, limit: 10).map(\.message) == ["m3"])
+        #expect(
+            buffer.query(minimumLevel: .trace, since: start + 2, worker: nil, limit: 10).map(\.message) == ["m3", "m4"])
+        #expect(buffer.query(minimumLevel: .trace, since: nil, worker: "w0", limit: 10).map(\.message) == ["m2", "m4"])
+        #expect(buffer.query(minimumLevel: .trace, since: nil, worker: nil, limit: 1).map(\.sequence) == [5])
+    }
+
+    @Test("GET /api/logs serves the buffer; bad queries are 400s")
+    func route() async throws {
+        let harness = try Harness()
+        let buffer = LogBuffer()
+        let sink = LineSink()
+        logger(buffer, sink).info("worker joined", metadata: ["worker_id": "w1"])
+        logger(buffer, sink).error("checkpoint aborted", metadata: ["worker_id": "w2"])
+        let app = Application(
+            router: buildRouter(engine: harness.engine, listeners: Listeners(host: "127.0.0.1"), logs: buffer))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/logs?level=warning", method: .get) { response in
+                let body = try json(response.body)
+                let logs = try #require(body["logs"] as? [[String: Any]])
+                #expect(logs.map { $0["message"] as? String } == ["checkpoint aborted"])
+                #expect((logs.first?["metadata"] as? [String: String])?["worker_id"] == "w2")
+                #expect(body["total"] as? Int == 2 && body["capacity"] as? Int == 10_000)
+            }
+            try await client.execute(uri: "/api/logs?worker=w1&since=0&limit=5", method: .get) { response in
+                let logs = try #require(try json(response.body)["logs"] as? [[String: Any]])
+                #expect(logs.map { $0["level"] as? String } == ["info"])
+            }
+            for (query, message) in [
+                ("level=loud", "level must be one of trace"), ("since=yesterday", "since must be an ISO 8601 time"),
+                ("limit=0", "limit must be between 1 and 10000"), ("worker=a%20b", "worker must be 1-128 printable"),
+            ] {
+                try await client.execute(uri: "/api/logs?\(query)", method: .get) { response in
+                    #expect(response.status == .badRequest)
+                    let error = try #require(try json(response.body)["error"] as? [String: Any])
+                    #expect((error["message"] as? String)?.hasPrefix(message) == true, "\(error)")
+                }
+            }
+        }
+    }
+}
