@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: SQLite headers for GRDB; CPU PyTorch for Debian's python3 (the checkpoint tests round-trip torch
-# state_dicts with it, and the barrier benchmark compares with torch's TCPStore).
-packages=(libsqlite3-dev python3-torch)
+# state_dicts with it, and the barrier benchmark compares with torch's TCPStore); Prometheus for promtool, which checks
+# the /metrics exposition in the tests.
+packages=(libsqlite3-dev python3-torch prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

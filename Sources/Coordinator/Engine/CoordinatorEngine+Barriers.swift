@@ -41,10 +41,14 @@ extension CoordinatorEngine {
                 if let last = arrivals.values.max() { barrierReleaseLatency.record(released - last) }
                 for arrival in arrivals.values { barrierWaitTime.record(released - arrival) }
                 barriersReleased += 1
+                metrics.recordBarrier(
+                    outcome: "released", release: arrivals.values.max().map { released - $0 },
+                    waits: arrivals.values.map { released - $0 })
             case .fail(let id, let failure):
                 let waiters = barrierWaiters.removeValue(forKey: id) ?? []
                 for waiter in waiters { waiter.resume(throwing: failure) }
                 barriersFailed += 1
+                metrics.recordBarrier(outcome: failure.code.rawValue, release: nil, waits: [])
                 logger.warning(
                     "barrier failed",
                     metadata: [

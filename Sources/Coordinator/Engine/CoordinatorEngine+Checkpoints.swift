@@ -269,6 +269,10 @@ extension CoordinatorEngine {
     }
 
     private func log(settled record: CheckpointRecord) {
+        metrics.recordCheckpoint(
+            outcome: record.status.rawValue,
+            latency: record.committedAtMs.map { .milliseconds($0 - record.createdAtMs) },
+            bytes: record.status == .committed ? record.totalBytes : 0)
         switch record.status {
         case .committed:
             logger.info(

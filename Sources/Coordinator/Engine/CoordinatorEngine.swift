@@ -17,6 +17,8 @@ public actor CoordinatorEngine {
     public nonisolated let queue: WriteBehindQueue
     /// When the engine started.
     public nonisolated let startedAt: Moment
+    /// Counters, timers and gauges for `/metrics` and `/api/metrics`.
+    public nonisolated let metrics: CoordinatorMetrics
 
     var membership: Membership
     /// Registered datasets and the recent epochs' shard ledgers.
@@ -60,7 +62,8 @@ public actor CoordinatorEngine {
         data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
-        restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [], queue: WriteBehindQueue,
+        restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
+        metrics: CoordinatorMetrics = CoordinatorMetrics(), queue: WriteBehindQueue,
         sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
@@ -70,6 +73,7 @@ public actor CoordinatorEngine {
         let resumedCommits = checkpoints.resumeCommits()
         self.checkpoints = checkpoints
         self.tasks = TaskTable(restoring: restoringTasks)
+        self.metrics = metrics
         self.checkpointStore = checkpointStore
         self.checkpointSweepInterval = checkpointSettings.sweepInterval
         self.membershipConfig = membershipConfig
@@ -160,7 +164,9 @@ public actor CoordinatorEngine {
 
     /// Records a heartbeat in the membership; returns the view as of now (possibly not durable yet).
     private func record(_ id: WorkerID, step: Int64, metrics: [String: Double]) throws(CoreError) -> MembershipView {
-        let (view, directives) = try membership.onHeartbeat(id, step: step, metrics: metrics, now: now())
+        let moment = now()
+        let (view, directives) = try membership.onHeartbeat(id, step: step, metrics: metrics, now: moment)
+        self.metrics.recordHeartbeat(at: moment.monotonic)
         if !directives.isEmpty { carryOut(directives) }
         return view
     }

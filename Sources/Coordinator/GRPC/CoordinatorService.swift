@@ -18,7 +18,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func registerWorker(
         request: Dtruntime_V1_RegisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("RegisterWorker", engine.metrics) {
             let spec = try WorkerSpec(validating: request)
             let view = try await engine.register(spec)
             let config = engine.membershipConfig
@@ -35,7 +35,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func heartbeat(
         request: Dtruntime_V1_HeartbeatRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_HeartbeatResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("Heartbeat", engine.metrics) {
             let beat = try ValidatedHeartbeat(request)
             let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
             return .with { $0.view = Dtruntime_V1_MembershipView(view) }
@@ -45,7 +45,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func deregisterWorker(
         request: Dtruntime_V1_DeregisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_DeregisterWorkerResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("DeregisterWorker", engine.metrics) {
             try WireTypeCheck.check(request)
             let id = try WorkerID(request.workerID)
             guard request.reason.utf8.count <= 1024 else {
@@ -68,7 +68,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         response: RPCWriter<Dtruntime_V1_SessionEvent>,
         context: ServerContext
     ) async throws {
-        try await withRPCErrors {
+        try await withRPCErrors("WorkerSession", nil) {
             let (updates, channel) = SessionChannel.make()
             // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
             // coordinator closes the session the handler returns without it, and the transport ends the stream.
@@ -117,7 +117,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func registerDataset(
         request: Dtruntime_V1_RegisterDatasetRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterDatasetResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("RegisterDataset", engine.metrics) {
             try WireTypeCheck.check(request)
             guard request.hasSpec else { throw CoreError.invalid("spec", "must be set") }
             try WireTypeCheck.check(request.spec)
@@ -137,7 +137,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func getShardAssignment(
         request: Dtruntime_V1_GetShardAssignmentRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("GetShardAssignment", engine.metrics) {
             try WireTypeCheck.check(request)
             let dataset = try Validation.name(request.dataset, field: "dataset")
             let worker = try WorkerID(request.workerID)
@@ -158,7 +158,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func reportShardProgress(
         request: Dtruntime_V1_ReportShardProgressRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportShardProgressResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("ReportShardProgress", engine.metrics) {
             try WireTypeCheck.check(request)
             let (record, progress) = try await engine.reportShardProgress(
                 dataset: try Validation.name(request.dataset, field: "dataset"),
@@ -178,7 +178,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("SaveCheckpoint", engine.metrics) {
             try WireTypeCheck.check(request)
             let grant = try await engine.saveCheckpoint(
                 worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
@@ -199,7 +199,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func reportCheckpointPart(
         request: Dtruntime_V1_ReportCheckpointPartRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportCheckpointPartResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("ReportCheckpointPart", engine.metrics) {
             try WireTypeCheck.check(request)
             let worker = try WorkerID(request.workerID)
             let id = try CheckpointID(parsing: request.checkpointID)
@@ -232,7 +232,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func loadCheckpoint(
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("LoadCheckpoint", engine.metrics) {
             try WireTypeCheck.check(request)
             let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
             let task: TaskID
@@ -262,7 +262,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func barrierSync(
         request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_BarrierSyncResponse {
-        try await withRPCErrors {
+        try await withRPCErrors("BarrierSync", engine.metrics) {
             try WireTypeCheck.check(request)
             try WireTypeCheck.check(request.payload)
             let name = try Validation.name(request.name, field: "name")

@@ -23,7 +23,24 @@ extension ErrorCode {
 
 /// Runs a handler and turns whatever it throws into an `RPCError` with the right status code and the error's
 /// actionable message (instead of gRPC's opaque UNKNOWN).
-func withRPCErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+///
+/// Also records the call's duration and outcome in `metrics` under `method` (nil for streams, whose duration is their
+/// lifetime, not a latency).
+func withRPCErrors<T: Sendable>(
+    _ method: String, _ metrics: CoordinatorMetrics?, _ body: () async throws -> T
+) async throws -> T {
+    let started = ContinuousClock.now
+    do {
+        let result = try await mapRPCErrors(body)
+        metrics?.recordRPC(method, duration: ContinuousClock.now - started, error: nil)
+        return result
+    } catch let error as RPCError {
+        metrics?.recordRPC(method, duration: ContinuousClock.now - started, error: "\(error.code)")
+        throw error
+    }
+}
+
+private func mapRPCErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as RPCError {

@@ -13,22 +13,7 @@ public func buildRouter(
     }
 
     router.get("/api/status") { _, _ -> StatusBody in
-        let status = await engine.status()
-        let config = engine.membershipConfig
-        let ports = listeners.current
-        let count = { (health: WorkerHealth) in status.health[health] ?? 0 }
-        return StatusBody(
-            host: listeners.host, grpcPort: ports.grpc, httpPort: ports.http, uptimeSeconds: status.uptime.seconds,
-            heartbeat: .init(
-                intervalMs: config.heartbeatInterval.milliseconds, suspectAfterMs: config.suspectAfter.milliseconds,
-                deadAfterMs: config.deadAfter.milliseconds),
-            workers: .init(
-                total: status.health.values.reduce(0, +), healthy: count(.healthy), suspect: count(.suspect),
-                dead: count(.dead), left: count(.left)),
-            sessions: status.sessions,
-            tasks: status.tasks.map {
-                .init(taskID: $0.taskID.rawValue, membershipEpoch: $0.epoch, worldSize: $0.worldSize)
-            })
+        await statusBody(engine: engine, listeners: listeners)
     }
 
     router.get("/api/workers") { request, _ -> WorkersBody in
@@ -86,6 +71,35 @@ public func buildRouter(
         return LogsBody(entries: entries, total: logs.total, capacity: logs.capacity)
     }
 
+    router.get("/api/metrics") { _, _ -> MetricsBody in
+        MetricsBody(await engine.metricsSnapshot(), rpc: engine.metrics.rpcFigures)
+    }
+
+    // Prometheus text exposition (version 0.0.4).
+    router.get("/metrics") { _, _ -> Response in
+        _ = await engine.metricsSnapshot()  // sets the gauges
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: engine.metrics.prometheusText())))
+    }
+
+    // The whole state in one call, as the reference's dashboard reads it.
+    router.get("/api/dashboard") { _, _ -> DashboardBody in
+        DashboardBody(
+            status: await statusBody(engine: engine, listeners: listeners),
+            workers: WorkersBody(workers: await engine.workers().map(WorkerBody.init)),
+            tasks: TasksBody(tasks: await engine.taskList().map(TaskBody.init)),
+            datasets: DatasetsBody(
+                datasets: await engine.datasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) }),
+            barriers: BarriersBody(await engine.barrierStatus()),
+            checkpoints: CheckpointsBody(
+                records: await engine.checkpointRecords(), location: engine.checkpointLocation),
+            metrics: MetricsBody(await engine.metricsSnapshot(), rpc: engine.metrics.rpcFigures),
+            logs: LogsBody(
+                entries: logs.query(minimumLevel: .info, since: nil, worker: nil, limit: 50), total: logs.total,
+                capacity: logs.capacity))
+    }
+
     router.get("/api/checkpoints") { _, _ -> CheckpointsBody in
         CheckpointsBody(records: await engine.checkpointRecords(), location: engine.checkpointLocation)
     }
@@ -96,4 +110,24 @@ public func buildRouter(
 /// The `:id` of a task route, validated.
 private func taskID(_ context: APIRequestContext) throws(CoreError) -> TaskID {
     try TaskID(context.parameters.get("id") ?? "", field: "task id")
+}
+
+/// `GET /api/status`'s body.
+private func statusBody(engine: CoordinatorEngine, listeners: Listeners) async -> StatusBody {
+    let status = await engine.status()
+    let config = engine.membershipConfig
+    let ports = listeners.current
+    let count = { (health: WorkerHealth) in status.health[health] ?? 0 }
+    return StatusBody(
+        host: listeners.host, grpcPort: ports.grpc, httpPort: ports.http, uptimeSeconds: status.uptime.seconds,
+        heartbeat: .init(
+            intervalMs: config.heartbeatInterval.milliseconds, suspectAfterMs: config.suspectAfter.milliseconds,
+            deadAfterMs: config.deadAfter.milliseconds),
+        workers: .init(
+            total: status.health.values.reduce(0, +), healthy: count(.healthy), suspect: count(.suspect),
+            dead: count(.dead), left: count(.left)),
+        sessions: status.sessions,
+        tasks: status.tasks.map {
+            .init(taskID: $0.taskID.rawValue, membershipEpoch: $0.epoch, worldSize: $0.worldSize)
+        })
 }
