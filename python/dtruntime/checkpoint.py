@@ -37,14 +37,24 @@ from dtruntime.checkpoint_manifest import (
     CheckpointStatus,
     StoreLocation,
 )
-from dtruntime.checkpoint_store import BlobStore, LocalStore, S3Options, open_store, parse_store, validate_key
-from dtruntime.client import CheckpointTicket, CoordinatorClient
+from dtruntime.checkpoint_store import (
+    BlobStore,
+    LocalStore,
+    S3Options,
+    WriteResult,
+    open_store,
+    parse_store,
+    validate_key,
+)
+from dtruntime.client import CheckpointReport, CheckpointTicket, CoordinatorClient
 from dtruntime.errors import (
     CheckpointAborted,
     CheckpointCorrupted,
     CheckpointError,
     CheckpointNotFound,
     CheckpointStorageError,
+    CoordinatorUnavailable,
+    DeadlineExceeded,
     DtrError,
     FailedPrecondition,
     NotFound,
@@ -67,6 +77,10 @@ _DEFAULT_WAIT = 600.0
 """How long a waiting part report may take when the coordinator set no deadline."""
 _STALE_RETRY_SECONDS = 30.0
 """How long a save waits for this worker's view to catch up with a membership change the coordinator already saw."""
+_REPORT_RETRY_FIRST_PAUSE = 0.05
+_REPORT_RETRY_MAX_PAUSE = 1.0
+"""Pauses between retries of a part report while the coordinator is unreachable: doubling, at most this long (a
+restarted coordinator is heard from within a second)."""
 
 
 @dataclass(frozen=True)
@@ -466,15 +480,7 @@ class CheckpointManager:
             # Tell the coordinator at once, so the checkpoint aborts now rather than at its deadline.
             self._report_failure(ticket, error)
             raise
-        report = client.report_checkpoint_part(
-            self._worker_id,
-            ticket.checkpoint_id,
-            size_bytes=written.size_bytes,
-            sha256=written.sha256,
-            write_seconds=written.seconds,
-            wait=True,
-            timeout=_report_timeout(ticket),
-        )
+        report = self._report_part(client, ticket, request, written)
         if report.status == CheckpointStatus.ABORTED:
             raise CheckpointAborted(
                 f"checkpoint {ticket.checkpoint_id} (step {request.step}) was aborted by the coordinator: "
@@ -499,6 +505,52 @@ class CheckpointManager:
             write_seconds=written.seconds,
             manifest=report.manifest,
         )
+
+    def _report_part(
+        self, client: CoordinatorClient, ticket: CheckpointTicket, request: _Request, written: WriteResult
+    ) -> CheckpointReport:
+        """Phase two: reports the written part and waits for the outcome. The coordinator takes the same report (same
+        worker, checkpoint, size and sha256) again without effect, so when it is unreachable or the call times out (a
+        restart, a network blip) the report is sent again, pausing up to a second between tries, until the
+        checkpoint's deadline: a part already written is not given up for an outage the commit can outlive."""
+        give_up = time.monotonic() + (
+            _DEFAULT_WAIT if ticket.deadline is None else (ticket.deadline - _now()).total_seconds()
+        )
+        pause = _REPORT_RETRY_FIRST_PAUSE
+        while True:
+            try:
+                return client.report_checkpoint_part(
+                    self._worker_id,
+                    ticket.checkpoint_id,
+                    size_bytes=written.size_bytes,
+                    sha256=written.sha256,
+                    write_seconds=written.seconds,
+                    wait=True,
+                    timeout=_report_timeout(ticket),
+                )
+            except (CoordinatorUnavailable, DeadlineExceeded) as error:
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    raise
+                log.warning(
+                    "reporting the part of %s failed (%s); retrying in %.2fs, for up to %.0fs (its deadline)",
+                    ticket.checkpoint_id,
+                    error,
+                    min(pause, remaining),
+                    remaining,
+                )
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, _REPORT_RETRY_MAX_PAUSE)
+            except FailedPrecondition as error:
+                # A report that arrives after the abort (a peer's failure came first, or the checkpoint was aborted
+                # while the coordinator was out of reach) is refused; it is the same outcome as an ABORTED reply.
+                if "was aborted" not in error.message:
+                    raise
+                raise CheckpointAborted(
+                    f"checkpoint {ticket.checkpoint_id} (step {request.step}) was aborted by the coordinator before "
+                    f"this rank's report arrived: {error.message}",
+                    error.code,
+                ) from None
 
     def _open(self, client: CoordinatorClient, request: _Request) -> CheckpointTicket:
         """Phase one. When the coordinator refuses a stale membership epoch (a worker joined or left since the state
