@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import operator
+import os
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from dtruntime.checkpoint_fork import ForkedWrite
 from dtruntime.checkpoint_format import EncodedState, decode, encode
 from dtruntime.checkpoint_manifest import (
     CheckpointManifest,
@@ -145,6 +147,11 @@ class CheckpointManager:
             last committed checkpoints plus the ``keep_best`` best by ``best_metric`` (``"min"``: lower is better, or
             ``"max"``), delete the rest. The latest is never deleted. ``None`` keeps everything. (Distributed
             retention is the coordinator's policy.)
+        snapshot: how ``save(blocking=False)`` captures the state before it returns. ``"copy"`` copies it into host
+            buffers (bounded by memory bandwidth: ~0.1 s per GiB). ``"fork"`` forks a child process that sees the
+            state as it is at that instant, copy-on-write, and writes the part: a few milliseconds whatever the size;
+            pages the training then changes are copied by the kernel one at a time. Forking needs the state in host
+            memory (CPU tensors) and a POSIX system; the child never touches gRPC.
         allow_pickle: store values that are not arrays, tensors, containers or scalars with pickle (and load them).
             Pickles are only ever read from this manager's store (or the coordinator's), after their sha256 checks out.
     """
@@ -167,7 +174,13 @@ class CheckpointManager:
         best_metric: str | None = None,
         best_mode: Literal["min", "max"] = "min",
         allow_pickle: bool = True,
+        snapshot: Literal["copy", "fork"] = "copy",
     ) -> None:
+        if snapshot not in ("copy", "fork"):
+            raise ValueError(f"snapshot must be 'copy' or 'fork' (got {snapshot!r})")
+        if snapshot == "fork" and not hasattr(os, "fork"):
+            raise ValueError("snapshot='fork' needs os.fork (Linux or macOS): use snapshot='copy'")
+        self._snapshot = snapshot
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ValueError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
         self._distributed = worker is not None or coordinator is not None
@@ -365,8 +378,13 @@ class CheckpointManager:
                 return buffers[-1]
 
             try:
-                snapshot = encoded.snapshot(allocate)
-                future = self._pool().submit(self._write, snapshot, request, ticket)
+                if self._snapshot == "fork":
+                    future = self._pool().submit(
+                        self._write_part_with, self._fork(encoded, request, ticket), request, ticket
+                    )
+                else:
+                    snapshot = encoded.snapshot(allocate)
+                    future = self._pool().submit(self._write, snapshot, request, ticket)
             except BaseException as error:
                 if ticket is not None:
                     self._report_failure(ticket, error)
@@ -386,18 +404,39 @@ class CheckpointManager:
         return future
 
     def _write(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket | None) -> SavedCheckpoint:
-        if self._distributed:
-            return self._write_distributed(encoded, request, ticket or self._begin(request))
-        return self._write_standalone(encoded, request)
+        return self._write_part_with(lambda store, key: store.write_part(key, encoded), request, ticket)
 
-    def _write_standalone(self, encoded: EncodedState, request: _Request) -> SavedCheckpoint:
+    def _write_part_with(
+        self, write: _PartWriter | _ForkedPart, request: _Request, ticket: CheckpointTicket | None
+    ) -> SavedCheckpoint:
+        """The rest of a save once it is known how the part gets written (here, or by a forked child)."""
+        if isinstance(write, _ForkedPart):
+            return write.finish(self)
+        if self._distributed:
+            return self._write_distributed(write, request, ticket or self._begin(request))
+        return self._write_standalone(write, request)
+
+    def _fork(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket | None) -> _ForkedPart:
+        """Starts a forked write of the part, from the caller's thread (the child sees the state as of now)."""
+        if ticket is not None:
+            validate_key(ticket.object_key)
+            store = self._store_for(ticket.store, create_root=False)
+            return _ForkedPart(
+                request, ticket, None, ForkedWrite.start(store, ticket.object_key, encoded, s3=self._s3_options)
+            )
+        store = self._require_store()
+        prefix = self._claim(store, request.step)
+        key = f"{prefix}/rank-00000.part"
+        return _ForkedPart(request, None, prefix, ForkedWrite.start(store, key, encoded, s3=self._s3_options))
+
+    def _write_standalone(self, write: _PartWriter, request: _Request, prefix: str | None = None) -> SavedCheckpoint:
         store = self._require_store()
         created = _now()
-        prefix = self._claim(store, request.step)
+        prefix = prefix or self._claim(store, request.step)
         part_key = f"{prefix}/rank-00000.part"
         manifest_key = f"{prefix}/manifest.json"
         try:
-            written = store.write_part(part_key, encoded)
+            written = write(store, part_key)
             manifest = CheckpointManifest(
                 checkpoint_id=prefix,
                 task_id=self._task_id,
@@ -470,12 +509,12 @@ class CheckpointManager:
         self._last_rank = ticket.rank
         return ticket
 
-    def _write_distributed(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket) -> SavedCheckpoint:
+    def _write_distributed(self, write: _PartWriter, request: _Request, ticket: CheckpointTicket) -> SavedCheckpoint:
         client = self._require_client()
         try:
             validate_key(ticket.object_key)
             store = self._store_for(ticket.store, create_root=False)
-            written = store.write_part(ticket.object_key, encoded)
+            written = write(store, ticket.object_key)
         except BaseException as error:
             # Tell the coordinator at once, so the checkpoint aborts now rather than at its deadline.
             self._report_failure(ticket, error)
@@ -950,3 +989,26 @@ def _report_timeout(ticket: CheckpointTicket) -> float:
     if ticket.deadline is None:
         return _DEFAULT_WAIT
     return max(0.0, (ticket.deadline - _now()).total_seconds()) + _REPORT_MARGIN
+
+
+_PartWriter = Callable[[BlobStore, str], WriteResult]
+"""Writes the part to a key of a store."""
+
+
+@dataclass(frozen=True)
+class _ForkedPart:
+    """A background save whose part a forked child is writing: the rest of the save waits for it."""
+
+    request: _Request
+    ticket: CheckpointTicket | None
+    prefix: str | None
+    child: ForkedWrite
+
+    def finish(self, manager: CheckpointManager) -> SavedCheckpoint:
+        # The child already writes; the writer just waits for its result.
+        def written(_store: BlobStore, _key: str) -> WriteResult:
+            return self.child.result()
+
+        if self.ticket is not None:
+            return manager._write_distributed(written, self.request, self.ticket)
+        return manager._write_standalone(written, self.request, self.prefix)

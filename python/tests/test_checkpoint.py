@@ -710,3 +710,43 @@ def test_invalid_manager_arguments(tmp_path):
             checkpoints.load(restore_data=True)
         with pytest.raises(CheckpointNotFound, match=f"no checkpoint in file://{tmp_path} .*yet"):
             checkpoints.load()
+
+
+# MARK: forked snapshots
+
+
+def test_forked_background_saves_keep_the_state_of_the_save_call(tmp_path):
+    weights = np.arange(1 << 20, dtype=np.float32)
+    with CheckpointManager(str(tmp_path / "ckpt"), snapshot="fork", max_in_flight=2) as manager:
+        futures = []
+        for step in range(4):
+            futures.append(manager.save({"w": weights, "step": np.int64(step)}, step=step, blocking=False))
+            weights += 1  # right after save() returned: the child still sees the state of the call
+        saved = [future.result(timeout=60) for future in futures]
+        assert [checkpoint.status for checkpoint in saved] == [CheckpointStatus.COMMITTED] * 4
+        for step in range(4):
+            loaded = manager.load(step=step)
+            assert int(loaded["step"]) == step
+            assert np.array_equal(loaded["w"], np.arange(1 << 20, dtype=np.float32) + step)
+    assert not list((tmp_path / "ckpt").rglob("*.tmp-*")), "no temporary files left"
+
+
+def test_a_forked_write_that_fails_surfaces_the_childs_error(s3_env, monkeypatch):
+    bucket = s3_env.create_bucket("forkfail")
+    manager = CheckpointManager(
+        f"s3://{bucket}/x", s3_endpoint=s3_env.endpoint, s3_region=s3_env.region, snapshot="fork"
+    )
+    manager.checkpoints()  # the parent's S3 client exists, with good credentials
+    # The child opens its own client, from the environment as it is at the fork: with a wrong secret.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    future = manager.save({"w": np.ones(10)}, step=1, blocking=False)
+    failure = r"in a forked process failed: .*refused the credentials"
+    with pytest.raises(CheckpointStorageError, match=failure):
+        future.result(timeout=60)
+    with pytest.raises(CheckpointStorageError, match=failure):
+        manager.close()  # closing reports what failed in the background, too
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_env.secret_key)
+    with CheckpointManager(f"s3://{bucket}/x", s3_endpoint=s3_env.endpoint, s3_region=s3_env.region) as reader:
+        assert reader.checkpoints() == [], "nothing was committed"
+    with pytest.raises(ValueError, match="snapshot must be 'copy' or 'fork'"):
+        CheckpointManager(str(s3_env.endpoint), snapshot="cow")  # type: ignore[arg-type]

@@ -203,14 +203,15 @@ def test_two_ranks_commit_one_checkpoint_and_each_loads_its_own_part(coordinator
             assert loaded.part.rank == 0 and np.array_equal(loaded.state["shard"], np.arange(10.0))
 
 
-def test_background_saves_commit(coordinator_factory):
+@pytest.mark.parametrize("snapshot", ["copy", "fork"])
+def test_background_saves_commit(coordinator_factory, snapshot):
     coordinator = coordinator_factory()
     states = [{"w": np.ones(1000)}, {"w": np.zeros(1000)}]
     with joined(coordinator, "w0", "w1") as workers:
         futures: dict[str, concurrent.futures.Future[SavedCheckpoint]] = {}
 
         def run(worker: Worker, state: dict[str, np.ndarray]) -> None:
-            with CheckpointManager(worker=worker) as checkpoints:
+            with CheckpointManager(worker=worker, snapshot=snapshot) as checkpoints:
                 futures[worker.worker_id] = checkpoints.save(state, step=20, blocking=False)
                 state["w"] += 100  # the caller may change the state as soon as save() returns
 
