@@ -79,6 +79,23 @@ struct ServeOptions: ParsableArguments {
         help: "min or max: which --checkpoint-best-metric is better [env: DTR_CHECKPOINT_BEST_MODE] (default: min).")
     var checkpointBestMode: String?
 
+    @Option(
+        help: """
+            Token every worker must send (gRPC metadata authorization: Bearer ...; the SDK reads DTR_WORKER_TOKEN); \
+            at least 16 printable characters [env: DTR_WORKER_TOKEN] (default: none).
+            """)
+    var workerToken: String?
+
+    @Option(
+        help: """
+            Token every HTTP request but /api/health must send (Authorization: Bearer ...) [env: DTR_ADMIN_TOKEN] \
+            (default: none).
+            """)
+    var adminToken: String?
+
+    @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
+    var insecure = false
+
     /// Resolves flags, then environment variables, then defaults, into a checked configuration.
     func resolve(environment: [String: String]) throws -> CoordinatorConfig {
         let env = Environment(values: environment)
@@ -96,7 +113,7 @@ struct ServeOptions: ParsableArguments {
         } catch let error as CoreError {
             throw ValidationError(error.message)
         }
-        return CoordinatorConfig(
+        let config = CoordinatorConfig(
             host: host ?? env.values["DTR_HOST"] ?? "127.0.0.1",
             grpcPort: try env.port(grpcPort, "DTR_GRPC_PORT", flag: "--grpc-port", default: 50051),
             httpPort: try env.port(httpPort, "DTR_HTTP_PORT", flag: "--http-port", default: 51051),
@@ -108,7 +125,26 @@ struct ServeOptions: ParsableArguments {
                 parse: { LogFormat(rawValue: $0.lowercased()) }),
             barrierMaxPayloadBytes: try env.size(
                 barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20),
-            checkpoints: try checkpoints(env))
+            checkpoints: try checkpoints(env),
+            workerToken: try token(workerToken, env.values["DTR_WORKER_TOKEN"], flag: "--worker-token"),
+            adminToken: try token(adminToken, env.values["DTR_ADMIN_TOKEN"], flag: "--admin-token"))
+        let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
+        if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
+            throw ValidationError(
+                "--host \(config.host) exposes the coordinator beyond this machine: set DTR_WORKER_TOKEN and "
+                    + "DTR_ADMIN_TOKEN (or --worker-token and --admin-token), or pass --insecure on a network you trust"
+            )
+        }
+        return config
+    }
+
+    private func token(_ flagValue: String?, _ envValue: String?, flag: String) throws -> BearerToken? {
+        guard let text = flagValue ?? envValue else { return nil }
+        guard let token = BearerToken(text) else {
+            let source = flagValue != nil ? flag : flag == "--worker-token" ? "DTR_WORKER_TOKEN" : "DTR_ADMIN_TOKEN"
+            throw ValidationError("\(source) must be 16-4096 printable ASCII characters without spaces")
+        }
+        return token
     }
 
     private func checkpoints(_ env: Environment) throws -> CheckpointSettings {

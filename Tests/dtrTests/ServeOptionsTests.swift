@@ -22,7 +22,8 @@ struct ServeOptionsTests {
     func environmentFallback() throws {
         let environment = [
             "DTR_GRPC_PORT": "6000", "DTR_HTTP_PORT": "0", "DTR_DATA_DIR": "/var/lib/dtr", "DTR_LOG_LEVEL": "DEBUG",
-            "DTR_HOST": "0.0.0.0", "DTR_DEAD_AFTER": "10s",
+            "DTR_HOST": "0.0.0.0", "DTR_DEAD_AFTER": "10s", "DTR_WORKER_TOKEN": "worker-secret-0123456789",
+            "DTR_ADMIN_TOKEN": "admin-secret-0123456789",
         ]
         let config = try ServeOptions.parse(["--grpc-port", "7000", "--suspect-after", "1500ms"])
             .resolve(environment: environment)
@@ -80,5 +81,27 @@ struct ServeOptionsTests {
     @Test("rejected durations", arguments: ["", "5", "-1s", "0s", "1h", "s", "nans"])
     func badDurations(text: String) {
         #expect(DurationArgument.parse(text) == nil)
+    }
+
+    @Test("a non-loopback host needs both tokens or --insecure; tokens are checked and never printed")
+    func tokens() throws {
+        let exposed = #expect(throws: ValidationError.self) {
+            try ServeOptions.parse(["--host", "0.0.0.0"]).resolve(environment: [:])
+        }
+        #expect(exposed?.message.hasPrefix("--host 0.0.0.0 exposes the coordinator beyond this machine") == true)
+        #expect(throws: ValidationError.self) {
+            try ServeOptions.parse(["--host", "0.0.0.0"]).resolve(environment: ["DTR_WORKER_TOKEN": "w" + String(repeating: "x", count: 20)])
+        }
+        #expect(try ServeOptions.parse(["--host", "0.0.0.0", "--insecure"]).resolve(environment: [:]).workerToken == nil)
+        let config = try ServeOptions.parse(["--worker-token", "0123456789abcdef"]).resolve(environment: [:])
+        let token = try #require(config.workerToken)
+        #expect(token.isPresented(in: "Bearer 0123456789abcdef"))
+        #expect(!token.isPresented(in: "Bearer 0123456789abcdeX") && !token.isPresented(in: "Bearer 0123456789abcdef0"))
+        #expect(!token.isPresented(in: "0123456789abcdef") && !token.isPresented(in: nil))
+        #expect("\(token)" == "<redacted token>")
+        let short = #expect(throws: ValidationError.self) {
+            try ServeOptions.parse([]).resolve(environment: ["DTR_ADMIN_TOKEN": "short"])
+        }
+        #expect(short?.message == "DTR_ADMIN_TOKEN must be 16-4096 printable ASCII characters without spaces")
     }
 }

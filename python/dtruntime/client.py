@@ -206,9 +206,11 @@ class CoordinatorClient:
     when nothing listens at the address or ``InvalidArgument`` naming the field that broke a rule.
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(self, address: str | None = None, *, timeout: float = 10.0, token: str | None = None) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
+        # The coordinator's --worker-token, sent with every call; DTR_WORKER_TOKEN by default, like the coordinator.
+        token = token if token is not None else os.environ.get("DTR_WORKER_TOKEN")
         self._channel = grpc.insecure_channel(
             self.address,
             options=[
@@ -222,6 +224,8 @@ class CoordinatorClient:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
         )
+        if token:
+            self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # MARK: membership
@@ -441,3 +445,40 @@ def heartbeat_request(
         step=step,
         metrics={key: float(value) for key, value in (metrics or {}).items()},
     )
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [*(details.metadata or ()), self._header]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready) -> None:
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready

@@ -111,20 +111,22 @@ class LocalCoordinator:
                 f"dtr serve was not ready within {self._startup_timeout}s:\n{self._log_tail()}"
             ) from None
 
-    def get_json(self, path: str) -> Any:
-        """GETs an HTTP API path (e.g. ``/api/workers``) and decodes the JSON body, also for 4xx answers."""
+    def get_json(self, path: str, *, token: str | None = None) -> Any:
+        """GETs an HTTP API path (e.g. ``/api/workers``) and decodes the JSON body, also for 4xx answers; ``token`` is
+        the coordinator's admin token, if it has one."""
+        request = urllib.request.Request(self.http_url + path, headers=_authorization(token))
         try:
-            with urllib.request.urlopen(self.http_url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             return json.load(error)
 
-    def post_json(self, path: str, body: Any = None) -> Any:
+    def post_json(self, path: str, body: Any = None, *, token: str | None = None) -> Any:
         """POSTs a JSON body to an HTTP API path (e.g. ``/api/tasks``) and decodes the answer, also for 4xx answers."""
         request = urllib.request.Request(
             self.http_url + path,
             data=json.dumps({} if body is None else body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **_authorization(token)},
             method="POST",
         )
         try:
@@ -173,3 +175,7 @@ def _pump(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> Non
     for line in process.stdout:
         lines.put(line.rstrip("\n"))
     lines.put(None)
+
+
+def _authorization(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

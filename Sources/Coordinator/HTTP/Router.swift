@@ -3,10 +3,11 @@ import RuntimeCore
 
 /// The HTTP API's routes (see docs/API.md), callable from tests with Hummingbird's `app.test(.router)`.
 public func buildRouter(
-    engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer()
+    engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer(), adminToken: BearerToken? = nil
 ) -> Router<APIRequestContext> {
     let router = Router(context: APIRequestContext.self)
     router.add(middleware: JSONErrorMiddleware())
+    if let adminToken { router.add(middleware: AdminAuthMiddleware(token: adminToken)) }
 
     router.get("/api/health") { _, _ -> HealthBody in
         HealthBody(uptimeSeconds: engine.uptime.seconds)

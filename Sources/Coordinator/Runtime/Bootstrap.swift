@@ -64,10 +64,11 @@ public func buildCoordinator(
                 // ...and payloads of megabytes should not wait for a window update every 64 KiB.
                 $0.http2.targetWindowSize = 8 << 20
             }),
-        services: [CoordinatorService(engine: engine)] + extraServices)
+        services: [CoordinatorService(engine: engine)] + extraServices,
+        interceptors: config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? [])
 
     let app = Application(
-        router: buildRouter(engine: engine, listeners: listeners, logs: logs),
+        router: buildRouter(engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }

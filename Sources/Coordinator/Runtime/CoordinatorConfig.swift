@@ -22,13 +22,18 @@ public struct CoordinatorConfig: Sendable {
     public var barrierMaxPayloadBytes: Int
     /// Where checkpoints go and how long they are kept.
     public var checkpoints: CheckpointSettings
+    /// The token every gRPC call must carry (`authorization: Bearer ...`), if any.
+    public var workerToken: BearerToken?
+    /// The token every HTTP request but `/api/health` must carry, if any.
+    public var adminToken: BearerToken?
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1", grpcPort: Int = 50051, httpPort: Int = 51051, dataDir: String = "./dtr-data",
         membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, logFormat: LogFormat = .text,
         barrierMaxPayloadBytes: Int = 64 << 20,
-        checkpoints: CheckpointSettings = CheckpointSettings()
+        checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
+        adminToken: BearerToken? = nil
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -39,6 +44,8 @@ public struct CoordinatorConfig: Sendable {
         self.logFormat = logFormat
         self.barrierMaxPayloadBytes = barrierMaxPayloadBytes
         self.checkpoints = checkpoints
+        self.workerToken = workerToken
+        self.adminToken = adminToken
     }
 }
 
