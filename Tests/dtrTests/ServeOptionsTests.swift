@@ -90,9 +90,12 @@ struct ServeOptionsTests {
         }
         #expect(exposed?.message.hasPrefix("--host 0.0.0.0 exposes the coordinator beyond this machine") == true)
         #expect(throws: ValidationError.self) {
-            try ServeOptions.parse(["--host", "0.0.0.0"]).resolve(environment: ["DTR_WORKER_TOKEN": "w" + String(repeating: "x", count: 20)])
+            try ServeOptions.parse(["--host", "0.0.0.0"]).resolve(environment: [
+                "DTR_WORKER_TOKEN": "w" + String(repeating: "x", count: 20)
+            ])
         }
-        #expect(try ServeOptions.parse(["--host", "0.0.0.0", "--insecure"]).resolve(environment: [:]).workerToken == nil)
+        #expect(
+            try ServeOptions.parse(["--host", "0.0.0.0", "--insecure"]).resolve(environment: [:]).workerToken == nil)
         let config = try ServeOptions.parse(["--worker-token", "0123456789abcdef"]).resolve(environment: [:])
         let token = try #require(config.workerToken)
         #expect(token.isPresented(in: "Bearer 0123456789abcdef"))
