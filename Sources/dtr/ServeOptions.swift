@@ -93,6 +93,13 @@ struct ServeOptions: ParsableArguments {
             """)
     var adminToken: String?
 
+    @Option(
+        help: """
+            Comma-separated origins whose web pages may call the HTTP API, e.g. https://dash.example.com \
+            [env: DTR_CORS_ORIGINS] (default: none, same-origin only).
+            """)
+    var corsOrigins: String?
+
     @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
     var insecure = false
 
@@ -127,7 +134,8 @@ struct ServeOptions: ParsableArguments {
                 barrierMaxPayload, "DTR_BARRIER_MAX_PAYLOAD", flag: "--barrier-max-payload", default: 64 << 20),
             checkpoints: try checkpoints(env),
             workerToken: try token(workerToken, env.values["DTR_WORKER_TOKEN"], flag: "--worker-token"),
-            adminToken: try token(adminToken, env.values["DTR_ADMIN_TOKEN"], flag: "--admin-token"))
+            adminToken: try token(adminToken, env.values["DTR_ADMIN_TOKEN"], flag: "--admin-token"),
+            corsOrigins: try origins(corsOrigins ?? env.values["DTR_CORS_ORIGINS"]))
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(
@@ -136,6 +144,17 @@ struct ServeOptions: ParsableArguments {
             )
         }
         return config
+    }
+
+    private func origins(_ text: String?) throws -> Set<String> {
+        let origins = (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        if let bad = origins.first(where: { !CORSPolicy.isValidOrigin($0) }) {
+            throw ValidationError(
+                "--cors-origins entries must be origins such as https://dash.example.com:8443, without a path "
+                    + "(got \"\(bad)\")")
+        }
+        return Set(origins)
     }
 
     private func token(_ flagValue: String?, _ envValue: String?, flag: String) throws -> BearerToken? {

@@ -4,6 +4,8 @@ HTTP API; a coordinator exposed beyond loopback without them refuses to start.""
 from __future__ import annotations
 
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -52,3 +54,24 @@ def test_an_exposed_coordinator_without_tokens_refuses_to_start(dtr_binary, tmp_
     assert result.returncode != 0
     assert "--host 0.0.0.0 exposes the coordinator beyond this machine" in result.stderr
     assert "or pass --insecure" in result.stderr
+
+
+def test_cors_preflight_from_a_listed_origin(coordinator_factory):
+    origin = "http://dashboard.local:8080"
+    coordinator = coordinator_factory(args=[*FAST, "--cors-origins", f"{origin}, https://other.example"])
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    request = urllib.request.Request(coordinator.http_url + "/api/tasks", method="OPTIONS", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    foreign = urllib.request.Request(
+        coordinator.http_url + "/api/tasks", method="OPTIONS", headers={**headers, "Origin": "https://evil.example"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(foreign, timeout=10)
+    assert refused.value.code == 403 and refused.value.headers["Access-Control-Allow-Origin"] is None

@@ -3,9 +3,12 @@ import RuntimeCore
 
 /// The HTTP API's routes (see docs/API.md), callable from tests with Hummingbird's `app.test(.router)`.
 public func buildRouter(
-    engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer(), adminToken: BearerToken? = nil
+    engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer(), adminToken: BearerToken? = nil,
+    cors: CORSPolicy = CORSPolicy(origins: [])
 ) -> Router<APIRequestContext> {
     let router = Router(context: APIRequestContext.self)
+    // Outermost, so that error responses carry the CORS headers too.
+    if !cors.origins.isEmpty { router.add(middleware: CORSMiddleware(policy: cors)) }
     router.add(middleware: JSONErrorMiddleware())
     if let adminToken { router.add(middleware: AdminAuthMiddleware(token: adminToken)) }
 

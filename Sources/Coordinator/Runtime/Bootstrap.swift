@@ -68,7 +68,9 @@ public func buildCoordinator(
         interceptors: config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? [])
 
     let app = Application(
-        router: buildRouter(engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken),
+        router: buildRouter(
+            engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
+            cors: CORSPolicy(origins: config.corsOrigins)),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }

@@ -26,6 +26,8 @@ public struct CoordinatorConfig: Sendable {
     public var workerToken: BearerToken?
     /// The token every HTTP request but `/api/health` must carry, if any.
     public var adminToken: BearerToken?
+    /// Origins whose pages may call the HTTP API (none: same-origin only).
+    public var corsOrigins: Set<String>
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -33,7 +35,7 @@ public struct CoordinatorConfig: Sendable {
         membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, logFormat: LogFormat = .text,
         barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
-        adminToken: BearerToken? = nil
+        adminToken: BearerToken? = nil, corsOrigins: Set<String> = []
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -46,6 +48,7 @@ public struct CoordinatorConfig: Sendable {
         self.checkpoints = checkpoints
         self.workerToken = workerToken
         self.adminToken = adminToken
+        self.corsOrigins = corsOrigins
     }
 }
 
