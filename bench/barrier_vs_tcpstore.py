@@ -79,7 +79,17 @@ def dtr(threads: int, rounds: int, binary: str) -> list[float]:
         LocalCoordinator(
             binary,
             data_dir=data,
-            args=["--heartbeat-interval", "60s", "--suspect-after", "120s", "--dead-after", "600s"],
+            # No rate limit: one client process sends thousands of calls at once, on purpose.
+            args=[
+                "--heartbeat-interval",
+                "60s",
+                "--suspect-after",
+                "120s",
+                "--dead-after",
+                "600s",
+                "--grpc-rate-limit",
+                "0",
+            ],
         ) as coordinator,
     ):
         clients = [CoordinatorClient(coordinator.grpc_address) for _ in range(threads)]

@@ -100,6 +100,19 @@ struct ServeOptions: ParsableArguments {
             """)
     var corsOrigins: String?
 
+    @Option(
+        help:
+            "HTTP requests per second per client IP, bursts of twice that; 0 disables [env: DTR_HTTP_RATE_LIMIT] (default: 100)."
+    )
+    var httpRateLimit: Int?
+
+    @Option(
+        help: """
+            gRPC calls per second per client IP, bursts of twice that; heartbeats have a budget of their own; 0 \
+            disables [env: DTR_GRPC_RATE_LIMIT] (default: 5000).
+            """)
+    var grpcRateLimit: Int?
+
     @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
     var insecure = false
 
@@ -135,7 +148,11 @@ struct ServeOptions: ParsableArguments {
             checkpoints: try checkpoints(env),
             workerToken: try token(workerToken, env.values["DTR_WORKER_TOKEN"], flag: "--worker-token"),
             adminToken: try token(adminToken, env.values["DTR_ADMIN_TOKEN"], flag: "--admin-token"),
-            corsOrigins: try origins(corsOrigins ?? env.values["DTR_CORS_ORIGINS"]))
+            corsOrigins: try origins(corsOrigins ?? env.values["DTR_CORS_ORIGINS"]),
+            httpRateLimit: Double(
+                try env.count(httpRateLimit, "DTR_HTTP_RATE_LIMIT", flag: "--http-rate-limit", default: 100)),
+            grpcRateLimit: Double(
+                try env.count(grpcRateLimit, "DTR_GRPC_RATE_LIMIT", flag: "--grpc-rate-limit", default: 5000)))
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(

@@ -65,9 +65,12 @@ struct Harness {
     }
 
     /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing).
-    func withClient<T: Sendable>(_ body: @Sendable (CoordinatorClient) async throws -> T) async throws -> T {
+    func withClient<T: Sendable>(
+        interceptors: [any ServerInterceptor] = [], _ body: @Sendable (CoordinatorClient) async throws -> T
+    ) async throws -> T {
         let transport = InProcessTransport()
-        let server = GRPCServer(transport: transport.server, services: [CoordinatorService(engine: engine)])
+        let server = GRPCServer(
+            transport: transport.server, services: [CoordinatorService(engine: engine)], interceptors: interceptors)
         let queue = engine.queue
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {

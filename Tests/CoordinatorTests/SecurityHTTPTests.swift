@@ -1,4 +1,5 @@
 import Coordinator
+import GRPCCore
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -63,5 +64,44 @@ struct SecurityHTTPTests {
                 #expect(response.headers[.accessControlAllowOrigin] == nil, "same-origin only by default")
             }
         }
+    }
+}
+
+@Suite("Rate limits (router and in-process gRPC)")
+struct RateLimitTests {
+    @Test("HTTP: a burst beyond the limit gets 429 with Retry-After and a JSON error")
+    func http() async throws {
+        let harness = try Harness()
+        let app = Application(
+            router: buildRouter(
+                engine: harness.engine, listeners: Listeners(host: "127.0.0.1"), rateLimits: ClientRateLimits(rate: 1)))
+        try await app.test(.router) { client in
+            for _ in 0..<2 {
+                try await client.execute(uri: "/api/health", method: .get) { #expect($0.status == .ok) }
+            }
+            try await client.execute(uri: "/api/health", method: .get) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(response.headers[.retryAfter] == "1")
+                let error = try #require(try json(response.body)["error"] as? [String: Any])
+                #expect(error["code"] as? String == "resource_exhausted")
+                #expect((error["message"] as? String)?.contains("--http-rate-limit") == true)
+            }
+        }
+    }
+
+    @Test("gRPC: calls beyond the limit are RESOURCE_EXHAUSTED with retry-after-ms; heartbeats have their own budget")
+    func grpc() async throws {
+        let harness = try Harness()
+        try await harness.withClient(interceptors: [GRPCRateLimitInterceptor(rate: 1)]) { client in
+            _ = try await client.registerWorker(registration("a"))
+            _ = try await client.registerWorker(registration("b"))
+            let error = await #expect(throws: RPCError.self) { try await client.registerWorker(registration("c")) }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.message.contains("--grpc-rate-limit") == true)
+            #expect(error?.metadata[stringValues: "retry-after-ms"].first(where: { _ in true }) != nil)
+            _ = try await client.heartbeat(heartbeat("a"))
+            _ = try await client.heartbeat(heartbeat("b"))
+        }
+        #expect(await harness.engine.workers().map(\.record.spec.id.rawValue) == ["a", "b"], "c changed nothing")
     }
 }

@@ -80,7 +80,7 @@ def test_busy_ports_and_a_locked_data_dir_are_explained(coordinator_factory, dtr
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--host", "not-an-ip"], {}, "host must be an IP address to bind to"),
+        (["--host", "not-an-ip", "--insecure"], {}, "host must be an IP address to bind to"),
         ([], {"DTR_GRPC_PORT": "fifty"}, "DTR_GRPC_PORT must be a port number between 0 and 65535"),
         (["--dead-after", "1s"], {}, "dead timeout must be longer than the suspect timeout"),
         (["--log-level", "chatty"], {}, "--log-level must be one of trace, debug, info"),

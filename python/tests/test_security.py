@@ -3,6 +3,7 @@ HTTP API; a coordinator exposed beyond loopback without them refuses to start.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.error
 import urllib.request
@@ -75,3 +76,19 @@ def test_cors_preflight_from_a_listed_origin(coordinator_factory):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(foreign, timeout=10)
     assert refused.value.code == 403 and refused.value.headers["Access-Control-Allow-Origin"] is None
+
+
+def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after(coordinator_factory):
+    coordinator = coordinator_factory(args=[*FAST, "--http-rate-limit", "2"])  # bursts of 4
+    statuses = []
+    for _ in range(10):
+        try:
+            with urllib.request.urlopen(coordinator.http_url + "/api/health", timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+            retry_after = error.headers["Retry-After"]
+            body = json.load(error)
+    assert statuses[:4] == [200] * 4 and 429 in statuses
+    assert int(retry_after) >= 1
+    assert body["error"]["code"] == "resource_exhausted" and "--http-rate-limit" in body["error"]["message"]

@@ -5,9 +5,12 @@ public import Hummingbird
 /// sorted keys, unescaped slashes).
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The client's IP address (rate limits are per client).
+    public var remoteIP: String?
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        remoteIP = source.channel.remoteAddress?.ipAddress
     }
 
     public var responseEncoder: JSONEncoder { Self.encoder }

@@ -4,12 +4,14 @@ import RuntimeCore
 /// The HTTP API's routes (see docs/API.md), callable from tests with Hummingbird's `app.test(.router)`.
 public func buildRouter(
     engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer(), adminToken: BearerToken? = nil,
-    cors: CORSPolicy = CORSPolicy(origins: [])
+    cors: CORSPolicy = CORSPolicy(origins: []), rateLimits: ClientRateLimits? = nil
 ) -> Router<APIRequestContext> {
     let router = Router(context: APIRequestContext.self)
     // Outermost, so that error responses carry the CORS headers too.
     if !cors.origins.isEmpty { router.add(middleware: CORSMiddleware(policy: cors)) }
     router.add(middleware: JSONErrorMiddleware())
+    // Before authentication, so that guessing tokens is rate-limited too.
+    if let rateLimits { router.add(middleware: HTTPRateLimitMiddleware(limits: rateLimits)) }
     if let adminToken { router.add(middleware: AdminAuthMiddleware(token: adminToken)) }
 
     router.get("/api/health") { _, _ -> HealthBody in

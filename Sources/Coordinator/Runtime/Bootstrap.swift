@@ -65,12 +65,14 @@ public func buildCoordinator(
                 $0.http2.targetWindowSize = 8 << 20
             }),
         services: [CoordinatorService(engine: engine)] + extraServices,
-        interceptors: config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? [])
+        interceptors: (config.grpcRateLimit > 0 ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit)] : [])
+            + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
 
     let app = Application(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
-            cors: CORSPolicy(origins: config.corsOrigins)),
+            cors: CORSPolicy(origins: config.corsOrigins),
+            rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }

@@ -28,6 +28,11 @@ public struct CoordinatorConfig: Sendable {
     public var adminToken: BearerToken?
     /// Origins whose pages may call the HTTP API (none: same-origin only).
     public var corsOrigins: Set<String>
+    /// HTTP requests per second per client IP (bursts of twice that); 0 disables. Default 100.
+    public var httpRateLimit: Double
+    /// gRPC calls per second per client IP (bursts of twice that; heartbeats have a budget of their own); 0
+    /// disables. Default 5000.
+    public var grpcRateLimit: Double
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -35,7 +40,8 @@ public struct CoordinatorConfig: Sendable {
         membership: MembershipConfig = .defaults, logLevel: Logger.Level = .info, logFormat: LogFormat = .text,
         barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
-        adminToken: BearerToken? = nil, corsOrigins: Set<String> = []
+        adminToken: BearerToken? = nil, corsOrigins: Set<String> = [], httpRateLimit: Double = 100,
+        grpcRateLimit: Double = 5000
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -49,6 +55,8 @@ public struct CoordinatorConfig: Sendable {
         self.workerToken = workerToken
         self.adminToken = adminToken
         self.corsOrigins = corsOrigins
+        self.httpRateLimit = httpRateLimit
+        self.grpcRateLimit = grpcRateLimit
     }
 }
 

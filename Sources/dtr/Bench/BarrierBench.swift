@@ -27,10 +27,12 @@ struct BarrierBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var logger = Logger(label: "dtr-bench")
         logger.logLevel = .error
+        // No rate limit: one client sends thousands of calls at once, on purpose.
         let config = CoordinatorConfig(
             grpcPort: 0, httpPort: 0, dataDir: directory,
             membership: try MembershipConfig(
-                heartbeatInterval: .seconds(60), suspectAfter: .seconds(600), deadAfter: .seconds(1200)))
+                heartbeatInterval: .seconds(60), suspectAfter: .seconds(600), deadAfter: .seconds(1200)),
+            grpcRateLimit: 0)
         let gate = Gate()
         let runtime = try buildCoordinator(config: config, logger: logger, extraServices: [BenchService(gate: gate)])
         let group = ServiceGroup(services: runtime.services, logger: logger)
