@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 
 import pytest
 
 from conftest import FAST, free_port, wait_until
-from dtruntime import TrainingOrchestrator
+from dtruntime import CoordinatorUnavailable, TrainingOrchestrator, Worker
 
 
 def test_sigterm_with_open_sessions_shuts_down_gracefully(coordinator_factory, spawn_worker):
@@ -116,3 +117,27 @@ def test_json_logs_on_stderr_and_recent_entries_over_http(coordinator_factory):
     assert [entry["message"] for entry in served] == ["worker joined"]
     assert served[0]["metadata"]["task_id"] == "default"
     assert coordinator.get_json("/api/logs?level=nope")["error"]["code"] == "invalid_argument"
+
+
+def test_sigterm_fails_calls_parked_at_a_barrier_instead_of_waiting_for_them(coordinator_factory):
+    coordinator = coordinator_factory(args=[])  # dead after 5 s: the silent member stays a member meanwhile
+    outcome: list[BaseException] = []
+    with Worker(coordinator.grpc_address, "waiter") as worker:
+        TrainingOrchestrator(coordinator.grpc_address).register_worker("silent", "127.0.0.1", 7001)
+        worker.wait_for(lambda view: view.world_size == 2, timeout=10)
+
+        def wait() -> None:
+            try:
+                worker.barrier("never-complete", timeout=120)
+            except BaseException as error:  # the test inspects it
+                outcome.append(error)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        wait_until(lambda: coordinator.get_json("/api/barriers")["open"], timeout=10)
+        started = time.monotonic()
+        assert coordinator.stop(timeout=20) == 0
+        assert time.monotonic() - started < 5, "a barrier with a 120 s timeout must not hold the shutdown"
+        thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], CoordinatorUnavailable)
+    assert "shutting down" in str(outcome[0])

@@ -18,7 +18,11 @@ extension CoordinatorEngine {
             membershipEpoch: membership.epoch(of: task), members: membership.members(of: task),
             now: now().monotonic)
         return try await withCheckedThrowingContinuation { continuation in
-            barrierWaiters[id, default: []].append(continuation)
+            if shuttingDown {
+                continuation.resume(throwing: Self.shuttingDownError)
+            } else {
+                barrierWaiters[id, default: []].append(continuation)
+            }
             carryOut(directives)
         }
     }

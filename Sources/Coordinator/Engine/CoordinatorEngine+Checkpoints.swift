@@ -110,6 +110,7 @@ extension CoordinatorEngine {
         try await settle(id.task)
         let record = checkpoints.record(id)!
         guard wait, record.status == .pending else { return record }
+        guard !shuttingDown else { throw Self.shuttingDownError }
         return try await withCheckedThrowingContinuation { continuation in
             checkpointWaiters[id, default: []].append(continuation)
         }

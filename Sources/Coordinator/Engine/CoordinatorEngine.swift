@@ -39,6 +39,9 @@ public actor CoordinatorEngine {
     var lastCheckpointSweep: Duration = .zero
     /// Every task's lifecycle (created, running, stopping, ended).
     var tasks: TaskTable
+    /// Set once the coordinator shuts down: no call parks any more.
+    var shuttingDown = false
+    static let shuttingDownError = CoreError(.unavailable, "the coordinator is shutting down: retry once it is back")
     /// Per task, the checkpoint its data ledgers were last reset to, and at which membership epoch.
     var dataRestoredFrom: [TaskID: (CheckpointID, UInt64)] = [:]
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
@@ -192,6 +195,17 @@ public actor CoordinatorEngine {
             lastCheckpointSweep = moment.monotonic
             Task { await sweepCheckpointStore() }
         }
+    }
+
+    /// The coordinator is shutting down: calls parked at barriers and checkpoint commits fail now with UNAVAILABLE
+    /// (the SDK retries against the restarted coordinator) instead of holding the shutdown until their timeouts.
+    public func failParkedCalls() {
+        shuttingDown = true
+        let error = Self.shuttingDownError
+        for waiter in barrierWaiters.values.joined() { waiter.resume(throwing: error) }
+        barrierWaiters = [:]
+        for waiter in checkpointWaiters.values.joined() { waiter.resume(throwing: error) }
+        checkpointWaiters = [:]
     }
 
     // MARK: Queries

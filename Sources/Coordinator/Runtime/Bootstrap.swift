@@ -83,7 +83,7 @@ public func buildCoordinator(
         engine: engine,
         services: [
             EngineService(engine: engine),
-            GRPCServerService(server: grpcServer, sessions: engine.sessions, listeners: listeners),
+            GRPCServerService(server: grpcServer, engine: engine, listeners: listeners),
             app,
         ],
         listeners: listeners, dataDirectory: dataDirectory)

@@ -2,11 +2,12 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 public import ServiceLifecycle
 
-/// Runs the gRPC server as a service: on graceful shutdown it first closes the workers' session streams (which
-/// would otherwise never end), then lets in-flight calls drain.
+/// Runs the gRPC server as a service: on graceful shutdown it first closes the workers' session streams and fails the
+/// calls parked at barriers and checkpoint commits (which would otherwise hold the shutdown until their timeouts), then
+/// lets in-flight calls drain.
 public struct GRPCServerService: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
-    let sessions: SessionRegistry
+    let engine: CoordinatorEngine
     let listeners: Listeners
 
     public func run() async throws {
@@ -20,8 +21,13 @@ public struct GRPCServerService: Service {
                 }
             }
         } onGracefulShutdown: {
-            sessions.closeAll()
-            server.beginGracefulShutdown()
+            engine.sessions.closeAll()
+            let engine = engine
+            let server = server
+            Task {
+                await engine.failParkedCalls()
+                server.beginGracefulShutdown()
+            }
         }
     }
 }
