@@ -132,6 +132,8 @@ public struct LedgerSummary: Sendable, Hashable {
 public struct DatasetCatalog: Sendable {
     /// Ledgers kept per (task, dataset).
     public static let retainedEpochs = 3
+    /// Most datasets registered at once.
+    public static let maxDatasets = 10_000
 
     /// Placement settings of new ledgers.
     public let config: PlacementConfig
@@ -190,6 +192,10 @@ public struct DatasetCatalog: Sendable {
                         + "different spec under another name")
             }
             return (existing, false, [])
+        }
+        guard datasets.count < Self.maxDatasets else {
+            throw CoreError(
+                .resourceExhausted, "at most \(Self.maxDatasets) datasets can be registered: this coordinator is full")
         }
         let record = DatasetRecord(spec: spec, registeredAtMillis: now.unixMillis)
         datasets[spec.name] = record

@@ -62,6 +62,10 @@ public struct Membership: Sendable {
         lastTick = now.monotonic
     }
 
+    /// Most workers tracked at once (members, and departed ones not forgotten yet): memory stays bounded whatever
+    /// clients send.
+    public static let maxWorkers = 100_000
+
     // MARK: Events
 
     /// A worker registers. A live member registering again keeps its rank (idempotent); anyone else joins its task at
@@ -88,6 +92,12 @@ public struct Membership: Sendable {
             return (view(of: entry), directives)
         }
 
+        guard entries[spec.id] != nil || entries.count < Self.maxWorkers else {
+            throw CoreError(
+                .resourceExhausted,
+                "this coordinator already tracks \(Self.maxWorkers) workers: deregister finished ones (departed workers "
+                    + "are forgotten 10 minutes after they leave)")
+        }
         let record = WorkerRecord(
             spec: spec, joinSeq: nextJoinSeq, registeredAtMillis: now.unixMillis, standing: .member)
         nextJoinSeq += 1

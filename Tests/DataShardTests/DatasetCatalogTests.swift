@@ -62,3 +62,20 @@ struct DatasetCatalogTests {
         }
     }
 }
+
+@Suite("Dataset catalog limits")
+struct DatasetCatalogLimitTests {
+    @Test("beyond maxDatasets, new datasets are refused; registering a known one again is still fine")
+    func maxDatasets() throws {
+        var catalog = DatasetCatalog()
+        let now = Moment(monotonic: .seconds(1), unixMillis: 1_800_000_000_000)
+        let spec = { (name: String) throws in
+            try DatasetSpec(name: name, totalSamples: 10, shardSize: 5, shuffle: false, seed: 0)
+        }
+        for index in 0..<DatasetCatalog.maxDatasets { _ = try catalog.register(try spec("d\(index)"), now: now) }
+        let error = #expect(throws: CoreError.self) { try catalog.register(try spec("extra"), now: now) }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message == "at most 10000 datasets can be registered: this coordinator is full")
+        #expect(try !catalog.register(try spec("d0"), now: now).created)
+    }
+}

@@ -140,3 +140,27 @@ struct MembershipTests {
         #expect(membership.ranks() == ["b", "c", "a"])
     }
 }
+
+@Suite("Membership limits")
+struct MembershipLimitTests {
+    @Test("beyond maxWorkers, new workers are refused with RESOURCE_EXHAUSTED; known ones still re-register")
+    func maxWorkers() throws {
+        var membership = Membership()
+        let now = Moment(monotonic: .seconds(1), unixMillis: 1_800_000_000_000)
+        for index in 0..<Membership.maxWorkers {
+            _ = try membership.onRegister(
+                WorkerSpec(
+                    id: try WorkerID("w\(index)"), taskID: try TaskID("t\(index % 1000)"), host: "10.0.0.1",
+                    port: 7000, gpuCount: 0, labels: [:]),
+                now: now)
+        }
+        let spec = { (id: String) throws in
+            WorkerSpec(
+                id: try WorkerID(id), taskID: try TaskID("t0"), host: "10.0.0.1", port: 7000, gpuCount: 0, labels: [:])
+        }
+        let error = #expect(throws: CoreError.self) { try membership.onRegister(try spec("one-too-many"), now: now) }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.hasPrefix("this coordinator already tracks 100000 workers") == true)
+        #expect(try membership.onRegister(try spec("w0"), now: now).view.rank == 0, "a known worker is not refused")
+    }
+}
