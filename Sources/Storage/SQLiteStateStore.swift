@@ -207,27 +207,26 @@ public final class SQLiteStateStore: Sendable {
 
     /// Reads every task record.
     public func loadTasks() throws(StorageError) -> [TaskRecord] {
-        do {
-            return try pool.read { db in
-                try String.fetchAll(db, sql: "SELECT record FROM task ORDER BY id").map { json in
-                    try JSONDecoder().decode(TaskRecord.self, from: Data(json.utf8))
-                }
-            }
-        } catch {
-            throw StorageError(.unavailable, "cannot read tasks from the state database: \(error)")
-        }
+        try loadJSONRecords(TaskRecord.self, table: "task", what: "tasks")
     }
 
     /// Reads every checkpoint record.
     public func loadCheckpoints() throws(StorageError) -> [CheckpointRecord] {
+        try loadJSONRecords(CheckpointRecord.self, table: "checkpoint", what: "checkpoints")
+    }
+
+    /// The records of a table that stores each record whole, as JSON in its `record` column.
+    private func loadJSONRecords<Record: Decodable>(_: Record.Type, table: String, what: String) throws(StorageError)
+        -> [Record]
+    {
         do {
             return try pool.read { db in
-                try String.fetchAll(db, sql: "SELECT record FROM checkpoint ORDER BY id").map { json in
-                    try JSONDecoder().decode(CheckpointRecord.self, from: Data(json.utf8))
+                try String.fetchAll(db, sql: "SELECT record FROM \(table) ORDER BY id").map { json in
+                    try JSONDecoder().decode(Record.self, from: Data(json.utf8))
                 }
             }
         } catch {
-            throw StorageError(.unavailable, "cannot read checkpoints from the state database: \(error)")
+            throw StorageError(.unavailable, "cannot read \(what) from the state database: \(error)")
         }
     }
 
