@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: SQLite headers for GRDB; CPU PyTorch for Debian's python3 (the checkpoint tests round-trip torch
 # state_dicts with it, and the barrier benchmark compares with torch's TCPStore); Prometheus for promtool, which checks
-# the /metrics exposition in the tests.
-packages=(libsqlite3-dev python3-torch prometheus)
+# the /metrics exposition in the tests; openssl makes the TLS tests' certificates.
+packages=(libsqlite3-dev python3-torch prometheus openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -113,6 +113,12 @@ struct ServeOptions: ParsableArguments {
             """)
     var grpcRateLimit: Int?
 
+    @Option(help: "PEM certificate chain: both servers speak TLS (needs --tls-key) [env: DTR_TLS_CERT].")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert [env: DTR_TLS_KEY].")
+    var tlsKey: String?
+
     @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
     var insecure = false
 
@@ -152,7 +158,8 @@ struct ServeOptions: ParsableArguments {
             httpRateLimit: Double(
                 try env.count(httpRateLimit, "DTR_HTTP_RATE_LIMIT", flag: "--http-rate-limit", default: 100)),
             grpcRateLimit: Double(
-                try env.count(grpcRateLimit, "DTR_GRPC_RATE_LIMIT", flag: "--grpc-rate-limit", default: 5000)))
+                try env.count(grpcRateLimit, "DTR_GRPC_RATE_LIMIT", flag: "--grpc-rate-limit", default: 5000)),
+            tls: try tls(env))
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(
@@ -161,6 +168,16 @@ struct ServeOptions: ParsableArguments {
             )
         }
         return config
+    }
+
+    private func tls(_ env: Environment) throws -> (certificate: String, privateKey: String)? {
+        let certificate = tlsCert ?? env.values["DTR_TLS_CERT"]
+        let key = tlsKey ?? env.values["DTR_TLS_KEY"]
+        switch (certificate, key) {
+        case (nil, nil): return nil
+        case (let certificate?, let key?): return (certificate, key)
+        default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither")
+        }
     }
 
     private func origins(_ text: String?) throws -> Set<String> {

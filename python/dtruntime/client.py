@@ -206,24 +206,40 @@ class CoordinatorClient:
     when nothing listens at the address or ``InvalidArgument`` naming the field that broke a rule.
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
         # The coordinator's --worker-token, sent with every call; DTR_WORKER_TOKEN by default, like the coordinator.
         token = token if token is not None else os.environ.get("DTR_WORKER_TOKEN")
-        self._channel = grpc.insecure_channel(
-            self.address,
-            options=[
-                # Reconnect within a second of a coordinator restart (grpc's default backoff grows to 2 minutes),
-                # well inside the grace a restarted coordinator gives its workers (one dead timeout, 5 s by default).
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-                # Barrier payloads: the coordinator accepts 64 MiB per participant by default.
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        # A coordinator started with --tls-cert: the CA that signed its certificate (DTR_CA_FILE by default).
+        ca_file = ca_file if ca_file is not None else os.environ.get("DTR_CA_FILE")
+        options = [
+            # Reconnect within a second of a coordinator restart (grpc's default backoff grows to 2 minutes),
+            # well inside the grace a restarted coordinator gives its workers (one dead timeout, 5 s by default).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            # Barrier payloads: the coordinator accepts 64 MiB per participant by default.
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if ca_file:
+            try:
+                with open(ca_file, "rb") as file:
+                    roots = file.read()
+            except OSError as error:
+                raise ValueError(f"cannot read the CA file {ca_file} (DTR_CA_FILE): {error}") from error
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
         if token:
             self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
         self._stub = pb_grpc.CoordinatorStub(self._channel)

@@ -8,6 +8,7 @@ import queue
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import urllib.error
@@ -51,8 +52,11 @@ class LocalCoordinator:
         host: str = "127.0.0.1",
         args: Sequence[str] = (),
         startup_timeout: float = 60.0,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.binary = find_dtr_binary(binary)
+        # A coordinator started with --tls-cert: its HTTP API is HTTPS, verified with this CA.
+        self._ssl = ssl.create_default_context(cafile=os.fspath(ca_file)) if ca_file is not None else None
         self.data_dir = Path(data_dir)
         self.host = host
         self._ports = (grpc_port, http_port)
@@ -72,7 +76,7 @@ class LocalCoordinator:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+        return f"{'https' if self._ssl else 'http'}://{self.host}:{self.http_port}"
 
     def start(self) -> LocalCoordinator:
         """Starts the process and waits until it prints its ``dtr ready`` line."""
@@ -116,7 +120,7 @@ class LocalCoordinator:
         the coordinator's admin token, if it has one."""
         request = urllib.request.Request(self.http_url + path, headers=_authorization(token))
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self._ssl) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             return json.load(error)
@@ -130,7 +134,7 @@ class LocalCoordinator:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self._ssl) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             return json.load(error)

@@ -1,8 +1,11 @@
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import Logging
 import NIOCore
+import NIOSSL
 import RuntimeCore
 public import ServiceLifecycle
 public import Storage
@@ -55,7 +58,12 @@ public func buildCoordinator(
 
     let grpcServer = GRPCServer(
         transport: .http2NIOPosix(
-            address: address, transportSecurity: .plaintext,
+            address: address,
+            transportSecurity: config.tls.map {
+                .tls(
+                    certificateChain: [.file(path: $0.certificate, format: .pem)],
+                    privateKey: .file(path: $0.privateKey, format: .pem))
+            } ?? .plaintext,
             config: .defaults {
                 // Barrier payloads up to the configured limit, plus room for the message around them.
                 $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
@@ -73,6 +81,7 @@ public func buildCoordinator(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
             cors: CORSPolicy(origins: config.corsOrigins),
             rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil),
+        server: try httpServer(tls: config.tls),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }
@@ -99,4 +108,26 @@ private func bindAddress(host: String, port: Int) throws(CoreError) -> GRPCNIOTr
             "host", "must be an IP address to bind to, e.g. 127.0.0.1 or 0.0.0.0", got: Validation.quoted(host))
     }
     return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+}
+
+/// HTTP/1.1, over TLS when a certificate and key are configured.
+///
+/// - Throws: `StorageError` (`invalidArgument`) naming the file that cannot be read as PEM.
+private func httpServer(tls: (certificate: String, privateKey: String)?) throws -> HTTPServerBuilder {
+    guard let tls else { return .http1() }
+    let chain: [NIOSSLCertificate]
+    let key: NIOSSLPrivateKey
+    do {
+        chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
+    } catch {
+        throw StorageError(.invalidArgument, "cannot read --tls-cert \(tls.certificate) as PEM certificates: \(error)")
+    }
+    do {
+        key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+    } catch {
+        throw StorageError(.invalidArgument, "cannot read --tls-key \(tls.privateKey) as a PEM private key: \(error)")
+    }
+    let configuration = TLSConfiguration.makeServerConfiguration(
+        certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    return try .tls(.http1(), tlsConfiguration: configuration)
 }

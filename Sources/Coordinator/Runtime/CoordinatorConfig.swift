@@ -33,6 +33,8 @@ public struct CoordinatorConfig: Sendable {
     /// gRPC calls per second per client IP (bursts of twice that; heartbeats have a budget of their own); 0
     /// disables. Default 5000.
     public var grpcRateLimit: Double
+    /// PEM certificate chain and private key: both servers speak TLS when set.
+    public var tls: (certificate: String, privateKey: String)?
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -41,7 +43,7 @@ public struct CoordinatorConfig: Sendable {
         barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
         adminToken: BearerToken? = nil, corsOrigins: Set<String> = [], httpRateLimit: Double = 100,
-        grpcRateLimit: Double = 5000
+        grpcRateLimit: Double = 5000, tls: (certificate: String, privateKey: String)? = nil
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -57,6 +59,7 @@ public struct CoordinatorConfig: Sendable {
         self.corsOrigins = corsOrigins
         self.httpRateLimit = httpRateLimit
         self.grpcRateLimit = grpcRateLimit
+        self.tls = tls
     }
 }
 
