@@ -476,7 +476,7 @@ class _BearerToken(
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         metadata = [*(details.metadata or ()), self._header]
-        return _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready)
+        return _CallDetails(details, metadata)
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         return continuation(self._details(client_call_details), request)
@@ -492,9 +492,12 @@ class _BearerToken(
 
 
 class _CallDetails(grpc.ClientCallDetails):
-    def __init__(self, method, timeout, metadata, credentials, wait_for_ready) -> None:
-        self.method = method
-        self.timeout = timeout
+    """A call's details with other metadata."""
+
+    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
         self.metadata = metadata
-        self.credentials = credentials
-        self.wait_for_ready = wait_for_ready
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = getattr(details, "compression", None)

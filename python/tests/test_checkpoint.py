@@ -715,7 +715,17 @@ def test_invalid_manager_arguments(tmp_path):
 # MARK: forked snapshots
 
 
-def test_forked_background_saves_keep_the_state_of_the_save_call(tmp_path):
+def test_forked_background_saves_keep_the_state_of_the_save_call(tmp_path, monkeypatch):
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting_fork)
     weights = np.arange(1 << 20, dtype=np.float32)
     with CheckpointManager(str(tmp_path / "ckpt"), snapshot="fork", max_in_flight=2) as manager:
         futures = []
@@ -729,6 +739,7 @@ def test_forked_background_saves_keep_the_state_of_the_save_call(tmp_path):
             assert int(loaded["step"]) == step
             assert np.array_equal(loaded["w"], np.arange(1 << 20, dtype=np.float32) + step)
     assert not list((tmp_path / "ckpt").rglob("*.tmp-*")), "no temporary files left"
+    assert len(forks) == 4, "each background save was written by a child process, not copied"
 
 
 def test_a_forked_write_that_fails_surfaces_the_childs_error(s3_env, monkeypatch):
