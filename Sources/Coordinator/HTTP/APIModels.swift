@@ -3,7 +3,32 @@ import Foundation
 import Hummingbird
 import RuntimeCore
 
-// The JSON bodies of the HTTP API (documented in docs/API.md). Keys are snake_case, as in the reference.
+// The JSON bodies of the HTTP API (documented in docs/API.md and docs/openapi.yaml). Keys are snake_case, as in the
+// reference.
+
+// swift-format-ignore: UseSynthesizedInitializer
+/// An optional body field that is encoded as an explicit `null` when absent (a synthesized `Encodable` leaves the key
+/// out), so that every documented key is always present. Its initializer is written out: only a declared
+/// `init(wrappedValue:)` lets `@ExplicitNull var x: T?` be initialized with a `T?` (memberwise initializers included).
+@propertyWrapper
+struct ExplicitNull<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue {
+            try container.encode(wrappedValue)
+        } else {
+            try container.encodeNil()
+        }
+    }
+}
+
+extension ExplicitNull: Sendable where Value: Sendable {}
 
 /// `GET /api/health`.
 struct HealthBody: ResponseEncodable {
@@ -53,8 +78,8 @@ struct StatusBody: ResponseEncodable {
 
     var version = DTRuntimeVersion.current
     var host: String
-    var grpcPort: Int?
-    var httpPort: Int?
+    @ExplicitNull var grpcPort: Int?
+    @ExplicitNull var httpPort: Int?
     var uptimeSeconds: Double
     var heartbeat: Heartbeat
     var workers: Workers
@@ -216,15 +241,15 @@ struct BarriersBody: ResponseEncodable {
     struct Histogram: Encodable {
         var count: Int
         var sumSeconds: Double
-        var meanSeconds: Double?
-        var p50Seconds: Double?
-        var p90Seconds: Double?
-        var p99Seconds: Double?
+        @ExplicitNull var meanSeconds: Double?
+        @ExplicitNull var p50Seconds: Double?
+        @ExplicitNull var p90Seconds: Double?
+        @ExplicitNull var p99Seconds: Double?
         var maxSeconds: Double
         var buckets: [Bucket]
 
         struct Bucket: Encodable {
-            var le: Double?
+            @ExplicitNull var le: Double?
             var count: Int
         }
 

@@ -24,14 +24,14 @@ struct CheckpointsBody: ResponseEncodable {
         var missingRanks: [Int]
         var totalBytes: Int64
         var createdAt: Date
-        var committedAt: Date?
+        @ExplicitNull var committedAt: Date?
         /// Opening to commit: how long the whole save took, as the job saw it.
-        var commitLatencySeconds: Double?
+        @ExplicitNull var commitLatencySeconds: Double?
         /// Bytes of every part over the slowest rank's write time.
-        var writeBytesPerSecond: Double?
+        @ExplicitNull var writeBytesPerSecond: Double?
         var metrics: [String: Double]
-        var abortReason: String?
-        var manifestKey: String?
+        @ExplicitNull var abortReason: String?
+        @ExplicitNull var manifestKey: String?
 
         enum CodingKeys: String, CodingKey {
             case step, epoch, attempt, status, parts, metrics
@@ -69,7 +69,7 @@ struct CheckpointsBody: ResponseEncodable {
         }
     }
 
-    var store: Store?
+    @ExplicitNull var store: Store?
     var checkpoints: [Checkpoint]
 
     init(records: [CheckpointRecord], location: BlobStoreLocation?) {

@@ -64,6 +64,10 @@ struct CreateTaskRequest: Decodable {
         } catch {
             throw CoreError.invalid("config", "must be a JSON object of finite values")
         }
+        // Unlike a worker's task_id, an empty name does not mean `default`: it is a mistake.
+        guard !name.isEmpty else {
+            throw CoreError.invalid("name", "must be 1-64 characters of [A-Za-z0-9._-]", got: Validation.quoted(name))
+        }
         return try TaskSpec(
             id: TaskID(name, field: "name"), worldSize: worldSize ?? 0, dataset: dataset, epochs: epochs,
             configJSON: config)
@@ -78,14 +82,14 @@ struct TaskBody: ResponseEncodable {
     var worldSize: Int
     var workers: Int
     var membershipEpoch: UInt64
-    var dataset: String?
-    var epochs: Int?
+    @ExplicitNull var dataset: String?
+    @ExplicitNull var epochs: Int?
     var config: [String: JSONValue]
     var createdBy: String
     var createdAt: Date
-    var startedAt: Date?
-    var endedAt: Date?
-    var reason: String?
+    @ExplicitNull var startedAt: Date?
+    @ExplicitNull var endedAt: Date?
+    @ExplicitNull var reason: String?
 
     enum CodingKeys: String, CodingKey {
         case name, status, workers, dataset, epochs, config, reason
