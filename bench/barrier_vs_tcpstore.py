@@ -48,6 +48,12 @@ def run_rounds(threads: int, rounds: int, make_barrier: Callable[[int], Callable
     return [max(releases[r]) - max(arrivals[r]) for r in range(rounds)]
 
 
+def in_process(threads: int, rounds: int) -> list[float]:
+    """The floor: a threading.Barrier, no network at all. What is left is waking N Python threads under the GIL."""
+    local = threading.Barrier(threads)
+    return run_rounds(threads, rounds, lambda _index: lambda _round: local.wait())
+
+
 def tcpstore(threads: int, rounds: int) -> list[float]:
     from torch.distributed import TCPStore  # noqa: PLC0415 - only under /usr/bin/python3
 
@@ -135,8 +141,11 @@ def main() -> None:
         f"`.venv/bin/python bench/barrier_vs_tcpstore.py --threads {' '.join(map(str, args.threads))} "
         f"--rounds {args.rounds}` (first round of each run dropped as warm-up)\n"
     )
-    print("| threads | TCPStore p50 | TCPStore p99 | dtruntime p50 | dtruntime p99 | p50 ratio (target ≤ 0.5) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| threads | TCPStore p50 | TCPStore p99 | dtruntime p50 | dtruntime p99 | p50 ratio (target ≤ 0.5) "
+        "| floor p50: threading.Barrier | floor ÷ TCPStore |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for threads in args.threads:
         child = subprocess.run(
             [
@@ -155,10 +164,14 @@ def main() -> None:
         )
         torch_latencies = json.loads(child.stdout)[1:]
         dtr_latencies = dtr(threads, args.rounds + 1, args.dtr)[1:]
+        floor = percentile(in_process(threads, args.rounds + 1)[1:], 0.5)
         row = [percentile(torch_latencies, 0.5), percentile(torch_latencies, 0.99)]
         row += [percentile(dtr_latencies, 0.5), percentile(dtr_latencies, 0.99)]
         cells = " | ".join(f"{value * 1000:.2f} ms" for value in row)
-        print(f"| {threads} | {cells} | {row[2] / row[0]:.2f} |", flush=True)
+        print(
+            f"| {threads} | {cells} | {row[2] / row[0]:.2f} | {floor * 1000:.2f} ms | {floor / row[0]:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

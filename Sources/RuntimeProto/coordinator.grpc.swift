@@ -169,6 +169,19 @@ public enum Dtruntime_V1_Coordinator: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "BarrierStream" metadata.
+        public enum BarrierStream: Sendable {
+            /// Request type for "BarrierStream".
+            public typealias Input = Dtruntime_V1_BarrierStreamRequest
+            /// Response type for "BarrierStream".
+            public typealias Output = Dtruntime_V1_BarrierStreamReply
+            /// Descriptor for "BarrierStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "dtruntime.v1.Coordinator"),
+                method: "BarrierStream",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Descriptors for all methods in the "dtruntime.v1.Coordinator" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RegisterWorker.descriptor,
@@ -181,7 +194,8 @@ public enum Dtruntime_V1_Coordinator: Sendable {
             SaveCheckpoint.descriptor,
             ReportCheckpointPart.descriptor,
             LoadCheckpoint.descriptor,
-            BarrierSync.descriptor
+            BarrierSync.descriptor,
+            BarrierStream.descriptor
         ]
     }
 }
@@ -420,6 +434,28 @@ extension Dtruntime_V1_Coordinator {
             request: GRPCCore.StreamingServerRequest<Dtruntime_V1_BarrierSyncRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_BarrierSyncResponse>
+
+        /// Handle the "BarrierStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        /// > means.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Dtruntime_V1_BarrierStreamReply` messages.
+        func barrierStream(
+            request: GRPCCore.StreamingServerRequest<Dtruntime_V1_BarrierStreamRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_BarrierStreamReply>
     }
 
     /// Service protocol for the "dtruntime.v1.Coordinator" service.
@@ -642,6 +678,28 @@ extension Dtruntime_V1_Coordinator {
             request: GRPCCore.ServerRequest<Dtruntime_V1_BarrierSyncRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Dtruntime_V1_BarrierSyncResponse>
+
+        /// Handle the "BarrierStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        /// > means.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Dtruntime_V1_BarrierStreamReply` messages.
+        func barrierStream(
+            request: GRPCCore.StreamingServerRequest<Dtruntime_V1_BarrierStreamRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_BarrierStreamReply>
     }
 
     /// Simple service protocol for the "dtruntime.v1.Coordinator" service.
@@ -863,6 +921,29 @@ extension Dtruntime_V1_Coordinator {
             request: Dtruntime_V1_BarrierSyncRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Dtruntime_V1_BarrierSyncResponse
+
+        /// Handle the "BarrierStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        /// > means.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - response: A response stream of `Dtruntime_V1_BarrierStreamReply` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func barrierStream(
+            request: GRPCCore.RPCAsyncSequence<Dtruntime_V1_BarrierStreamRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Dtruntime_V1_BarrierStreamReply>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -986,6 +1067,17 @@ extension Dtruntime_V1_Coordinator.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_BarrierSyncResponse>(),
             handler: { request, context in
                 try await self.barrierSync(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Dtruntime_V1_Coordinator.Method.BarrierStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_BarrierStreamRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_BarrierStreamReply>(),
+            handler: { request, context in
+                try await self.barrierStream(
                     request: request,
                     context: context
                 )
@@ -1255,6 +1347,23 @@ extension Dtruntime_V1_Coordinator.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func barrierStream(
+        request: GRPCCore.StreamingServerRequest<Dtruntime_V1_BarrierStreamRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Dtruntime_V1_BarrierStreamReply> {
+        return GRPCCore.StreamingServerResponse<Dtruntime_V1_BarrierStreamReply>(
+            metadata: [:],
+            producer: { writer in
+                try await self.barrierStream(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -1534,6 +1643,33 @@ extension Dtruntime_V1_Coordinator {
             deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_BarrierSyncResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Dtruntime_V1_BarrierSyncResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BarrierStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        /// > means.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - serializer: A serializer for `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_BarrierStreamReply` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func barrierStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Dtruntime_V1_BarrierStreamRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_BarrierStreamRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_BarrierStreamReply>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Dtruntime_V1_BarrierStreamReply>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1939,6 +2075,42 @@ extension Dtruntime_V1_Coordinator {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "BarrierStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        /// > means.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - serializer: A serializer for `Dtruntime_V1_BarrierStreamRequest` messages.
+        ///   - deserializer: A deserializer for `Dtruntime_V1_BarrierStreamReply` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func barrierStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Dtruntime_V1_BarrierStreamRequest>,
+            serializer: some GRPCCore.MessageSerializer<Dtruntime_V1_BarrierStreamRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Dtruntime_V1_BarrierStreamReply>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Dtruntime_V1_BarrierStreamReply>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Dtruntime_V1_Coordinator.Method.BarrierStream.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2265,6 +2437,37 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_BarrierSyncRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_BarrierSyncResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BarrierStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+    /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+    /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+    /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+    /// > means.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Dtruntime_V1_BarrierStreamRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func barrierStream<Result>(
+        request: GRPCCore.StreamingClientRequest<Dtruntime_V1_BarrierStreamRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Dtruntime_V1_BarrierStreamReply>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.barrierStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Dtruntime_V1_BarrierStreamRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Dtruntime_V1_BarrierStreamReply>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2638,6 +2841,42 @@ extension Dtruntime_V1_Coordinator.ClientProtocol {
             metadata: metadata
         )
         return try await self.barrierSync(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BarrierStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+    /// > call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+    /// > generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+    /// > release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+    /// > means.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func barrierStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Dtruntime_V1_BarrierStreamRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Dtruntime_V1_BarrierStreamReply>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Dtruntime_V1_BarrierStreamRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.barrierStream(
             request: request,
             options: options,
             onResponse: handleResponse

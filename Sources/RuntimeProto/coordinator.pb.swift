@@ -1122,6 +1122,76 @@ public nonisolated struct Dtruntime_V1_BarrierSyncResponse: Sendable {
   fileprivate var _result: Dtruntime_V1_ReducePayload? = nil
 }
 
+public nonisolated struct Dtruntime_V1_BarrierStreamRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Arrivals, each one BarrierSync call: a client sends whatever arrivals are waiting together in one message.
+  public var calls: [Dtruntime_V1_BarrierStreamCall] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Dtruntime_V1_BarrierStreamCall: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Chosen by the client, unique among its calls in flight on this stream; echoed in the reply.
+  public var callID: UInt64 = 0
+
+  public var arrival: Dtruntime_V1_BarrierSyncRequest {
+    get {_arrival ?? Dtruntime_V1_BarrierSyncRequest()}
+    set {_arrival = newValue}
+  }
+  /// Returns true if `arrival` has been explicitly set.
+  public var hasArrival: Bool {self._arrival != nil}
+  /// Clears the value of `arrival`. Subsequent reads from it will return its default value.
+  public mutating func clearArrival() {self._arrival = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _arrival: Dtruntime_V1_BarrierSyncRequest? = nil
+}
+
+public nonisolated struct Dtruntime_V1_BarrierStreamReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The calls this message answers.
+  public var callIds: [UInt64] = []
+
+  /// The release, as BarrierSync would return it; unset when the calls failed.
+  public var response: Dtruntime_V1_BarrierSyncResponse {
+    get {_response ?? Dtruntime_V1_BarrierSyncResponse()}
+    set {_response = newValue}
+  }
+  /// Returns true if `response` has been explicitly set.
+  public var hasResponse: Bool {self._response != nil}
+  /// Clears the value of `response`. Subsequent reads from it will return its default value.
+  public mutating func clearResponse() {self._response = nil}
+
+  /// When the calls failed: the gRPC status code and message BarrierSync would have ended with...
+  public var code: Int32 = 0
+
+  public var message: String = String()
+
+  /// ...and, for a failed generation, who was missing (BarrierSync's dtr-missing-ranks/workers trailers).
+  public var missing: [Dtruntime_V1_Participant] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _response: Dtruntime_V1_BarrierSyncResponse? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "dtruntime.v1"
@@ -2768,6 +2838,129 @@ nonisolated extension Dtruntime_V1_BarrierSyncResponse: SwiftProtobuf.Message, S
     if lhs._result != rhs._result {return false}
     if lhs.participantCount != rhs.participantCount {return false}
     if lhs.membershipEpoch != rhs.membershipEpoch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_BarrierStreamRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BarrierStreamRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}calls\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.calls) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.calls.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.calls, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_BarrierStreamRequest, rhs: Dtruntime_V1_BarrierStreamRequest) -> Bool {
+    if lhs.calls != rhs.calls {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_BarrierStreamCall: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BarrierStreamCall"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}arrival\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.callID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._arrival) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.callID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.callID, fieldNumber: 1)
+    }
+    try { if let v = self._arrival {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_BarrierStreamCall, rhs: Dtruntime_V1_BarrierStreamCall) -> Bool {
+    if lhs.callID != rhs.callID {return false}
+    if lhs._arrival != rhs._arrival {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_BarrierStreamReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BarrierStreamReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_ids\0\u{1}response\0\u{1}code\0\u{1}message\0\u{1}missing\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.callIds) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._response) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.missing) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.callIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.callIds, fieldNumber: 1)
+    }
+    try { if let v = self._response {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.code != 0 {
+      try visitor.visitSingularInt32Field(value: self.code, fieldNumber: 3)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
+    if !self.missing.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.missing, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_BarrierStreamReply, rhs: Dtruntime_V1_BarrierStreamReply) -> Bool {
+    if lhs.callIds != rhs.callIds {return false}
+    if lhs._response != rhs._response {return false}
+    if lhs.code != rhs.code {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.missing != rhs.missing {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

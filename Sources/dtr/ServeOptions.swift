@@ -113,6 +113,9 @@ struct ServeOptions: ParsableArguments {
             """)
     var grpcRateLimit: Int?
 
+    @Option(help: "Largest HTTP request body; larger ones get 413 [env: DTR_HTTP_MAX_BODY] (default: 1MiB).")
+    var httpMaxBody: String?
+
     @Option(help: "PEM certificate chain: both servers speak TLS (needs --tls-key) [env: DTR_TLS_CERT].")
     var tlsCert: String?
 
@@ -159,6 +162,8 @@ struct ServeOptions: ParsableArguments {
                 try env.count(httpRateLimit, "DTR_HTTP_RATE_LIMIT", flag: "--http-rate-limit", default: 100)),
             grpcRateLimit: Double(
                 try env.count(grpcRateLimit, "DTR_GRPC_RATE_LIMIT", flag: "--grpc-rate-limit", default: 5000)),
+            httpMaxBodyBytes: try env.size(
+                httpMaxBody, "DTR_HTTP_MAX_BODY", flag: "--http-max-body", default: BodyLimitMiddleware.defaultMaxBytes),
             tls: try tls(env))
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {

@@ -14,7 +14,7 @@ struct WireAPITests {
                     [
                         "RegisterWorker", "Heartbeat", "RegisterDataset", "GetShardAssignment", "SaveCheckpoint",
                         "LoadCheckpoint", "BarrierSync", "DeregisterWorker", "WorkerSession", "ReportShardProgress",
-                        "ReportCheckpointPart",
+                        "ReportCheckpointPart", "BarrierStream",
                     ].map { "dtruntime.v1.Coordinator/\($0)" }))
     }
 

@@ -78,6 +78,19 @@ struct ServeOptionsTests {
         }
     }
 
+    @Test("--http-max-body: 1 MiB by default, a size from the flag or DTR_HTTP_MAX_BODY, at most 1 GiB")
+    func httpMaxBody() throws {
+        #expect(try ServeOptions.parse([]).resolve(environment: [:]).httpMaxBodyBytes == 1 << 20)
+        let flag = try ServeOptions.parse(["--http-max-body", "64KiB"]).resolve(environment: [:])
+        #expect(flag.httpMaxBodyBytes == 64 << 10)
+        let env = try ServeOptions.parse([]).resolve(environment: ["DTR_HTTP_MAX_BODY": "4MiB"])
+        #expect(env.httpMaxBodyBytes == 4 << 20)
+        let error = #expect(throws: ValidationError.self) {
+            try ServeOptions.parse(["--http-max-body", "0"]).resolve(environment: [:])
+        }
+        #expect(error?.message.hasPrefix("--http-max-body must be a size") == true)
+    }
+
     @Test("rejected durations", arguments: ["", "5", "-1s", "0s", "1h", "s", "nans"])
     func badDurations(text: String) {
         #expect(DurationArgument.parse(text) == nil)

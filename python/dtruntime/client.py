@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 import enum
+import itertools
 import os
+import random
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,13 +15,17 @@ from typing import TypeVar
 
 import grpc
 
+from dtruntime.barrier_hub import HUBS, MAX_CALL_BYTES, BarrierHub
 from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointStatus, StoreLocation
-from dtruntime.errors import translate
+from dtruntime.errors import ResourceExhausted, retry_after, translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
 MAX_MESSAGE_BYTES = 1 << 30
+# Longest single wait a rate-limited call honours (the coordinator asks for at most 1 s: its limit is whole calls per
+# second); the waits of one call together stay within the call's timeout.
+MAX_RATE_LIMIT_WAIT = 5.0
 E = TypeVar("E", bound=enum.Enum)
 
 
@@ -220,28 +227,19 @@ class CoordinatorClient:
         token = token if token is not None else os.environ.get("DTR_WORKER_TOKEN")
         # A coordinator started with --tls-cert: the CA that signed its certificate (DTR_CA_FILE by default).
         ca_file = ca_file if ca_file is not None else os.environ.get("DTR_CA_FILE")
-        options = [
-            # Reconnect within a second of a coordinator restart (grpc's default backoff grows to 2 minutes),
-            # well inside the grace a restarted coordinator gives its workers (one dead timeout, 5 s by default).
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            # Barrier payloads: the coordinator accepts 64 MiB per participant by default.
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
         if ca_file:
             try:
                 with open(ca_file, "rb") as file:
-                    roots = file.read()
+                    roots: bytes | None = file.read()
             except OSError as error:
                 raise ValueError(f"cannot read the CA file {ca_file} (DTR_CA_FILE): {error}") from error
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self._channel = grpc.secure_channel(self.address, credentials, options=options)
         else:
-            self._channel = grpc.insecure_channel(self.address, options=options)
-        if token:
-            self._channel = grpc.intercept_channel(self._channel, _BearerToken(token))
+            roots = None
+        self._channel = _open_channel(self.address, token, roots)
+        # Barrier calls go over one stream shared by every client of this process that talks to the same coordinator
+        # with the same credentials (opened at the first barrier).
+        self._hub_key = (self.address, token, roots)
+        self._hub: BarrierHub | None = None
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # MARK: membership
@@ -356,10 +354,17 @@ class CoordinatorClient:
         )
         # The coordinator answers at the barrier's own timeout; the call's deadline only guards against a lost reply.
         deadline = (300.0 if timeout is None else timeout) + 30.0
-        try:
-            return self._stub.BarrierSync(request, timeout=deadline)
-        except grpc.RpcError as error:
-            raise translate(error, self.address) from None
+        if request.ByteSize() > MAX_CALL_BYTES:
+            # A large payload gains nothing from sharing a message, and may be over the coordinator's limit: it goes
+            # alone, so that its error is its own.
+            try:
+                return self._stub.BarrierSync(request, timeout=deadline)
+            except grpc.RpcError as error:
+                raise translate(error, self.address) from None
+        if self._hub is None:
+            address, token, roots = self._hub_key
+            self._hub = HUBS.acquire(self._hub_key, lambda: _open_channel(address, token, roots), address)
+        return self._hub.call(request, deadline)
 
     # MARK: checkpoints
 
@@ -410,10 +415,7 @@ class CoordinatorClient:
             write_seconds=write_seconds,
             wait=wait,
         )
-        try:
-            reply = self._stub.ReportCheckpointPart(request, timeout=self.timeout if timeout is None else timeout)
-        except grpc.RpcError as error:
-            raise translate(error, self.address) from None
+        reply = self._call(self._stub.ReportCheckpointPart, request, timeout=timeout)
         return CheckpointReport.from_proto(reply)
 
     def load_checkpoint(
@@ -434,13 +436,42 @@ class CoordinatorClient:
 
     # MARK: plumbing
 
-    def _call(self, method, request):
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise translate(error, self.address) from None
+    def _call(self, method, request, *, timeout: float | None = None):
+        """One unary call, within ``timeout`` seconds (default the client's), retried while it is rate-limited.
+
+        The coordinator's --grpc-rate-limit refuses a call with RESOURCE_EXHAUSTED and ``retry-after-ms`` in the
+        trailing metadata; the call then waits that long (plus a little jitter, so that the workers sharing one IP's
+        budget do not all come back at once) and tries again, as long as the next try still fits in ``timeout``. The
+        retry is safe for every call, idempotent or not: the rate limiter refuses a call before its handler runs, so
+        the refused try changed nothing. RESOURCE_EXHAUSTED without ``retry-after-ms`` (a message over the size limit,
+        a full registry) is final and raised at once.
+        """
+        budget = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        for tries in itertools.count(1):
+            remaining = budget - (time.monotonic() - started)
+            try:
+                return method(request, timeout=max(remaining, 0.001))
+            except grpc.RpcError as error:
+                wait = retry_after(error)
+                if wait is None:
+                    raise translate(error, self.address) from None
+                wait = min(wait, MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2)
+                elapsed = time.monotonic() - started
+                if elapsed + wait >= budget:
+                    details = error.details() if isinstance(error, grpc.Call) else str(error)
+                    raise ResourceExhausted(
+                        f"{details}; still refused after {tries} {'try' if tries == 1 else 'tries'} in {elapsed:.1f} s "
+                        f"(the call's timeout is {budget:g} s): make fewer calls per second from this machine, or "
+                        "raise the coordinator's --grpc-rate-limit",
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    ) from None
+                time.sleep(wait)
 
     def close(self) -> None:
+        if self._hub is not None:
+            self._hub = None
+            HUBS.release(self._hub_key)
         self._channel.close()
 
     def __enter__(self) -> CoordinatorClient:
@@ -450,6 +481,25 @@ class CoordinatorClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _open_channel(address: str, token: str | None, roots: bytes | None) -> grpc.Channel:
+    """A channel to the coordinator: TLS when ``roots`` (the CA certificates) are given; ``token`` on every call."""
+    options = [
+        # Reconnect within a second of a coordinator restart (grpc's default backoff grows to 2 minutes),
+        # well inside the grace a restarted coordinator gives its workers (one dead timeout, 5 s by default).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # Barrier payloads: the coordinator accepts 64 MiB per participant by default.
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if roots is not None:
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots), options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
 
 
 def heartbeat_request(

@@ -107,18 +107,47 @@ def translate(error: grpc.RpcError, address: str) -> DtrError:
     """Turns a gRPC error into the matching typed error, with an actionable message."""
     code = error.code() if isinstance(error, grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    metadata = dict(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else {}
+    ranks = [int(rank) for rank in str(metadata.get("dtr-missing-ranks", "")).split(",") if rank]
+    workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
+    return from_status(code, details, ranks, workers, address)
+
+
+_CODES = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def from_status(
+    code: grpc.StatusCode | int | None,
+    details: str,
+    missing_ranks: list[int],
+    missing_workers: list[str],
+    address: str,
+) -> DtrError:
+    """The typed error for a status (a ``grpc.StatusCode`` or its number, as BarrierStream replies carry it)."""
+    if isinstance(code, int):
+        code = _CODES.get(code, grpc.StatusCode.UNKNOWN)
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"coordinator at {address} unreachable: is `dtr serve` running? ({details})"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = f"coordinator at {address} did not answer in time: is it overloaded or stalled? ({details})"
     else:
         message = details
-    metadata = dict(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else {}
-    if "dtr-missing-ranks" in metadata or (code in _BARRIER and details.startswith("barrier ")):
-        ranks = [int(rank) for rank in str(metadata.get("dtr-missing-ranks", "")).split(",") if rank]
-        workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
-        return _BARRIER[code](details, code, ranks, workers)
+    if missing_ranks or (code in _BARRIER and details.startswith("barrier ")):
+        return _BARRIER.get(code, BarrierError)(details, code, missing_ranks, missing_workers)
     return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)
+
+
+def retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds a rate-limited call should wait before its next try, or None when ``error`` is not a rate limit."""
+    if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == "retry-after-ms":
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
 
 
 # MARK: checkpoints

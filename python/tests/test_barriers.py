@@ -11,15 +11,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
-from dtruntime import BarrierTimeout, InvalidArgument, Worker
+from conftest import free_port, wait_until
+from dtruntime import (
+    BarrierTimeout,
+    CoordinatorClient,
+    CoordinatorUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Worker,
+)
+from dtruntime.v1 import coordinator_pb2 as pb
 
 # The defaults (heartbeat 1 s, dead after 5 s): eight Python processes starting at once on two cores can stall a
 # heartbeat for longer than the integration tests' aggressive 1.5 s.
 DEFAULTS: list[str] = []
 DEAD_AFTER = 5.0
+# Threads registered as workers that never heartbeat: nobody may be declared dead during the test.
+NO_DEATHS = ["--heartbeat-interval", "10s", "--suspect-after", "60s", "--dead-after", "120s"]
 
 
 class ReduceWorker:
@@ -133,3 +146,148 @@ def test_barrier_timeout_and_mismatch_raise_typed_errors(coordinator_factory):
         assert len(errors) == 1 and isinstance(errors[0], InvalidArgument)
         with pytest.raises(TypeError, match="float32 or float64"):
             x.allreduce(np.zeros(3, dtype=np.int64))
+
+
+def _arrive_all(clients, epoch: int, name: str, **kwargs) -> list:
+    """Every client arrives at ``name`` from a thread of its own; returns each one's reply or error, by index."""
+    results: list = [None] * len(clients)
+
+    def arrive(index: int) -> None:
+        try:
+            results[index] = clients[index].barrier_sync(name, f"t{index}", membership_epoch=epoch, **kwargs)
+        except Exception as error:  # collected for the assertions
+            results[index] = error
+
+    threads = [threading.Thread(target=arrive, args=(index,)) for index in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_threads_of_one_process_share_one_barrier_stream(coordinator_factory):
+    coordinator = coordinator_factory(args=NO_DEATHS)
+    clients = [CoordinatorClient(coordinator.grpc_address) for _ in range(24)]
+    try:
+        epoch = 0
+        for index, client in enumerate(clients):
+            epoch = client.register_worker(f"t{index}", "127.0.0.1", 1, task_id="threads").membership_epoch
+        for round_ in range(3):
+            replies = _arrive_all(clients, epoch, "sync", timeout=20)
+            assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+            assert {reply.generation for reply in replies} == {round_ + 1}
+            assert {reply.participant_count for reply in replies} == {24}
+        # A stale epoch fails only its own call, with the typed error a unary call would raise.
+        with pytest.raises(FailedPrecondition, match="membership epoch"):
+            clients[0].barrier_sync("sync", "t0", membership_epoch=epoch - 1, timeout=5)
+        rpc = coordinator.get_json("/api/metrics")["rpc"]
+        assert rpc["BarrierStream"]["count"] == 3 * 24 + 1 and "BarrierSync" not in rpc
+        assert rpc["BarrierStream"]["errors"] == {"failedPrecondition": 1}
+        # Each release went out as one message for the whole process: the coordinator's own release latency (last
+        # arrival to every waiter answered) stays far below 24 separate replies.
+        assert coordinator.get_json("/api/barriers")["released"] == 3
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_barrier_stream_fails_waiters_when_the_coordinator_dies_and_reopens_after(coordinator_factory):
+    ports = {"grpc_port": free_port(), "http_port": free_port()}
+    coordinator = coordinator_factory(args=NO_DEATHS, **ports)
+    clients = [CoordinatorClient(coordinator.grpc_address) for _ in range(3)]
+    try:
+        epoch = 0
+        for index, client in enumerate(clients):
+            epoch = client.register_worker(f"t{index}", "127.0.0.1", 1, task_id="restart").membership_epoch
+        waiting = _arrive_all_in_background(clients[:2], epoch, "pre-crash")
+        wait_until(lambda: coordinator.get_json("/api/barriers")["open"], timeout=10)
+        started = time.monotonic()
+        coordinator.kill()
+        for thread in waiting.threads:
+            thread.join(timeout=10)
+        assert time.monotonic() - started < 5, "waiters must not hang on a dead coordinator"
+        assert all(isinstance(result, CoordinatorUnavailable) for result in waiting.results), waiting.results
+        assert all("unreachable" in str(result) for result in waiting.results)
+
+        restarted = coordinator_factory(args=NO_DEATHS, **ports)
+        assert restarted.grpc_port == ports["grpc_port"]
+        replies = _arrive_all(clients, epoch, "after-restart", timeout=20)
+        assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+        assert {reply.participant_count for reply in replies} == {3}
+    finally:
+        for client in clients:
+            client.close()
+
+
+class _Background:
+    def __init__(self, count: int) -> None:
+        self.results: list = [None] * count
+        self.threads: list[threading.Thread] = []
+
+
+def _arrive_all_in_background(clients, epoch: int, name: str) -> _Background:
+    background = _Background(len(clients))
+
+    def arrive(index: int) -> None:
+        try:
+            background.results[index] = clients[index].barrier_sync(name, f"t{index}", membership_epoch=epoch)
+        except Exception as error:  # collected for the assertions
+            background.results[index] = error
+
+    background.threads = [threading.Thread(target=arrive, args=(index,)) for index in range(len(clients))]
+    for thread in background.threads:
+        thread.start()
+    return background
+
+
+def test_barrier_stream_refused_by_the_rate_limit_is_opened_again_when_allowed(coordinator_factory):
+    # One call per second per client address, a burst of two: the two registrations use it up.
+    coordinator = coordinator_factory(args=[*NO_DEATHS, "--grpc-rate-limit", "1"])
+    clients = [CoordinatorClient(coordinator.grpc_address) for _ in range(2)]
+    try:
+        epoch = 0
+        for index, client in enumerate(clients):
+            epoch = client.register_worker(f"t{index}", "127.0.0.1", 1, task_id="limited").membership_epoch
+        # The budget is spent: a call now is refused (a raw stub call: no SDK retry)...
+        with pytest.raises(grpc.RpcError) as refused:
+            clients[0]._stub.LoadCheckpoint(pb.LoadCheckpointRequest(worker_id="t0", latest=True), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # ...so the barrier stream's opening is refused too, and the hub opens it again once the limit allows,
+        # sending the arrivals it holds: both calls are released, nothing fails.
+        replies = _arrive_all(clients, epoch, "limited", timeout=20)
+        assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+        assert {reply.participant_count for reply in replies} == {2}
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_an_oversize_payload_fails_alone_and_the_shared_stream_carries_on(coordinator_factory):
+    coordinator = coordinator_factory(args=[*NO_DEATHS, "--barrier-max-payload", "64KiB"])
+    clients = [CoordinatorClient(coordinator.grpc_address) for _ in range(2)]
+    try:
+        epoch = 0
+        for index, client in enumerate(clients):
+            epoch = client.register_worker(f"t{index}", "127.0.0.1", 1, task_id="sizes").membership_epoch
+        waiting = _arrive_all_in_background(clients[:1], epoch, "steady")
+        wait_until(lambda: coordinator.get_json("/api/barriers")["open"], timeout=10)
+
+        def payload(size: int) -> pb.ReducePayload:
+            return pb.ReducePayload(op=pb.REDUCE_OP_SUM, dtype=pb.DTYPE_FLOAT32, data=bytes(size))
+
+        # Over the per-participant limit but small enough to share a stream message: refused in-band, alone.
+        with pytest.raises(ResourceExhausted, match="--barrier-max-payload"):
+            clients[1].barrier_sync("big", "t1", membership_epoch=epoch, timeout=5, payload=payload(100_000))
+        # Over the transport's message limit: sent on its own unary call, refused alone.
+        with pytest.raises(ResourceExhausted, match="--barrier-max-payload"):
+            clients[1].barrier_sync("huge", "t1", membership_epoch=epoch, timeout=5, payload=payload(2 << 20))
+        # t0 is still parked on the shared stream, and is released when t1 arrives.
+        assert waiting.threads[0].is_alive()
+        reply = clients[1].barrier_sync("steady", "t1", membership_epoch=epoch, timeout=10)
+        waiting.threads[0].join(timeout=10)
+        assert isinstance(waiting.results[0], pb.BarrierSyncResponse), waiting.results
+        assert waiting.results[0].generation == reply.generation == 1
+    finally:
+        for client in clients:
+            client.close()

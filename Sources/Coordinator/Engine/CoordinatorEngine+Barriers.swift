@@ -10,6 +10,27 @@ extension CoordinatorEngine {
     public func barrierSync(
         name: String, worker: WorkerID, membershipEpoch: UInt64, arrival: BarrierArrival
     ) async throws -> BarrierRelease {
+        try await withCheckedThrowingContinuation { continuation in
+            do {
+                try barrierArrive(
+                    name: name, worker: worker, membershipEpoch: membershipEpoch, arrival: arrival
+                ) { _, result in continuation.resume(with: result) }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// `worker` arrives at barrier `name` of its task; `waiter` is called once, with the generation's release or
+    /// failure (maybe before this returns, when this arrival completes the generation). No task waits meanwhile.
+    ///
+    /// - Throws: (and then never calls `waiter`) a `CoreError` for this caller only: stale epoch, not a member,
+    ///   payload too large, or the coordinator shutting down.
+    public func barrierArrive(
+        name: String, worker: WorkerID, membershipEpoch: UInt64, arrival: BarrierArrival,
+        waiter: @escaping BarrierWaiter
+    ) throws {
+        guard !shuttingDown else { throw Self.shuttingDownError }
         guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
         let task = view.taskID
         let key = BarrierKey(task: task, name: name)
@@ -17,14 +38,8 @@ extension CoordinatorEngine {
             key, worker: worker, arrival: arrival, seenEpoch: membershipEpoch,
             membershipEpoch: membership.epoch(of: task), members: membership.members(of: task),
             now: now().monotonic)
-        return try await withCheckedThrowingContinuation { continuation in
-            if shuttingDown {
-                continuation.resume(throwing: Self.shuttingDownError)
-            } else {
-                barrierWaiters[id, default: []].append(continuation)
-            }
-            carryOut(directives)
-        }
+        barrierWaiters[id, default: []].append(waiter)
+        carryOut(directives)
     }
 
     /// Open barrier generations and the latency histograms, for `/api/barriers`.
@@ -40,7 +55,7 @@ extension CoordinatorEngine {
             switch directive {
             case .release(let id, let release, let arrivals):
                 let waiters = barrierWaiters.removeValue(forKey: id) ?? []
-                for waiter in waiters { waiter.resume(returning: release) }
+                for waiter in waiters { waiter(id, .success(release)) }
                 let released = now().monotonic
                 if let last = arrivals.values.max() { barrierReleaseLatency.record(released - last) }
                 for arrival in arrivals.values { barrierWaitTime.record(released - arrival) }
@@ -50,7 +65,7 @@ extension CoordinatorEngine {
                     waits: arrivals.values.map { released - $0 })
             case .fail(let id, let failure):
                 let waiters = barrierWaiters.removeValue(forKey: id) ?? []
-                for waiter in waiters { waiter.resume(throwing: failure) }
+                for waiter in waiters { waiter(id, .failure(failure)) }
                 barriersFailed += 1
                 metrics.recordBarrier(outcome: failure.code.rawValue, release: nil, waits: [])
                 logger.warning(
@@ -63,6 +78,9 @@ extension CoordinatorEngine {
         }
     }
 }
+
+/// Told once how a barrier arrival ended: the generation's release, or why it failed.
+public typealias BarrierWaiter = @Sendable (BarrierID, Result<BarrierRelease, any Error>) -> Void
 
 /// Barriers at a glance, for `/api/barriers`.
 public struct BarrierStatus: Sendable {

@@ -13,6 +13,8 @@ public actor CoordinatorEngine {
     public nonisolated let membershipConfig: MembershipConfig
     /// Open worker session streams.
     public nonisolated let sessions: SessionRegistry
+    /// Barrier streams, ended at shutdown once their parked calls were answered.
+    public nonisolated let barrierStreams = ShutdownLatch()
     /// The write-behind queue durable changes go through.
     public nonisolated let queue: WriteBehindQueue
     /// When the engine started.
@@ -25,7 +27,7 @@ public actor CoordinatorEngine {
     var catalog: DatasetCatalog
     /// Every task's barriers, and the calls parked on their open generations.
     var barriers: BarrierTable
-    var barrierWaiters: [BarrierID: [CheckedContinuation<BarrierRelease, any Error>]] = [:]
+    var barrierWaiters: [BarrierID: [BarrierWaiter]] = [:]
     var barrierWaitTime = LatencyHistogram()
     var barrierReleaseLatency = LatencyHistogram()
     var barriersReleased = 0
@@ -202,7 +204,9 @@ public actor CoordinatorEngine {
     public func failParkedCalls() {
         shuttingDown = true
         let error = Self.shuttingDownError
-        for waiter in barrierWaiters.values.joined() { waiter.resume(throwing: error) }
+        for (id, waiters) in barrierWaiters {
+            for waiter in waiters { waiter(id, .failure(error)) }
+        }
         barrierWaiters = [:]
         for waiter in checkpointWaiters.values.joined() { waiter.resume(throwing: error) }
         checkpointWaiters = [:]

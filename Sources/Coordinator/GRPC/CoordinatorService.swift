@@ -263,40 +263,78 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_BarrierSyncResponse {
         try await withRPCErrors("BarrierSync", engine.metrics) {
-            try WireTypeCheck.check(request)
-            try WireTypeCheck.check(request.payload)
-            let name = try Validation.name(request.name, field: "name")
-            let worker = try WorkerID(request.workerID)
-            guard request.expected >= 0 else {
-                throw CoreError.invalid(
-                    "expected", "must be >= 0 (0 means every member)", got: String(request.expected))
-            }
-            guard (0...86_400_000).contains(request.timeoutMs) else {
-                throw CoreError.invalid(
-                    "timeout_ms", "must be between 0 (the default, 300 s) and 86400000", got: String(request.timeoutMs))
-            }
-            let timeout: Duration = request.timeoutMs == 0 ? .seconds(300) : .milliseconds(request.timeoutMs)
-            let payload = request.hasPayload ? try ReduceInput(request.payload) : nil
+            let call = try BarrierCall(validating: request)
             let release = try await engine.barrierSync(
-                name: name, worker: worker, membershipEpoch: request.membershipEpoch,
-                arrival: BarrierArrival(expected: Int(request.expected), timeout: timeout, payload: payload))
-            return .with {
-                $0.generation = release.generation
-                $0.participantCount = Int32(release.participants.count)
-                $0.membershipEpoch = release.membershipEpoch
-                // Every reply is serialized separately: listing 1,024 members in each of 1,024 replies would be the
-                // bulk of a release. A barrier of every member releases exactly the members at its epoch.
-                if !release.everyMember {
-                    $0.participants = release.participants.map { participant in
-                        .with {
-                            $0.rank = Int32(participant.rank)
-                            $0.workerID = participant.worker.rawValue
-                        }
+                name: call.name, worker: call.worker, membershipEpoch: call.membershipEpoch, arrival: call.arrival)
+            return Dtruntime_V1_BarrierSyncResponse(release)
+        }
+    }
+
+    public func barrierStream(
+        request: RPCAsyncSequence<Dtruntime_V1_BarrierStreamRequest, any Error>,
+        response: RPCWriter<Dtruntime_V1_BarrierStreamReply>,
+        context: ServerContext
+    ) async throws {
+        try await withRPCErrors("BarrierStream", nil) {
+            let outbox = BarrierStreamOutbox()
+            let shutdown = engine.barrierStreams.register { outbox.close() }
+            defer { engine.barrierStreams.unregister(shutdown) }
+            // Not a child task, as in workerSession: reading the request stream does not stop on cancellation.
+            let reader = Task { try await arrive(from: request, into: outbox) }
+            defer { reader.cancel() }
+            for await replies in outbox.batches {
+                for reply in replies { try await response.write(reply) }
+            }
+            if outbox.isClosed { throw CoordinatorEngine.shuttingDownError }
+            try await reader.value
+        }
+    }
+
+    /// Each call of each message is one BarrierSync call; its answer (or its error, which ends only that call) goes to
+    /// `outbox`.
+    private func arrive(
+        from request: RPCAsyncSequence<Dtruntime_V1_BarrierStreamRequest, any Error>, into outbox: BarrierStreamOutbox
+    ) async throws {
+        do {
+            for try await message in request {
+                let started = ContinuousClock.now
+                do {
+                    try WireTypeCheck.check(message)
+                } catch {
+                    for call in message.calls where outbox.open(call.callID) {
+                        answer(call.callID, nil, .failure(error), outbox: outbox, since: started)
+                    }
+                    continue
+                }
+                for call in message.calls where outbox.open(call.callID) {
+                    let callID = call.callID
+                    do {
+                        try WireTypeCheck.check(call)
+                        let arrival = try BarrierCall(validating: call.arrival)
+                        try await engine.barrierArrive(
+                            name: arrival.name, worker: arrival.worker, membershipEpoch: arrival.membershipEpoch,
+                            arrival: arrival.arrival
+                        ) { [self] in answer(callID, $0, $1, outbox: outbox, since: started) }
+                    } catch {
+                        answer(callID, nil, .failure(error), outbox: outbox, since: started)
                     }
                 }
-                if let result = release.result { $0.result = Dtruntime_V1_ReducePayload(result) }
             }
+            outbox.inputEnded()
+        } catch {
+            outbox.inputEnded(abandoning: true)
+            throw error
         }
+    }
+
+    /// Hands a streamed call's outcome to its stream and records it as a call of BarrierStream.
+    private func answer(
+        _ callID: UInt64, _ generation: BarrierID?, _ result: Result<BarrierRelease, any Error>,
+        outbox: BarrierStreamOutbox, since started: ContinuousClock.Instant
+    ) {
+        let error = outbox.answer(callID, generation: generation, result)
+        engine.metrics.recordRPC(
+            "BarrierStream", duration: ContinuousClock.now - started, error: error.map { "\($0.code)" })
     }
 
     /// Checkpoint metrics rank checkpoints for retention and go into JSON manifests: they must be finite.

@@ -43,23 +43,34 @@ func withRPCErrors<T: Sendable>(
 private func mapRPCErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
-    } catch let error as RPCError {
-        throw error
-    } catch let failure as BarrierFailure {
-        // Who is missing, machine-readable too, so clients can raise typed errors carrying it.
-        var metadata: Metadata = [:]
-        if !failure.missing.isEmpty {
-            metadata.addString(
-                failure.missing.map { String($0.rank) }.joined(separator: ","), forKey: "dtr-missing-ranks")
-            metadata.addString(
-                failure.missing.map(\.worker.rawValue).joined(separator: ","), forKey: "dtr-missing-workers")
-        }
-        throw RPCError(code: failure.code.rpcCode, message: failure.message, metadata: metadata)
-    } catch let error as any CodedError {
-        throw RPCError(code: error.code.rpcCode, message: error.message)
-    } catch is CancellationError {
-        throw RPCError(code: .cancelled, message: "the call was cancelled")
     } catch {
-        throw RPCError(code: .internalError, message: "internal error: \(error)")
+        throw RPCError(mapping: error)
+    }
+}
+
+extension RPCError {
+    /// The status a handler ends with when it throws `error`: the error's own code and actionable message (instead of
+    /// gRPC's opaque UNKNOWN), and for a failed barrier who is missing, machine-readable too, so clients can raise
+    /// typed errors carrying it.
+    init(mapping error: any Error) {
+        switch error {
+        case let error as RPCError:
+            self = error
+        case let failure as BarrierFailure:
+            var metadata: Metadata = [:]
+            if !failure.missing.isEmpty {
+                metadata.addString(
+                    failure.missing.map { String($0.rank) }.joined(separator: ","), forKey: "dtr-missing-ranks")
+                metadata.addString(
+                    failure.missing.map(\.worker.rawValue).joined(separator: ","), forKey: "dtr-missing-workers")
+            }
+            self.init(code: failure.code.rpcCode, message: failure.message, metadata: metadata)
+        case let error as any CodedError:
+            self.init(code: error.code.rpcCode, message: error.message)
+        case is CancellationError:
+            self.init(code: .cancelled, message: "the call was cancelled")
+        default:
+            self.init(code: .internalError, message: "internal error: \(error)")
+        }
     }
 }

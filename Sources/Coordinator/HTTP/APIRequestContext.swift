@@ -7,6 +7,8 @@ public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's IP address (rate limits are per client).
     public var remoteIP: String?
+    /// Largest body `request.decode` collects; ``BodyLimitMiddleware`` sets it to `--http-max-body`.
+    public var maxUploadSize = BodyLimitMiddleware.defaultMaxBytes
 
     public init(source: Source) {
         coreContext = .init(source: source)

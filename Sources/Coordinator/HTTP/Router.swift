@@ -4,7 +4,8 @@ import RuntimeCore
 /// The HTTP API's routes (see docs/API.md), callable from tests with Hummingbird's `app.test(.router)`.
 public func buildRouter(
     engine: CoordinatorEngine, listeners: Listeners, logs: LogBuffer = LogBuffer(), adminToken: BearerToken? = nil,
-    cors: CORSPolicy = CORSPolicy(origins: []), rateLimits: ClientRateLimits? = nil
+    cors: CORSPolicy = CORSPolicy(origins: []), rateLimits: ClientRateLimits? = nil,
+    maxBodyBytes: Int = BodyLimitMiddleware.defaultMaxBytes
 ) -> Router<APIRequestContext> {
     let router = Router(context: APIRequestContext.self)
     // Outermost, so that error responses carry the CORS headers too.
@@ -13,6 +14,8 @@ public func buildRouter(
     // Before authentication, so that guessing tokens is rate-limited too.
     if let rateLimits { router.add(middleware: HTTPRateLimitMiddleware(limits: rateLimits)) }
     if let adminToken { router.add(middleware: AdminAuthMiddleware(token: adminToken)) }
+    // Every route: an over-limit body is refused with 413 before a route acts on it.
+    router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
 
     router.get("/api/health") { _, _ -> HealthBody in
         HealthBody(uptimeSeconds: engine.uptime.seconds)

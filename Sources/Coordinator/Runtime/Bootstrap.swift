@@ -67,6 +67,9 @@ public func buildCoordinator(
             config: .defaults {
                 // Barrier payloads up to the configured limit, plus room for the message around them.
                 $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
+                // A larger message gets RESOURCE_EXHAUSTED naming the limit (the transport alone just resets the stream).
+                $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = GRPCMessageSizeGuard.installer(
+                    maxBytes: $0.rpc.maxRequestPayloadSize, limitSource: "--barrier-max-payload + 1 MiB")
                 // Many calls may share one connection (a process hosting many workers, or waiting at barriers)...
                 $0.http2.maxConcurrentStreams = 16_384
                 // ...and payloads of megabytes should not wait for a window update every 64 KiB.
@@ -80,7 +83,8 @@ public func buildCoordinator(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
             cors: CORSPolicy(origins: config.corsOrigins),
-            rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil),
+            rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil,
+            maxBodyBytes: config.httpMaxBodyBytes),
         server: try httpServer(tls: config.tls),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in

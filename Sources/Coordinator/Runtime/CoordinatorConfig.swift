@@ -33,6 +33,8 @@ public struct CoordinatorConfig: Sendable {
     /// gRPC calls per second per client IP (bursts of twice that; heartbeats have a budget of their own); 0
     /// disables. Default 5000.
     public var grpcRateLimit: Double
+    /// Largest HTTP request body, in bytes; larger ones get `413`. Default 1 MiB.
+    public var httpMaxBodyBytes: Int
     /// PEM certificate chain and private key: both servers speak TLS when set.
     public var tls: (certificate: String, privateKey: String)?
 
@@ -43,7 +45,8 @@ public struct CoordinatorConfig: Sendable {
         barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
         adminToken: BearerToken? = nil, corsOrigins: Set<String> = [], httpRateLimit: Double = 100,
-        grpcRateLimit: Double = 5000, tls: (certificate: String, privateKey: String)? = nil
+        grpcRateLimit: Double = 5000, httpMaxBodyBytes: Int = BodyLimitMiddleware.defaultMaxBytes,
+        tls: (certificate: String, privateKey: String)? = nil
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -59,6 +62,7 @@ public struct CoordinatorConfig: Sendable {
         self.corsOrigins = corsOrigins
         self.httpRateLimit = httpRateLimit
         self.grpcRateLimit = grpcRateLimit
+        self.httpMaxBodyBytes = httpMaxBodyBytes
         self.tls = tls
     }
 }

@@ -2,9 +2,9 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 public import ServiceLifecycle
 
-/// Runs the gRPC server as a service: on graceful shutdown it first closes the workers' session streams and fails the
-/// calls parked at barriers and checkpoint commits (which would otherwise hold the shutdown until their timeouts), then
-/// lets in-flight calls drain.
+/// Runs the gRPC server as a service: on graceful shutdown it first closes the workers' session streams, fails the
+/// calls parked at barriers and checkpoint commits (which would otherwise hold the shutdown until their timeouts) and
+/// ends the barrier streams, then lets in-flight calls drain.
 public struct GRPCServerService: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     let engine: CoordinatorEngine
@@ -26,6 +26,7 @@ public struct GRPCServerService: Service {
             let server = server
             Task {
                 await engine.failParkedCalls()
+                engine.barrierStreams.close()
                 server.beginGracefulShutdown()
             }
         }

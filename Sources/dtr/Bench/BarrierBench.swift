@@ -7,6 +7,7 @@ import Logging
 import RuntimeCore
 import RuntimeProto
 import ServiceLifecycle
+import Synchronization
 
 /// `dtr bench barrier`: a barrier's release latency and an allreduce's throughput, against the same gRPC stack
 /// doing no barrier work at all (a gate that parks calls and releases them; an echo), measured in the same run on
@@ -70,6 +71,7 @@ struct BarrierBench: AsyncParsableCommand {
 
         // Fan-out: n-1 callers parked, then the last arrival; time until every caller has its reply.
         var barrier = Samples()
+        var streamed = Samples()
         var floor = Samples()
         let epoch = fanOutEpoch
         for round in 0..<rounds + 1 {
@@ -83,8 +85,10 @@ struct BarrierBench: AsyncParsableCommand {
                 park: { _ in _ = try await Self.raw(client, BenchService.wait, []) },
                 parked: { gate.count },
                 last: { _ = try await Self.raw(client, BenchService.open, []) })
+            let releasedOnStream = try await fanOutOnStream(coordinator, engine: engine, epoch: epoch)
             if round > 0 {  // the first round warms up connections and allocations
                 barrier.append(released)
+                streamed.append(releasedOnStream)
                 floor.append(gated)
             }
         }
@@ -130,6 +134,8 @@ struct BarrierBench: AsyncParsableCommand {
             | --- | --- | --- | --- |
             | release of \(workers) waiters: last arrival → last reply | \(barrier.p(0.5).report) | \
             \(barrier.p(0.99).report) | \(String(format: "%.2f", barrier.p(0.99).ratio(to: floor.p(0.99))))× (≤ 1.5×) |
+            | the same \(workers) calls on one BarrierStream (what the SDK sends) | \(streamed.p(0.5).report) | \
+            \(streamed.p(0.99).report) | \(String(format: "%.2f", streamed.p(0.99).ratio(to: floor.p(0.99))))× |
             | floor: \(workers) parked no-op calls released by one call | \(floor.p(0.5).report) | \
             \(floor.p(0.99).report) | 1.00× |
             | allreduce SUM of \(reduceLength) float32 (\(String(format: "%.1f", megabytes)) MB) × \(reduceWorkers) \
@@ -164,6 +170,44 @@ struct BarrierBench: AsyncParsableCommand {
             for try await done in group { latest = max(latest, done) }
             return latest - start
         }
+    }
+
+    /// The fan-out over one BarrierStream: `workers - 1` arrivals parked, then the last; returns the time from the last
+    /// arrival until every call has its answer.
+    private func fanOutOnStream(
+        _ coordinator: Dtruntime_V1_Coordinator.Client<HTTP2ClientTransport.Posix>, engine: CoordinatorEngine,
+        epoch: UInt64
+    ) async throws -> Duration {
+        let workers = workers
+        let clock = ContinuousClock()
+        let start = Mutex<ContinuousClock.Instant?>(nil)
+        let end = try await coordinator.barrierStream(
+            requestProducer: { writer in
+                // Every arrival but the last in one message (as the SDK sends arrivals that wait together), then the
+                // last one alone once the others are parked.
+                let calls = (0..<workers).map { index in
+                    Dtruntime_V1_BarrierStreamCall.with {
+                        $0.callID = UInt64(index)
+                        $0.arrival = Self.arrival("fan-\(index)", epoch: epoch)
+                    }
+                }
+                try await writer.write(.with { $0.calls = Array(calls.dropLast()) })
+                while await engine.barrierStatus().open.first?.arrived ?? 0 < workers - 1 {
+                    try await Task.sleep(for: .microseconds(200))
+                }
+                start.withLock { $0 = clock.now }
+                try await writer.write(.with { $0.calls = [calls[workers - 1]] })
+            },
+            onResponse: { response in
+                var answered = 0
+                for try await reply in response.messages {
+                    precondition(reply.hasResponse, "a streamed barrier call failed: \(reply.message)")
+                    answered += reply.callIds.count
+                    if answered == workers { return clock.now }
+                }
+                throw RPCError(code: .internalError, message: "the barrier stream ended before every call's answer")
+            })
+        return end - (start.withLock { $0 } ?? end)
     }
 
     /// Runs `count` calls at once; returns the time until the last one finished.

@@ -522,3 +522,31 @@ class BarrierSyncResponse(_message.Message):
     participant_count: int
     membership_epoch: int
     def __init__(self, generation: _Optional[int] = ..., participants: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., result: _Optional[_Union[ReducePayload, _Mapping]] = ..., participant_count: _Optional[int] = ..., membership_epoch: _Optional[int] = ...) -> None: ...
+
+class BarrierStreamRequest(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[BarrierStreamCall]
+    def __init__(self, calls: _Optional[_Iterable[_Union[BarrierStreamCall, _Mapping]]] = ...) -> None: ...
+
+class BarrierStreamCall(_message.Message):
+    __slots__ = ("call_id", "arrival")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    arrival: BarrierSyncRequest
+    def __init__(self, call_id: _Optional[int] = ..., arrival: _Optional[_Union[BarrierSyncRequest, _Mapping]] = ...) -> None: ...
+
+class BarrierStreamReply(_message.Message):
+    __slots__ = ("call_ids", "response", "code", "message", "missing")
+    CALL_IDS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    call_ids: _containers.RepeatedScalarFieldContainer[int]
+    response: BarrierSyncResponse
+    code: int
+    message: str
+    missing: _containers.RepeatedCompositeFieldContainer[Participant]
+    def __init__(self, call_ids: _Optional[_Iterable[int]] = ..., response: _Optional[_Union[BarrierSyncResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., missing: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ...) -> None: ...

@@ -93,6 +93,11 @@ class CoordinatorStub:
                 request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncRequest.SerializeToString,
                 response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncResponse.FromString,
                 _registered_method=True)
+        self.BarrierStream = channel.stream_stream(
+                '/dtruntime.v1.Coordinator/BarrierStream',
+                request_serializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamRequest.SerializeToString,
+                response_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -187,6 +192,17 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BarrierStream(self, request_iterator, context):
+        """BarrierSync for many calls over one stream: each request carries one or more workers' arrivals, each tagged with a
+        call id; the replies name the calls they answer. Every call on the stream released (or failed) by the same barrier
+        generation is answered by one message, so a process hosting many workers sends its arrivals together and gets one
+        release message instead of one per worker. The SDK's barriers use this stream; each call means what BarrierSync
+        means.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -244,6 +260,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.BarrierSync,
                     request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncRequest.FromString,
                     response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncResponse.SerializeToString,
+            ),
+            'BarrierStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.BarrierStream,
+                    request_deserializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamRequest.FromString,
+                    response_serializer=dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -547,6 +568,33 @@ class Coordinator:
             '/dtruntime.v1.Coordinator/BarrierSync',
             dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncRequest.SerializeToString,
             dtruntime_dot_v1_dot_coordinator__pb2.BarrierSyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BarrierStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/dtruntime.v1.Coordinator/BarrierStream',
+            dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamRequest.SerializeToString,
+            dtruntime_dot_v1_dot_coordinator__pb2.BarrierStreamReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,143 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Answers a gRPC request message larger than the server accepts with the status `RESOURCE_EXHAUSTED` and a message
+/// naming the limit and the flag that sets it.
+///
+/// grpc-swift-nio-transport (2.9) refuses such a message by resetting the stream (`RST_STREAM CANCEL`), so the
+/// client only learns that its call was cancelled. This handler sits first in each HTTP/2 stream's pipeline, reads
+/// the 5-byte prefix of every message (flag, then the length, big-endian) as the DATA frames pass, and on a declared
+/// length over the limit sends the status as trailers itself, then ends the stream with `RST_STREAM NO_ERROR`, as the
+/// gRPC HTTP/2 protocol says a server should when it answers before the request is complete. The oversized message
+/// never reaches gRPC, so the call changes nothing. (A compressed message is checked by its compressed length here;
+/// gRPC itself still refuses one that inflates past the limit.)
+final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundOut = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    /// Largest message accepted, in bytes (the transport's `maxRequestPayloadSize`).
+    let maxBytes: Int
+    /// What sets the limit, for the message: e.g. "--barrier-max-payload + 1 MiB".
+    let limitSource: String
+    /// Where the stream is in its messages.
+    private var scanner: GRPCMessageScanner
+    /// Whether the response's headers went out (a refusal then sends trailers only, without `:status`).
+    private var respondedHeaders = false
+    /// Whether the server ended its side of the stream (gRPC then ignores what the client still sends, and so do we).
+    private var serverEnded = false
+    /// Whether this handler refused a message: the rest of the stream goes nowhere.
+    private var refused = false
+
+    init(maxBytes: Int, limitSource: String) {
+        self.maxBytes = maxBytes
+        self.limitSource = limitSource
+        scanner = GRPCMessageScanner(maxBytes: maxBytes)
+    }
+
+    /// A callback for the transport's `onAcceptHTTP2Stream` that puts a guard first in each stream's pipeline.
+    static func installer(maxBytes: Int, limitSource: String) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(
+                    GRPCMessageSizeGuard(maxBytes: maxBytes, limitSource: limitSource), position: .first)
+            }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
+        if !serverEnded, case .data(let frame) = unwrapInboundIn(data), case .byteBuffer(let buffer) = frame.data,
+            let length = scanner.oversizedLength(in: buffer)
+        {
+            refuse(length: length, context: context)
+            return
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !refused else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        switch unwrapOutboundIn(data) {
+        case .headers(let headers):
+            respondedHeaders = true
+            if headers.endStream { serverEnded = true }
+        case .rstStream:
+            serverEnded = true
+        default:
+            break
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func refuse(length: Int, context: ChannelHandlerContext) {
+        refused = true
+        let message =
+            "message of \(length) bytes is larger than this coordinator accepts (\(maxBytes) bytes: \(limitSource)): "
+            + "send less, or raise the coordinator's --barrier-max-payload"
+        var trailers: HPACKHeaders = respondedHeaders ? [:] : [":status": "200", "content-type": "application/grpc"]
+        trailers.add(name: "grpc-status", value: "8")  // RESOURCE_EXHAUSTED
+        trailers.add(name: "grpc-message", value: Self.percentEncoded(message))
+        context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        context.close(promise: nil)
+    }
+
+    /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%`.
+    static func percentEncoded(_ text: String) -> String {
+        var encoded = ""
+        for byte in text.utf8 {
+            if (0x20...0x7E).contains(byte), byte != UInt8(ascii: "%") {
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return encoded
+    }
+}
+
+/// Follows the length-prefixed messages of one gRPC stream through its DATA frames, however they are split.
+struct GRPCMessageScanner {
+    /// Largest message accepted, in bytes.
+    let maxBytes: Int
+    /// The prefix of the message being read, while it is incomplete (at most 5 bytes).
+    private var prefix: [UInt8] = []
+    /// Bytes of the current message still to come.
+    private var remaining = 0
+
+    init(maxBytes: Int) {
+        self.maxBytes = maxBytes
+    }
+
+    /// Follows the messages through `buffer`; the declared length of the first one over the limit, if any.
+    mutating func oversizedLength(in buffer: ByteBuffer) -> Int? {
+        var buffer = buffer
+        while buffer.readableBytes > 0 {
+            if remaining > 0 {
+                let skipped = min(remaining, buffer.readableBytes)
+                buffer.moveReaderIndex(forwardBy: skipped)
+                remaining -= skipped
+                continue
+            }
+            prefix.append(buffer.readInteger(as: UInt8.self) ?? 0)
+            guard prefix.count == 5 else { continue }
+            let length = prefix[1...].reduce(0) { $0 << 8 | Int($1) }
+            prefix.removeAll(keepingCapacity: true)
+            if length > maxBytes { return length }
+            remaining = length
+        }
+        return nil
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,66 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+import RuntimeProto
+import Testing
+
+@testable import Coordinator
+
+@Suite("gRPC message size limit")
+struct MessageSizeTests {
+    @Test("live: an oversized message is RESOURCE_EXHAUSTED naming the limit; the connection serves the next call")
+    func live() async throws {
+        let directory = TemporaryDirectory()
+        var config = LiveLoopbackTests().config(directory)
+        config.barrierMaxPayloadBytes = 1024  // messages up to 1 MiB + 1 KiB
+        try await LiveLoopbackTests().withCoordinator(config) { runtime, ports in
+            try await withGRPCClient(
+                transport: try .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
+            ) { grpc in
+                let client = Dtruntime_V1_Coordinator.Client(wrapping: grpc)
+                var tooBig = registration("big")
+                tooBig.host = String(repeating: "h", count: 2 << 20)
+                let error = await #expect(throws: RPCError.self) { try await client.registerWorker(tooBig) }
+                #expect(error?.code == .resourceExhausted)
+                #expect(
+                    error?.message.hasSuffix(
+                        "is larger than this coordinator accepts (1049600 bytes: --barrier-max-payload + 1 MiB): send "
+                            + "less, or raise the coordinator's --barrier-max-payload") == true,
+                    "\(String(describing: error))")
+                _ = try await client.registerWorker(registration("fits"))
+            }
+            #expect(await runtime.engine.workers().map(\.record.spec.id.rawValue) == ["fits"], "big changed nothing")
+        }
+    }
+
+    @Test("the scanner follows message prefixes across frames, however they are split")
+    func scanner() {
+        func message(_ length: Int) -> [UInt8] {
+            [
+                0, UInt8(length >> 24 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF),
+                UInt8(length & 0xFF),
+            ]
+                + [UInt8](repeating: 7, count: min(length, 64))
+        }
+        // Three messages within the limit, then one declaring 1 byte over it (its body need not arrive).
+        let stream = message(0) + message(64) + message(3) + message(65)
+        for cut in 0...stream.count {
+            for second in cut...stream.count {
+                var scanner = GRPCMessageScanner(maxBytes: 64)
+                let frames = [stream[..<cut], stream[cut..<second], stream[second...]]
+                var found: Int?
+                for frame in frames where found == nil { found = scanner.oversizedLength(in: ByteBuffer(bytes: frame)) }
+                #expect(found == 65, "cut at \(cut) and \(second)")
+            }
+        }
+        var within = GRPCMessageScanner(maxBytes: 64)
+        #expect(within.oversizedLength(in: ByteBuffer(bytes: message(64) + message(64))) == nil)
+    }
+
+    @Test("grpc-message is percent-encoded")
+    func percentEncoding() {
+        #expect(GRPCMessageSizeGuard.percentEncoded("100% of 2 MiB") == "100%25 of 2 MiB")
+        #expect(GRPCMessageSizeGuard.percentEncoded("é\n") == "%C3%A9%0A")
+    }
+}
