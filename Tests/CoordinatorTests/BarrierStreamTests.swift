@@ -116,4 +116,44 @@ struct BarrierStreamTests {
             #expect(reply.missing.map(\.workerID) == ["w2"] && reply.missing.map(\.rank) == [2])
         }
     }
+
+    @Test("a stream the client has half-closed still delivers the answer another worker's arrival releases")
+    func halfClosedStreamDeliversLaterRelease() async throws {
+        let harness = try Harness()
+        try await harness.withClient { client in
+            let epoch = try await register(client, 2)
+            async let streamed = stream(client, [barrierRequest("w0", epoch: epoch)])
+            // w0's arrival is parked and its stream half-closed; w1 arrives by a unary call and releases both.
+            while await harness.engine.barrierStatus().open.first?.arrived != 1 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let unary = try await client.barrierSync(barrierRequest("w1", epoch: epoch))
+            let replies = try await streamed
+            #expect(replies.count == 1 && replies.first?.callIds == [1])
+            #expect(replies.first?.response.generation == unary.generation)
+        }
+    }
+
+    @Test("a call id reused while in flight ends the stream with INVALID_ARGUMENT naming call_id")
+    func reusedCallIDEndsTheStream() async throws {
+        let harness = try Harness()
+        try await harness.withClient { client in
+            let epoch = try await register(client, 3)
+            let error = await #expect(throws: RPCError.self) {
+                try await client.barrierStream(
+                    requestProducer: { writer in
+                        let call = Dtruntime_V1_BarrierStreamCall.with {
+                            $0.callID = 7
+                            $0.arrival = barrierRequest("w0", epoch: epoch)
+                        }
+                        try await writer.write(.with { $0.calls = [call, call] })
+                    },
+                    onResponse: { response in
+                        for try await _ in response.messages {}
+                    })
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("call_id") == true)
+        }
+    }
 }

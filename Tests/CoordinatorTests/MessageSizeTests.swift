@@ -34,6 +34,41 @@ struct MessageSizeTests {
         }
     }
 
+    @Test("live: a BarrierStream message has its own 2 MiB limit, below the transport's; the stream says what to do")
+    func barrierStreamLimit() async throws {
+        let directory = TemporaryDirectory()
+        let config = LiveLoopbackTests().config(directory)  // the default 64 MiB payloads: messages up to 65 MiB
+        try await LiveLoopbackTests().withCoordinator(config) { _, ports in
+            try await withGRPCClient(
+                transport: try .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
+            ) { grpc in
+                let client = Dtruntime_V1_Coordinator.Client(wrapping: grpc)
+                let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
+                let big = barrierRequest(
+                    "w0", name: "big", epoch: epoch, values: [Double](repeating: 1, count: 3 << 17))  // 3 MiB
+                let error = await #expect(throws: RPCError.self) {
+                    try await client.barrierStream(
+                        requestProducer: { writer in
+                            try await writer.write(.with { $0.calls = [.with { $0.arrival = big }] })
+                        },
+                        onResponse: { response in
+                            for try await _ in response.messages {}
+                        })
+                }
+                #expect(error?.code == .resourceExhausted)
+                #expect(
+                    error?.message.hasSuffix(
+                        "(2097152 bytes: the limit of a BarrierStream message): send fewer arrivals per message, and "
+                            + "large payloads as BarrierSync calls") == true,
+                    "\(String(describing: error))")
+                // The same arrival as a unary call is within the transport's limit: it is released (a world of one).
+                let released = try await client.barrierSync(big)
+                #expect(released.result.data.count == 3 << 20)
+            }
+        }
+    }
+
     @Test("the scanner follows message prefixes across frames, however they are split")
     func scanner() {
         func message(_ length: Int) -> [UInt8] {

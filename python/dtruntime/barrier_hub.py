@@ -10,7 +10,9 @@ costs a message or two plus a lock release per waiting thread. The semantics of 
 from __future__ import annotations
 
 import itertools
+import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,8 @@ _END = object()
 # message never ends the stream for the calls that share it. Arrivals over half of it go as unary BarrierSync calls.
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_CALL_BYTES = MAX_MESSAGE_BYTES // 2
+# The longest wait for a rate limit before opening the stream again (the coordinator asks for at most 1 s).
+MAX_RATE_LIMIT_WAIT = 5.0
 # A call's tag and length in the message, at most.
 _FIELD_OVERHEAD = 8
 
@@ -64,6 +68,8 @@ class BarrierHub:
 
     def __init__(self, channel: grpc.Channel, address: str) -> None:
         self.address = address
+        # A forked child cannot use its parent's hub (its threads did not come along): clients check this.
+        self.pid = os.getpid()
         self._channel = channel
         self._stub = pb_grpc.CoordinatorStub(channel)
         self._lock = threading.Lock()
@@ -82,12 +88,15 @@ class BarrierHub:
             stream.requests.put(call.request)
         if not call.done.acquire(timeout=deadline):
             with self._lock:
-                stream.pending.pop(call.request.call_id, None)
-            raise DeadlineExceeded(
-                f"coordinator at {self.address} did not answer barrier {request.name!r} within {deadline:g} s: "
-                "is it overloaded or stalled?",
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
+                abandoned = stream.pending.pop(call.request.call_id, None)
+            if abandoned is None:
+                call.done.acquire()  # the answer came in meanwhile: it is being handed over
+            else:
+                raise DeadlineExceeded(
+                    f"coordinator at {self.address} did not answer barrier {request.name!r} within {deadline:g} s: "
+                    "is it overloaded or stalled?",
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
         if call.error is not None:
             raise call.error
         reply = call.reply
@@ -102,7 +111,7 @@ class BarrierHub:
         )
 
     def close(self) -> None:
-        """Ends the stream once its calls are answered, and closes the channel."""
+        """Ends the stream and closes the channel (no client uses the hub any more); calls still waiting fail."""
         with self._lock:
             self._closed = True
             stream, self._stream = self._stream, None
@@ -120,18 +129,19 @@ class BarrierHub:
         """Delivers the replies of ``stream``; when it breaks, fails its calls (or, refused by the coordinator's rate
         limit before it read anything, sends them again once the limit allows)."""
         while True:
-            responses = self._stub.BarrierStream(_batches(stream.requests))
+            error: DtrError | None = None
+            wait = None
             try:
-                for reply in responses:
+                for reply in self._stub.BarrierStream(_batches(stream.requests)):
                     with self._lock:
                         calls = [stream.pending.pop(call_id, None) for call_id in reply.call_ids]
                     for call in calls:
                         if call is not None:
                             call.finish(reply)
-                error: DtrError | None = None
-                wait = None
             except grpc.RpcError as failure:
                 error, wait = translate(failure, self.address), retry_after(failure)
+            except Exception as failure:  # e.g. the channel was closed under it: nothing must wait for this thread
+                error = DtrError(f"the barrier stream to {self.address} failed: {failure!r}")
             with self._lock:
                 if wait is not None and stream.pending and not self._closed:
                     # Refused before the coordinator read a single arrival: resending them changes nothing else.
@@ -146,7 +156,7 @@ class BarrierHub:
                     stream.requests.put(_END)  # lets grpcio's thread reading the requests of the broken call end
                     calls, stream.pending = list(stream.pending.values()), {}
                     break
-            time.sleep(wait)
+            time.sleep(min(wait, MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2))
         failed = error or DtrError(f"coordinator at {self.address} ended the barrier stream")
         for call in calls:
             call.finish(error=failed)
@@ -188,6 +198,11 @@ class HubRegistry:
             self._hubs[key] = (hub, users + 1)
             return hub
 
+    def forget_all(self) -> None:
+        """Starts over without closing anything (in a forked child, where the hubs' threads do not exist)."""
+        self._lock = threading.Lock()
+        self._hubs = {}
+
     def release(self, key: tuple) -> None:
         with self._lock:
             hub, users = self._hubs[key]
@@ -199,3 +214,5 @@ class HubRegistry:
 
 
 HUBS = HubRegistry()
+# A forked child starts with no hubs: its parent's have no threads in it, and their locks may be held.
+os.register_at_fork(after_in_child=HUBS.forget_all)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import enum
 import itertools
+import math
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -240,6 +242,7 @@ class CoordinatorClient:
         # with the same credentials (opened at the first barrier).
         self._hub_key = (self.address, token, roots)
         self._hub: BarrierHub | None = None
+        self._hub_lock = threading.Lock()
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     # MARK: membership
@@ -343,7 +346,11 @@ class CoordinatorClient:
         timeout: float | None = None,
         payload: pb.ReducePayload | None = None,
     ) -> pb.BarrierSyncResponse:
-        """Arrives at a barrier and waits for its release (``timeout`` seconds, default the coordinator's 300)."""
+        """Arrives at a barrier and waits for its release (``timeout`` seconds, default the coordinator's 300).
+
+        The calls of every client of this process to the same coordinator share one stream (see ``barrier_hub``), and
+        the calls one generation releases share one reply: treat the returned message as read-only.
+        """
         request = pb.BarrierSyncRequest(
             name=name,
             worker_id=worker_id,
@@ -357,14 +364,8 @@ class CoordinatorClient:
         if request.ByteSize() > MAX_CALL_BYTES:
             # A large payload gains nothing from sharing a message, and may be over the coordinator's limit: it goes
             # alone, so that its error is its own.
-            try:
-                return self._stub.BarrierSync(request, timeout=deadline)
-            except grpc.RpcError as error:
-                raise translate(error, self.address) from None
-        if self._hub is None:
-            address, token, roots = self._hub_key
-            self._hub = HUBS.acquire(self._hub_key, lambda: _open_channel(address, token, roots), address)
-        return self._hub.call(request, deadline)
+            return self._call(self._stub.BarrierSync, request, timeout=deadline)
+        return self._barrier_hub().call(request, deadline)
 
     # MARK: checkpoints
 
@@ -447,11 +448,13 @@ class CoordinatorClient:
         a full registry) is final and raised at once.
         """
         budget = self.timeout if timeout is None else timeout
+        if budget is None:  # no deadline at all
+            budget = math.inf
         started = time.monotonic()
         for tries in itertools.count(1):
             remaining = budget - (time.monotonic() - started)
             try:
-                return method(request, timeout=max(remaining, 0.001))
+                return method(request, timeout=None if math.isinf(remaining) else max(remaining, 0.001))
             except grpc.RpcError as error:
                 wait = retry_after(error)
                 if wait is None:
@@ -468,9 +471,18 @@ class CoordinatorClient:
                     ) from None
                 time.sleep(wait)
 
+    def _barrier_hub(self) -> BarrierHub:
+        """The process's hub for this coordinator, acquired at the first barrier (again in a forked child)."""
+        with self._hub_lock:
+            if self._hub is None or self._hub.pid != os.getpid():
+                address, token, roots = self._hub_key
+                self._hub = HUBS.acquire(self._hub_key, lambda: _open_channel(address, token, roots), address)
+            return self._hub
+
     def close(self) -> None:
-        if self._hub is not None:
-            self._hub = None
+        with self._hub_lock:
+            hub, self._hub = self._hub, None
+        if hub is not None and hub.pid == os.getpid():
             HUBS.release(self._hub_key)
         self._channel.close()
 

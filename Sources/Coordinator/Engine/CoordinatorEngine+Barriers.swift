@@ -13,22 +13,22 @@ extension CoordinatorEngine {
         try await withCheckedThrowingContinuation { continuation in
             do {
                 try barrierArrive(
-                    name: name, worker: worker, membershipEpoch: membershipEpoch, arrival: arrival
-                ) { _, result in continuation.resume(with: result) }
+                    name: name, worker: worker, membershipEpoch: membershipEpoch, arrival: arrival,
+                    waiter: .call { continuation.resume(with: $0) })
             } catch {
                 continuation.resume(throwing: error)
             }
         }
     }
 
-    /// `worker` arrives at barrier `name` of its task; `waiter` is called once, with the generation's release or
-    /// failure (maybe before this returns, when this arrival completes the generation). No task waits meanwhile.
+    /// `worker` arrives at barrier `name` of its task; `waiter` is told once of the generation's release or failure
+    /// (maybe before this returns, when this arrival completes the generation). No task waits meanwhile.
     ///
     /// - Throws: (and then never calls `waiter`) a `CoreError` for this caller only: stale epoch, not a member,
     ///   payload too large, or the coordinator shutting down.
     public func barrierArrive(
         name: String, worker: WorkerID, membershipEpoch: UInt64, arrival: BarrierArrival,
-        waiter: @escaping BarrierWaiter
+        waiter: BarrierWaiter
     ) throws {
         guard !shuttingDown else { throw Self.shuttingDownError }
         guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
@@ -54,8 +54,7 @@ extension CoordinatorEngine {
         for directive in directives {
             switch directive {
             case .release(let id, let release, let arrivals):
-                let waiters = barrierWaiters.removeValue(forKey: id) ?? []
-                for waiter in waiters { waiter(id, .success(release)) }
+                Self.deliver(.success(release), to: barrierWaiters.removeValue(forKey: id) ?? [])
                 let released = now().monotonic
                 if let last = arrivals.values.max() { barrierReleaseLatency.record(released - last) }
                 for arrival in arrivals.values { barrierWaitTime.record(released - arrival) }
@@ -64,8 +63,7 @@ extension CoordinatorEngine {
                     outcome: "released", release: arrivals.values.max().map { released - $0 },
                     waits: arrivals.values.map { released - $0 })
             case .fail(let id, let failure):
-                let waiters = barrierWaiters.removeValue(forKey: id) ?? []
-                for waiter in waiters { waiter(id, .failure(failure)) }
+                Self.deliver(.failure(failure), to: barrierWaiters.removeValue(forKey: id) ?? [])
                 barriersFailed += 1
                 metrics.recordBarrier(outcome: failure.code.rawValue, release: nil, waits: [])
                 logger.warning(
@@ -79,8 +77,35 @@ extension CoordinatorEngine {
     }
 }
 
-/// Told once how a barrier arrival ended: the generation's release, or why it failed.
-public typealias BarrierWaiter = @Sendable (BarrierID, Result<BarrierRelease, any Error>) -> Void
+/// Where the outcome of a barrier arrival goes: the generation's release, or why it failed.
+public enum BarrierWaiter: Sendable {
+    /// A call waiting on its own (a unary BarrierSync).
+    case call(@Sendable (Result<BarrierRelease, any Error>) -> Void)
+    /// Call `callID` of a stream: the stream gets every one of its calls a generation answers in one go.
+    case streamed(any BarrierSink, callID: UInt64)
+}
+
+/// Takes the outcome of many calls at once: a BarrierStream, which answers them in one message.
+public protocol BarrierSink: AnyObject, Sendable {
+    /// Calls `callIDs` all ended with `result`.
+    func answer(_ callIDs: [UInt64], _ result: Result<BarrierRelease, any Error>)
+}
+
+extension CoordinatorEngine {
+    /// Tells `waiters` of their generation's outcome: each call on its own, each stream once for all its calls.
+    static func deliver(_ result: Result<BarrierRelease, any Error>, to waiters: [BarrierWaiter]) {
+        var streams: [ObjectIdentifier: (sink: any BarrierSink, callIDs: [UInt64])] = [:]
+        for waiter in waiters {
+            switch waiter {
+            case .call(let resume):
+                resume(result)
+            case .streamed(let sink, let callID):
+                streams[ObjectIdentifier(sink), default: (sink, [])].callIDs.append(callID)
+            }
+        }
+        for (sink, callIDs) in streams.values { sink.answer(callIDs, result) }
+    }
+}
 
 /// Barriers at a glance, for `/api/barriers`.
 public struct BarrierStatus: Sendable {

@@ -204,9 +204,7 @@ public actor CoordinatorEngine {
     public func failParkedCalls() {
         shuttingDown = true
         let error = Self.shuttingDownError
-        for (id, waiters) in barrierWaiters {
-            for waiter in waiters { waiter(id, .failure(error)) }
-        }
+        for waiters in barrierWaiters.values { Self.deliver(.failure(error), to: waiters) }
         barrierWaiters = [:]
         for waiter in checkpointWaiters.values.joined() { waiter.resume(throwing: error) }
         checkpointWaiters = [:]

@@ -3,24 +3,30 @@ import RuntimeCore
 import RuntimeProto
 import Synchronization
 
-/// The answers of one BarrierStream on their way out.
+/// The calls of one BarrierStream and their answers on their way out.
 ///
-/// Every call on the stream that one barrier generation releases (or fails) goes out in one message: the engine
-/// answers a generation's waiters in one go, so by the time the writer runs they are all here. A process hosting many
-/// workers thus gets one release instead of one reply per worker, and the reduced vector is encoded once.
-final class BarrierStreamOutbox: Sendable {
+/// The engine hands over every call of this stream that one barrier generation answers at once (see
+/// ``BarrierSink``), so they leave in one message: a process hosting many workers gets one release instead of one
+/// reply per worker, and the reduced vector is encoded once. Memory is bounded: at most ``maxCallsInFlight`` calls may
+/// be open or answered-but-not-yet-written at once; beyond that the stream ends with `RESOURCE_EXHAUSTED`.
+final class BarrierStreamOutbox: BarrierSink {
     /// Calls one stream may have waiting at once: as many as the HTTP/2 streams one connection may carry.
     static let maxCallsInFlight = 16_384
+    /// The largest message a client may send on a BarrierStream (the SDK sends at most 1 MiB; the transport's limit
+    /// for other calls follows `--barrier-max-payload`).
+    static let maxMessageBytes = 2 << 20
 
     private struct Answer {
-        var callID: UInt64
-        var generation: BarrierID?
+        var callIDs: [UInt64]
         var result: Result<BarrierRelease, any Error>
     }
 
     private struct State {
         var answers: [Answer] = []
-        var inFlight = 0
+        /// When each open call arrived.
+        var open: [UInt64: ContinuousClock.Instant] = [:]
+        /// Calls answered, waiting in `answers`.
+        var unwritten = 0
         var inputEnded = false
         var closed = false
     }
@@ -28,8 +34,10 @@ final class BarrierStreamOutbox: Sendable {
     private let state = Mutex(State())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
+    private let metrics: CoordinatorMetrics
 
-    init() {
+    init(metrics: CoordinatorMetrics) {
+        self.metrics = metrics
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -38,79 +46,70 @@ final class BarrierStreamOutbox: Sendable {
         wakeups.map { [self] _ in takeReplies() }
     }
 
-    /// Counts call `callID` in; false (and the call is answered RESOURCE_EXHAUSTED) when the stream has too many.
-    func open(_ callID: UInt64) -> Bool {
-        let admitted = state.withLock { state in
-            guard state.inFlight < Self.maxCallsInFlight else { return false }
-            state.inFlight += 1
-            return true
+    /// Counts call `callID` in, or throws (ending the stream: the client broke the rules) when its id is already in
+    /// flight or the stream holds ``maxCallsInFlight`` calls.
+    func open(_ callID: UInt64, at started: ContinuousClock.Instant) throws(CoreError) {
+        try state.withLock { state throws(CoreError) in
+            guard state.open[callID] == nil else {
+                throw .invalid("call_id", "must be unique among the calls in flight on the stream", got: String(callID))
+            }
+            guard state.open.count + state.unwritten < Self.maxCallsInFlight else {
+                throw CoreError(
+                    .resourceExhausted,
+                    "more than \(Self.maxCallsInFlight) barrier calls in flight on one stream (or replies not read): "
+                        + "read the replies, and spread the calls over more streams")
+            }
+            state.open[callID] = started
         }
-        if !admitted {
-            let error = CoreError(
-                .resourceExhausted,
-                "too many barrier calls in flight on one stream (at most \(Self.maxCallsInFlight)): open another stream"
-            )
-            post(Answer(callID: callID, generation: nil, result: .failure(error)), finishing: false)
-        }
-        return admitted
     }
 
-    /// Answers an opened call; `generation` groups it with the other calls the same generation answers.
-    ///
-    /// - Returns: the error the call ended with, if any.
-    @discardableResult
-    func answer(_ callID: UInt64, generation: BarrierID?, _ result: Result<BarrierRelease, any Error>) -> RPCError? {
-        post(Answer(callID: callID, generation: generation, result: result), finishing: true)
-        if case .failure(let error) = result { return RPCError(mapping: error) }
-        return nil
+    /// Answers open calls, all with `result`: they leave together, in one reply.
+    func answer(_ callIDs: [UInt64], _ result: Result<BarrierRelease, any Error>) {
+        let now = ContinuousClock.now
+        let started = state.withLock { state in
+            let started = callIDs.compactMap { state.open.removeValue(forKey: $0) }
+            state.answers.append(Answer(callIDs: callIDs, result: result))
+            state.unwritten += callIDs.count
+            // Signalled under the lock, so that the last answer's wake-up cannot come after the stream's end.
+            if state.answers.count == 1 { wake.yield() }
+            if state.inputEnded && state.open.isEmpty { wake.finish() }
+            return started
+        }
+        var code: String?
+        if case .failure(let error) = result { code = "\(RPCError(mapping: error).code)" }
+        for start in started { metrics.recordRPC("BarrierStream", duration: now - start, error: code) }
     }
 
     /// The client ended its side: the replies end once every call is answered, or now when `abandoning` (the stream
     /// broke, and nobody would read them).
     func inputEnded(abandoning: Bool = false) {
-        let finish = state.withLock { state in
+        state.withLock { state in
             state.inputEnded = true
-            return abandoning || state.inFlight == 0
+            if abandoning || state.open.isEmpty { wake.finish() }
         }
-        if finish { wake.finish() }
     }
 
     /// The coordinator is shutting down (its parked calls were answered): the replies end after what is here.
     func close() {
-        state.withLock { $0.closed = true }
-        wake.finish()
+        state.withLock { state in
+            state.closed = true
+            wake.finish()
+        }
     }
 
     /// Whether ``close()`` ended the replies.
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    private func post(_ answer: Answer, finishing: Bool) {
-        let (first, last) = state.withLock { state in
-            state.answers.append(answer)
-            if finishing { state.inFlight -= 1 }
-            return (state.answers.count == 1, state.inputEnded && state.inFlight == 0)
-        }
-        if first { wake.yield() }
-        if last { wake.finish() }
-    }
-
     /// The answers so far, one reply per generation (and one per call that failed on its own).
     private func takeReplies() -> [Dtruntime_V1_BarrierStreamReply] {
         let answers = state.withLock { state in
-            defer { state.answers = [] }
+            defer {
+                state.answers = []
+                state.unwritten = 0
+            }
             return state.answers
         }
-        var replies: [Dtruntime_V1_BarrierStreamReply] = []
-        var replyOfGeneration: [BarrierID: Int] = [:]
-        for answer in answers {
-            if let generation = answer.generation, let index = replyOfGeneration[generation] {
-                replies[index].callIds.append(answer.callID)
-                continue
-            }
-            if let generation = answer.generation { replyOfGeneration[generation] = replies.count }
-            replies.append(Self.reply([answer.callID], answer.result))
-        }
-        return replies
+        return answers.map { Self.reply($0.callIDs, $0.result) }
     }
 
     private static func reply(

@@ -276,7 +276,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         context: ServerContext
     ) async throws {
         try await withRPCErrors("BarrierStream", nil) {
-            let outbox = BarrierStreamOutbox()
+            let outbox = BarrierStreamOutbox(metrics: engine.metrics)
             let shutdown = engine.barrierStreams.register { outbox.close() }
             defer { engine.barrierStreams.unregister(shutdown) }
             // Not a child task, as in workerSession: reading the request stream does not stop on cancellation.
@@ -291,32 +291,24 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     }
 
     /// Each call of each message is one BarrierSync call; its answer (or its error, which ends only that call) goes to
-    /// `outbox`.
+    /// `outbox`. A client breaking the stream's own rules (a call id reused while in flight, too many calls) ends it.
     private func arrive(
         from request: RPCAsyncSequence<Dtruntime_V1_BarrierStreamRequest, any Error>, into outbox: BarrierStreamOutbox
     ) async throws {
         do {
             for try await message in request {
                 let started = ContinuousClock.now
-                do {
-                    try WireTypeCheck.check(message)
-                } catch {
-                    for call in message.calls where outbox.open(call.callID) {
-                        answer(call.callID, nil, .failure(error), outbox: outbox, since: started)
-                    }
-                    continue
-                }
-                for call in message.calls where outbox.open(call.callID) {
-                    let callID = call.callID
+                try WireTypeCheck.check(message)
+                for call in message.calls {
+                    try outbox.open(call.callID, at: started)
                     do {
                         try WireTypeCheck.check(call)
                         let arrival = try BarrierCall(validating: call.arrival)
                         try await engine.barrierArrive(
                             name: arrival.name, worker: arrival.worker, membershipEpoch: arrival.membershipEpoch,
-                            arrival: arrival.arrival
-                        ) { [self] in answer(callID, $0, $1, outbox: outbox, since: started) }
+                            arrival: arrival.arrival, waiter: .streamed(outbox, callID: call.callID))
                     } catch {
-                        answer(callID, nil, .failure(error), outbox: outbox, since: started)
+                        outbox.answer([call.callID], .failure(error))
                     }
                 }
             }
@@ -325,16 +317,6 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             outbox.inputEnded(abandoning: true)
             throw error
         }
-    }
-
-    /// Hands a streamed call's outcome to its stream and records it as a call of BarrierStream.
-    private func answer(
-        _ callID: UInt64, _ generation: BarrierID?, _ result: Result<BarrierRelease, any Error>,
-        outbox: BarrierStreamOutbox, since started: ContinuousClock.Instant
-    ) {
-        let error = outbox.answer(callID, generation: generation, result)
-        engine.metrics.recordRPC(
-            "BarrierStream", duration: ContinuousClock.now - started, error: error.map { "\($0.code)" })
     }
 
     /// Checkpoint metrics rank checkpoints for retention and go into JSON manifests: they must be finite.

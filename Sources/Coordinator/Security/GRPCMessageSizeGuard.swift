@@ -18,10 +18,11 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    /// Largest message accepted, in bytes (the transport's `maxRequestPayloadSize`).
-    let maxBytes: Int
-    /// What sets the limit, for the message: e.g. "--barrier-max-payload + 1 MiB".
-    let limitSource: String
+    /// Largest message accepted, in bytes (the transport's `maxRequestPayloadSize`, or a method's own lower limit).
+    private var maxBytes: Int
+    /// What sets the limit and what to do, for the message: e.g. "--barrier-max-payload + 1 MiB".
+    private var limitSource: String
+    private var advice = "send less, or raise the coordinator's --barrier-max-payload"
     /// Where the stream is in its messages.
     private var scanner: GRPCMessageScanner
     /// Whether the response's headers went out (a refusal then sends trailers only, without `:status`).
@@ -47,8 +48,22 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Methods with a limit of their own, below the transport's, by HTTP/2 `:path`: their limit and what to do.
+    static let methodLimits: [String: (bytes: Int, source: String, advice: String)] = [
+        "/dtruntime.v1.Coordinator/BarrierStream": (
+            BarrierStreamOutbox.maxMessageBytes, "the limit of a BarrierStream message",
+            "send fewer arrivals per message, and large payloads as BarrierSync calls"
+        )
+    ]
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
+        if case .headers(let frame) = unwrapInboundIn(data), let path = frame.headers.first(name: ":path"),
+            let limit = Self.methodLimits[path], limit.bytes < maxBytes
+        {
+            (maxBytes, limitSource, advice) = limit
+            scanner = GRPCMessageScanner(maxBytes: maxBytes)
+        }
         if !serverEnded, case .data(let frame) = unwrapInboundIn(data), case .byteBuffer(let buffer) = frame.data,
             let length = scanner.oversizedLength(in: buffer)
         {
@@ -79,7 +94,7 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
         refused = true
         let message =
             "message of \(length) bytes is larger than this coordinator accepts (\(maxBytes) bytes: \(limitSource)): "
-            + "send less, or raise the coordinator's --barrier-max-payload"
+            + advice
         var trailers: HPACKHeaders = respondedHeaders ? [:] : [":status": "200", "content-type": "application/grpc"]
         trailers.add(name: "grpc-status", value: "8")  // RESOURCE_EXHAUSTED
         trailers.add(name: "grpc-message", value: Self.percentEncoded(message))
