@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +160,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     with SeaweedS3(tmp_path_factory.mktemp("seaweedfs"), binary=binary) as server:
         server.start()
         yield server
+
+
+def scrape(coordinator) -> str:
+    """GET /metrics: the Prometheus text exposition."""
+    with urllib.request.urlopen(coordinator.http_url + "/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return response.read().decode()
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample (``labels`` as they appear between the braces) in an exposition."""
+    pattern = "^" + re.escape(name) + (r"\{" + labels + r"\}" if labels else "") + r" (\S+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"no {name}{{{labels}}} in:\n{text}"
+    return float(match.group(1))

@@ -3,26 +3,11 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
-import urllib.request
 
-from conftest import wait_until
+from conftest import sample, scrape, wait_until
 from dtruntime import TrainingOrchestrator, Worker
-
-
-def scrape(coordinator) -> str:
-    with urllib.request.urlopen(coordinator.http_url + "/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return response.read().decode()
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    pattern = "^" + re.escape(name) + (r"\{" + labels + r"\}" if labels else "") + r" (\S+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"no {name}{{{labels}}} in:\n{text}"
-    return float(match.group(1))
 
 
 def test_prometheus_exposition_passes_promtool_and_counts_what_happened(coordinator_factory):

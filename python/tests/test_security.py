@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
-from conftest import FAST, free_port
+from conftest import FAST, free_port, sample, scrape
 from dtruntime import DatasetRegistry, TrainingOrchestrator, Unauthenticated, Worker
 from dtruntime.client import CoordinatorClient
 from dtruntime.errors import ResourceExhausted
@@ -98,6 +98,11 @@ def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after(coordinator_fac
     assert statuses[:4] == [200] * 4 and 429 in statuses
     assert int(retry_after) >= 1
     assert body["error"]["code"] == "resource_exhausted" and "--http-rate-limit" in body["error"]["message"]
+    # Operators see the refusals: /metrics counts each one (scraped once the budget is back).
+    time.sleep(2.5)
+    text = scrape(coordinator)
+    assert sample(text, "dtr_rate_limited_total", 'protocol="http"') == statuses.count(429)
+    assert sample(text, "dtr_rate_limited_total", 'protocol="grpc"') == 0
 
 
 def _post(url: str, body: bytes | list[bytes]) -> tuple[int, dict]:
@@ -176,6 +181,9 @@ def test_the_sdk_waits_out_the_grpc_rate_limit(coordinator_factory):
     assert refused, "the raw stub was refused"
     assert "--grpc-rate-limit" in refused[0].details()
     assert int(dict(refused[0].trailing_metadata())["retry-after-ms"]) > 0
+    # /metrics counted every refusal: the SDK's refused tries and the raw stub's.
+    refusals = sample(scrape(coordinator), "dtr_rate_limited_total", 'protocol="grpc"')
+    assert refusals == (counting.tries - 20) + len(refused)
 
 
 def test_the_sdk_gives_up_on_the_rate_limit_within_its_timeout(coordinator_factory):

@@ -12,7 +12,7 @@ public func buildRouter(
     if !cors.origins.isEmpty { router.add(middleware: CORSMiddleware(policy: cors)) }
     router.add(middleware: JSONErrorMiddleware())
     // Before authentication, so that guessing tokens is rate-limited too.
-    if let rateLimits { router.add(middleware: HTTPRateLimitMiddleware(limits: rateLimits)) }
+    if let rateLimits { router.add(middleware: HTTPRateLimitMiddleware(limits: rateLimits, metrics: engine.metrics)) }
     if let adminToken { router.add(middleware: AdminAuthMiddleware(token: adminToken)) }
     // Every route: an over-limit body is refused with 413 before a route acts on it.
     router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))

@@ -19,6 +19,8 @@ public final class CoordinatorMetrics: Sendable {
     private let barrierRelease: DurationHistogram
     private let checkpointCommit: DurationHistogram
     private let checkpointBytes: Counter
+    private let rateLimitedHTTP: Counter
+    private let rateLimitedGRPC: Counter
     private let state: Mutex<State>
 
     private struct State {
@@ -71,6 +73,9 @@ public final class CoordinatorMetrics: Sendable {
         "barriers_open": ("barriers_open", "", "Barrier generations waiting for arrivals."),
         "checkpoints_pending": ("checkpoints_pending", "", "Checkpoints waiting for parts."),
         "uptime": ("uptime", "seconds", "Time since the coordinator started."),
+        "rate_limited": (
+            "rate_limited", "total", "Requests refused by the rate limits (429 or RESOURCE_EXHAUSTED), by protocol."
+        ),
     ]
 
     static func descriptor(_ family: String) -> MetricNameDescriptor {
@@ -90,6 +95,10 @@ public final class CoordinatorMetrics: Sendable {
         checkpointCommit = registry.makeDurationHistogram(
             descriptor: Self.descriptor("checkpoint_commit"), labels: [], buckets: Self.buckets)
         checkpointBytes = registry.makeCounter(descriptor: Self.descriptor("checkpoint_bytes"), labels: [])
+        rateLimitedHTTP = registry.makeCounter(
+            descriptor: Self.descriptor("rate_limited"), labels: [("protocol", "http")])
+        rateLimitedGRPC = registry.makeCounter(
+            descriptor: Self.descriptor("rate_limited"), labels: [("protocol", "grpc")])
         state = Mutex(State())
     }
 
@@ -118,6 +127,11 @@ public final class CoordinatorMetrics: Sendable {
         }
         timer.record(duration)
         errors?.increment()
+    }
+
+    /// A rate limit refused an HTTP request (`http`) or a gRPC call (otherwise).
+    public func recordRateLimited(http: Bool) {
+        (http ? rateLimitedHTTP : rateLimitedGRPC).increment()
     }
 
     /// A heartbeat arrived (unary or on a session stream) at monotonic time `now`.

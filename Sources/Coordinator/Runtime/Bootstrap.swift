@@ -76,7 +76,8 @@ public func buildCoordinator(
                 $0.http2.targetWindowSize = 8 << 20
             }),
         services: [CoordinatorService(engine: engine)] + extraServices,
-        interceptors: (config.grpcRateLimit > 0 ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit)] : [])
+        interceptors: (config.grpcRateLimit > 0
+            ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics)] : [])
             + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
 
     let app = Application(

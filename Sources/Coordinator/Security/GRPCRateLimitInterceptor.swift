@@ -6,11 +6,13 @@ public import GRPCCore
 public struct GRPCRateLimitInterceptor: ServerInterceptor {
     let calls: ClientRateLimits
     let heartbeats: ClientRateLimits
+    let metrics: CoordinatorMetrics?
 
-    /// An interceptor with the same rate for calls and, separately, for heartbeats.
-    public init(rate: Double) {
+    /// An interceptor with the same rate for calls and, separately, for heartbeats, counting refusals in `metrics`.
+    public init(rate: Double, metrics: CoordinatorMetrics? = nil) {
         calls = ClientRateLimits(rate: rate)
         heartbeats = ClientRateLimits(rate: rate)
+        self.metrics = metrics
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -21,6 +23,7 @@ public struct GRPCRateLimitInterceptor: ServerInterceptor {
         let method = context.descriptor.method
         let budget = method == "Heartbeat" || method == "WorkerSession" ? heartbeats : calls
         if let wait = budget.admit(client) {
+            metrics?.recordRateLimited(http: false)
             var metadata: Metadata = [:]
             metadata.addString(String(Int((wait.seconds * 1000).rounded(.up))), forKey: "retry-after-ms")
             throw RPCError(

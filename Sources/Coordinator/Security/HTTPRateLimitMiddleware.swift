@@ -5,10 +5,12 @@ public import Hummingbird
 public struct HTTPRateLimitMiddleware: RouterMiddleware {
     public typealias Context = APIRequestContext
     let limits: ClientRateLimits
+    let metrics: CoordinatorMetrics?
 
-    /// A middleware enforcing `limits`.
-    public init(limits: ClientRateLimits) {
+    /// A middleware enforcing `limits`, counting refusals in `metrics`.
+    public init(limits: ClientRateLimits, metrics: CoordinatorMetrics? = nil) {
         self.limits = limits
+        self.metrics = metrics
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
@@ -16,6 +18,7 @@ public struct HTTPRateLimitMiddleware: RouterMiddleware {
     {
         let client = context.remoteIP ?? "unknown"
         guard let wait = limits.admit(client) else { return try await next(request, context) }
+        metrics?.recordRateLimited(http: true)
         let seconds = max(1, Int(wait.seconds.rounded(.up)))
         let message =
             "rate limit: more than \(Int(limits.rate)) requests per second from \(client); retry in \(seconds) s "
