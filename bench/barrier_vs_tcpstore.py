@@ -1,5 +1,6 @@
-"""Barrier release latency: torch's TCPStore barrier (ADD + WAIT) against dtruntime's BarrierSync, both driven by the
-same harness of N client threads, each with its own connection.
+"""Barrier release latency: torch's TCPStore barrier (ADD + WAIT) against dtruntime's barrier (the SDK's
+`barrier_sync`, over the process's BarrierStream), both driven by the same harness of N client threads, each with its
+own client; and the floor: a threading.Barrier in the same harness, with no network at all.
 
 Each round lines the threads up (a local threading.Barrier), then every thread notes its arrival time, passes the
 distributed barrier, and notes its release time. A round's release latency is the last release minus the last

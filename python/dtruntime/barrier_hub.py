@@ -12,14 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
 
 import grpc
 
-from dtruntime.errors import DeadlineExceeded, DtrError, from_status, retry_after, translate
+from dtruntime.errors import DeadlineExceeded, DtrError, from_status, rate_limit_wait, translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
@@ -28,8 +27,6 @@ _END = object()
 # message never ends the stream for the calls that share it. Arrivals over half of it go as unary BarrierSync calls.
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_CALL_BYTES = MAX_MESSAGE_BYTES // 2
-# The longest wait for a rate limit before opening the stream again (the coordinator asks for at most 1 s).
-MAX_RATE_LIMIT_WAIT = 5.0
 # A call's tag and length in the message, at most.
 _FIELD_OVERHEAD = 8
 
@@ -139,7 +136,7 @@ class BarrierHub:
                         if call is not None:
                             call.finish(reply)
             except grpc.RpcError as failure:
-                error, wait = translate(failure, self.address), retry_after(failure)
+                error, wait = translate(failure, self.address), rate_limit_wait(failure)
             except Exception as failure:  # e.g. the channel was closed under it: nothing must wait for this thread
                 error = DtrError(f"the barrier stream to {self.address} failed: {failure!r}")
             with self._lock:
@@ -156,7 +153,7 @@ class BarrierHub:
                     stream.requests.put(_END)  # lets grpcio's thread reading the requests of the broken call end
                     calls, stream.pending = list(stream.pending.values()), {}
                     break
-            time.sleep(min(wait, MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2))
+            time.sleep(wait)
         failed = error or DtrError(f"coordinator at {self.address} ended the barrier stream")
         for call in calls:
             call.finish(error=failed)

@@ -7,7 +7,6 @@ import enum
 import itertools
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -19,15 +18,12 @@ import grpc
 
 from dtruntime.barrier_hub import HUBS, MAX_CALL_BYTES, BarrierHub
 from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointStatus, StoreLocation
-from dtruntime.errors import ResourceExhausted, retry_after, translate
+from dtruntime.errors import ResourceExhausted, rate_limit_wait, translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
 MAX_MESSAGE_BYTES = 1 << 30
-# Longest single wait a rate-limited call honours (the coordinator asks for at most 1 s: its limit is whole calls per
-# second); the waits of one call together stay within the call's timeout.
-MAX_RATE_LIMIT_WAIT = 5.0
 E = TypeVar("E", bound=enum.Enum)
 
 
@@ -456,10 +452,9 @@ class CoordinatorClient:
             try:
                 return method(request, timeout=None if math.isinf(remaining) else max(remaining, 0.001))
             except grpc.RpcError as error:
-                wait = retry_after(error)
+                wait = rate_limit_wait(error)
                 if wait is None:
                     raise translate(error, self.address) from None
-                wait = min(wait, MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2)
                 elapsed = time.monotonic() - started
                 if elapsed + wait >= budget:
                     details = error.details() if isinstance(error, grpc.Call) else str(error)

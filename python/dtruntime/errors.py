@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import grpc
 
 
@@ -137,14 +139,20 @@ def from_status(
     return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)
 
 
-def retry_after(error: grpc.RpcError) -> float | None:
-    """Seconds a rate-limited call should wait before its next try, or None when ``error`` is not a rate limit."""
+# The longest wait for a rate limit the SDK honours at once (the coordinator asks for at most 1 s).
+MAX_RATE_LIMIT_WAIT = 5.0
+
+
+def rate_limit_wait(error: grpc.RpcError) -> float | None:
+    """How long to wait before trying a call the coordinator's rate limit refused again: its ``retry-after-ms``
+    (capped at ``MAX_RATE_LIMIT_WAIT``) plus up to 20 % jitter, so that clients sharing one budget do not all come back
+    at once. None when ``error`` is not a rate limit (RESOURCE_EXHAUSTED without ``retry-after-ms`` is final)."""
     if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
         return None
     for key, value in error.trailing_metadata() or ():
         if key == "retry-after-ms":
             try:
-                return max(0.0, int(value) / 1000)
+                return min(max(0.0, int(value) / 1000), MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2)
             except ValueError:
                 return None
     return None

@@ -133,7 +133,15 @@ def test_coordinator_killed_while_checkpoints_commit_keeps_them_whole_or_invisib
 
     # Invisible or whole: once the restarted coordinator has finished the commits a crash interrupted, the manifests
     # in the store are exactly those of the committed checkpoints.
-    wait_until(lambda: manifests() == set(committed()), timeout=15)
+    try:
+        wait_until(lambda: manifests() == set(committed()), timeout=15)
+    except AssertionError:
+        records = coordinator.get_json("/api/checkpoints")["checkpoints"]
+        states = {record["checkpoint_id"]: record["status"] for record in records}
+        raise AssertionError(
+            f"manifests without a commit: {sorted(manifests() - set(committed()))}; commits without a manifest: "
+            f"{sorted(set(committed()) - manifests())}; every record's status: {states}"
+        ) from None
     assert committed()
     with CheckpointManager(coordinator=coordinator.grpc_address, worker_id="s0", membership_epoch=0) as reader:
         for record in committed().values():
