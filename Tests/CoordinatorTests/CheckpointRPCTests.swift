@@ -297,6 +297,28 @@ struct CheckpointRPCTests {
         }
     }
 
+    @Test("a restarted coordinator sweeps at its first tick what a crash left of an aborted checkpoint")
+    func sweepAtFirstTick() async throws {
+        let directory = TemporaryDirectory()
+        let grant: Dtruntime_V1_SaveCheckpointResponse
+        do {
+            let harness = try Harness(directory: directory)
+            grant = try await harness.withClient { client in
+                let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
+                let grant = try await client.saveCheckpoint(saveRequest("w0", step: 3, membershipEpoch: epoch))
+                _ = try await client.reportCheckpointPart(
+                    partReport("w0", grant.checkpointID, size: 0, sha: "", failure: "killed"))
+                try await harness.eventually { try harness.store.loadCheckpoints().first?.status == .aborted }
+                return grant
+            }
+        }
+        // The crash came after the abort was durable and before its objects were deleted: they are still there.
+        let restarted = try Harness(directory: directory)
+        try restarted.writePart(grant, bytes: 4)
+        await restarted.engine.tick()  // the first tick, long before a sweep interval has passed
+        try await restarted.eventually { !restarted.fileExists(grant.objectKey) }
+    }
+
     @Test("restoring the data position needs a member of the task")
     func restoreNeedsMember() async throws {
         let harness = try Harness()

@@ -38,7 +38,9 @@ public actor CoordinatorEngine {
     var checkpointWaiters: [CheckpointID: [CheckedContinuation<CheckpointRecord, any Error>]] = [:]
     /// How often the checkpoint store is swept for what aborted checkpoints and crashed writers left behind.
     let checkpointSweepInterval: Duration
-    var lastCheckpointSweep: Duration = .zero
+    /// When the last sweep started; nil until the first tick, which sweeps at once: a crash between a retirement
+    /// becoming durable and its objects' deletion must not leave a retired checkpoint's manifest for a whole interval.
+    var lastCheckpointSweep: Duration?
     /// Every task's lifecycle (created, running, stopping, ended).
     var tasks: TaskTable
     /// Set once the coordinator shuts down: no call parks any more.
@@ -193,7 +195,7 @@ public actor CoordinatorEngine {
         carryOut(membership.onTick(now: moment))
         carryOut(barriers.onTick(now: moment.monotonic))
         carryOut(checkpoints.onTick(now: moment.monotonic))
-        if moment.monotonic - lastCheckpointSweep >= checkpointSweepInterval {
+        if lastCheckpointSweep.map({ moment.monotonic - $0 >= checkpointSweepInterval }) ?? true {
             lastCheckpointSweep = moment.monotonic
             Task { await sweepCheckpointStore() }
         }
