@@ -31,6 +31,7 @@ build:
 
 lint: setup
 	swift format lint --strict --recursive $(SWIFT_SOURCES)
+	scripts/generate-protos.sh --check
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
 

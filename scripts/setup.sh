@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: SQLite headers for GRDB; CPU PyTorch for Debian's python3 (the checkpoint tests round-trip torch
 # state_dicts with it, and the barrier benchmark compares with torch's TCPStore); Prometheus for promtool, which checks
-# the /metrics exposition in the tests; openssl makes the TLS tests' certificates.
-packages=(libsqlite3-dev python3-torch prometheus openssl)
+# the /metrics exposition in the tests; openssl makes the TLS tests' certificates; protoc checks that the committed
+# generated gRPC code is current.
+packages=(libsqlite3-dev python3-torch prometheus openssl protobuf-compiler)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -28,5 +29,5 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e 'python[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e 'python[dev,examples]'
 echo "setup: ready (.venv: $(.venv/bin/python --version), dtruntime $(.venv/bin/python -c 'import dtruntime; print(dtruntime.__version__)'))"

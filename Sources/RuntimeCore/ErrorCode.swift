@@ -62,3 +62,24 @@ public struct CoreError: CodedError, Equatable {
         return CoreError(.invalidArgument, "\(field) \(rule)\(suffix)")
     }
 }
+
+/// An error a client handles by program rather than by reading it: a code, an actionable message and a stable,
+/// machine-readable reason (e.g. `TASK_FULL`), which the gRPC edge sends in the `dtr-reason` metadata.
+///
+/// A type of its own rather than a field of ``CoreError``: a larger `CoreError` made typed-throws initializers that
+/// throw it crash at run time (Swift 6.3, seen in `ObjectKey.init` under parallel tests).
+public struct ReasonedError: CodedError, Equatable {
+    /// The category of the failure.
+    public var code: ErrorCode
+    /// What went wrong and what to do.
+    public var message: String
+    /// The stable reason, upper snake case.
+    public var reason: String
+
+    /// Creates an error with a code, an actionable message and a reason.
+    public init(_ code: ErrorCode, _ message: String, reason: String) {
+        self.code = code
+        self.message = message
+        self.reason = reason
+    }
+}

@@ -3,8 +3,11 @@ extension Membership {
     public enum Directive: Sendable, Hashable {
         /// Write these durable changes (one transaction). A reply that promises durability waits for it.
         case persist(MembershipChange)
-        /// The task's membership changed: push the new view to the task's members that have an open session.
-        case membershipChanged(TaskID, reason: String)
+        /// The task's membership changed to `members` (rank order) at `epoch`: the other cores follow it, and the
+        /// shell pushes the new view to the task's members that have an open session. One event can change a task's
+        /// membership twice (a restarted process: its old incarnation leaves, the new one joins); each change is
+        /// its own directive, in order.
+        case membershipChanged(TaskID, members: [WorkerID], epoch: UInt64, reason: String)
         /// Something worth a log line happened.
         case log(MembershipEvent)
     }
@@ -34,8 +37,11 @@ public struct MembershipChange: Sendable, Hashable {
 public enum MembershipEvent: Sendable, Hashable {
     /// A worker joined (or rejoined) a task.
     case joined(WorkerID, TaskID, rank: Int, epoch: UInt64)
-    /// A worker deregistered.
-    case left(WorkerID, TaskID, epoch: UInt64)
+    /// A worker deregistered; `failed` when it said it left because it failed.
+    case left(WorkerID, TaskID, epoch: UInt64, failed: Bool)
+    /// A member registered again from a new process (another incarnation): the old process counts as gone; the new
+    /// one keeps the rank (or, restarted into another task, joins it: a `joined` follows).
+    case restarted(WorkerID, TaskID, epoch: UInt64)
     /// A worker missed heartbeats for longer than the suspect timeout.
     case suspected(WorkerID, TaskID, silentFor: Duration)
     /// A suspect worker was heard from again.

@@ -59,7 +59,8 @@ extension Membership {
             let names = dead.map(\.record.spec.id.rawValue).joined(separator: ", ")
             directives.append(
                 .membershipChanged(
-                    task, reason: "\(names) declared dead after \(config.deadAfter) without heartbeats"))
+                    task, members: members(of: task), epoch: epoch,
+                    reason: "\(names) declared dead after \(config.deadAfter) without heartbeats"))
         }
 
         for id in expired.sorted() {

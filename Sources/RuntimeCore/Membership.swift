@@ -69,12 +69,19 @@ public struct Membership: Sendable {
     // MARK: Events
 
     /// A worker registers. A live member registering again keeps its rank (idempotent); anyone else joins its task at
-    /// the next rank and the task's epoch bumps.
+    /// the next rank and the task's epoch bumps. A live member registering into its task from another process
+    /// (another incarnation) was restarted: see ``onRestart(_:now:)``.
     ///
-    /// - Throws: `failedPrecondition` when the worker is a live member of another task.
+    /// - Throws: `failedPrecondition` when the worker is a live member of another task (whichever process asks: a
+    ///   worker id names one worker of one task at a time).
     public mutating func onRegister(_ spec: WorkerSpec, now: Moment) throws(CoreError) -> (
         view: MembershipView, directives: [Directive]
     ) {
+        if let entry = entries[spec.id], entry.isMember, entry.record.spec.taskID == spec.taskID,
+            entry.record.spec.isAnotherIncarnation(spec)
+        {
+            return onRestart(spec, now: now)
+        }
         if var entry = entries[spec.id], entry.isMember {
             let current = entry.record.spec.taskID
             guard current == spec.taskID else {
@@ -112,8 +119,45 @@ public struct Membership: Sendable {
             view(of: entry),
             [
                 .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: group.epoch])),
-                .membershipChanged(spec.taskID, reason: "\(spec.id) joined as rank \(rank)"),
+                .membershipChanged(
+                    spec.taskID, members: group.members, epoch: group.epoch,
+                    reason: "\(spec.id) joined as rank \(rank)"),
                 .log(.joined(spec.id, spec.taskID, rank: rank, epoch: group.epoch)),
+            ]
+        )
+    }
+
+    /// A live member registers from a new process (a restart within the dead timeout): it keeps its rank, but the
+    /// old process counts as gone. Two membership changes follow, each bumping the epoch: one without the worker
+    /// (barrier generations and pending checkpoints it took part in fail, its shards move to the others: nobody
+    /// waits for, or trusts, the dead process), then one with it again (it takes a fair share of unstarted shards).
+    mutating func onRestart(_ spec: WorkerSpec, now: Moment) -> (view: MembershipView, directives: [Directive]) {
+        guard var entry = entries[spec.id], var group = groups[spec.taskID] else {
+            preconditionFailure("onRestart needs a live member")
+        }
+        entry.record.spec = spec
+        entry.record.registeredAtMillis = now.unixMillis
+        entry.lastSeen = now.monotonic
+        entry.health = .healthy
+        entry.step = 0
+        entry.metrics = [:]
+        entries[spec.id] = entry
+        group.epoch += 1
+        let departed = group.epoch
+        group.epoch += 1
+        groups[spec.taskID] = group
+        let rank = group.ranks[spec.id] ?? 0
+        return (
+            view(of: entry),
+            [
+                .persist(MembershipChange(upserted: [entry.record], epochs: [spec.taskID: group.epoch])),
+                .membershipChanged(
+                    spec.taskID, members: group.members.filter { $0 != spec.id }, epoch: departed,
+                    reason: "\(spec.id) restarted: its previous process left"),
+                .membershipChanged(
+                    spec.taskID, members: group.members, epoch: group.epoch,
+                    reason: "\(spec.id) restarted: its new process took rank \(rank) again"),
+                .log(.restarted(spec.id, spec.taskID, epoch: group.epoch)),
             ]
         )
     }
@@ -135,11 +179,12 @@ public struct Membership: Sendable {
         return (view(of: entry), directives)
     }
 
-    /// A worker leaves gracefully: its rank is released now and the epoch bumps. Leaving twice is a no-op.
+    /// A worker leaves (gracefully, or saying it `failed`): its rank is released now and the epoch bumps. Leaving
+    /// twice is a no-op.
     ///
     /// - Returns: the task's membership epoch after the leave.
     /// - Throws: `notFound` when the coordinator does not know the worker.
-    public mutating func onDeregister(_ id: WorkerID, now: Moment) throws(CoreError) -> (
+    public mutating func onDeregister(_ id: WorkerID, failed: Bool = false, now: Moment) throws(CoreError) -> (
         epoch: UInt64, directives: [Directive]
     ) {
         guard var entry = entries[id] else { throw Self.unknown(id) }
@@ -152,8 +197,10 @@ public struct Membership: Sendable {
             epoch,
             [
                 .persist(MembershipChange(upserted: [entry.record], epochs: [task: epoch])),
-                .membershipChanged(task, reason: "\(id) left"),
-                .log(.left(id, task, epoch: epoch)),
+                .membershipChanged(
+                    task, members: members(of: task), epoch: epoch,
+                    reason: failed ? "\(id) failed and left" : "\(id) left"),
+                .log(.left(id, task, epoch: epoch, failed: failed)),
             ]
         )
     }

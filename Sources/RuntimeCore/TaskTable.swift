@@ -13,7 +13,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
         case stopped
         /// Every worker left gracefully without a stop: the job finished.
         case completed
-        /// The last worker died (or every one did): nobody is left to finish.
+        /// The last worker died or left saying it failed: nobody is left to finish.
         case failed
 
         /// Whether the task has ended (workers joining again run it again).
@@ -22,8 +22,11 @@ public struct TaskRecord: Sendable, Hashable, Codable {
 
     /// The task's id, which workers name at registration.
     public var id: String
-    /// Members the job is meant to have (0: not said).
+    /// Members the job is meant to have, at most (0: not said): the coordinator admits no more.
     public var worldSize: Int
+    /// Members the job needs to start and to keep going (nil or 0: the same as ``worldSize``). Optional because
+    /// records written before it existed do not have it.
+    public var minWorldSize: Int?
     /// The dataset the job trains on, if said.
     public var dataset: String?
     /// Epochs the job means to run, if said.
@@ -45,14 +48,22 @@ public struct TaskRecord: Sendable, Hashable, Codable {
 
     /// The task's id as a ``TaskID``.
     public var taskID: TaskID { TaskID(unchecked: id) }
+
+    /// The fewest members the job trains with (``minWorldSize``, else ``worldSize``; 0: not said).
+    public var effectiveMinWorldSize: Int {
+        guard let minWorldSize, minWorldSize > 0 else { return worldSize }
+        return minWorldSize
+    }
 }
 
 /// What the API asks for when it creates a task.
 public struct TaskSpec: Sendable, Hashable {
     /// The id (1-64 of `[A-Za-z0-9._-]`).
     public var id: TaskID
-    /// Intended world size, 0-65536 (0: not said).
+    /// Intended (largest) world size, 0-65536 (0: not said).
     public var worldSize: Int
+    /// Smallest world size the job trains with, 0-`worldSize` (0: the same as `worldSize`).
+    public var minWorldSize: Int
     /// Dataset name, if any.
     public var dataset: String?
     /// Epochs, if any (1-1000000).
@@ -61,9 +72,22 @@ public struct TaskSpec: Sendable, Hashable {
     public var configJSON: String
 
     /// Validates a spec.
-    public init(id: TaskID, worldSize: Int, dataset: String?, epochs: Int?, configJSON: String) throws(CoreError) {
+    public init(
+        id: TaskID, worldSize: Int, minWorldSize: Int = 0, dataset: String?, epochs: Int?, configJSON: String
+    ) throws(CoreError) {
         guard (0...65_536).contains(worldSize) else {
             throw .invalid("world_size", "must be between 0 (not said) and 65536", got: String(worldSize))
+        }
+        guard (0...65_536).contains(minWorldSize) else {
+            throw .invalid(
+                "min_world_size", "must be between 0 (the same as world_size) and 65536", got: String(minWorldSize))
+        }
+        // Each field is valid on its own; together they contradict each other (a conflict, not a malformed field).
+        guard minWorldSize <= worldSize else {
+            throw CoreError(
+                .failedPrecondition,
+                "min_world_size (\(minWorldSize)) is larger than world_size (\(worldSize)): the job would wait for more "
+                    + "workers than it admits; lower min_world_size or raise world_size")
         }
         if let dataset { _ = try Validation.name(dataset, field: "dataset") }
         if let epochs, !(1...1_000_000).contains(epochs) {
@@ -74,6 +98,7 @@ public struct TaskSpec: Sendable, Hashable {
         }
         self.id = id
         self.worldSize = worldSize
+        self.minWorldSize = minWorldSize
         self.dataset = dataset
         self.epochs = epochs
         self.configJSON = configJSON
@@ -103,28 +128,31 @@ public struct TaskTable: Sendable {
     public func isStopping(_ id: TaskID) -> Bool { records[id.rawValue]?.status == .stopping }
 
     /// Creates a task through the API. An id a worker already used (an implicit task) is taken over if that task has
-    /// not ended; any other existing id is `alreadyExists`.
+    /// not ended; the id of a task that ended starts a new run of it (a job run again under its name); any other
+    /// existing id is `alreadyExists`.
     public mutating func create(_ spec: TaskSpec, nowMs: Int64) throws(CoreError) -> TaskRecord {
-        if var existing = records[spec.id.rawValue] {
-            guard !existing.explicit, !existing.status.isTerminal else {
+        if var existing = records[spec.id.rawValue], !existing.status.isTerminal {
+            guard !existing.explicit else {
                 throw CoreError(
                     .alreadyExists,
-                    "task \(spec.id) already exists (\(existing.status.rawValue)): choose another id")
+                    "task \(spec.id) already exists (\(existing.status.rawValue)): stop it first "
+                        + "(POST /api/tasks/\(spec.id)/stop) or choose another name")
             }
             existing.explicit = true
             existing.worldSize = spec.worldSize
+            existing.minWorldSize = spec.minWorldSize
             existing.dataset = spec.dataset
             existing.epochs = spec.epochs
             existing.configJSON = spec.configJSON
             records[existing.id] = existing
             return existing
         }
-        guard records.count < Self.maxTasks else {
+        guard records[spec.id.rawValue] != nil || records.count < Self.maxTasks else {
             throw CoreError(.resourceExhausted, "at most \(Self.maxTasks) tasks: this coordinator is full")
         }
         let record = TaskRecord(
-            id: spec.id.rawValue, worldSize: spec.worldSize, dataset: spec.dataset, epochs: spec.epochs,
-            configJSON: spec.configJSON, status: .pending, explicit: true, createdAtMs: nowMs)
+            id: spec.id.rawValue, worldSize: spec.worldSize, minWorldSize: spec.minWorldSize, dataset: spec.dataset,
+            epochs: spec.epochs, configJSON: spec.configJSON, status: .pending, explicit: true, createdAtMs: nowMs)
         records[record.id] = record
         return record
     }
@@ -152,19 +180,39 @@ public struct TaskTable: Sendable {
         }
     }
 
-    /// A worker joined the task: the task starts running (created implicitly if nobody created it). Returns the
-    /// record when it changed.
-    public mutating func onJoin(_ id: TaskID, nowMs: Int64) -> TaskRecord? {
+    /// Whether a worker that is not a member of the task yet may join it now, when it has `members` members: not
+    /// beyond its world size (the joiner's `hint` counts for a task it would create).
+    ///
+    /// - Throws: `resourceExhausted` (reason `TASK_FULL`) when the task already has its largest world size.
+    public func admit(_ id: TaskID, members: Int, hint: WorldSizeHint) throws(ReasonedError) {
+        let most =
+            records[id.rawValue].map { $0.status.isTerminal && !$0.explicit ? hint.max : $0.worldSize } ?? hint.max
+        guard most > 0, members >= most else { return }
+        throw ReasonedError(
+            .resourceExhausted,
+            "task \(id) already has its world size of \(most) workers: this worker can join when a member leaves or "
+                + "dies (the SDK keeps trying), or raise the task's world_size",
+            reason: "TASK_FULL")
+    }
+
+    /// A worker joined the task: the task starts running (created implicitly if nobody created it, with the world
+    /// size the joiner asked for). Returns the record when it changed.
+    public mutating func onJoin(_ id: TaskID, hint: WorldSizeHint = WorldSizeHint(), nowMs: Int64) -> TaskRecord? {
         guard var record = records[id.rawValue] else {
             let record = TaskRecord(
-                id: id.rawValue, worldSize: 0, dataset: nil, epochs: nil, configJSON: "{}", status: .running,
-                explicit: false, createdAtMs: nowMs, startedAtMs: nowMs)
+                id: id.rawValue, worldSize: hint.max, minWorldSize: hint.min, dataset: nil, epochs: nil,
+                configJSON: "{}", status: .running, explicit: false, createdAtMs: nowMs, startedAtMs: nowMs)
             records[record.id] = record
             return record
         }
         switch record.status {
         case .pending, .stopped, .completed, .failed:
             // A job started again after it ended is running again. (While it is stopping, joiners are told to stop.)
+            // One that only workers ever described takes the new run's world size.
+            if record.status.isTerminal, !record.explicit {
+                record.worldSize = hint.max
+                record.minWorldSize = hint.min
+            }
             record.status = .running
             record.startedAtMs = record.startedAtMs ?? nowMs
             record.endedAtMs = nil
@@ -176,23 +224,58 @@ public struct TaskTable: Sendable {
         return record
     }
 
-    /// A member left (`graceful`) or died; `remaining` members are left. When nobody is left the task ends: stopped
-    /// after a stop, completed when the last one left gracefully, failed when it died. Returns the record when it
+    /// How a member stopped being one.
+    public enum Departure: Sendable, Hashable {
+        /// It deregistered after finishing.
+        case left
+        /// It deregistered saying it failed (e.g. an exception in the training script).
+        case failed
+        /// The failure detector declared it dead.
+        case died
+    }
+
+    /// A member departed; `remaining` members are left. When nobody is left the task ends: stopped after a stop,
+    /// completed when the last one left after finishing, failed when it failed or died. Returns the record when it
     /// changed.
-    public mutating func onDeparture(_ id: TaskID, graceful: Bool, remaining: Int, nowMs: Int64) -> TaskRecord? {
+    public mutating func onDeparture(_ id: TaskID, _ departure: Departure, remaining: Int, nowMs: Int64) -> TaskRecord?
+    {
         guard remaining == 0, var record = records[id.rawValue] else { return nil }
         switch record.status {
         case .stopping:
             record.status = .stopped
             record.reason = "stop requested; every worker left"
         case .running:
-            record.status = graceful ? .completed : .failed
-            record.reason = graceful ? "every worker left" : "the last worker died"
+            switch departure {
+            case .left:
+                record.status = .completed
+                record.reason = "every worker left"
+            case .failed:
+                record.status = .failed
+                record.reason = "the last worker failed"
+            case .died:
+                record.status = .failed
+                record.reason = "the last worker died"
+            }
         case .pending, .stopped, .completed, .failed:
             return nil
         }
         record.endedAtMs = nowMs
         records[record.id] = record
         return record
+    }
+}
+
+/// The world size a registering worker asks for, used when its registration creates the task (a launcher knows how
+/// many workers it starts; a task created through the API keeps its own).
+public struct WorldSizeHint: Sendable, Hashable {
+    /// Fewest members to train with (0: the same as `max`).
+    public var min: Int
+    /// Most members (0: not said).
+    public var max: Int
+
+    /// A hint; `min` 0 means `max`.
+    public init(min: Int = 0, max: Int = 0) {
+        self.min = min
+        self.max = max
     }
 }

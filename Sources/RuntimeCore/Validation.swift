@@ -41,6 +41,15 @@ public enum Validation {
         return value
     }
 
+    /// A process incarnation: empty (not said) or 1-128 printable ASCII characters without spaces.
+    public static func incarnation(_ value: String, field: String = "incarnation") throws(CoreError) -> String {
+        guard value.isEmpty || (value.utf8.count <= 128 && isPrintableToken(value)) else {
+            throw .invalid(
+                field, "must be empty or 1-128 printable ASCII characters without spaces", got: quoted(value))
+        }
+        return value
+    }
+
     /// A name that may end up in paths and object keys (datasets, checkpoints): 1-128 characters of `[A-Za-z0-9._-]`,
     /// not `.` or `..`.
     public static func name(_ value: String, field: String = "name") throws(CoreError) -> String {

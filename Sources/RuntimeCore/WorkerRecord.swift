@@ -12,11 +12,13 @@ public struct WorkerSpec: Sendable, Hashable {
     public var gpuCount: Int
     /// Free-form labels (e.g. `zone`, `node`).
     public var labels: [String: String]
+    /// Which process registered (empty: not said). Another incarnation of a live member is a restarted process.
+    public var incarnation: String
 
     /// Creates a spec from validated fields.
     public init(
         id: WorkerID, taskID: TaskID = .default, host: String, port: Int, gpuCount: Int = 0,
-        labels: [String: String] = [:]
+        labels: [String: String] = [:], incarnation: String = ""
     ) {
         self.id = id
         self.taskID = taskID
@@ -24,6 +26,13 @@ public struct WorkerSpec: Sendable, Hashable {
         self.port = port
         self.gpuCount = gpuCount
         self.labels = labels
+        self.incarnation = incarnation
+    }
+
+    /// Whether `other` comes from another process than the one that registered this spec: both name their
+    /// incarnation and the names differ.
+    public func isAnotherIncarnation(_ other: WorkerSpec) -> Bool {
+        !incarnation.isEmpty && !other.incarnation.isEmpty && incarnation != other.incarnation
     }
 }
 

@@ -364,40 +364,102 @@ public nonisolated struct Dtruntime_V1_RegisterWorkerRequest: Sendable {
   /// The training job to join; empty means "default". 1-64 characters of [A-Za-z0-9._-].
   public var taskID: String = String()
 
+  /// Identifies this process (the SDK sends a random id per Worker). A live member registering again with another
+  /// incarnation is a restarted process: its old incarnation leaves the task and the new one joins (the membership
+  /// epoch bumps, so barriers and checkpoints do not wait for the dead process). Empty: registering again is
+  /// idempotent, as it always was.
+  public var incarnation: String = String()
+
+  /// The task's world size as MIN and MAX members, used when this registration creates the task (no task of that id
+  /// was created through the API or by an earlier worker); 0 when not said. See TaskSettings.
+  public var taskMinWorldSize: Int32 = 0
+
+  public var taskMaxWorldSize: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct Dtruntime_V1_RegisterWorkerResponse: Sendable {
+/// What a task (training job) was created with: through the HTTP API, or by the registration that created it.
+public nonisolated struct Dtruntime_V1_TaskSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  /// The job waits for at least `min_world_size` members before training starts and keeps going while at least that
+  /// many remain; the coordinator admits at most `max_world_size` members (RESOURCE_EXHAUSTED with retry-after-ms
+  /// beyond, until a member leaves). 0 when not said.
+  public var minWorldSize: Int32 = 0
+
+  public var maxWorldSize: Int32 = 0
+
+  /// The dataset and number of epochs the job trains on, when said (empty / 0 otherwise).
+  public var dataset: String = String()
+
+  public var epochs: Int32 = 0
+
+  /// The job's configuration, a JSON object as given to POST /api/tasks ("{}" when none).
+  public var configJson: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Dtruntime_V1_RegisterWorkerResponse: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var view: Dtruntime_V1_MembershipView {
-    get {_view ?? Dtruntime_V1_MembershipView()}
-    set {_view = newValue}
+    get {_storage._view ?? Dtruntime_V1_MembershipView()}
+    set {_uniqueStorage()._view = newValue}
   }
   /// Returns true if `view` has been explicitly set.
-  public var hasView: Bool {self._view != nil}
+  public var hasView: Bool {_storage._view != nil}
   /// Clears the value of `view`. Subsequent reads from it will return its default value.
-  public mutating func clearView() {self._view = nil}
+  public mutating func clearView() {_uniqueStorage()._view = nil}
 
   /// How often to heartbeat, and when the coordinator suspects / declares dead a silent worker.
-  public var heartbeatIntervalMs: UInt32 = 0
+  public var heartbeatIntervalMs: UInt32 {
+    get {_storage._heartbeatIntervalMs}
+    set {_uniqueStorage()._heartbeatIntervalMs = newValue}
+  }
 
-  public var suspectAfterMs: UInt32 = 0
+  public var suspectAfterMs: UInt32 {
+    get {_storage._suspectAfterMs}
+    set {_uniqueStorage()._suspectAfterMs = newValue}
+  }
 
-  public var deadAfterMs: UInt32 = 0
+  public var deadAfterMs: UInt32 {
+    get {_storage._deadAfterMs}
+    set {_uniqueStorage()._deadAfterMs = newValue}
+  }
 
   /// Version of the coordinator, e.g. "0.1.0".
-  public var coordinatorVersion: String = String()
+  public var coordinatorVersion: String {
+    get {_storage._coordinatorVersion}
+    set {_uniqueStorage()._coordinatorVersion = newValue}
+  }
+
+  /// The settings of the task the worker joined.
+  public var task: Dtruntime_V1_TaskSettings {
+    get {_storage._task ?? Dtruntime_V1_TaskSettings()}
+    set {_uniqueStorage()._task = newValue}
+  }
+  /// Returns true if `task` has been explicitly set.
+  public var hasTask: Bool {_storage._task != nil}
+  /// Clears the value of `task`. Subsequent reads from it will return its default value.
+  public mutating func clearTask() {_uniqueStorage()._task = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _view: Dtruntime_V1_MembershipView? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Dtruntime_V1_HeartbeatRequest: Sendable {
@@ -451,6 +513,10 @@ public nonisolated struct Dtruntime_V1_DeregisterWorkerRequest: Sendable {
 
   /// Free text for logs, e.g. "training finished".
   public var reason: String = String()
+
+  /// The worker is leaving because it failed (e.g. an exception in the training script): the coordinator records it,
+  /// and a task whose workers all failed ends `failed` rather than `completed`.
+  public var failed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1282,7 +1348,7 @@ nonisolated extension Dtruntime_V1_MembershipView: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Dtruntime_V1_RegisterWorkerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterWorkerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}host\0\u{1}port\0\u{3}gpu_count\0\u{1}labels\0\u{3}task_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}host\0\u{1}port\0\u{3}gpu_count\0\u{1}labels\0\u{3}task_id\0\u{1}incarnation\0\u{3}task_min_world_size\0\u{3}task_max_world_size\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1296,6 +1362,9 @@ nonisolated extension Dtruntime_V1_RegisterWorkerRequest: SwiftProtobuf.Message,
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.gpuCount) }()
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.incarnation) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.taskMinWorldSize) }()
+      case 9: try { try decoder.decodeSingularInt32Field(value: &self.taskMaxWorldSize) }()
       default: break
       }
     }
@@ -1320,6 +1389,15 @@ nonisolated extension Dtruntime_V1_RegisterWorkerRequest: SwiftProtobuf.Message,
     if !self.taskID.isEmpty {
       try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 6)
     }
+    if !self.incarnation.isEmpty {
+      try visitor.visitSingularStringField(value: self.incarnation, fieldNumber: 7)
+    }
+    if self.taskMinWorldSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.taskMinWorldSize, fieldNumber: 8)
+    }
+    if self.taskMaxWorldSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.taskMaxWorldSize, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1330,14 +1408,17 @@ nonisolated extension Dtruntime_V1_RegisterWorkerRequest: SwiftProtobuf.Message,
     if lhs.gpuCount != rhs.gpuCount {return false}
     if lhs.labels != rhs.labels {return false}
     if lhs.taskID != rhs.taskID {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
+    if lhs.taskMinWorldSize != rhs.taskMinWorldSize {return false}
+    if lhs.taskMaxWorldSize != rhs.taskMaxWorldSize {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".RegisterWorkerResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}view\0\u{3}heartbeat_interval_ms\0\u{3}suspect_after_ms\0\u{3}dead_after_ms\0\u{3}coordinator_version\0")
+nonisolated extension Dtruntime_V1_TaskSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}min_world_size\0\u{3}max_world_size\0\u{1}dataset\0\u{1}epochs\0\u{3}config_json\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1345,45 +1426,151 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._view) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.suspectAfterMs) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.deadAfterMs) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.coordinatorVersion) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.minWorldSize) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.maxWorldSize) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.dataset) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.epochs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.configJson) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._view {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.heartbeatIntervalMs != 0 {
-      try visitor.visitSingularUInt32Field(value: self.heartbeatIntervalMs, fieldNumber: 2)
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
     }
-    if self.suspectAfterMs != 0 {
-      try visitor.visitSingularUInt32Field(value: self.suspectAfterMs, fieldNumber: 3)
+    if self.minWorldSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.minWorldSize, fieldNumber: 2)
     }
-    if self.deadAfterMs != 0 {
-      try visitor.visitSingularUInt32Field(value: self.deadAfterMs, fieldNumber: 4)
+    if self.maxWorldSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxWorldSize, fieldNumber: 3)
     }
-    if !self.coordinatorVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.coordinatorVersion, fieldNumber: 5)
+    if !self.dataset.isEmpty {
+      try visitor.visitSingularStringField(value: self.dataset, fieldNumber: 4)
+    }
+    if self.epochs != 0 {
+      try visitor.visitSingularInt32Field(value: self.epochs, fieldNumber: 5)
+    }
+    if !self.configJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.configJson, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Dtruntime_V1_TaskSettings, rhs: Dtruntime_V1_TaskSettings) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.minWorldSize != rhs.minWorldSize {return false}
+    if lhs.maxWorldSize != rhs.maxWorldSize {return false}
+    if lhs.dataset != rhs.dataset {return false}
+    if lhs.epochs != rhs.epochs {return false}
+    if lhs.configJson != rhs.configJson {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisterWorkerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}view\0\u{3}heartbeat_interval_ms\0\u{3}suspect_after_ms\0\u{3}dead_after_ms\0\u{3}coordinator_version\0\u{1}task\0")
+
+  fileprivate class _StorageClass {
+    var _view: Dtruntime_V1_MembershipView? = nil
+    var _heartbeatIntervalMs: UInt32 = 0
+    var _suspectAfterMs: UInt32 = 0
+    var _deadAfterMs: UInt32 = 0
+    var _coordinatorVersion: String = String()
+    var _task: Dtruntime_V1_TaskSettings? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _view = source._view
+      _heartbeatIntervalMs = source._heartbeatIntervalMs
+      _suspectAfterMs = source._suspectAfterMs
+      _deadAfterMs = source._deadAfterMs
+      _coordinatorVersion = source._coordinatorVersion
+      _task = source._task
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._view) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._heartbeatIntervalMs) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._suspectAfterMs) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._deadAfterMs) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._coordinatorVersion) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._view {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._heartbeatIntervalMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._heartbeatIntervalMs, fieldNumber: 2)
+      }
+      if _storage._suspectAfterMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._suspectAfterMs, fieldNumber: 3)
+      }
+      if _storage._deadAfterMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._deadAfterMs, fieldNumber: 4)
+      }
+      if !_storage._coordinatorVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._coordinatorVersion, fieldNumber: 5)
+      }
+      try { if let v = _storage._task {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Dtruntime_V1_RegisterWorkerResponse, rhs: Dtruntime_V1_RegisterWorkerResponse) -> Bool {
-    if lhs._view != rhs._view {return false}
-    if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
-    if lhs.suspectAfterMs != rhs.suspectAfterMs {return false}
-    if lhs.deadAfterMs != rhs.deadAfterMs {return false}
-    if lhs.coordinatorVersion != rhs.coordinatorVersion {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._view != rhs_storage._view {return false}
+        if _storage._heartbeatIntervalMs != rhs_storage._heartbeatIntervalMs {return false}
+        if _storage._suspectAfterMs != rhs_storage._suspectAfterMs {return false}
+        if _storage._deadAfterMs != rhs_storage._deadAfterMs {return false}
+        if _storage._coordinatorVersion != rhs_storage._coordinatorVersion {return false}
+        if _storage._task != rhs_storage._task {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1470,7 +1657,7 @@ nonisolated extension Dtruntime_V1_HeartbeatResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Dtruntime_V1_DeregisterWorkerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeregisterWorkerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}reason\0\u{1}failed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1480,6 +1667,7 @@ nonisolated extension Dtruntime_V1_DeregisterWorkerRequest: SwiftProtobuf.Messag
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.failed) }()
       default: break
       }
     }
@@ -1492,12 +1680,16 @@ nonisolated extension Dtruntime_V1_DeregisterWorkerRequest: SwiftProtobuf.Messag
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
     }
+    if self.failed != false {
+      try visitor.visitSingularBoolField(value: self.failed, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Dtruntime_V1_DeregisterWorkerRequest, rhs: Dtruntime_V1_DeregisterWorkerRequest) -> Bool {
     if lhs.workerID != rhs.workerID {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.failed != rhs.failed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -143,6 +143,10 @@ public final class SQLiteStateStore: Sendable {
                     );
                     """)
         }
+        // Which process registered each worker, so that a restarted process is told apart after a restart too.
+        migrator.registerMigration("v5-worker-incarnation") { db in
+            try db.execute(sql: "ALTER TABLE worker ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''")
+        }
         return migrator
     }
 
@@ -260,7 +264,7 @@ public final class SQLiteStateStore: Sendable {
         let joinSeq: Int64 = row["join_seq"]
         let spec = WorkerSpec(
             id: try WorkerID(row["id"]), taskID: try TaskID(row["task_id"]), host: row["host"], port: row["port"],
-            gpuCount: row["gpu_count"], labels: labels)
+            gpuCount: row["gpu_count"], labels: labels, incarnation: row["incarnation"])
         return WorkerRecord(
             spec: spec, joinSeq: UInt64(truncatingIfNeeded: joinSeq), registeredAtMillis: row["registered_at_ms"],
             standing: standing, departedAtMillis: row["departed_at_ms"])
@@ -366,13 +370,14 @@ public final class SQLiteStateStore: Sendable {
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO worker
-                        (id, task_id, host, port, gpu_count, labels, join_seq, registered_at_ms, standing, departed_at_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        (id, task_id, host, port, gpu_count, labels, join_seq, registered_at_ms, standing, departed_at_ms,
+                         incarnation)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     spec.id.rawValue, spec.taskID.rawValue, spec.host, spec.port, spec.gpuCount, labels,
                     Int64(truncatingIfNeeded: record.joinSeq), record.registeredAtMillis, record.standing.rawValue,
-                    record.departedAtMillis,
+                    record.departedAtMillis, spec.incarnation,
                 ])
         }
         for id in change.forgotten {

@@ -48,7 +48,12 @@ struct FailureDetectorTests {
                 == MembershipView(
                     taskID: .default, rank: 0, worldSize: 1, epoch: 3, command: .proceed, health: .healthy))
         #expect(directives.contains(.log(.declaredDead(try wid("a"), .default, silentFor: .seconds(5), epoch: 3))))
-        #expect(directives.contains { if case .membershipChanged(.default, _) = $0 { true } else { false } })
+        let survivor = try wid("b")
+        #expect(
+            directives.contains { directive in
+                guard case .membershipChanged(.default, let members, let epoch, _) = directive else { return false }
+                return members == [survivor] && epoch == 3
+            })
     }
 
     @Test("a suspect that heartbeats again is healthy and keeps its rank")

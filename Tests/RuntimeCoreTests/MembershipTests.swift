@@ -28,7 +28,8 @@ struct MembershipTests {
         #expect(
             directives == [
                 .persist(MembershipChange(upserted: [record], epochs: [.default: 2])),
-                .membershipChanged(.default, reason: "b joined as rank 1"),
+                .membershipChanged(
+                    .default, members: [try wid("a"), try wid("b")], epoch: 2, reason: "b joined as rank 1"),
                 .log(.joined(try wid("b"), .default, rank: 1, epoch: 2)),
             ])
     }
@@ -122,7 +123,10 @@ struct MembershipTests {
         #expect(membership.view(of: try wid("c"))?.rank == 1)
         #expect(membership.view(of: try wid("b"))?.command == .rejoin)
         #expect(membership.view(of: try wid("b"))?.health == .left)
-        #expect(directives.contains(.membershipChanged(.default, reason: "b left")))
+        #expect(
+            directives.contains(
+                .membershipChanged(
+                    .default, members: [try wid("a"), try wid("c"), try wid("d")], epoch: 5, reason: "b left")))
         // Leaving again changes nothing.
         let again = try membership.onDeregister(try wid("b"), now: clock.now)
         #expect(again.epoch == 5 && again.directives.isEmpty)

@@ -19,8 +19,8 @@ struct TaskTableTests {
         #expect(changed && stopping.status == .stopping && stopping.reason == "stop requested")
         #expect(table.isStopping(try TaskID("job")))
         #expect(try !table.stop(TaskID("job"), members: 2, nowMs: 5).changed, "stopping twice is a no-op")
-        #expect(table.onDeparture(try TaskID("job"), graceful: true, remaining: 1, nowMs: 6) == nil)
-        let stopped = try #require(table.onDeparture(try TaskID("job"), graceful: false, remaining: 0, nowMs: 7))
+        #expect(table.onDeparture(try TaskID("job"), .left, remaining: 1, nowMs: 6) == nil)
+        let stopped = try #require(table.onDeparture(try TaskID("job"), .died, remaining: 0, nowMs: 7))
         #expect(stopped.status == .stopped && stopped.endedAtMs == 7 && stopped.startedAtMs == 2)
         let job = try TaskID("job")
         #expect(!table.isStopping(job))
@@ -32,9 +32,9 @@ struct TaskTableTests {
         var table = TaskTable()
         _ = table.onJoin(try TaskID("a"), nowMs: 1)
         #expect(table.record(try TaskID("a"))?.explicit == false, "a worker's task is created implicitly")
-        #expect(table.onDeparture(try TaskID("a"), graceful: true, remaining: 0, nowMs: 2)?.status == .completed)
+        #expect(table.onDeparture(try TaskID("a"), .left, remaining: 0, nowMs: 2)?.status == .completed)
         _ = table.onJoin(try TaskID("b"), nowMs: 3)
-        let failed = table.onDeparture(try TaskID("b"), graceful: false, remaining: 0, nowMs: 4)
+        let failed = table.onDeparture(try TaskID("b"), .died, remaining: 0, nowMs: 4)
         #expect(failed?.status == .failed && failed?.reason == "the last worker died")
         let revived = table.onJoin(try TaskID("b"), nowMs: 5)
         #expect(revived?.status == .running && revived?.endedAtMs == nil && revived?.startedAtMs == 3)
@@ -52,13 +52,57 @@ struct TaskTableTests {
         #expect(throws: CoreError(.notFound, "no task ghost: GET /api/tasks lists them")) {
             try table.stop(TaskID("ghost"), members: 0, nowMs: 3)
         }
+        let rerun = try table.create(spec("idle", worldSize: 3), nowMs: 4)
+        #expect(rerun.status == .pending && rerun.worldSize == 3 && rerun.createdAtMs == 4, "an ended task runs anew")
+        #expect(rerun.endedAtMs == nil && rerun.reason == nil)
         let duplicate = #expect(throws: CoreError.self) { try table.create(spec("idle"), nowMs: 4) }
-        #expect(duplicate?.code == .alreadyExists)
+        #expect(duplicate?.code == .alreadyExists && duplicate?.message.contains("stop it first") == true)
         _ = table.onJoin(try TaskID("implicit"), nowMs: 5)
         let adopted = try table.create(spec("implicit", worldSize: 4), nowMs: 6)
         #expect(adopted.explicit && adopted.status == .running && adopted.worldSize == 4 && adopted.createdAtMs == 5)
         #expect(table.all.map(\.id) == ["idle", "implicit"])
         #expect(TaskTable(restoring: table.all).all == table.all)
+    }
+
+    @Test("a worker that failed as the last one fails the task; one that finished completes it")
+    func failedLeave() throws {
+        var table = TaskTable()
+        let job = try TaskID("job")
+        _ = table.onJoin(job, nowMs: 1)
+        #expect(table.onDeparture(job, .failed, remaining: 1, nowMs: 2) == nil)
+        let failed = table.onDeparture(job, .failed, remaining: 0, nowMs: 3)
+        #expect(failed?.status == .failed && failed?.reason == "the last worker failed")
+        _ = table.onJoin(job, nowMs: 4)
+        #expect(table.onDeparture(job, .left, remaining: 0, nowMs: 5)?.status == .completed)
+    }
+
+    @Test("the world size bounds admission: a task created with one, or by a worker that asked for one")
+    func admission() throws {
+        var table = TaskTable()
+        _ = try table.create(
+            try TaskSpec(
+                id: TaskID("api"), worldSize: 2, minWorldSize: 1, dataset: nil, epochs: nil,
+                configJSON: "{}"), nowMs: 1)
+        let api = try TaskID("api")
+        try table.admit(api, members: 1, hint: WorldSizeHint(max: 8))
+        let full = #expect(throws: ReasonedError.self) { try table.admit(api, members: 2, hint: WorldSizeHint(max: 8)) }
+        #expect(full?.code == .resourceExhausted && full?.reason == "TASK_FULL")
+        #expect(table.record(api)?.effectiveMinWorldSize == 1)
+
+        // A task a worker creates takes the world size the worker asked for; without one, anyone is admitted.
+        let launched = try TaskID("launched")
+        try table.admit(launched, members: 0, hint: WorldSizeHint(min: 2, max: 4))
+        let created = table.onJoin(launched, hint: WorldSizeHint(min: 2, max: 4), nowMs: 2)
+        #expect(created?.worldSize == 4 && created?.effectiveMinWorldSize == 2 && created?.explicit == false)
+        #expect(throws: ReasonedError.self) { try table.admit(launched, members: 4, hint: WorldSizeHint()) }
+        try table.admit(try TaskID("free"), members: 1_000, hint: WorldSizeHint())
+
+        // Run again after it ended, a worker-made task takes the new run's world size; an API-made one keeps its own.
+        _ = table.onDeparture(launched, .left, remaining: 0, nowMs: 3)
+        try table.admit(launched, members: 4, hint: WorldSizeHint(max: 6))
+        #expect(table.onJoin(launched, hint: WorldSizeHint(max: 6), nowMs: 4)?.worldSize == 6)
+        _ = try table.stop(api, members: 0, nowMs: 5)
+        #expect(throws: ReasonedError.self) { try table.admit(api, members: 2, hint: WorldSizeHint(max: 8)) }
     }
 
     @Test(

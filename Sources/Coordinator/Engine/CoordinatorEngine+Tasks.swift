@@ -33,6 +33,9 @@ extension CoordinatorEngine {
         tasks.all.map { ($0, membership.members(of: $0.taskID).count, membership.epoch(of: $0.taskID)) }
     }
 
+    /// A task's record, if the task exists (its settings, for a registration's reply).
+    public func taskRecord(_ id: TaskID) -> TaskRecord? { tasks.record(id) }
+
     /// One task.
     public func task(_ id: TaskID) throws(CoreError) -> (record: TaskRecord, members: Int, membershipEpoch: UInt64) {
         guard let record = tasks.record(id) else {

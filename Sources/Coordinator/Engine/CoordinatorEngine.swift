@@ -43,6 +43,8 @@ public actor CoordinatorEngine {
     var lastCheckpointSweep: Duration?
     /// Every task's lifecycle (created, running, stopping, ended).
     var tasks: TaskTable
+    /// The world size a registration in progress asks for, by task: a task its join creates takes it.
+    private var joinHints: [TaskID: WorldSizeHint] = [:]
     /// Set once the coordinator shuts down: no call parks any more.
     var shuttingDown = false
     static let shuttingDownError = CoreError(.unavailable, "the coordinator is shutting down: retry once it is back")
@@ -116,7 +118,15 @@ public actor CoordinatorEngine {
     // MARK: Membership
 
     /// Registers a worker; returns once its membership is durable.
-    public func register(_ spec: WorkerSpec) async throws -> MembershipView {
+    ///
+    /// A worker that is not a member of the task yet is admitted only below the task's world size (`hint`: the world
+    /// size it asks for, used when its registration creates the task).
+    public func register(_ spec: WorkerSpec, hint: WorldSizeHint = WorldSizeHint()) async throws -> MembershipView {
+        if !membership.members(of: spec.taskID).contains(spec.id) {
+            try tasks.admit(spec.taskID, members: membership.members(of: spec.taskID).count, hint: hint)
+        }
+        joinHints[spec.taskID] = hint
+        defer { joinHints[spec.taskID] = nil }
         let (view, directives) = try membership.onRegister(spec, now: now())
         carryOut(directives)
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
@@ -178,11 +188,17 @@ public actor CoordinatorEngine {
         return view
     }
 
-    /// Deregisters a worker; returns the task's epoch once the leave is durable.
-    public func deregister(_ id: WorkerID, reason: String) async throws -> UInt64 {
-        let (epoch, directives) = try membership.onDeregister(id, now: now())
+    /// Deregisters a worker (`failed`: it leaves because it failed); returns the task's epoch once the leave is
+    /// durable.
+    public func deregister(_ id: WorkerID, reason: String, failed: Bool = false) async throws -> UInt64 {
+        let (epoch, directives) = try membership.onDeregister(id, failed: failed, now: now())
         if !directives.isEmpty {
-            logger.info("worker deregistered", metadata: ["worker_id": "\(id)", "reason": "\(reason)"])
+            if failed {
+                logger.warning(
+                    "worker failed and deregistered", metadata: ["worker_id": "\(id)", "reason": "\(reason)"])
+            } else {
+                logger.info("worker deregistered", metadata: ["worker_id": "\(id)", "reason": "\(reason)"])
+            }
             carryOut(directives)
         }
         if let task = membership.task(of: id) { try await settle(task) }
@@ -237,15 +253,11 @@ public actor CoordinatorEngine {
                 let ticket = queue.enqueue(.membership(change))
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
                 for task in tasks { latestChange[task] = ticket }
-            case .membershipChanged(let task, let reason):
+            case .membershipChanged(let task, let members, let epoch, let reason):
                 lastChange[task] = (membership.epoch(of: task), reason)
-                carryOut(barriers.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
-                carryOut(
-                    checkpoints.onMembershipChange(task: task, members: membership.members(of: task), reason: reason))
-                persist(
-                    catalog.syncMembers(
-                        of: task, members: membership.members(of: task), membershipEpoch: membership.epoch(of: task)),
-                    task: task)
+                carryOut(barriers.onMembershipChange(task: task, members: members, reason: reason))
+                carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
+                persist(catalog.syncMembers(of: task, members: members, membershipEpoch: epoch), task: task)
                 if pendingPushes[task] == nil {
                     pendingPushes[task] = []
                     Task { await self.push(task) }
@@ -303,14 +315,13 @@ public actor CoordinatorEngine {
         let changed: TaskRecord?
         switch event {
         case .joined(_, let task, _, _):
-            changed = tasks.onJoin(task, nowMs: moment)
-        case .left(_, let task, _):
+            changed = tasks.onJoin(task, hint: joinHints[task] ?? WorldSizeHint(), nowMs: moment)
+        case .left(_, let task, _, let failed):
             changed = tasks.onDeparture(
-                task, graceful: true, remaining: membership.members(of: task).count, nowMs: moment)
+                task, failed ? .failed : .left, remaining: membership.members(of: task).count, nowMs: moment)
         case .declaredDead(_, let task, _, _):
-            changed = tasks.onDeparture(
-                task, graceful: false, remaining: membership.members(of: task).count, nowMs: moment)
-        case .suspected, .recovered, .forgotten, .coordinatorStalled:
+            changed = tasks.onDeparture(task, .died, remaining: membership.members(of: task).count, nowMs: moment)
+        case .restarted, .suspected, .recovered, .forgotten, .coordinatorStalled:
             changed = nil
         }
         if let changed { persist(changed) }
@@ -337,9 +348,14 @@ public actor CoordinatorEngine {
                 metadata: [
                     "worker_id": "\(id)", "task_id": "\(task)", "rank": "\(rank)", "membership_epoch": "\(epoch)",
                 ])
-        case .left(let id, let task, let epoch):
+        case .left(let id, let task, let epoch, let failed):
+            logger.log(
+                level: failed ? .warning : .info, failed ? "worker left after failing" : "worker left",
+                metadata: ["worker_id": "\(id)", "task_id": "\(task)", "membership_epoch": "\(epoch)"])
+        case .restarted(let id, let task, let epoch):
             logger.info(
-                "worker left", metadata: ["worker_id": "\(id)", "task_id": "\(task)", "membership_epoch": "\(epoch)"])
+                "worker restarted: its previous process left the task",
+                metadata: ["worker_id": "\(id)", "task_id": "\(task)", "membership_epoch": "\(epoch)"])
         case .suspected(let id, let task, let silence):
             logger.warning(
                 "worker suspected: no heartbeat",

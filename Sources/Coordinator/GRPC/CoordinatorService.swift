@@ -20,10 +20,12 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
         try await withRPCErrors("RegisterWorker", engine.metrics) {
             let spec = try WorkerSpec(validating: request)
-            let view = try await engine.register(spec)
+            let view = try await engine.register(spec, hint: try WorldSizeHint(validating: request))
+            let task = await engine.taskRecord(spec.taskID)
             let config = engine.membershipConfig
             return .with {
                 $0.view = Dtruntime_V1_MembershipView(view)
+                $0.task = Dtruntime_V1_TaskSettings(task, id: spec.taskID)
                 $0.heartbeatIntervalMs = config.heartbeatInterval.protoMillis
                 $0.suspectAfterMs = config.suspectAfter.protoMillis
                 $0.deadAfterMs = config.deadAfter.protoMillis
@@ -52,7 +54,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                 throw CoreError.invalid(
                     "reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
             }
-            let epoch = try await engine.deregister(id, reason: request.reason)
+            let epoch = try await engine.deregister(id, reason: request.reason, failed: request.failed)
             return .with { $0.membershipEpoch = epoch }
         }
     }

@@ -65,6 +65,10 @@ extension RPCError {
                     failure.missing.map(\.worker.rawValue).joined(separator: ","), forKey: "dtr-missing-workers")
             }
             self.init(code: failure.code.rpcCode, message: failure.message, metadata: metadata)
+        case let error as ReasonedError:
+            var metadata: Metadata = [:]
+            metadata.addString(error.reason, forKey: "dtr-reason")
+            self.init(code: error.code.rpcCode, message: error.message, metadata: metadata)
         case let error as any CodedError:
             self.init(code: error.code.rpcCode, message: error.message)
         case is CancellationError:

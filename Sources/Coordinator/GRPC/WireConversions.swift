@@ -15,7 +15,26 @@ extension WorkerSpec {
             host: try Validation.host(request.host),
             port: try Validation.port(Int(request.port)),
             gpuCount: try Validation.gpuCount(Int(request.gpuCount)),
-            labels: try Validation.labels(request.labels))
+            labels: try Validation.labels(request.labels),
+            incarnation: try Validation.incarnation(request.incarnation))
+    }
+}
+
+extension WorldSizeHint {
+    /// The world size a registration asks for, validated.
+    init(validating request: Dtruntime_V1_RegisterWorkerRequest) throws(CoreError) {
+        let most = Int(request.taskMaxWorldSize)
+        let least = Int(request.taskMinWorldSize)
+        guard (0...65_536).contains(most) else {
+            throw .invalid("task_max_world_size", "must be between 0 (not said) and 65536", got: String(most))
+        }
+        guard least == 0 || (most > 0 && (1...most).contains(least)) else {
+            throw .invalid(
+                "task_min_world_size",
+                "must be between 0 (the same as task_max_world_size) and task_max_world_size "
+                    + "(\(most))", got: String(least))
+        }
+        self.init(min: least, max: most)
     }
 }
 
@@ -34,6 +53,20 @@ struct ValidatedHeartbeat {
 }
 
 // MARK: Core values -> responses
+
+extension Dtruntime_V1_TaskSettings {
+    /// A task's settings as workers see them (only the id when the task has no record).
+    init(_ record: TaskRecord?, id: TaskID) {
+        self.init()
+        taskID = id.rawValue
+        guard let record else { return }
+        minWorldSize = Int32(record.effectiveMinWorldSize)
+        maxWorldSize = Int32(record.worldSize)
+        dataset = record.dataset ?? ""
+        epochs = Int32(record.epochs ?? 0)
+        configJson = record.configJSON
+    }
+}
 
 extension Dtruntime_V1_MembershipView {
     init(_ view: MembershipView) {

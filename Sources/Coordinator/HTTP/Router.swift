@@ -56,12 +56,13 @@ public func buildRouter(
         } catch let error as HTTPError {
             throw CoreError(
                 .invalidArgument,
-                "the body must be a JSON object {name, world_size?, dataset?, epochs?, config?}: \(error.body ?? "\(error.status)")"
+                "the body must be a JSON object {name, world_size?, min_world_size?, dataset?, epochs?, config?}: \(error.body ?? "\(error.status)")"
             )
         } catch {
             throw CoreError(
                 .invalidArgument,
-                "the body must be a JSON object {name, world_size?, dataset?, epochs?, config?}: \(error)")
+                "the body must be a JSON object {name, world_size?, min_world_size?, dataset?, epochs?, config?}: \(error)"
+            )
         }
         let record = try await engine.createTask(try body.spec())
         return EditedResponse(status: .created, response: TaskBody(try await engine.task(record.taskID)))

@@ -45,6 +45,7 @@ enum JSONValue: Codable, Sendable, Equatable {
 struct CreateTaskRequest: Decodable {
     var name: String
     var worldSize: Int?
+    var minWorldSize: Int?
     var dataset: String?
     var epochs: Int?
     var config: [String: JSONValue]?
@@ -52,6 +53,7 @@ struct CreateTaskRequest: Decodable {
     enum CodingKeys: String, CodingKey {
         case name, dataset, epochs, config
         case worldSize = "world_size"
+        case minWorldSize = "min_world_size"
     }
 
     /// The validated spec (`name` is the task id workers register with).
@@ -69,8 +71,8 @@ struct CreateTaskRequest: Decodable {
             throw CoreError.invalid("name", "must be 1-64 characters of [A-Za-z0-9._-]", got: Validation.quoted(name))
         }
         return try TaskSpec(
-            id: TaskID(name, field: "name"), worldSize: worldSize ?? 0, dataset: dataset, epochs: epochs,
-            configJSON: config)
+            id: TaskID(name, field: "name"), worldSize: worldSize ?? 0, minWorldSize: minWorldSize ?? 0,
+            dataset: dataset, epochs: epochs, configJSON: config)
     }
 }
 
@@ -80,6 +82,7 @@ struct TaskBody: ResponseEncodable {
     var name: String
     var status: String
     var worldSize: Int
+    var minWorldSize: Int
     var workers: Int
     var membershipEpoch: UInt64
     @ExplicitNull var dataset: String?
@@ -95,6 +98,7 @@ struct TaskBody: ResponseEncodable {
         case name, status, workers, dataset, epochs, config, reason
         case taskID = "task_id"
         case worldSize = "world_size"
+        case minWorldSize = "min_world_size"
         case membershipEpoch = "membership_epoch"
         case createdBy = "created_by"
         case createdAt = "created_at"
@@ -108,6 +112,7 @@ struct TaskBody: ResponseEncodable {
         name = record.id
         status = record.status.rawValue
         worldSize = record.worldSize
+        minWorldSize = record.effectiveMinWorldSize
         workers = task.members
         membershipEpoch = task.membershipEpoch
         dataset = record.dataset

@@ -94,7 +94,7 @@ class MembershipView(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., membership_epoch: _Optional[int] = ..., command: _Optional[_Union[Command, str]] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "host", "port", "gpu_count", "labels", "task_id")
+    __slots__ = ("worker_id", "host", "port", "gpu_count", "labels", "task_id", "incarnation", "task_min_world_size", "task_max_world_size")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,27 +108,51 @@ class RegisterWorkerRequest(_message.Message):
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    TASK_MIN_WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TASK_MAX_WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     host: str
     port: int
     gpu_count: int
     labels: _containers.ScalarMap[str, str]
     task_id: str
-    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., gpu_count: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_id: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    task_min_world_size: int
+    task_max_world_size: int
+    def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., gpu_count: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_id: _Optional[str] = ..., incarnation: _Optional[str] = ..., task_min_world_size: _Optional[int] = ..., task_max_world_size: _Optional[int] = ...) -> None: ...
+
+class TaskSettings(_message.Message):
+    __slots__ = ("task_id", "min_world_size", "max_world_size", "dataset", "epochs", "config_json")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    min_world_size: int
+    max_world_size: int
+    dataset: str
+    epochs: int
+    config_json: str
+    def __init__(self, task_id: _Optional[str] = ..., min_world_size: _Optional[int] = ..., max_world_size: _Optional[int] = ..., dataset: _Optional[str] = ..., epochs: _Optional[int] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
-    __slots__ = ("view", "heartbeat_interval_ms", "suspect_after_ms", "dead_after_ms", "coordinator_version")
+    __slots__ = ("view", "heartbeat_interval_ms", "suspect_after_ms", "dead_after_ms", "coordinator_version", "task")
     VIEW_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     SUSPECT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     DEAD_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     view: MembershipView
     heartbeat_interval_ms: int
     suspect_after_ms: int
     dead_after_ms: int
     coordinator_version: str
-    def __init__(self, view: _Optional[_Union[MembershipView, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., suspect_after_ms: _Optional[int] = ..., dead_after_ms: _Optional[int] = ..., coordinator_version: _Optional[str] = ...) -> None: ...
+    task: TaskSettings
+    def __init__(self, view: _Optional[_Union[MembershipView, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., suspect_after_ms: _Optional[int] = ..., dead_after_ms: _Optional[int] = ..., coordinator_version: _Optional[str] = ..., task: _Optional[_Union[TaskSettings, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("worker_id", "membership_epoch", "step", "metrics")
@@ -156,12 +180,14 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, view: _Optional[_Union[MembershipView, _Mapping]] = ...) -> None: ...
 
 class DeregisterWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "reason")
+    __slots__ = ("worker_id", "reason", "failed")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     reason: str
-    def __init__(self, worker_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    failed: bool
+    def __init__(self, worker_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed: _Optional[bool] = ...) -> None: ...
 
 class DeregisterWorkerResponse(_message.Message):
     __slots__ = ("membership_epoch",)
