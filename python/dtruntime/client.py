@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import itertools
+import json
 import math
 import os
 import threading
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -83,14 +84,46 @@ class MembershipView:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """What a task (training job) was created with, through the HTTP API or by the registration that created it."""
+
+    task_id: str
+    min_world_size: int
+    """Members the job waits for before training starts, and keeps going with (0: not said)."""
+    max_world_size: int
+    """Most members the coordinator admits (0: not said)."""
+    dataset: str | None
+    epochs: int | None
+    config: dict[str, Any]
+    """The task's ``config`` JSON object ({} when none)."""
+
+    @classmethod
+    def from_proto(cls, task: pb.TaskSettings) -> TaskSettings:
+        try:
+            config = json.loads(task.config_json) if task.config_json else {}
+        except ValueError:
+            config = {}
+        return cls(
+            task_id=task.task_id,
+            min_world_size=task.min_world_size,
+            max_world_size=task.max_world_size,
+            dataset=task.dataset or None,
+            epochs=task.epochs or None,
+            config=config if isinstance(config, dict) else {},
+        )
+
+
+@dataclass(frozen=True)
 class Registration:
-    """The coordinator's answer to a registration: the worker's view and the heartbeat timing it expects."""
+    """The coordinator's answer to a registration: the worker's view, the heartbeat timing it expects and the settings
+    of the task it joined."""
 
     view: MembershipView
     heartbeat_interval: float
     suspect_after: float
     dead_after: float
     coordinator_version: str
+    task: TaskSettings
 
     @property
     def rank(self) -> int:
@@ -252,7 +285,12 @@ class CoordinatorClient:
         gpu_count: int = 0,
         labels: Mapping[str, str] | None = None,
         task_id: str = "",
+        incarnation: str = "",
+        world_size: tuple[int, int] = (0, 0),
     ) -> Registration:
+        """Joins ``task_id``. ``incarnation`` names this process: registering again from another one replaces the
+        old process (it leaves, the new one joins). ``world_size`` is ``(min, max)`` for a task this registration
+        creates (0: not said)."""
         request = pb.RegisterWorkerRequest(
             worker_id=worker_id,
             host=host,
@@ -260,6 +298,9 @@ class CoordinatorClient:
             gpu_count=gpu_count,
             labels=dict(labels or {}),
             task_id=task_id,
+            incarnation=incarnation,
+            task_min_world_size=world_size[0],
+            task_max_world_size=world_size[1],
         )
         reply = self._call(self._stub.RegisterWorker, request)
         return Registration(
@@ -268,6 +309,7 @@ class CoordinatorClient:
             suspect_after=reply.suspect_after_ms / 1000,
             dead_after=reply.dead_after_ms / 1000,
             coordinator_version=reply.coordinator_version,
+            task=TaskSettings.from_proto(reply.task),
         )
 
     def heartbeat(
@@ -281,9 +323,10 @@ class CoordinatorClient:
         request = heartbeat_request(worker_id, membership_epoch, step, metrics)
         return MembershipView.from_proto(self._call(self._stub.Heartbeat, request).view)
 
-    def deregister_worker(self, worker_id: str, reason: str = "") -> int:
-        """Leaves the task; returns the task's membership epoch after the leave."""
-        request = pb.DeregisterWorkerRequest(worker_id=worker_id, reason=reason)
+    def deregister_worker(self, worker_id: str, reason: str = "", *, failed: bool = False) -> int:
+        """Leaves the task (``failed``: because the worker failed); returns the task's membership epoch after the
+        leave."""
+        request = pb.DeregisterWorkerRequest(worker_id=worker_id, reason=reason, failed=failed)
         return int(self._call(self._stub.DeregisterWorker, request).membership_epoch)
 
     def worker_session(self, requests: Iterator[pb.SessionRequest]) -> grpc.Call:

@@ -48,6 +48,11 @@ class ResourceExhausted(DtrError):
     """A limit was reached (rate, size or count)."""
 
 
+class TaskFull(ResourceExhausted):
+    """The task already has its world size of members (reason ``TASK_FULL``): a worker may join once one leaves or
+    dies. :class:`~dtruntime.Worker` keeps trying while it waits for its rendezvous."""
+
+
 class Unauthenticated(DtrError, PermissionError):
     """Missing or wrong credentials."""
 
@@ -112,7 +117,14 @@ def translate(error: grpc.RpcError, address: str) -> DtrError:
     metadata = dict(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else {}
     ranks = [int(rank) for rank in str(metadata.get("dtr-missing-ranks", "")).split(",") if rank]
     workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
+    reason = _BY_REASON.get(str(metadata.get("dtr-reason", "")))
+    if reason is not None:
+        return reason(details, code)
     return from_status(code, details, ranks, workers, address)
+
+
+# Errors a program handles, by the machine-readable reason the coordinator sends in ``dtr-reason``.
+_BY_REASON: dict[str, type[DtrError]] = {"TASK_FULL": TaskFull}
 
 
 _CODES = {status.value[0]: status for status in grpc.StatusCode}

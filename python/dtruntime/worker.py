@@ -8,6 +8,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TypeVar
@@ -21,6 +22,7 @@ from dtruntime.client import (
     CoordinatorClient,
     MembershipView,
     Registration,
+    TaskSettings,
     heartbeat_request,
 )
 from dtruntime.errors import (
@@ -29,6 +31,7 @@ from dtruntime.errors import (
     DtrError,
     FailedPrecondition,
     NotFound,
+    TaskFull,
     translate,
 )
 from dtruntime.shuffle import sample_order
@@ -60,10 +63,25 @@ class Worker:
     the coordinator knows them. When the coordinator restarts, the worker reconnects with backoff; when the
     coordinator no longer counts it as a member (it was declared dead), it registers again and gets a new rank.
 
+    Before ``start()`` (``with``) returns, the worker waits until its task has the members it needs to start (the
+    task's ``min_world_size``, from ``POST /api/tasks`` or from the launcher's ``--world-size``): every rank starts
+    training together. A task that already has its ``max_world_size`` members admits this one when a member leaves or
+    dies; until then the worker waits too.
+
+    When the body of ``with Worker(...)`` raises, the worker leaves saying it failed (the task ends ``failed`` when its
+    last worker fails); a clean exit leaves normally.
+
     Args:
         coordinator: gRPC address; defaults to ``$DTR_COORDINATOR``, then ``localhost:50051``.
-        worker_id: unique id; defaults to ``<hostname>-<pid>``.
-        task_id: the job to join; empty joins ``default``.
+        worker_id: unique id; defaults to ``$DTR_WORKER_ID`` (the ``dtrun`` launcher sets one that stays the same
+            across a process's restarts), then ``<hostname>-<pid>``.
+        task_id: the job to join; defaults to ``$DTR_TASK``; empty joins ``default``.
+        world_size: the world size to create the task with, if this worker's registration creates it: ``N``,
+            ``(MIN, MAX)`` or ``"MIN:MAX"``; defaults to ``$DTR_WORLD_SIZE`` (set by ``dtrun``). A task created
+            through the HTTP API keeps its own.
+        wait_for_world: wait in ``start()`` for the task's ``min_world_size`` members (default True).
+        rendezvous_timeout: how long ``start()`` waits for the task's members (and for a place in a full task) before
+            it raises ``TimeoutError``.
         host, port: where peers can reach this worker (default: this host's name and a free port).
         gpu_count, labels: what the worker brings, shown on the dashboard.
         use_stream: heartbeat over a session stream (default) or with unary calls.
@@ -77,7 +95,10 @@ class Worker:
         coordinator: str | None = None,
         worker_id: str | None = None,
         *,
-        task_id: str = "",
+        task_id: str | None = None,
+        world_size: int | tuple[int, int] | str | None = None,
+        wait_for_world: bool = True,
+        rendezvous_timeout: float = 600.0,
         host: str | None = None,
         port: int | None = None,
         gpu_count: int = 0,
@@ -87,8 +108,14 @@ class Worker:
         register_timeout: float = 10.0,
     ) -> None:
         self._client = CoordinatorClient(coordinator)
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self._task_id = task_id
+        self.worker_id = worker_id or os.environ.get("DTR_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        self._task_id = os.environ.get("DTR_TASK", "") if task_id is None else task_id
+        self._world_size = parse_world_size(os.environ.get("DTR_WORLD_SIZE") if world_size is None else world_size)
+        self._wait_for_world = wait_for_world
+        self._rendezvous_timeout = rendezvous_timeout
+        # Names this process: registering again from another process (a restart) replaces the old one at once
+        # instead of waiting for the failure detector; re-registrations of this object keep it.
+        self._incarnation = uuid.uuid4().hex
         self._host = host or socket.gethostname()
         self._port = port or _free_port()
         self._gpu_count = gpu_count
@@ -115,27 +142,66 @@ class Worker:
     # MARK: lifecycle
 
     def start(self) -> Worker:
-        """Registers (retrying while the coordinator is unreachable) and starts heartbeating."""
-        deadline = time.monotonic() + self._register_timeout
+        """Registers (retrying while the coordinator is unreachable, and while the task is full), starts heartbeating,
+        and waits until the task has the members it needs to start."""
+        started = time.monotonic()
         delay = _Backoff()
+        announced = False
         while True:
             try:
                 self._register()
                 break
             except CoordinatorUnavailable:
-                if time.monotonic() + delay.peek() > deadline:
+                if time.monotonic() + delay.peek() > started + self._register_timeout:
                     self._client.close()
                     raise
                 time.sleep(delay.next())
+            except TaskFull as error:
+                if time.monotonic() + 1.0 > started + self._rendezvous_timeout:
+                    self._client.close()
+                    raise TimeoutError(f"{error} (waited {self._rendezvous_timeout:g} s)") from error
+                if not announced:
+                    log.info("worker %s waits for a place: %s", self.worker_id, error)
+                    announced = True
+                time.sleep(random.uniform(0.5, 1.0))
             except DtrError:
                 self._client.close()
                 raise
         self._thread = threading.Thread(target=self._run, name=f"dtr-heartbeat-{self.worker_id}", daemon=True)
         self._thread.start()
+        if self._wait_for_world:
+            try:
+                self._rendezvous(started + self._rendezvous_timeout - time.monotonic())
+            except BaseException:
+                self.close()
+                raise
         return self
 
-    def close(self, *, deregister: bool = True) -> None:
-        """Stops heartbeating and (by default) leaves the task so the coordinator releases the rank at once."""
+    def _rendezvous(self, timeout: float) -> None:
+        """Waits until the task has at least its ``min_world_size`` members."""
+        needed = self.task.min_world_size
+        if needed <= 1 or self.world_size >= needed:
+            return
+        log.info(
+            "worker %s (rank %s) waits for the task %s to have %d workers (%d so far)",
+            self.worker_id,
+            self.rank,
+            self.task_id,
+            needed,
+            self.world_size,
+        )
+        try:
+            self.wait_for_world_size(needed, timeout=max(timeout, 0.0))
+        except TimeoutError:
+            raise TimeoutError(
+                f"task {self.task_id} has {self.world_size} of the {needed} workers it needs to start after "
+                f"{self._rendezvous_timeout:g} s: start the missing workers (dtrun --nproc, or one dtrun per node), or "
+                "lower the task's world size (dtrun --world-size MIN:MAX, or min_world_size in POST /api/tasks)"
+            ) from None
+
+    def close(self, *, deregister: bool = True, failure: str | None = None) -> None:
+        """Stops heartbeating and (by default) leaves the task so the coordinator releases the rank at once;
+        ``failure`` says why the worker failed (it leaves as failed)."""
         if self._closing.is_set():
             return
         self._closing.set()
@@ -148,7 +214,10 @@ class Worker:
             self._thread.join()
         if deregister and self._registration is not None:
             try:
-                self._client.deregister_worker(self.worker_id, "worker closed")
+                if failure is None:
+                    self._client.deregister_worker(self.worker_id, "worker closed")
+                else:
+                    self._client.deregister_worker(self.worker_id, f"failed: {failure}"[:1024], failed=True)
             except DtrError as error:
                 log.warning("could not deregister %s: %s", self.worker_id, error)
         self._client.close()
@@ -159,7 +228,9 @@ class Worker:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        # Interrupted (Ctrl-C, or a launcher's SIGINT) or exiting with status 0 is not a failure.
+        clean = exc is None or isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code)
+        self.close(failure=None if clean else f"{type(exc).__name__}: {exc}")
 
     # MARK: state
 
@@ -205,6 +276,15 @@ class Worker:
     def heartbeat_interval(self) -> float:
         assert self._registration is not None
         return self._registration.heartbeat_interval
+
+    @property
+    def task(self) -> TaskSettings:
+        """The settings of the task this worker joined (world size bounds, dataset, epochs, config), as of its latest
+        registration."""
+        with self._cond:
+            if self._registration is None:
+                raise RuntimeError("the worker is not started: use `with Worker(...)` or call start()")
+            return self._registration.task
 
     def report(self, step: int | None = None, *, flush: bool = False, **metrics: float) -> None:
         """Records progress for the next heartbeat (shown on the dashboard); ``flush`` sends it now.
@@ -276,88 +356,41 @@ class Worker:
         worker lost the shard meanwhile (it was declared dead while paused, say), another worker commits the batch
         and ``on_commit`` is not called for it here. Keep exactly-once bookkeeping (sample logs, metrics) there.
 
-        While the coordinator is unreachable (restarting) the iterator waits and retries.
+        While the coordinator is unreachable (restarting) the iterator waits and retries. Ranks take different numbers
+        of batches per epoch; :class:`~dtruntime.DataParallel` keeps them in step for synchronous training.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        reader = self.epoch_reader(dataset, epoch, batch_size, on_commit=on_commit)
         idle = _Backoff(initial=poll_interval, maximum=max(poll_interval, 2.0))
         while not self.stop_requested:
-            reply = self._data_call(lambda: self._client.get_shard_assignment(dataset, self.worker_id, epoch))
-            if not reply.shards:
-                if reply.done_shards == reply.total_shards:
+            batch = reader.take()
+            if batch is None:
+                if reader.done:
                     return
                 # Nothing for us yet: shards of a worker that dies, or unstarted ones to steal, may come.
                 self._closing.wait(idle.next())
                 continue
             idle.reset()
-            for shard in reply.shards:
-                yield from self._shard_batches(
-                    shard,
-                    dataset=dataset,
-                    epoch=epoch,
-                    membership_epoch=reply.membership_epoch,
-                    shuffle=reply.shuffle,
-                    batch_size=batch_size,
-                    on_commit=on_commit,
-                )
-
-    def _shard_batches(
-        self,
-        shard: pb.Shard,
-        *,
-        dataset: str,
-        epoch: int,
-        membership_epoch: int,
-        shuffle: bool,
-        batch_size: int,
-        on_commit: Callable[[np.ndarray], None] | None,
-    ) -> Iterator[np.ndarray]:
-        """One shard's batches from its committed cursor on; stops early if the shard's lease moved away.
-
-        Reports carry the membership epoch of the assignment the shard came with: if the shard moved away since
-        (even if it came back), the coordinator refuses them as stale instead of letting an old position overwrite
-        a newer owner's.
-        """
-
-        def commit(consumed: int) -> int | None:
-            """Commits a cursor; returns the coordinator's recorded one, or None if the shard is no longer ours."""
-            try:
-                reply = self._data_call(
-                    lambda: self._client.report_shard_progress(
-                        dataset,
-                        self.worker_id,
-                        epoch=epoch,
-                        membership_epoch=membership_epoch,
-                        shard_id=shard.shard_id,
-                        consumed=consumed,
-                    )
-                )
-                return int(reply.consumed)
-            except FailedPrecondition as moved:
-                log.info("worker %s: %s", self.worker_id, moved)
-                return None
-
-        # Claim it (it no longer moves to joiners or thieves) and resume from the recorded cursor.
-        position = commit(shard.consumed)
-        if position is None:
-            return
-        order = sample_order(shard.start, shard.end, shard.sample_seed, shuffle=shuffle)
-        key = (dataset, epoch, int(shard.shard_id))
-        while position < len(order):
-            if self.stop_requested:
-                return
-            batch = order[position : position + batch_size]
-            target = position + len(batch)
-            flush = _PendingCommit(lambda target=target: commit(target) is not None, batch, on_commit)
-            self._pending_commits[key] = flush
             try:
                 yield batch
-            finally:
+            except GeneratorExit:
                 # Abandoned here (the loop broke out): the batch stays uncommitted and is served again.
-                self._pending_commits.pop(key, None)
-            position += len(batch)
-            if not flush():
-                return
+                reader.drop()
+                raise
+            reader.commit()
+
+    def epoch_reader(
+        self,
+        dataset: str,
+        epoch: int,
+        batch_size: int = 1,
+        *,
+        on_commit: Callable[[np.ndarray], None] | None = None,
+    ) -> EpochReader:
+        """A non-blocking reader of this worker's batches of one epoch: what :meth:`epoch_batches` iterates, for loops
+        that must not wait when this worker has nothing to read (see :class:`EpochReader`)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        return EpochReader(self, dataset, epoch, batch_size, on_commit)
 
     def commit_progress(self) -> None:
         """Commits the batches :meth:`epoch_batches` handed out and has not committed yet, now rather than when the
@@ -390,26 +423,39 @@ class Worker:
 
     # MARK: barriers
 
-    def barrier(self, name: str, *, timeout: float | None = None, expected: int = 0) -> BarrierResult:
+    def barrier(
+        self, name: str, *, timeout: float | None = None, expected: int = 0, membership_epoch: int | None = None
+    ) -> BarrierResult:
         """Waits until every member of the task (or ``expected`` of them) arrived at barrier ``name``.
 
         Names are reusable: each use is a new generation, so ``barrier("epoch-sync")`` can end every epoch. Raises
         :class:`~dtruntime.errors.BarrierAborted` if a participant dies or leaves first, and
         :class:`~dtruntime.errors.BarrierTimeout` after ``timeout`` seconds; both carry ``missing_ranks`` and
         ``missing_workers``. Nobody waits forever: the coordinator's default timeout is 300 s.
+
+        ``membership_epoch`` fences the arrival (default: the current one): when the task's membership has changed
+        since, the call fails with ``FailedPrecondition`` instead of meeting members the caller has not synchronised
+        with.
         """
+        epoch = self.membership_epoch if membership_epoch is None else membership_epoch
         reply = self._client.barrier_sync(
-            name, self.worker_id, membership_epoch=self.membership_epoch, expected=expected, timeout=timeout
+            name, self.worker_id, membership_epoch=epoch, expected=expected, timeout=timeout
         )
         return BarrierResult.from_proto(reply)
 
     def allreduce(
-        self, values: np.ndarray, op: str = "mean", *, name: str = "allreduce", timeout: float | None = None
+        self,
+        values: np.ndarray,
+        op: str = "mean",
+        *,
+        name: str = "allreduce",
+        timeout: float | None = None,
+        membership_epoch: int | None = None,
     ) -> np.ndarray:
         """Combines ``values`` (float32 or float64, any shape) across every member of the task: ``sum``, ``mean``,
         ``max`` or ``min``. Returns a new array of the same shape and type, identical on every member (sums are
         added in rank order). Every member must call it with the same op, type and length; a mismatch fails
-        everyone with ``InvalidArgument``.
+        everyone with ``InvalidArgument``. ``membership_epoch`` fences the call as in :meth:`barrier`.
         """
         array = np.asarray(values)
         dtypes = {np.dtype(np.float32): pb.DTYPE_FLOAT32, np.dtype(np.float64): pb.DTYPE_FLOAT64}
@@ -420,8 +466,9 @@ class Worker:
             raise ValueError(f"op must be one of {', '.join(ops)} (got {op!r})")
         little = array.astype(array.dtype.newbyteorder("<"), copy=False)
         payload = pb.ReducePayload(op=ops[op], dtype=dtypes[array.dtype], data=little.tobytes())
+        epoch = self.membership_epoch if membership_epoch is None else membership_epoch
         reply = self._client.barrier_sync(
-            name, self.worker_id, membership_epoch=self.membership_epoch, timeout=timeout, payload=payload
+            name, self.worker_id, membership_epoch=epoch, timeout=timeout, payload=payload
         )
         result = np.frombuffer(reply.result.data, dtype=little.dtype).astype(array.dtype)
         return result.reshape(array.shape)
@@ -436,6 +483,8 @@ class Worker:
             gpu_count=self._gpu_count,
             labels=self._labels,
             task_id=self._task_id,
+            incarnation=self._incarnation,
+            world_size=self._world_size,
         )
         with self._cond:
             self._registration = registration
@@ -562,6 +611,152 @@ class Worker:
         self._register()
 
 
+class EpochReader:
+    """One worker's batches of one dataset epoch, taken one at a time without blocking (see
+    :meth:`Worker.epoch_reader`); the same rules as :meth:`Worker.epoch_batches`.
+
+    :meth:`take` returns the batch in hand, or the next one, or None when nothing is available to this worker right
+    now (:attr:`done` says whether the whole epoch is); :meth:`commit` commits the batch in hand once its training
+    step is done; a batch that is never committed is served again. Use it from one thread.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        dataset: str,
+        epoch: int,
+        batch_size: int,
+        on_commit: Callable[[np.ndarray], None] | None,
+    ) -> None:
+        self._worker = worker
+        self.dataset = dataset
+        self.epoch = epoch
+        self.batch_size = batch_size
+        self._on_commit = on_commit
+        self._queue: list[pb.Shard] = []
+        self._assignment_epoch = 0
+        self._shuffle = False
+        self._shard: _OpenShard | None = None
+        self._hand: _PendingCommit | None = None
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once every shard of the epoch is done across the task: no batch will come any more."""
+        return self._done
+
+    @property
+    def in_hand(self) -> np.ndarray | None:
+        """The batch taken and not committed yet, if any."""
+        return None if self._hand is None else self._hand.batch
+
+    def take(self) -> np.ndarray | None:
+        """The batch in hand if there is one, else the next batch of this worker (asking the coordinator for shards,
+        stealing when this worker has none); None when there is nothing for this worker right now."""
+        if self._hand is not None:
+            return self._hand.batch
+        while True:
+            shard = self._shard
+            if shard is None:
+                shard = self._open_next()
+                if shard is None:
+                    return None
+                self._shard = shard
+            if shard.position >= len(shard.order):
+                self._shard = None
+                continue
+            batch = shard.order[shard.position : shard.position + self.batch_size]
+            target = shard.position + len(batch)
+            self._hand = _PendingCommit(
+                lambda shard=shard, target=target: shard.commit(target) is not None, batch, self._on_commit
+            )
+            self._worker._pending_commits[self._key(shard)] = self._hand
+            return batch
+
+    def commit(self) -> bool:
+        """Commits the batch in hand (if any); False when the shard moved to another worker meanwhile (that worker
+        commits the batch; this one goes on with its other shards)."""
+        hand, shard = self._hand, self._shard
+        if hand is None or shard is None:
+            return True
+        self._hand = None
+        self._worker._pending_commits.pop(self._key(shard), None)
+        if hand():
+            shard.position += len(hand.batch)
+            return True
+        self._shard = None
+        return False
+
+    def drop(self) -> None:
+        """Forgets the batch in hand without committing it: it is served again (here, or to another worker)."""
+        if self._hand is not None and self._shard is not None:
+            self._worker._pending_commits.pop(self._key(self._shard), None)
+        self._hand = None
+
+    def _key(self, shard: _OpenShard) -> tuple[str, int, int]:
+        return (self.dataset, self.epoch, int(shard.shard.shard_id))
+
+    def _open_next(self) -> _OpenShard | None:
+        """Claims the next shard of this worker's assignment (asking for one when the last is used up)."""
+        worker = self._worker
+        while True:
+            if not self._queue:
+                reply = worker._data_call(
+                    lambda: worker._client.get_shard_assignment(self.dataset, worker.worker_id, self.epoch)
+                )
+                if not reply.shards:
+                    self._done = reply.done_shards == reply.total_shards
+                    return None
+                self._queue = list(reply.shards)
+                self._assignment_epoch = reply.membership_epoch
+                self._shuffle = reply.shuffle
+            shard = _OpenShard(self, self._queue.pop(0), self._assignment_epoch)
+            # Claim it (it no longer moves to joiners or thieves) and resume from the recorded cursor.
+            position = shard.commit(int(shard.shard.consumed))
+            if position is None:
+                continue
+            shard.position = position
+            shard.order = sample_order(
+                shard.shard.start, shard.shard.end, shard.shard.sample_seed, shuffle=self._shuffle
+            )
+            return shard
+
+
+class _OpenShard:
+    """A shard a reader is working through: its sample order and the committed cursor.
+
+    Reports carry the membership epoch of the assignment the shard came with: if the shard moved away since (even if
+    it came back), the coordinator refuses them as stale instead of letting an old position overwrite a newer
+    owner's.
+    """
+
+    def __init__(self, reader: EpochReader, shard: pb.Shard, membership_epoch: int) -> None:
+        self._reader = reader
+        self.shard = shard
+        self.membership_epoch = membership_epoch
+        self.position = 0
+        self.order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def commit(self, consumed: int) -> int | None:
+        """Commits a cursor; returns the coordinator's recorded one, or None if the shard is no longer ours."""
+        reader, worker = self._reader, self._reader._worker
+        try:
+            reply = worker._data_call(
+                lambda: worker._client.report_shard_progress(
+                    reader.dataset,
+                    worker.worker_id,
+                    epoch=reader.epoch,
+                    membership_epoch=self.membership_epoch,
+                    shard_id=self.shard.shard_id,
+                    consumed=consumed,
+                )
+            )
+            return int(reply.consumed)
+        except FailedPrecondition as moved:
+            log.info("worker %s: %s", worker.worker_id, moved)
+            return None
+
+
 def _essence(view: MembershipView) -> tuple[object, ...]:
     """What makes a view worth announcing: rank, world size, epoch, command."""
     return (view.rank, view.world_size, view.membership_epoch, view.command)
@@ -575,7 +770,7 @@ class _PendingCommit:
         self, commit: Callable[[], bool], batch: np.ndarray, on_commit: Callable[[np.ndarray], None] | None
     ) -> None:
         self._commit = commit
-        self._batch = batch
+        self.batch = batch
         self._on_commit = on_commit
         self._result: bool | None = None
 
@@ -584,7 +779,7 @@ class _PendingCommit:
         if self._result is None:
             self._result = self._commit()
             if self._result and self._on_commit is not None:
-                self._on_commit(self._batch)
+                self._on_commit(self.batch)
         return self._result
 
 
@@ -623,3 +818,21 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("", 0))
         return int(sock.getsockname()[1])
+
+
+def parse_world_size(value: int | tuple[int, int] | str | None) -> tuple[int, int]:
+    """``(min, max)`` from ``N``, ``(MIN, MAX)``, ``"N"`` or ``"MIN:MAX"`` (``(0, 0)`` for None or empty: not said)."""
+    if value is None or value == "":
+        return (0, 0)
+    if isinstance(value, str):
+        try:
+            parts = [int(part) for part in value.split(":")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise ValueError(f"world size must be N or MIN:MAX, e.g. 4 or 2:4 (got {value!r})")
+        value = (parts[0], parts[-1])
+    least, most = (value, value) if isinstance(value, int) else value
+    if not (1 <= least <= most <= 65536):
+        raise ValueError(f"world size must be N or MIN:MAX with 1 <= MIN <= MAX <= 65536 (got {least}:{most})")
+    return (least, most)

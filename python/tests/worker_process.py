@@ -10,6 +10,9 @@ import threading
 
 from dtruntime import MembershipView, Worker
 
+# The main thread and the worker's background thread (membership changes) both print: one line at a time.
+PRINT = threading.Lock()
+
 
 def emit(event: str, view: MembershipView) -> None:
     line = {
@@ -20,7 +23,8 @@ def emit(event: str, view: MembershipView) -> None:
         "command": view.command.name,
         "reason": view.reason,
     }
-    print(json.dumps(line), flush=True)
+    with PRINT:
+        print(json.dumps(line), flush=True)
 
 
 def main() -> None:
@@ -46,7 +50,8 @@ def main() -> None:
         while not done.wait(0.05) and not worker.stop_requested:
             step += 1
             worker.report(step=step, loss=1.0 / step)
-    print(json.dumps({"event": "exited"}), flush=True)
+    with PRINT:
+        print(json.dumps({"event": "exited"}), flush=True)
     sys.exit(0)
 
 
