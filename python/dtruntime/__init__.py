@@ -1,6 +1,7 @@
 """dtruntime: the Python SDK of the dtruntime coordinator (``dtr serve``).
 
-Training processes join a job with :class:`Worker`; :class:`TrainingOrchestrator` is the low-level client with the
+Training processes join a job with :class:`Worker` and train in step with :class:`DataParallel`;
+:class:`TrainingOrchestrator` is the low-level client with the
 reference's API names; :class:`CheckpointManager` saves and loads checkpoints (standalone, or as one rank of the
 coordinator's two-phase commit); :class:`LocalCoordinator` runs a coordinator binary for scripts and tests.
 """
@@ -24,8 +25,10 @@ from dtruntime.client import (
     DatasetInfo,
     MembershipView,
     Registration,
+    TaskSettings,
     WorkerStatus,
 )
+from dtruntime.data_parallel import DataParallel
 from dtruntime.datasets import DatasetRegistry
 from dtruntime.errors import (
     Aborted,
@@ -46,12 +49,13 @@ from dtruntime.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    TaskFull,
     Unauthenticated,
     Unimplemented,
 )
 from dtruntime.launcher import LocalCoordinator
 from dtruntime.orchestrator import TrainingOrchestrator
-from dtruntime.worker import Worker
+from dtruntime.worker import EpochReader, Worker
 
 __version__ = "0.1.0"
 
@@ -77,11 +81,13 @@ __all__ = [
     "Command",
     "CoordinatorClient",
     "CoordinatorUnavailable",
+    "DataParallel",
     "DatasetInfo",
     "DatasetPosition",
     "DatasetRegistry",
     "DeadlineExceeded",
     "DtrError",
+    "EpochReader",
     "FailedPrecondition",
     "InvalidArgument",
     "LoadedCheckpoint",
@@ -94,6 +100,8 @@ __all__ = [
     "S3Options",
     "SavedCheckpoint",
     "StoreLocation",
+    "TaskFull",
+    "TaskSettings",
     "TrainingOrchestrator",
     "Unauthenticated",
     "Unimplemented",

@@ -648,6 +648,20 @@ class CheckpointManager:
         """
         return self.load_checkpoint(step, restore_data=restore_data, rank=rank).state
 
+    def restore(self) -> LoadedCheckpoint | None:
+        """Resume if there is a checkpoint, else start fresh: the latest checkpoint, or None on a job's first run.
+
+        Distributed, it also rewinds the task's data ledgers to the checkpoint's position (``restore_data``), so model
+        and data resume together. Call it on every rank when the job starts, before any rank reads data: the
+        coordinator rewinds once per checkpoint and membership epoch, and :class:`~dtruntime.Worker` has waited for
+        the task's members by then. A worker joining a job that is already training must not rewind it: it takes
+        its state from the others (:meth:`DataParallel.resume <dtruntime.DataParallel.resume>` does both right).
+        """
+        try:
+            return self.load_checkpoint(restore_data=self._distributed)
+        except CheckpointNotFound:
+            return None
+
     def load_checkpoint(
         self, step: int | None = None, *, restore_data: bool = False, rank: int | None = None
     ) -> LoadedCheckpoint:
