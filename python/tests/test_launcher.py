@@ -113,8 +113,10 @@ def records(tmp_path: Path) -> Iterator[Records]:
     found = Records(tmp_path / "records")
     yield found
     for record in found.all():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(record["pgid"], signal.SIGKILL)
+        # Only a child still running (a pid reused by some other process since must be left alone).
+        if alive(record["pid"]):
+            with contextlib.suppress(OSError):
+                os.killpg(record["pgid"], signal.SIGKILL)
 
 
 @pytest.fixture
@@ -136,11 +138,11 @@ def dtrun(coordinator: LocalCoordinator) -> Iterator[Callable[..., Dtrun]]:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` is still a running launcher_child.py (not a zombie, not a reused pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return CHILD.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    return True
 
 
 def child(records: Records, *args: str) -> list[str]:
