@@ -223,6 +223,18 @@ def test_an_unreachable_coordinator_is_reported_before_anything_starts(records: 
     assert records.all() == []
 
 
+def test_a_coordinator_that_refuses_the_worker_token_is_reported_before_anything_starts(
+    records: Records, coordinator_factory: Callable[..., LocalCoordinator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guarded = coordinator_factory(args=[*FAST, "--worker-token", "the-right-worker-token"])
+    monkeypatch.setenv("DTR_WORKER_TOKEN", "a-wrong-worker-token")
+    launched = Dtrun(["--coordinator", guarded.grpc_address, *child(records)])
+    assert launched.wait() == 2
+    assert f"the coordinator at {guarded.grpc_address} refused this machine's worker token" in launched.stderr
+    assert "set DTR_WORKER_TOKEN to its --worker-token" in launched.stderr
+    assert records.all() == []
+
+
 # MARK: restarts
 
 
