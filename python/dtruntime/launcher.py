@@ -38,7 +38,8 @@ class LocalCoordinator:
     >>> with LocalCoordinator(data_dir="/tmp/dtr") as coordinator:
     ...     Worker(coordinator.grpc_address)
 
-    Its log (standard error) goes to ``<data_dir>/coordinator.log``. ``kill()`` sends SIGKILL (a crash);
+    Its log (standard error) goes to ``<data_dir>/coordinator.log``. With ``start_new_session=True`` it runs in a
+    session of its own, out of reach of the terminal's Ctrl-C. ``kill()`` sends SIGKILL (a crash);
     ``stop()`` sends SIGTERM (graceful shutdown) and returns the exit status.
     """
 
@@ -53,6 +54,7 @@ class LocalCoordinator:
         args: Sequence[str] = (),
         startup_timeout: float = 60.0,
         ca_file: str | os.PathLike[str] | None = None,
+        start_new_session: bool = False,
     ) -> None:
         self.binary = find_dtr_binary(binary)
         # A coordinator started with --tls-cert: its HTTP API is HTTPS, verified with this CA.
@@ -62,6 +64,9 @@ class LocalCoordinator:
         self._ports = (grpc_port, http_port)
         self._args = list(args)
         self._startup_timeout = startup_timeout
+        # A session of its own keeps the terminal's Ctrl-C (sent to the foreground process group) from reaching it, so
+        # its owner decides when it stops (dtrun --standalone stops it after the workers).
+        self._new_session = start_new_session
         self.process: subprocess.Popen[str] | None = None
         self.grpc_port = 0
         self.http_port = 0
@@ -95,7 +100,9 @@ class LocalCoordinator:
             *self._args,
         ]
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=self._new_session
+            )
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(self.process, lines), daemon=True).start()
         try:
