@@ -191,5 +191,9 @@ struct CommandOutputTests {
             status: 404, body: try json(#"{"error": {"code": "not_found", "message": "task x does not exist"}}"#),
             settings: settings, request: "POST /api/tasks/x/stop")
         #expect(notFound.message == "task x does not exist (HTTP 404 not_found)")
+        // A follower retries what may pass, and stops at the rest.
+        #expect(!wrong.isTransient && !notFound.isTransient)
+        #expect(APIFailure("", kind: .transport).isTransient && APIFailure("", kind: .status(429)).isTransient)
+        #expect(APIFailure("", kind: .status(503)).isTransient && !APIFailure("", kind: .other).isTransient)
     }
 }

@@ -451,6 +451,25 @@ def test_logs_follow_json_prints_every_entry_once_in_order(coordinator_factory, 
     ]
 
 
+def test_logs_follow_ends_quietly_when_its_reader_goes_away(coordinator_factory, dtr_binary):
+    """`dtr logs -f | head -1`: the next write finds the pipe closed, and the follower ends with status 0."""
+    coordinator = coordinator_factory()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DTR_")}
+    process = subprocess.Popen(
+        [dtr_binary, "logs", "-f"],
+        env={**environment, "DTR_API": coordinator.http_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert LOG_LINE.match(process.stdout.readline())
+    process.stdout.close()  # what `head -1` does after its line
+    coordinator.post_json("/api/tasks", {"name": "unread"})
+    assert process.wait(timeout=20) == 0
+    assert process.stderr.read() == ""
+
+
 def test_logs_follow_survives_a_coordinator_restart(coordinator_factory, dtr_binary):
     first = coordinator_factory()
     follower = Follower(dtr_binary, first.http_url, "--level", "info")

@@ -22,8 +22,8 @@ struct APIResponse: Sendable {
 /// A client of the coordinator's HTTP API (docs/API.md) for the `dtr` commands: GET and POST of JSON with the admin
 /// token, errors turned into ``APIFailure``s that say what to do.
 ///
-/// async-http-client rather than URLSession: on Linux, URLSession cannot trust a private CA file without replacing
-/// the system's roots, and AHC is already built for the S3 client.
+/// async-http-client rather than URLSession: URLSession on Linux (FoundationNetworking, over libcurl) has no public way
+/// to trust a private CA file for one client (`--ca-file`), and async-http-client is already built for the S3 client.
 struct APIClient: Sendable {
     /// Where and how.
     let settings: APISettings

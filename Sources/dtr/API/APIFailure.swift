@@ -22,6 +22,15 @@ struct APIFailure: Error, CustomStringConvertible {
 
     var description: String { message }
 
+    /// Whether trying again later may succeed: no answer, or the API said it is shutting down (503) or rate-limited
+    /// (429).
+    var isTransient: Bool {
+        switch kind {
+        case .transport, .status(429), .status(503): true
+        case .status, .other: false
+        }
+    }
+
     /// The failure for an error answer: the API's `{"error": {"code", "message"}}` and what to do about a 401.
     static func answer(status: Int, body: JSON, settings: APISettings, request: String) -> APIFailure {
         let code = body["error"]["code"].string

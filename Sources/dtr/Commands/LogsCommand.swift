@@ -12,7 +12,7 @@ struct LogsCommand: AsyncParsableCommand {
             Reads GET /api/logs (the coordinator keeps its last 10,000 entries in memory). Lines look like those of \
             `dtr serve`: TIME LEVEL LABEL: MESSAGE key=value... With -f, polls for entries newer than the last one \
             seen (after_sequence) every 0.5s, and exits 0 on Ctrl-C; if the API goes away it says so and keeps \
-            trying. With --json, prints GET /api/logs' document; with -f --json, one JSON object per entry and line.
+            trying, and after a restart of the coordinator it follows the new log from its start. With --json, prints GET /api/logs' document; with -f --json, one JSON object per entry and line.
             """)
 
     @OptionGroup var options: APIOptions
@@ -57,8 +57,8 @@ struct LogsCommand: AsyncParsableCommand {
 
     // MARK: Following
 
-    /// Polls for entries after sequence `after` until cancelled. Transport failures (the coordinator restarting)
-    /// are reported once and retried; answers of the API that are errors end the command.
+    /// Polls for entries after sequence `after` until cancelled. Transient failures (the coordinator restarting or
+    /// shutting down, a rate limit) are reported once and retried; other errors the API answers end the command.
     private func follow(_ client: APIClient, after start: UInt64, watch: RestartWatch, style: Style) async throws {
         var watch = watch
         var after = start
@@ -79,7 +79,7 @@ struct LogsCommand: AsyncParsableCommand {
                 page = try await client.get(
                     "/api/logs", query: query(limit: "10000") + [("after_sequence", String(after))]
                 ).json
-            } catch let failure as APIFailure where failure.kind == .transport {
+            } catch let failure as APIFailure where failure.isTransient {
                 if !lost { Terminal.writeError("dtr logs: \(failure.message); retrying until Ctrl-C\n") }
                 lost = true
                 continue

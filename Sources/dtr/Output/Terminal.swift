@@ -41,13 +41,41 @@ struct Style: Sendable {
 
 /// Writes to standard output and standard error without buffering, so a follower's lines reach a pipe at once.
 enum Terminal {
-    /// Writes `text` to standard output.
+    /// Writes `text` to standard output. When the reader has gone away (`dtr logs -f | head -1`), the process ends
+    /// quietly with status 0: the reader has what it wanted. SIGPIPE cannot do that here: the process ignores it
+    /// (NIO's sockets need that), so a failed write is seen as EPIPE instead.
     static func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        if let failure = writeAll(text, to: STDOUT_FILENO) {
+            if failure == EPIPE { exit(0) }
+            writeError("Error: cannot write to standard output: \(String(cString: strerror(failure)))\n")
+            exit(1)
+        }
     }
 
-    /// Writes `text` to standard error.
+    /// Writes `text` to standard error (failures are ignored: there is nowhere left to report them).
     static func writeError(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        _ = writeAll(text, to: STDERR_FILENO)
+    }
+
+    /// Writes all of `text` to `descriptor`; the errno of a failure, or nil.
+    private static func writeAll(_ text: String, to descriptor: Int32) -> Int32? {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { buffer in
+                #if canImport(Glibc)
+                    Glibc.write(descriptor, buffer.baseAddress, buffer.count)
+                #elseif canImport(Musl)
+                    Musl.write(descriptor, buffer.baseAddress, buffer.count)
+                #elseif canImport(Darwin)
+                    Darwin.write(descriptor, buffer.baseAddress, buffer.count)
+                #endif
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            bytes = bytes.dropFirst(written)
+        }
+        return nil
     }
 }
