@@ -19,6 +19,12 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: ServeOptions
 
+    /// Checks flags and environment variables while parsing, so that a bad value is reported with `dtr serve`'s usage
+    /// (an error thrown from `run()` would get the root command's `Usage: dtr <subcommand>`).
+    func validate() throws {
+        _ = try options.resolve(environment: ProcessInfo.processInfo.environment)
+    }
+
     func run() async throws {
         let config = try options.resolve(environment: ProcessInfo.processInfo.environment)
         let logs = LogBuffer()

@@ -62,6 +62,31 @@ struct LogTests {
         #expect(buffer.query(minimumLevel: .trace, since: nil, worker: nil, limit: 1).map(\.sequence) == [5])
     }
 
+    @Test("a page after a sequence number holds only newer entries, with the total of the same instant")
+    func pageAfterSequence() {
+        let buffer = LogBuffer(capacity: 4)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        func log(_ index: Int) {
+            buffer.append(
+                timestamp: start, level: index % 2 == 0 ? .info : .error, label: "dtr", message: "m\(index)",
+                metadata: [:])
+        }
+        (1...6).forEach(log)  // sequences 1-6; the ring keeps 3-6
+        let all = buffer.page(minimumLevel: .trace, since: nil, afterSequence: 4, worker: nil, limit: 10)
+        #expect(all.entries.map(\.sequence) == [5, 6] && all.total == 6)
+        let errors = buffer.page(minimumLevel: .error, since: nil, afterSequence: 2, worker: nil, limit: 10)
+        #expect(errors.entries.map(\.message) == ["m3", "m5"])
+        #expect(buffer.page(minimumLevel: .trace, since: nil, afterSequence: 6, worker: nil, limit: 10).entries.isEmpty)
+        // Entries logged in the same millisecond as the last one seen (where `since` would lose them) still come.
+        log(7)
+        let next = buffer.page(minimumLevel: .trace, since: nil, afterSequence: all.total, worker: nil, limit: 10)
+        #expect(next.entries.map(\.message) == ["m7"] && next.total == 7)
+        // The newest `limit` when more arrived.
+        #expect(
+            buffer.page(minimumLevel: .trace, since: nil, afterSequence: 0, worker: nil, limit: 2).entries.map(
+                \.sequence) == [6, 7])
+    }
+
     @Test("GET /api/logs serves the buffer; bad queries are 400s")
     func route() async throws {
         let harness = try Harness()
@@ -83,8 +108,14 @@ struct LogTests {
                 let logs = try #require(try json(response.body)["logs"] as? [[String: Any]])
                 #expect(logs.map { $0["level"] as? String } == ["info"])
             }
+            try await client.execute(uri: "/api/logs?after_sequence=1", method: .get) { response in
+                let body = try json(response.body)
+                let logs = try #require(body["logs"] as? [[String: Any]])
+                #expect(logs.map { $0["sequence"] as? Int } == [2] && body["total"] as? Int == 2)
+            }
             for (query, message) in [
                 ("level=loud", "level must be one of trace"), ("since=yesterday", "since must be an ISO 8601 time"),
+                ("after_sequence=-1", "after_sequence must be a whole number"),
                 ("limit=0", "limit must be between 1 and 10000"), ("worker=a%20b", "worker must be 1-128 printable"),
             ] {
                 try await client.execute(uri: "/api/logs?\(query)", method: .get) { response in

@@ -4,10 +4,12 @@ import Logging
 import RuntimeCore
 
 /// The query of `GET /api/logs`: `level` (minimum, default `trace`), `since` (ISO 8601 or Unix milliseconds,
-/// exclusive), `limit` (1-10000, default 100: the newest that match), `worker` (a worker id).
+/// exclusive), `after_sequence` (a sequence number, exclusive: what `dtr logs -f` follows by), `limit` (1-10000,
+/// default 100: the newest that match), `worker` (a worker id).
 struct LogsQuery {
     var level: Logger.Level = .trace
     var since: Date?
+    var afterSequence: UInt64?
     var limit = 100
     var worker: String?
 
@@ -30,6 +32,14 @@ struct LogsQuery {
                     "since", "must be an ISO 8601 time (2026-11-29T07:00:00Z) or Unix milliseconds",
                     got: Validation.quoted(raw))
             }
+        }
+        if let raw = parameters.get("after_sequence") {
+            guard let sequence = UInt64(raw) else {
+                throw CoreError.invalid(
+                    "after_sequence", "must be a whole number of at least 0 (a log entry's sequence)",
+                    got: Validation.quoted(raw))
+            }
+            afterSequence = sequence
         }
         if let raw = parameters.get("limit") {
             guard let limit = Int(raw), (1...10_000).contains(limit) else {

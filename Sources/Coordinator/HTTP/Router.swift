@@ -76,9 +76,10 @@ public func buildRouter(
 
     router.get("/api/logs") { request, _ -> LogsBody in
         let query = try LogsQuery(request.uri.queryParameters)
-        let entries = logs.query(
-            minimumLevel: query.level, since: query.since, worker: query.worker, limit: query.limit)
-        return LogsBody(entries: entries, total: logs.total, capacity: logs.capacity)
+        let page = logs.page(
+            minimumLevel: query.level, since: query.since, afterSequence: query.afterSequence, worker: query.worker,
+            limit: query.limit)
+        return LogsBody(entries: page.entries, total: page.total, capacity: logs.capacity)
     }
 
     router.get("/api/metrics") { _, _ -> MetricsBody in

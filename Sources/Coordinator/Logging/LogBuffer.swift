@@ -60,17 +60,32 @@ public final class LogBuffer: Sendable {
     /// The newest `limit` entries at `minimumLevel` or above, after `since` (exclusive), of `worker` if given; oldest
     /// first.
     public func query(minimumLevel: Logger.Level, since: Date?, worker: String?, limit: Int) -> [LogEntry] {
-        let ordered = state.withLock { state in
-            state.entries.count < capacity
-                ? state.entries : Array(state.entries[state.next...] + state.entries[..<state.next])
+        page(minimumLevel: minimumLevel, since: since, afterSequence: nil, worker: worker, limit: limit).entries
+    }
+
+    /// The newest `limit` entries at `minimumLevel` or above, after `since` and after sequence number `afterSequence`
+    /// (both exclusive), of `worker` if given, oldest first; and `total` taken at the same instant, so that a client
+    /// following the log with `afterSequence: total` misses nothing logged after this call.
+    public func page(
+        minimumLevel: Logger.Level, since: Date?, afterSequence: UInt64?, worker: String?, limit: Int
+    ) -> (entries: [LogEntry], total: UInt64) {
+        let (ordered, total) = state.withLock { state in
+            (
+                state.entries.count < capacity
+                    ? state.entries : Array(state.entries[state.next...] + state.entries[..<state.next]),
+                state.sequence
+            )
         }
         var matched: [LogEntry] = []
         for entry in ordered.reversed() where matched.count < limit {
+            // Sequence numbers grow along the ring: the rest is older still. A follower asks for few new entries out
+            // of up to 10,000: this keeps its polls cheap.
+            if let afterSequence, entry.sequence <= afterSequence { break }
             if entry.level < minimumLevel { continue }
             if let since, entry.timestamp <= since { continue }
             if let worker, entry.metadata["worker_id"] != worker { continue }
             matched.append(entry)
         }
-        return matched.reversed()
+        return (matched.reversed(), total)
     }
 }
