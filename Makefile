@@ -8,11 +8,12 @@ DTR := .build/debug/dtr
 # Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
 SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
 	Sources/Coordinator Sources/dtr Tests
-PYTHON_SOURCES := python examples bench
+PYTHON_SOURCES := python examples bench scripts
 
-.PHONY: demo test setup build lint format swift-test python-test protos bench clean
+.PHONY: demo test setup build lint format swift-test python-test protos bench training-plot clean
 
-## demo: build dtr, start a coordinator on 50051/51051 and five workers sharing one dataset through a death and a join.
+## demo: build dtr, start a coordinator on 50051/51051 (dashboard: http://127.0.0.1:51051/) and train the example with
+## four workers through dtrun, killing one mid-epoch (dtrun restarts it, it rejoins); ends with the exactly-once proof.
 demo: setup build
 	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
@@ -51,6 +52,10 @@ python-test: setup
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup
 	scripts/generate-protos.sh
+
+## training-plot: train the example with 1, 2 and 4 workers and draw docs/training-curves.png (the README's figure).
+training-plot: setup build
+	DTR_BIN=$(DTR) $(PYTHON) scripts/plot_training.py
 
 ## bench: the benchmarks of bench/RESULTS.md, on a release build.
 bench: setup

@@ -1,20 +1,16 @@
-"""The main job (``make demo``): a coordinator on its defaults and five worker processes sharing one dataset.
+"""The main job (``make demo``): real data-parallel training on a coordinator with its default settings.
 
-What it shows, live on the HTTP API (http://127.0.0.1:51051/api/workers and /api/datasets):
+1. starts a coordinator on its defaults (gRPC 127.0.0.1:50051, HTTP and the dashboard on http://127.0.0.1:51051/,
+   state in ``dtr-data/demo``);
+2. launches ``examples/real_training_simple.py`` as four workers with ``dtrun``: a numpy MLP learns scikit-learn's
+   handwritten digits, every rank reading its share of each epoch from the coordinator's shard ledger and averaging
+   gradients with the others through the coordinator, checkpointing every epoch;
+3. mid-epoch, kills one worker with SIGKILL: the others re-synchronise and keep training, ``dtrun`` restarts the
+   killed one, and it rejoins with the job's current weights;
+4. ends with a summary: held-out accuracy, epochs, restarts, whether every rank holds the same weights, and the
+   exactly-once proof per epoch from the samples each worker committed.
 
-1. four worker processes join the task ``demo`` (ranks 0..3) and heartbeat over their session streams;
-2. they read a registered dataset of 1,797 samples (the size of scikit-learn's digits; 36 shards of 50) for two
-   epochs, each taking its shards in the epoch's shuffled order and committing each batch after its training step.
-   The step is a 50 ms sleep here: training a real model over these shards needs the gradient allreduce that lands
-   with barriers;
-3. mid-epoch, one worker is killed with SIGKILL while it holds an uncommitted batch, and a fifth worker joins and
-   takes a fair share of the shards nobody started; workers that run out steal unstarted shards from the busiest;
-4. the coordinator declares the killed worker dead after the dead timeout: the survivors learn their new ranks at
-   once, and its unfinished shards move to them, resuming after its last committed batch;
-5. at the end, the workers' logs prove each epoch committed every image exactly once.
-
-Run it with ``make demo`` (which builds ``dtr`` first), or
-``python examples/demo.py --dtr .build/debug/dtr``.
+Ctrl-C stops everything cleanly (the workers get SIGINT through dtrun, then the coordinator stops).
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -30,194 +27,208 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from dtruntime import LocalCoordinator
 
-from dtruntime import DatasetRegistry, LocalCoordinator, MembershipView, Worker
-
-SAMPLES, SHARD_SIZE, EPOCHS, BATCH, STEP_SECONDS = 1797, 50, 2, 8, 0.05
-
-
-def run_worker(coordinator: str, worker_id: str, log_path: Path, stall_after: int) -> None:
-    """One worker process: joins, reads its shards of each epoch in batches, logs what it committed."""
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-
-    def announce(view: MembershipView) -> None:
-        print(
-            f"  [{worker_id}] now rank {view.rank} of {view.world_size} (epoch {view.membership_epoch}): {view.reason}"
-        )
-
-    with (
-        Worker(coordinator, worker_id, task_id="demo", host="127.0.0.1", on_membership_change=announce) as worker,
-        open(log_path, "a") as log,
-    ):
-        print(f"  [{worker_id}] joined as rank {worker.rank} of {worker.world_size}")
-        step = 0
-        for epoch in range(EPOCHS):
-            committed: list[int] = []
-
-            def record(batch: np.ndarray, epoch: int = epoch, committed: list[int] = committed) -> None:
-                """Called once a batch's commit is acknowledged: the exactly-once bookkeeping goes here."""
-                log.write("".join(f"{epoch} {sample}\n" for sample in batch.tolist()))
-                log.flush()
-                committed.append(len(batch))
-
-            for _batch in worker.epoch_batches("digits", epoch, BATCH, on_commit=record):
-                if stall_after and sum(committed) >= stall_after:
-                    print(json.dumps({"stalled": worker_id}), flush=True)
-                    time.sleep(3600)  # the demo kills this worker here, mid-step
-                step += 1
-                worker.report(step=step)
-                time.sleep(STEP_SECONDS)  # the training step
-                if done.is_set():
-                    return
-            print(f"  [{worker_id}] finished epoch {epoch}")
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "real_training_simple.py"
+WORKERS, EPOCHS, TRAIN_SAMPLES = 4, 20, 1438
 
 
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.data_dir = Path(args.data_dir)
-        self.workers: dict[str, subprocess.Popen[str]] = {}
+        self.out = self.data_dir / "run"
+        # Its own session: a Ctrl-C reaches this script, which stops the workers first, then the coordinator.
         self.coordinator = LocalCoordinator(
-            args.dtr, data_dir=self.data_dir, grpc_port=args.grpc_port, http_port=args.http_port
+            args.dtr,
+            data_dir=self.data_dir,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            start_new_session=True,
         )
+        self.job: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
 
-    def log_path(self, worker_id: str) -> Path:
-        return self.data_dir / f"{worker_id}.samples"
+    # MARK: the run
 
-    def spawn(self, worker_id: str, stall_after: int = 0) -> subprocess.Popen[str]:
-        command = [sys.executable, __file__, "worker", "--coordinator", self.coordinator.grpc_address]
-        command += ["--id", worker_id, "--log", str(self.log_path(worker_id)), "--stall-after", str(stall_after)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self.relay, args=(worker_id, process), daemon=True).start()
-        self.workers[worker_id] = process
-        return process
-
-    def relay(self, worker_id: str, process: subprocess.Popen[str]) -> None:
-        """Prints a worker's lines; remembers when it stalls."""
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("{"):
-                self.stalled.set()
-            else:
-                print(line, end="", flush=True)
-
-    def workers_table(self, title: str) -> None:
-        workers = self.coordinator.get_json("/api/workers?task=demo")["workers"]
-        print(f"\n{title}")
-        print(f"  {'worker':<10} {'rank':>4} {'status':<8} {'step':>6} {'last heartbeat':>15}")
-        for worker in workers:
-            rank = "-" if worker["rank"] is None else worker["rank"]
-            age = f"{worker['last_heartbeat_age_seconds']:.2f}s ago"
-            print(f"  {worker['worker_id']:<10} {rank:>4} {worker['status']:<8} {worker['step']:>6} {age:>15}")
-
-    def data_table(self) -> None:
-        (dataset,) = self.coordinator.get_json("/api/datasets")["datasets"]
-        for epoch in dataset["tasks"][0]["epochs"]:
-            holders = ", ".join(f"{worker} {count}" for worker, count in sorted(epoch["shards_per_worker"].items()))
-            print(
-                f"  digits epoch {epoch['epoch']}: {epoch['done_shards']}/{epoch['total_shards']} shards done;"
-                f" unfinished shards per worker: {holders}"
-            )
-        print()
-
-    def statuses(self) -> dict[str, str]:
-        return {w["worker_id"]: w["status"] for w in self.coordinator.get_json("/api/workers?task=demo")["workers"]}
-
-    def run(self) -> None:
+    def run(self) -> int:
         shutil.rmtree(self.data_dir, ignore_errors=True)  # the demo's own directory: start from an empty state
-        self.stalled = threading.Event()
+        self.out.mkdir(parents=True)
         self.coordinator.start()
-        print(f"coordinator up: gRPC {self.coordinator.grpc_address}, HTTP {self.coordinator.http_url}")
-        print(f"  look at {self.coordinator.http_url}/api/workers and {self.coordinator.http_url}/api/datasets")
-        print(f"  its log: {self.coordinator.log_path}\n")
+        print(f"coordinator up: gRPC {self.coordinator.grpc_address}, log {self.coordinator.log_path}")
+        print(f"\n  open the dashboard: {self.coordinator.http_url}/\n", flush=True)
         try:
-            self.scenario()
+            return self.scenario()
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping the workers and the coordinator")
+            return 130
         finally:
-            for process in self.workers.values():
-                if process.poll() is None:
-                    process.terminate()
-            for process in self.workers.values():
-                process.wait(timeout=30)
+            self.stop_job()
             if self.coordinator.process and self.coordinator.process.poll() is None:
                 print(f"coordinator stopped (exit status {self.coordinator.stop()})")
 
-    def scenario(self) -> None:
-        info = DatasetRegistry(self.coordinator.grpc_address).register(
-            "digits", total_samples=SAMPLES, shard_size=SHARD_SIZE, shuffle=True, seed=2026
+    def scenario(self) -> int:
+        self.launch()
+        wait_for(lambda: self.reached_epoch(self.args.kill_at_epoch), timeout=300, job=self.job)
+        self.workers_table(f"four workers are training (epoch {self.args.kill_at_epoch}):")
+        victims = self.children()
+        victim = victims[len(victims) // 2]
+        worker_id = worker_of(victim)
+        before = self.worker(worker_id)
+        os.kill(victim, signal.SIGKILL)
+        print(
+            f"\nkilled worker {worker_id} (pid {victim}) with SIGKILL mid-epoch: the others re-synchronise and go on;"
         )
-        print(f"registered dataset digits: {info.total_samples} samples in {info.num_shards} shards\n")
-        for index in range(4):
-            self.spawn(f"worker-{index}", stall_after=300 if index == 1 else 0)
-        wait_for(lambda: list(self.statuses().values()).count("healthy") == 4, timeout=30)
-        time.sleep(1)
-        self.workers_table("four workers joined task 'demo' and read their shards:")
-        self.data_table()
+        print("dtrun restarts it under the same worker id, and it takes the job's current weights\n", flush=True)
+        wait_for(
+            lambda: (
+                (now := self.worker(worker_id)) is not None
+                and now["registered_at"] != before["registered_at"]
+                and now["status"] == "healthy"
+                and now["step"] > 0
+            ),
+            timeout=60,
+            job=self.job,
+        )
+        self.workers_table(f"{worker_id} is back (a new process, the same rank) and trains with the others:")
+        assert self.job is not None
+        status = self.job.wait()
+        if status != 0:
+            print(f"\ndtrun failed with exit status {status}")
+            return status
+        self.summary()
+        if sys.stdin.isatty() and not self.args.no_wait:
+            print(f"\nthe dashboard stays up at {self.coordinator.http_url}/ : press Ctrl-C to stop")
+            signal.pause()
+        return 0
 
-        wait_for(self.stalled.is_set, timeout=60)
-        print("killing worker-1 with SIGKILL mid-step, holding a batch it has not committed\n")
-        killed_at = time.monotonic()
-        self.workers.pop("worker-1").kill()
+    def launch(self) -> None:
+        command = [
+            sys.executable, "-m", "dtruntime.run", "--nproc", str(WORKERS),
+            "--coordinator", self.coordinator.grpc_address, "--task", "digits",
+            str(EXAMPLE), "--epochs", str(EPOCHS), "--output-dir", str(self.out),
+            "--step-delay", str(self.args.step_delay),
+        ]  # fmt: skip
+        print(f"$ dtrun --nproc {WORKERS} examples/real_training_simple.py --epochs {EPOCHS}\n", flush=True)
+        # dtrun gets its own process group: a Ctrl-C reaches this script, which forwards it (SIGINT) to dtrun.
+        self.job = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        threading.Thread(target=self.relay, daemon=True).start()
 
-        self.spawn("worker-4")
-        wait_for(lambda: self.statuses().get("worker-4") == "healthy", timeout=30)
-        time.sleep(0.5)
-        self.workers_table("a fifth worker joined mid-epoch and took a fair share of the unstarted shards:")
-        self.data_table()
+    def relay(self) -> None:
+        assert self.job is not None and self.job.stdout is not None
+        for line in self.job.stdout:
+            self.output.append(line)
+            print(f"  {line}", end="", flush=True)
 
-        wait_for(lambda: self.statuses()["worker-1"] == "dead", timeout=30)
-        print(f"\nworker-1 declared dead {time.monotonic() - killed_at:.1f}s after the kill (dead timeout: 5s)")
-        self.workers_table("survivors re-ranked, keeping their order; worker-1's unfinished shards moved to them:")
-        self.data_table()
+    def stop_job(self) -> None:
+        if self.job is None or self.job.poll() is not None:
+            return
+        self.job.send_signal(signal.SIGINT)
+        try:
+            self.job.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.job.kill()
+            self.job.wait()
 
-        for worker_id, process in self.workers.items():
-            if process.wait(timeout=300) != 0:
-                raise RuntimeError(f"{worker_id} failed with status {process.returncode}")
-        self.workers_table("every worker finished both epochs and left:")
-        self.data_table()
-        self.verify()
+    # MARK: what it shows
 
-    def verify(self) -> None:
+    def children(self) -> list[int]:
+        """dtrun's children: the worker processes."""
+        assert self.job is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+            except OSError:
+                continue
+            if stat and int(stat.rsplit(")", 1)[1].split()[1]) == self.job.pid:
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        workers = self.coordinator.get_json("/api/workers?task=digits")["workers"]
+        return next((worker for worker in workers if worker["worker_id"] == worker_id), None)
+
+    def committed(self) -> dict[int, collections.Counter[int]]:
         counts: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
-        for path in self.data_dir.glob("*.samples"):
+        for path in self.out.glob("*.samples"):
             for line in path.read_text().splitlines():
-                epoch, sample = map(int, line.split())
-                counts[epoch][sample] += 1
+                parts = line.split()
+                if len(parts) == 2:
+                    counts[int(parts[0])][int(parts[1])] += 1
+        return counts
+
+    def reached_epoch(self, epoch: int) -> bool:
+        return any(counts for e, counts in self.committed().items() if e >= epoch)
+
+    def workers_table(self, title: str) -> None:
+        workers = self.coordinator.get_json("/api/workers?task=digits")["workers"]
+        print(f"\n{title}")
+        print(f"  {'worker':<28} {'rank':>4} {'status':<8} {'step':>6} {'loss':>8} {'accuracy':>9}")
+        for worker in workers:
+            rank = "-" if worker["rank"] is None else worker["rank"]
+            metrics = worker["metrics"]
+            loss = f"{metrics['loss']:.4f}" if metrics.get("loss") is not None else "-"
+            accuracy = f"{metrics['accuracy']:.4f}" if metrics.get("accuracy") is not None else "-"
+            print(
+                f"  {worker['worker_id']:<28} {rank:>4} {worker['status']:<8} {worker['step']:>6} {loss:>8} "
+                f"{accuracy:>9}"
+            )
+        print(flush=True)
+
+    def summary(self) -> None:
+        summaries = [json.loads(path.read_text()) for path in sorted(self.out.glob("*.json"))]
+        restarts = sum(1 for line in self.output if "restarting" in line.lower())
+        weights = {summary["weights"] for summary in summaries}
+        accuracy = summaries[0]["final_accuracy"] if summaries else float("nan")
+        print("\nsummary")
+        print(f"  held-out accuracy: {accuracy:.4f} after {summaries[0]['epoch']} epochs, {summaries[0]['global_step']}"
+              " steps")  # fmt: skip
+        print(f"  workers: {len(summaries)}; restarts by dtrun: {restarts}; re-synchronisations: "
+              f"{', '.join(str(summary['resyncs']) for summary in summaries)}")  # fmt: skip
+        verdict = "yes" if len(weights) == 1 else f"NO ({len(weights)} different)"
+        print(f"  every rank holds the same weights: {verdict}")
+        committed = self.committed()
         for epoch in range(EPOCHS):
-            once = sum(1 for sample in range(SAMPLES) if counts[epoch][sample] == 1)
-            extra = sum(count - 1 for count in counts[epoch].values() if count > 1)
-            verdict = "each exactly once" if once == SAMPLES and extra == 0 else "NOT exactly once"
-            print(f"epoch {epoch}: {once}/{SAMPLES} samples committed once, {extra} repeats: {verdict}")
+            counts = committed[epoch]
+            once = sum(1 for sample in range(TRAIN_SAMPLES) if counts[sample] == 1)
+            repeats = sum(count - 1 for count in counts.values() if count > 1)
+            verdict = "each exactly once" if once == TRAIN_SAMPLES and repeats == 0 else "NOT exactly once"
+            print(f"  epoch {epoch:>2}: {once}/{TRAIN_SAMPLES} samples committed once, {repeats} repeats: {verdict}")
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+def worker_of(pid: int) -> str:
+    """The worker id dtrun gave a child process (its DTR_WORKER_ID)."""
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(entry.split(b"=", 1)[1].decode() for entry in environment if entry.startswith(b"DTR_WORKER_ID="))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, job: subprocess.Popen[Any] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        if job is not None and job.poll() is not None:
+            raise RuntimeError(f"dtrun ended early (exit status {job.returncode})")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the demo waited {timeout}s for a state that did not come")
         time.sleep(0.1)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
-    worker = sub.add_parser("worker", help="run one worker process (the demo starts these itself)")
-    worker.add_argument("--coordinator", required=True)
-    worker.add_argument("--id", required=True)
-    worker.add_argument("--log", required=True, type=Path)
-    worker.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--dtr", default=None, help="the dtr binary (default: $DTR_BIN, then dtr on PATH)")
     parser.add_argument("--grpc-port", type=int, default=50051)
     parser.add_argument("--http-port", type=int, default=51051)
     parser.add_argument("--data-dir", default="dtr-data/demo")
-    args = parser.parse_args()
-    if args.command == "worker":
-        run_worker(args.coordinator, args.id, args.log, args.stall_after)
-    else:
-        Demo(args).run()
+    parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per step added, to watch it live")
+    parser.add_argument("--kill-at-epoch", type=int, default=6, help="the epoch in which a worker is killed")
+    parser.add_argument("--no-wait", action="store_true", help="stop at the end even in a terminal")
+    return Demo(parser.parse_args()).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
