@@ -238,6 +238,8 @@ def test_tasks_create_sends_every_field_and_reports_refusals(coordinator_factory
         "made",
         "--world-size",
         "2",
+        "--min-world-size",
+        "1",
         "--dataset",
         "digits",
         "--epochs",
@@ -247,9 +249,12 @@ def test_tasks_create_sends_every_field_and_reports_refusals(coordinator_factory
         api=api,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == 'task made created (pending): workers join it with Worker(..., task_id="made")\n'
+    assert result.stdout == (
+        'task made created (pending): workers join it with Worker(..., task_id="made") or dtrun --task made\n'
+    )
     task = coordinator.get_json("/api/tasks/made")
-    assert (task["world_size"], task["dataset"], task["epochs"], task["created_by"]) == (2, "digits", 4, "api")
+    assert (task["world_size"], task["min_world_size"]) == (2, 1)
+    assert (task["dataset"], task["epochs"], task["created_by"]) == ("digits", 4, "api")
     assert task["config"] == {"lr": 0.1, "layers": [64, 32]}
 
     again = dtr(dtr_binary, "tasks", "create", "made", api=api)

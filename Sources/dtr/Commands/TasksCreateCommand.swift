@@ -7,8 +7,9 @@ struct TasksCreateCommand: AsyncParsableCommand {
         commandName: "create",
         abstract: "Create a task: the job workers join by naming it.",
         discussion: """
-            POST /api/tasks. The coordinator checks every value and says what is wrong; a name that is taken is \
-            refused (409), unless only workers created the task so far.
+            POST /api/tasks. The coordinator checks every value and says what is wrong; the name of a task that has \
+            not ended is refused (409), unless only workers created the task so far; the name of one that ended \
+            starts a new run of it.
             """)
 
     @OptionGroup var options: APIOptions
@@ -16,8 +17,11 @@ struct TasksCreateCommand: AsyncParsableCommand {
     @Argument(help: "The task's name: 1-64 of A-Z a-z 0-9 . _ -, the id workers register with.")
     var name: String
 
-    @Option(help: "Members the job is meant to have (0-65536).")
+    @Option(help: "Members the job is meant to have, at most: the coordinator admits no more (0-65536).")
     var worldSize: Int?
+
+    @Option(help: "The fewest members the job starts and keeps training with (default: --world-size).")
+    var minWorldSize: Int?
 
     @Option(help: "The dataset the job trains on.")
     var dataset: String?
@@ -35,6 +39,7 @@ struct TasksCreateCommand: AsyncParsableCommand {
     func run() async throws {
         var body: [String: JSON] = ["name": .string(name)]
         if let worldSize { body["world_size"] = .int(Int64(worldSize)) }
+        if let minWorldSize { body["min_world_size"] = .int(Int64(minWorldSize)) }
         if let dataset { body["dataset"] = .string(dataset) }
         if let epochs { body["epochs"] = .int(Int64(epochs)) }
         if let config = try configObject() { body["config"] = config }
@@ -45,7 +50,8 @@ struct TasksCreateCommand: AsyncParsableCommand {
         let task = response.json
         Terminal.write(
             "task \(task["task_id"].string ?? name) created (\(task["status"].string ?? "?")): workers join it with "
-                + "Worker(..., task_id=\"\(task["task_id"].string ?? name)\")\n")
+                + "Worker(..., task_id=\"\(task["task_id"].string ?? name)\") or dtrun --task "
+                + "\(task["task_id"].string ?? name)\n")
     }
 
     /// `--config` parsed; nil when not given.
