@@ -157,7 +157,8 @@ def test_the_example_trains_to_95_percent_with_identical_weights_on_every_rank(
     # The accuracy climbs: the first epoch is well below the last.
     history = summaries[0]["epochs"]
     assert history[0]["accuracy"] < history[-1]["accuracy"]
-    assert coordinator.get_json(f"/api/tasks/digits-{workers}")["status"] == "completed"
+    task = coordinator.get_json(f"/api/tasks/digits-{workers}")
+    assert (task["status"], task["world_size"], task["created_by"]) == ("completed", workers, "worker"), "dtrun's size"
 
 
 def test_a_worker_killed_mid_epoch_is_restarted_and_rejoins_while_the_others_train(coordinator_factory, jobs, tmp_path):

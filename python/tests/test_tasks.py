@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+import pytest
 
 from conftest import wait_until
 from dtruntime import DatasetRegistry, Worker
@@ -50,3 +53,82 @@ def test_bad_task_requests_are_json_errors(coordinator_factory):
     assert coordinator.post_json("/api/tasks", {"name": "../etc"})["error"]["code"] == "invalid_argument"
     assert coordinator.post_json("/api/tasks/ghost/stop")["error"]["code"] == "not_found"
     assert coordinator.get_json("/api/tasks") == {"tasks": []}
+
+
+def test_workers_read_their_tasks_settings_and_wait_for_its_world_size(coordinator_factory):
+    coordinator = coordinator_factory()
+    body = {
+        "name": "job",
+        "world_size": 3,
+        "min_world_size": 2,
+        "dataset": "digits",
+        "epochs": 7,
+        "config": {"lr": 0.2},
+    }
+    assert coordinator.post_json("/api/tasks", body)["min_world_size"] == 2
+    first = Worker(coordinator.grpc_address, "w0", task_id="job", host="127.0.0.1")
+    started = threading.Thread(target=first.start)
+    started.start()
+    time.sleep(1.0)
+    assert started.is_alive(), "the first worker waits in start() for the task's min_world_size of 2"
+    with Worker(coordinator.grpc_address, "w1", task_id="job", host="127.0.0.1") as second:
+        started.join(timeout=10)
+        assert not started.is_alive()
+        settings = second.task
+        assert (settings.min_world_size, settings.max_world_size) == (2, 3)
+        assert (settings.dataset, settings.epochs, settings.config) == ("digits", 7, {"lr": 0.2})
+        with Worker(coordinator.grpc_address, "w2", task_id="job", host="127.0.0.1"):
+            # The task has its world size of 3: a fourth waits for a place, then gives up saying why.
+            with pytest.raises(TimeoutError, match="already has its world size of 3 workers"):
+                Worker(coordinator.grpc_address, "w3", task_id="job", host="127.0.0.1", rendezvous_timeout=2).start()
+            assert coordinator.get_json("/api/tasks/job")["workers"] == 3
+        first.close()
+
+
+def test_a_task_created_by_its_workers_takes_the_world_size_they_ask_for(coordinator_factory):
+    coordinator = coordinator_factory()
+    with Worker(coordinator.grpc_address, "w0", task_id="launched", world_size="1:2", host="127.0.0.1") as worker:
+        assert (worker.task.min_world_size, worker.task.max_world_size) == (1, 2)
+        task = coordinator.get_json("/api/tasks/launched")
+        assert (task["world_size"], task["min_world_size"], task["created_by"]) == (2, 1, "worker")
+    with pytest.raises(ValueError, match="world size must be N or MIN:MAX"):
+        Worker(coordinator.grpc_address, "w1", world_size="3:2")
+
+
+def test_an_exception_in_a_worker_fails_its_task_and_says_why(coordinator_factory):
+    coordinator = coordinator_factory()
+    with (
+        pytest.raises(RuntimeError, match="diverged"),
+        Worker(coordinator.grpc_address, "w0", task_id="boom") as worker,
+    ):
+        assert worker.rank == 0
+        raise RuntimeError("the loss diverged")
+    task = coordinator.get_json("/api/tasks/boom")
+    assert (task["status"], task["reason"]) == ("failed", "the last worker failed")
+    logs = coordinator.get_json("/api/logs?level=warning&worker=w0")["logs"]
+    assert any(
+        entry["message"] == "worker failed and deregistered"
+        and entry["metadata"]["reason"] == "failed: RuntimeError: the loss diverged"
+        for entry in logs
+    ), logs
+    # A worker that finishes cleanly completes its task; Ctrl-C is not a failure either.
+    with Worker(coordinator.grpc_address, "w1", task_id="fine"):
+        pass
+    assert coordinator.get_json("/api/tasks/fine")["status"] == "completed"
+    with pytest.raises(KeyboardInterrupt), Worker(coordinator.grpc_address, "w2", task_id="interrupted"):
+        raise KeyboardInterrupt
+    assert coordinator.get_json("/api/tasks/interrupted")["status"] == "completed"
+
+
+def test_the_name_of_an_ended_task_starts_a_new_run(coordinator_factory):
+    coordinator = coordinator_factory()
+    assert coordinator.post_json("/api/tasks", {"name": "nightly", "world_size": 2})["status"] == "pending"
+    again = coordinator.post_json("/api/tasks", {"name": "nightly"})
+    assert again["error"]["code"] == "already_exists" and "stop it first" in again["error"]["message"]
+    assert coordinator.post_json("/api/tasks/nightly/stop")["status"] == "stopped"
+    rerun = coordinator.post_json("/api/tasks", {"name": "nightly", "world_size": 4, "epochs": 2})
+    assert (rerun["status"], rerun["world_size"], rerun["epochs"], rerun["ended_at"]) == ("pending", 4, 2, None)
+    conflict = coordinator.post_json("/api/tasks", {"name": "other", "world_size": 2, "min_world_size": 3})
+    assert conflict["error"]["code"] == "failed_precondition"
+    assert "min_world_size (3) is larger than world_size (2)" in conflict["error"]["message"]
+    assert [task["task_id"] for task in coordinator.get_json("/api/tasks")["tasks"]] == ["nightly"]
