@@ -10,7 +10,7 @@ SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Che
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples bench
 
-.PHONY: demo test setup build lint format swift-test python-test protos bench clean
+.PHONY: demo test setup build lint format swift-test python-test protos bench clean dashboard
 
 ## demo: build dtr, start a coordinator on 50051/51051 and five workers sharing one dataset through a death and a join.
 demo: setup build
@@ -33,6 +33,7 @@ lint: setup
 	swift format lint --strict --recursive $(SWIFT_SOURCES)
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
+	scripts/build-dashboard.sh --check
 
 format: setup
 	swift format format --in-place --recursive $(SWIFT_SOURCES)
@@ -46,6 +47,10 @@ swift-test:
 python-test: setup
 	swift build --product dtr
 	DTR_BIN=$(DTR) $(PYTHON) -m pytest python/tests
+
+## dashboard: rebuild the committed bundle dashboard/dist from dashboard/src (esbuild and React from Debian's packages).
+dashboard: setup
+	scripts/build-dashboard.sh
 
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup
