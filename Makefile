@@ -51,6 +51,7 @@ python-test: setup
 ## dashboard: rebuild the committed bundle dashboard/dist from dashboard/src (esbuild and React from Debian's packages).
 dashboard: setup
 	scripts/build-dashboard.sh
+	scripts/embed-dashboard.py
 
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup
