@@ -75,6 +75,8 @@ function toDatasets(series: readonly Series[], fg: string) {
     borderColor: s.color === "fg" ? fg : s.color,
     backgroundColor: s.color === "fg" ? fg : s.color,
     borderWidth: s.width ?? 1.5,
+    // A line of one or two points would be invisible without its points.
+    pointRadius: s.points.length < 3 ? 3 : 0,
   }));
 }
 
