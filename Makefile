@@ -10,14 +10,14 @@ SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Che
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples bench
 
-.PHONY: demo test setup build lint format swift-test python-test protos bench clean dashboard
+.PHONY: demo test setup build lint format swift-test python-test protos bench clean dashboard dashboard-test
 
 ## demo: build dtr, start a coordinator on 50051/51051 and five workers sharing one dataset through a death and a join.
 demo: setup build
 	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
-## test: lint, then the Swift tests, then the Python tests against the real dtr binary.
-test: setup lint swift-test python-test
+## test: lint, then the dashboard's unit tests, the Swift tests, then the Python tests against the real dtr binary.
+test: setup lint dashboard-test swift-test python-test
 
 setup: $(VENV)/.setup-done
 
@@ -52,6 +52,9 @@ python-test: setup
 dashboard: setup
 	scripts/build-dashboard.sh
 	scripts/embed-dashboard.py
+
+dashboard-test: setup
+	scripts/build-dashboard.sh --test
 
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup

@@ -7,6 +7,7 @@
 #   scripts/build-dashboard.sh           rebuild dashboard/dist (what `make dashboard` runs)
 #   scripts/build-dashboard.sh --check   type-check with tsc --noEmit, build into a temporary directory and fail if
 #                                        the committed dashboard/dist differs (run by `make lint`)
+#   scripts/build-dashboard.sh --test    run the unit tests of dashboard/tests with Node's test runner
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -53,7 +54,15 @@ JS
   sed -e "s/@APP_JS_HASH@/$js_hash/" -e "s/@APP_CSS_HASH@/$css_hash/" dashboard/index.html >"$out/index.html"
 }
 
-if [[ ${1:-} == --check ]]; then
+if [[ ${1:-} == --test ]]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  for test in dashboard/tests/*.test.ts; do
+    esbuild "$test" --bundle --platform=node --format=esm --target=node18 --jsx=automatic \
+      --define:process.env.NODE_ENV='"production"' --outfile="$tmp/$(basename "$test" .ts).mjs" --log-level=warning
+  done
+  node --test --test-reporter=spec "$tmp"/*.test.mjs
+elif [[ ${1:-} == --check ]]; then
   command -v tsc >/dev/null || {
     echo "build-dashboard: tsc is missing: run scripts/setup.sh (it installs Debian's node-typescript)" >&2
     exit 1

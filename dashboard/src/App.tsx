@@ -42,6 +42,7 @@ export function App() {
   const ViewComponent = route.view ? VIEW_COMPONENTS[route.view] : null;
   let content: JSX.Element;
   if (connection.phase === "token") content = <TokenPrompt message={connection.message} />;
+  else if (!loaded && connection.phase === "disconnected") content = <Loading message="Waiting for the coordinator to answer…" />;
   else if (!loaded) content = <Loading what="the coordinator's state" />;
   else if (ViewComponent) content = <ViewComponent />;
   else

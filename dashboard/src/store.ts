@@ -29,12 +29,11 @@ export class Store {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private pending: LiveEvent[] = [];
-  /** Events applied since the last snapshot (with ids), to re-apply when a snapshot older than them arrives. */
+  /** Events applied on top of the last snapshot, to re-apply when a snapshot taken before them arrives. */
   private eventLog: LiveEvent[] = [];
-  /** The snapshot's event id: events up to it are already in the state. */
-  private baseEventId = 0;
-  /** The newest event id seen on the stream: a reconnection resumes after it. */
-  private lastEventId: number | null = null;
+  /** The newest event in the state (from the snapshot's event_id, then the stream): events up to it are skipped,
+   * and a reconnection resumes after it. null until a snapshot with an event id is loaded. */
+  private appliedEventId: number | null = null;
   private runId: string | null = null;
   /** null: not known yet; false: the coordinator has no /api/events (it is polled). */
   private streaming: boolean | null = null;
@@ -126,6 +125,10 @@ export class Store {
     const generation = ++this.generation;
     this.closeStream();
     this.clearTimer();
+    // The snapshot about to load is newer than every event received so far (or from another run): start from it.
+    this.eventLog = [];
+    this.pending = [];
+    this.appliedEventId = null;
     if (this.state.connection.phase === "disconnected") this.setConnection({ phase: "loading" });
     if (!(await this.loadSnapshot(generation))) return;
     if (this.streaming === false) {
@@ -158,10 +161,10 @@ export class Store {
     this.flush();
     let next = fromSnapshot(this.state, snapshot, now);
     if (typeof snapshot.event_id === "number") {
-      this.baseEventId = snapshot.event_id;
-      this.eventLog = this.eventLog.filter((event) => event.id !== null && event.id > this.baseEventId);
+      const base = snapshot.event_id;
+      this.eventLog = this.eventLog.filter((event) => event.id !== null && event.id > base);
       next = applyEvents(next, this.eventLog, now);
-      if (this.lastEventId === null) this.lastEventId = snapshot.event_id;
+      this.appliedEventId = this.eventLog.length ? (this.eventLog[this.eventLog.length - 1].id ?? base) : base;
     }
     this.set({ ...next, streaming: this.streaming === true });
   }
@@ -185,7 +188,7 @@ export class Store {
     }
     if (generation !== this.generation) return;
     this.streaming = true;
-    const source = new EventSource(this.api.eventsURL(ticket, this.lastEventId));
+    const source = new EventSource(this.api.eventsURL(ticket, this.appliedEventId));
     this.source = source;
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (message) => {
@@ -209,39 +212,45 @@ export class Store {
     }
     const id = message.lastEventId ? Number(message.lastEventId) : null;
     const event = { type, data, id: type === "hello" || Number.isNaN(id) ? null : id } as LiveEvent;
-    if (event.id !== null) this.lastEventId = Math.max(this.lastEventId ?? 0, event.id);
     if (event.type === "hello") {
+      // A new run id: the coordinator restarted after the snapshot was taken, and its event ids started again.
       const newRun = this.runId !== null && this.runId !== event.data.run_id;
       this.runId = event.data.run_id;
       this.failures = 0;
       this.setConnection({ phase: "live" });
       this.schedule(this.generation, REFRESH_MS);
-      if (newRun) this.resync(event.data.last_event_id);
+      if (newRun) this.resync();
       return;
     }
     if (event.type === "reset") {
-      this.resync(null);
+      this.resync();
       return;
     }
     this.pending.push(event);
     this.flushTimer ??= setTimeout(() => this.flush(), 50);
   }
 
-  /** Forgets the events seen (of another run, or past the server's buffer) and reloads the snapshot. */
-  private resync(lastEventId: number | null): void {
+  /** Forgets the events seen (of another run, or past the server's buffer) and reloads the snapshot; the stream's
+   * next events apply meanwhile, and again on top of the snapshot if they are newer than it. */
+  private resync(): void {
     this.pending = [];
     this.eventLog = [];
-    this.baseEventId = 0;
-    this.lastEventId = lastEventId;
+    this.appliedEventId = null;
     void this.refresh(this.generation);
   }
 
-  /** Applies the events received since the last flush (those the snapshot already has are skipped). */
+  /** Applies the events received since the last flush (those the state already has are skipped). */
   private flush(): void {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     if (this.pending.length === 0) return;
-    const events = this.pending.filter((event) => event.id === null || event.id > this.baseEventId);
+    const events: LiveEvent[] = [];
+    for (const event of this.pending) {
+      if (event.id === null) continue;
+      if (this.appliedEventId !== null && event.id <= this.appliedEventId) continue;
+      this.appliedEventId = event.id;
+      events.push(event);
+    }
     this.pending = [];
     this.eventLog.push(...events);
     if (this.eventLog.length > EVENT_LOG_LIMIT) this.eventLog.splice(0, this.eventLog.length - EVENT_LOG_LIMIT);

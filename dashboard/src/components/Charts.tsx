@@ -25,6 +25,9 @@ Chart.defaults.animation = false;
 /** Line colours for series (workers), distinguishable on both light and dark backgrounds. */
 export const PALETTE = ["#3b82f6", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"];
 
+/** More lines than this and the legend would crowd out the chart: it is left out (the caption counts them). */
+const MAX_LEGEND = 12;
+
 export interface Series {
   label: string;
   points: { x: number; y: number | null }[];
@@ -60,7 +63,7 @@ function lineConfig(series: readonly Series[], xLabel: string): ChartConfigurati
         y: { ticks: { color: theme.muted, maxTicksLimit: 6 }, grid: { color: theme.grid } },
       },
       plugins: {
-        legend: { position: "bottom", labels: { color: theme.fg, boxWidth: 12, boxHeight: 2 } },
+        legend: { display: series.length <= MAX_LEGEND, position: "bottom", labels: { color: theme.fg, boxWidth: 12, boxHeight: 2 } },
         tooltip: { enabled: true },
       },
     },
@@ -75,6 +78,8 @@ function toDatasets(series: readonly Series[], fg: string) {
     borderColor: s.color === "fg" ? fg : s.color,
     backgroundColor: s.color === "fg" ? fg : s.color,
     borderWidth: s.width ?? 1.5,
+    // A line of one or two points would be invisible without its points.
+    pointRadius: s.points.length < 3 ? 3 : 0,
   }));
 }
 
@@ -100,6 +105,7 @@ export function LineChart(props: { series: readonly Series[]; xLabel: string; de
     const instance = chart.current;
     if (!instance) return;
     instance.data.datasets = toDatasets(series, themed().fg);
+    if (instance.options.plugins?.legend) instance.options.plugins.legend.display = series.length <= MAX_LEGEND;
     instance.update("none");
   }, [series]);
 

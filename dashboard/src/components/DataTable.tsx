@@ -56,9 +56,36 @@ export function DataTable<T>(props: {
 }) {
   const { caption, columns, rows, rowKey, sort, onSort, rowClass, rowAttributes } = props;
   const sorted = sortRows(rows, columns, sort);
+  const sortable = columns.filter((c) => c.value);
+  const sortId = `sort-${caption.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
   return (
+    <>
+      {sortable.length > 0 && (
+        // On narrow screens the rows become cards without a header row: this select sorts them instead.
+        <div className="field field-inline narrow-sort">
+          <label htmlFor={sortId}>Sort by</label>
+          <select
+            id={sortId}
+            value={sort ? `${sort.key}:${sort.dir}` : ""}
+            onChange={(e) => {
+              const [key, dir] = e.target.value.split(":");
+              if (key) onSort({ key, dir: dir === "desc" ? "desc" : "asc" });
+            }}
+          >
+            {!sort && <option value="">as listed</option>}
+            {sortable.flatMap((c) => [
+              <option key={`${c.key}:asc`} value={`${c.key}:asc`}>
+                {c.label} ▲
+              </option>,
+              <option key={`${c.key}:desc`} value={`${c.key}:desc`}>
+                {c.label} ▼
+              </option>,
+            ])}
+          </select>
+        </div>
+      )}
     <div className="table-scroll" tabIndex={0} role="region" aria-label={caption}>
-      <table>
+      <table className="cards">
         <caption className="visually-hidden">{caption}</caption>
         <thead>
           <tr>
@@ -69,6 +96,7 @@ export function DataTable<T>(props: {
                 <th
                   key={column.key}
                   scope="col"
+                  data-column={column.key}
                   aria-sort={ariaSort}
                   className={[column.numeric ? "num" : "", column.className ?? ""].join(" ").trim() || undefined}
                 >
@@ -100,7 +128,7 @@ export function DataTable<T>(props: {
                   className={[column.numeric ? "num" : "", column.className ?? ""].join(" ").trim() || undefined}
                   data-label={column.label}
                 >
-                  {column.render(row)}
+                  <span className="cell">{column.render(row)}</span>
                 </td>
               ))}
             </tr>
@@ -108,6 +136,7 @@ export function DataTable<T>(props: {
         </tbody>
       </table>
     </div>
+    </>
   );
 }
 

@@ -3,11 +3,12 @@
 
 import type { ReactNode } from "react";
 
-export function Loading({ what }: { what: string }) {
+/** "Loading <what>…", or `message` as given. */
+export function Loading({ what, message }: { what?: string; message?: string }) {
   return (
     <div className="state state-loading" role="status" aria-live="polite">
       <span className="spinner" aria-hidden="true" />
-      Loading {what}…
+      {message ?? `Loading ${what}…`}
     </div>
   );
 }

@@ -1,13 +1,78 @@
 // Barriers: the open generations with arrived/expected and who is missing, the counts, the release-latency histogram
 // (a generation's last arrival to every waiter resumed), and the generations that ended while this page was open.
 
-import type { Histogram } from "../api";
+import { useState } from "react";
+import type { Histogram, OpenBarrier } from "../api";
+import { DataTable } from "../components/DataTable";
+import type { Column, Sort } from "../components/DataTable";
+import type { EndedBarrier } from "../state";
 import { Badge } from "../components/Badge";
 import { BarChart } from "../components/Charts";
 import { formatDuration, formatInt, formatTime } from "../format";
 import { useLiveState } from "../hooks";
 
+const OPEN_COLUMNS: Column<OpenBarrier>[] = [
+  { key: "task", label: "Task", value: (b) => b.task_id, render: (b) => b.task_id },
+  { key: "name", label: "Barrier", value: (b) => b.name, render: (b) => <code>{b.name}</code> },
+  { key: "generation", label: "Generation", numeric: true, value: (b) => b.generation, render: (b) => formatInt(b.generation) },
+  {
+    key: "arrived",
+    label: "Arrived",
+    numeric: true,
+    value: (b) => b.arrived / Math.max(1, b.expected),
+    render: (b) => `${formatInt(b.arrived)} / ${formatInt(b.expected)}`,
+  },
+  {
+    key: "missing",
+    label: "Missing ranks",
+    className: "cell-wide",
+    value: (b) => b.missing_ranks.length,
+    render: (b) =>
+      b.missing_ranks.length === 0
+        ? "—"
+        : b.missing_ranks.map((rank, i) => (
+            <span key={rank} className="missing">
+              {rank}
+              {b.missing_workers[i] ? ` (${b.missing_workers[i]})` : ""}
+            </span>
+          )),
+  },
+  { key: "age", label: "Waiting", numeric: true, value: (b) => b.age_seconds, render: (b) => formatDuration(b.age_seconds) },
+  {
+    key: "timeout",
+    label: "Times out in",
+    numeric: true,
+    className: "narrow-hide",
+    value: (b) => b.timeout_in_seconds,
+    render: (b) => formatDuration(b.timeout_in_seconds),
+  },
+];
+
+const RECENT_COLUMNS: Column<EndedBarrier>[] = [
+  { key: "seen", label: "Seen", numeric: true, value: (b) => b.seen_at, render: (b) => formatTime(new Date(b.seen_at).toISOString()) },
+  { key: "task", label: "Task", value: (b) => b.task_id, render: (b) => b.task_id },
+  { key: "name", label: "Barrier", value: (b) => b.name, render: (b) => <code>{b.name}</code> },
+  { key: "generation", label: "Generation", numeric: true, value: (b) => b.generation, render: (b) => formatInt(b.generation) },
+  { key: "outcome", label: "Outcome", value: (b) => b.change, render: (b) => <Badge status={b.change} /> },
+  { key: "participants", label: "Participants", numeric: true, value: (b) => b.participants, render: (b) => formatInt(b.participants) },
+  {
+    key: "spread",
+    label: "Arrival spread",
+    numeric: true,
+    value: (b) => b.wait_seconds,
+    render: (b) => formatDuration(b.wait_seconds),
+  },
+  {
+    key: "missing",
+    label: "Missing",
+    className: "cell-wide",
+    render: (b) => (b.missing_ranks.length ? b.missing_ranks.map((r, i) => `${r} (${b.missing_workers[i] ?? "?"})`).join(", ") : "—"),
+  },
+];
+
 export function Barriers() {
+  const [openSort, setOpenSort] = useState<Sort>({ key: "age", dir: "desc" });
+  const [recentSort, setRecentSort] = useState<Sort>({ key: "seen", dir: "desc" });
   const barriers = useLiveState((s) => s.barriers);
   const recent = useLiveState((s) => s.recentBarriers);
   const streaming = useLiveState((s) => s.streaming);
@@ -42,55 +107,15 @@ export function Barriers() {
         {barriers.open.length === 0 ? (
           <p className="muted">No barrier is waiting for anyone.</p>
         ) : (
-          <div className="table-scroll" tabIndex={0} role="region" aria-label="Open barriers">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Task</th>
-                  <th scope="col">Barrier</th>
-                  <th scope="col" className="num">
-                    Generation
-                  </th>
-                  <th scope="col" className="num">
-                    Arrived
-                  </th>
-                  <th scope="col">Missing ranks</th>
-                  <th scope="col" className="num">
-                    Waiting
-                  </th>
-                  <th scope="col" className="num narrow-hide">
-                    Times out in
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {barriers.open.map((b) => (
-                  <tr key={`${b.task_id}/${b.name}/${b.generation}`}>
-                    <td>{b.task_id}</td>
-                    <td>
-                      <code>{b.name}</code>
-                    </td>
-                    <td className="num">{formatInt(b.generation)}</td>
-                    <td className="num">
-                      {formatInt(b.arrived)} / {formatInt(b.expected)}
-                    </td>
-                    <td>
-                      {b.missing_ranks.length === 0
-                        ? "—"
-                        : b.missing_ranks.map((rank, i) => (
-                            <span key={rank} className="missing" title={b.missing_workers[i]}>
-                              {rank}
-                              {b.missing_workers[i] ? ` (${b.missing_workers[i]})` : ""}
-                            </span>
-                          ))}
-                    </td>
-                    <td className="num">{formatDuration(b.age_seconds)}</td>
-                    <td className="num narrow-hide">{formatDuration(b.timeout_in_seconds)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            caption="Open barriers"
+            columns={OPEN_COLUMNS}
+            rows={barriers.open}
+            rowKey={(b) => `${b.task_id}/${b.name}/${b.generation}`}
+            sort={openSort}
+            onSort={setOpenSort}
+            rowAttributes={(b) => ({ "data-barrier": `${b.task_id}/${b.name}` })}
+          />
         )}
       </section>
 
@@ -107,46 +132,14 @@ export function Barriers() {
             {streaming ? "None yet." : "This coordinator sends no barrier events (it has no /api/events)."}
           </p>
         ) : (
-          <div className="table-scroll" tabIndex={0} role="region" aria-label="Recently ended barriers">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Seen</th>
-                  <th scope="col">Task</th>
-                  <th scope="col">Barrier</th>
-                  <th scope="col" className="num">
-                    Generation
-                  </th>
-                  <th scope="col">Outcome</th>
-                  <th scope="col" className="num">
-                    Participants
-                  </th>
-                  <th scope="col" className="num">
-                    Arrival spread
-                  </th>
-                  <th scope="col">Missing</th>
-                </tr>
-              </thead>
-              <tbody>
-                {recent.map((b) => (
-                  <tr key={`${b.task_id}/${b.name}/${b.generation}/${b.seen_at}`}>
-                    <td className="num">{formatTime(new Date(b.seen_at).toISOString())}</td>
-                    <td>{b.task_id}</td>
-                    <td>
-                      <code>{b.name}</code>
-                    </td>
-                    <td className="num">{formatInt(b.generation)}</td>
-                    <td>
-                      <Badge status={b.change} />
-                    </td>
-                    <td className="num">{formatInt(b.participants)}</td>
-                    <td className="num">{formatDuration(b.wait_seconds)}</td>
-                    <td>{b.missing_ranks.length ? b.missing_ranks.map((r, i) => `${r} (${b.missing_workers[i] ?? "?"})`).join(", ") : "—"}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            caption="Recently ended barriers"
+            columns={RECENT_COLUMNS}
+            rows={recent}
+            rowKey={(b) => `${b.task_id}/${b.name}/${b.generation}/${b.seen_at}`}
+            sort={recentSort}
+            onSort={setRecentSort}
+          />
         )}
       </section>
     </>

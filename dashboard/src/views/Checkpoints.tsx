@@ -109,7 +109,12 @@ export function Checkpoints() {
       render: (c) => (
         <>
           {formatInt(c.parts)} / {formatInt(c.world_size)}
-          {c.missing_ranks.length > 0 && <span className="muted"> (waiting for {c.missing_ranks.join(", ")})</span>}
+          {c.missing_ranks.length > 0 && (
+            <span className="muted">
+              {" "}
+              (waiting for {c.missing_ranks.length === 1 ? "rank" : "ranks"} {c.missing_ranks.join(", ")})
+            </span>
+          )}
         </>
       ),
     },
@@ -140,7 +145,7 @@ export function Checkpoints() {
     {
       key: "metrics",
       label: "Metrics",
-      className: "narrow-hide",
+      className: "narrow-hide cell-wide",
       render: (c) =>
         Object.keys(c.metrics).length === 0 ? (
           <span className="muted">none</span>

@@ -95,7 +95,7 @@ export function Logs() {
           >
             <ol className="log">
               {entries.map((entry) => (
-                <li key={entry.sequence} className={`log-entry level-${entry.level}`}>
+                <li key={entry.sequence} className={`log-entry entry-${entry.level}`}>
                   <time className="num" dateTime={entry.timestamp}>
                     {formatTime(entry.timestamp)}
                   </time>

@@ -5,7 +5,7 @@ import { TASK_STATUSES, WORKER_HEALTHS } from "../api";
 import { Badge } from "../components/Badge";
 import { Sparkline } from "../components/Sparkline";
 import { StartWorkers } from "../components/StartWorkers";
-import { formatDuration, formatInt, formatRate, plural } from "../format";
+import { formatDuration, formatInt, formatNumber, formatRate, plural } from "../format";
 import { useLiveState, useNow } from "../hooks";
 import { href } from "../router";
 import { countBy, stepsPerSecond } from "../state";
@@ -33,7 +33,7 @@ export function Overview() {
   return (
     <>
       <section className="tiles" aria-label="Summary">
-        <article className="tile">
+        <article className="tile tile-wide">
           <h2>Coordinator</h2>
           <p className="tile-value">
             <Badge status="ok" label="healthy" />
@@ -45,15 +45,14 @@ export function Overview() {
             <dd className="num">{formatDuration(uptime)}</dd>
             <dt>sessions</dt>
             <dd className="num">{formatInt(status.sessions)}</dd>
-            <dt>failure detector</dt>
-            <dd className="num">
-              {formatDuration(status.heartbeat.interval_ms / 1000)} / {formatDuration(status.heartbeat.suspect_after_ms / 1000)} /{" "}
-              {formatDuration(status.heartbeat.dead_after_ms / 1000)}
-            </dd>
+            <dt>heartbeats</dt>
+            <dd className="num">every {formatDuration(status.heartbeat.interval_ms / 1000)}</dd>
+            <dt>dead after</dt>
+            <dd className="num">{formatDuration(status.heartbeat.dead_after_ms / 1000)} of silence</dd>
           </dl>
         </article>
 
-        <article className="tile" data-tile="workers">
+        <article className="tile tile-wide" data-tile="workers">
           <h2>
             <a href={href("workers")}>Workers</a>
           </h2>
@@ -90,7 +89,9 @@ export function Overview() {
 
         <article className="tile" data-tile="steps">
           <h2>Training steps</h2>
-          <p className="tile-value num">{formatRate(steps ?? (fromServer ? history[history.length - 1]?.steps_per_second : null), "steps/s")}</p>
+          <p className="tile-value num">
+            <Value value={steps ?? (fromServer ? history[history.length - 1]?.steps_per_second : null)} unit="steps/s" />
+          </p>
           <p className="muted">summed over the members</p>
           <Sparkline values={history.map((p) => p.steps_per_second)} label={`Steps per second over the ${sparkNote}`} />
           <p className="tile-foot muted">{sparkNote}</p>
@@ -98,7 +99,9 @@ export function Overview() {
 
         <article className="tile" data-tile="heartbeats">
           <h2>Heartbeats</h2>
-          <p className="tile-value num">{formatRate(metrics.heartbeats_per_second, "/s")}</p>
+          <p className="tile-value num">
+            <Value value={metrics.heartbeats_per_second} unit="per second" />
+          </p>
           <p className="muted">{formatInt(metrics.heartbeats_total)} since start-up</p>
           <Sparkline values={history.map((p) => p.heartbeats_per_second)} label={`Heartbeats per second over the ${sparkNote}`} />
           <p className="tile-foot muted">{sparkNote}</p>
@@ -135,6 +138,16 @@ export function Overview() {
           )}
         </section>
       )}
+    </>
+  );
+}
+
+/** A figure in the tile's large type, its unit smaller beside it. */
+function Value({ value, unit }: { value: number | null | undefined; unit: string }) {
+  if (value === null || value === undefined) return <span className="muted">—</span>;
+  return (
+    <>
+      {formatNumber(value, value >= 100 ? 4 : 3)} <span className="unit">{unit}</span>
     </>
   );
 }

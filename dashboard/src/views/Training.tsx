@@ -2,10 +2,12 @@
 // (from GET /api/tasks/:id/metrics, reloaded every 2 s, with each worker's newest report from the live state added),
 // and the live step rate and metrics of each worker.
 
-import { useMemo } from "react";
+import { useMemo, useState } from "react";
 import type { ApiError, MetricPoint, TaskMetrics, Worker } from "../api";
 import { Badge } from "../components/Badge";
 import { LineChart, PALETTE } from "../components/Charts";
+import { DataTable } from "../components/DataTable";
+import type { Column, Sort } from "../components/DataTable";
 import type { Series } from "../components/Charts";
 import { FilterBar, SelectFilter } from "../components/Filters";
 import { StartWorkers } from "../components/StartWorkers";
@@ -18,12 +20,32 @@ import { MetricsList } from "./Workers";
 
 const RELOAD_MS = 2000;
 
+const LIVE_COLUMNS: Column<Worker>[] = [
+  { key: "rank", label: "Rank", numeric: true, value: (w) => w.rank, render: (w) => w.rank ?? "—" },
+  {
+    key: "id",
+    label: "Worker",
+    value: (w) => w.worker_id,
+    render: (w) => (
+      <>
+        <code>{w.worker_id}</code>
+        {w.straggler && <span className="flag">straggler</span>}
+      </>
+    ),
+  },
+  { key: "status", label: "Status", value: (w) => w.status, render: (w) => <Badge status={w.status} /> },
+  { key: "step", label: "Step", numeric: true, value: (w) => w.step, render: (w) => formatInt(w.step) },
+  { key: "rate", label: "Steps/s", numeric: true, value: (w) => w.steps_per_second, render: (w) => formatRate(w.steps_per_second, "/s") },
+  { key: "metrics", label: "Metrics", className: "cell-wide", render: (w) => <MetricsList metrics={w.metrics} /> },
+];
+
 export function Training() {
   const store = useStore();
   const tasks = useLiveState((s) => s.tasks);
   const allWorkers = useLiveState((s) => s.workers);
   const { params } = useRoute();
   const setParams = useSetParams();
+  const [sort, setSort] = useState<Sort>({ key: "rank", dir: "asc" });
 
   const candidates = tasks.filter((t) => t.workers > 0 || t.status === "running").map((t) => t.task_id);
   const taskIds = [...new Set([...candidates, ...tasks.map((t) => t.task_id), ...allWorkers.map((w) => w.task_id)])];
@@ -61,45 +83,16 @@ export function Training() {
         {workers.length === 0 ? (
           <p className="muted">No worker of this task is known right now.</p>
         ) : (
-          <div className="table-scroll" tabIndex={0} role="region" aria-label={`Workers of ${task}`}>
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col" className="num">
-                    Rank
-                  </th>
-                  <th scope="col">Worker</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" className="num">
-                    Step
-                  </th>
-                  <th scope="col" className="num">
-                    Steps/s
-                  </th>
-                  <th scope="col">Metrics</th>
-                </tr>
-              </thead>
-              <tbody>
-                {workers.map((w) => (
-                  <tr key={w.worker_id} className={w.straggler ? "row-flagged" : undefined}>
-                    <td className="num">{w.rank ?? "—"}</td>
-                    <td>
-                      <code>{w.worker_id}</code>
-                      {w.straggler && <span className="flag">straggler</span>}
-                    </td>
-                    <td>
-                      <Badge status={w.status} />
-                    </td>
-                    <td className="num">{formatInt(w.step)}</td>
-                    <td className="num">{formatRate(w.steps_per_second, "/s")}</td>
-                    <td>
-                      <MetricsList metrics={w.metrics} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            caption={`Workers of ${task}`}
+            columns={LIVE_COLUMNS}
+            rows={workers}
+            rowKey={(w) => w.worker_id}
+            sort={sort}
+            onSort={setSort}
+            rowClass={(w) => (w.straggler ? "row-flagged" : undefined)}
+            rowAttributes={(w) => ({ "data-worker-id": w.worker_id, "data-status": w.status })}
+          />
         )}
       </section>
     </>
@@ -110,7 +103,8 @@ interface MetricChart {
   metric: string;
   series: Series[];
   workers: number;
-  latest: { step: number; value: number | null } | null;
+  /** The newest point of the mean (or, without one, of any worker). */
+  latest: { step: number; value: number | null; mean: boolean } | null;
 }
 
 /** The charts' series: the coordinator's history, each worker's newest live report appended when it is newer. */
@@ -136,9 +130,10 @@ function buildCharts(history: TaskMetrics | null, workers: readonly Worker[]): M
     if (mean.length > 0 && lines.size > 1) {
       series.push({ label: "mean", color: "fg", width: 2.5, points: mean.map(([x, y]) => ({ x, y })) });
     }
-    const latestLine = mean.length > 0 && lines.size > 1 ? mean : [...lines.values()].flat().sort((a, b) => a[0] - b[0]);
+    const hasMean = mean.length > 0 && lines.size > 1;
+    const latestLine = hasMean ? mean : [...lines.values()].flat().sort((a, b) => a[0] - b[0]);
     const last = latestLine[latestLine.length - 1];
-    return { metric, series, workers: lines.size, latest: last ? { step: last[0], value: last[1] } : null };
+    return { metric, series, workers: lines.size, latest: last ? { step: last[0], value: last[1], mean: hasMean } : null };
   });
 }
 
@@ -158,7 +153,7 @@ function MetricCharts({ task, history, workers }: { task: string; history: TaskM
     <div className="chart-grid">
       {charts.map((chart) => {
         const latest = chart.latest
-          ? `${chart.workers > 1 ? "mean " : ""}${formatNumber(chart.latest.value, 4)} at step ${formatInt(chart.latest.step)}`
+          ? `${chart.latest.mean ? "mean " : ""}${formatNumber(chart.latest.value, 4)} at step ${formatInt(chart.latest.step)}`
           : "no value yet";
         return (
           <figure className="card chart-card" key={chart.metric} data-metric={chart.metric} data-latest-step={chart.latest?.step ?? ""}>

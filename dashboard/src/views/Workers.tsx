@@ -84,6 +84,7 @@ export function Workers() {
     {
       key: "metrics",
       label: "Last metrics",
+      className: "cell-wide",
       render: (w) => <MetricsList metrics={w.metrics} />,
     },
   ];
