@@ -100,7 +100,7 @@ class Browser:
 
     def screenshot(self, path: Path, width: int) -> None:
         """The whole page (not only the viewport) as a PNG."""
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        height = self.driver.execute_script("return Math.ceil(document.body.getBoundingClientRect().height)")
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": min(int(height), 6000), "deviceScaleFactor": 1, "mobile": width < 600},
