@@ -125,6 +125,15 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
     var insecure = false
 
+    // Hidden: for tests that need the replay buffer passed, or a ticket expired, without thousands of events or a
+    // minute's wait.
+    @Option(
+        help: ArgumentHelp("Events /api/events keeps for reconnecting clients (default: 4096).", visibility: .hidden))
+    var eventsBuffer: Int?
+
+    @Option(help: ArgumentHelp("How long an /api/events ticket is accepted (default: 60s).", visibility: .hidden))
+    var eventsTicketLifetime: String?
+
     /// Resolves flags, then environment variables, then defaults, into a checked configuration.
     func resolve(environment: [String: String]) throws -> CoordinatorConfig {
         let env = Environment(values: environment)
@@ -164,7 +173,7 @@ struct ServeOptions: ParsableArguments {
                 try env.count(grpcRateLimit, "DTR_GRPC_RATE_LIMIT", flag: "--grpc-rate-limit", default: 5000)),
             httpMaxBodyBytes: try env.size(
                 httpMaxBody, "DTR_HTTP_MAX_BODY", flag: "--http-max-body", default: BodyLimitMiddleware.defaultMaxBytes),
-            tls: try tls(env))
+            tls: try tls(env), events: try events(env))
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(
@@ -173,6 +182,19 @@ struct ServeOptions: ParsableArguments {
             )
         }
         return config
+    }
+
+    private func events(_ env: Environment) throws -> EventBus.Configuration {
+        var events = EventBus.Configuration()
+        if let eventsBuffer {
+            guard (1...1_000_000).contains(eventsBuffer) else {
+                throw ValidationError("--events-buffer must be between 1 and 1000000 (got \(eventsBuffer))")
+            }
+            events.replayCapacity = eventsBuffer
+        }
+        events.ticketLifetime = try env.duration(
+            eventsTicketLifetime, "", flag: "--events-ticket-lifetime", default: events.ticketLifetime)
+        return events
     }
 
     private func tls(_ env: Environment) throws -> (certificate: String, privateKey: String)? {

@@ -14,7 +14,8 @@ public import Storage
 public struct CoordinatorRuntime: Sendable {
     /// The engine (for tests and in-process use).
     public let engine: CoordinatorEngine
-    /// The services, in start order: engine, gRPC server, HTTP server. A `ServiceGroup` shuts them down in reverse.
+    /// The services, in start order: engine, gRPC server, HTTP server, event bus. A `ServiceGroup` shuts them down in
+    /// reverse.
     public let services: [any Service]
     /// The bound ports, once known.
     public let listeners: Listeners
@@ -48,12 +49,19 @@ public func buildCoordinator(
         region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
     let clock = SystemMoments()
+    let metrics = CoordinatorMetrics()
+    let events = EventBus(configuration: config.events, metrics: metrics, now: { clock.now().monotonic })
     let engine = CoordinatorEngine(
         membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
         barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
         checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(),
-        restoringTasks: try store.loadTasks(), queue: queue,
+        restoringTasks: try store.loadTasks(), metrics: metrics, events: events, queue: queue,
         now: { clock.now() }, logger: logger)
+    // Log entries at info and above are events too (encoded later, by the streams that send them).
+    let logEvents = logs.observe { entry in
+        guard entry.level >= .info else { return }
+        events.publish(.log) { LogsBody.Entry(entry) }
+    }
     let listeners = Listeners(host: config.host)
 
     let grpcServer = GRPCServer(
@@ -99,6 +107,8 @@ public func buildCoordinator(
             EngineService(engine: engine),
             GRPCServerService(server: grpcServer, engine: engine, listeners: listeners),
             app,
+            // Last, so that it shuts down first: open event streams end before the HTTP server drains.
+            EventBusService(bus: events, logs: logs, observer: logEvents),
         ],
         listeners: listeners, dataDirectory: dataDirectory)
 }

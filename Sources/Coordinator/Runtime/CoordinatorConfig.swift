@@ -37,6 +37,8 @@ public struct CoordinatorConfig: Sendable {
     public var httpMaxBodyBytes: Int
     /// PEM certificate chain and private key: both servers speak TLS when set.
     public var tls: (certificate: String, privateKey: String)?
+    /// The limits of `/api/events` (replay buffer, client queues, keep-alives, tickets).
+    public var events: EventBus.Configuration
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -46,7 +48,8 @@ public struct CoordinatorConfig: Sendable {
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
         adminToken: BearerToken? = nil, corsOrigins: Set<String> = [], httpRateLimit: Double = 100,
         grpcRateLimit: Double = 5000, httpMaxBodyBytes: Int = BodyLimitMiddleware.defaultMaxBytes,
-        tls: (certificate: String, privateKey: String)? = nil
+        tls: (certificate: String, privateKey: String)? = nil,
+        events: EventBus.Configuration = EventBus.Configuration()
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -64,6 +67,7 @@ public struct CoordinatorConfig: Sendable {
         self.grpcRateLimit = grpcRateLimit
         self.httpMaxBodyBytes = httpMaxBodyBytes
         self.tls = tls
+        self.events = events
     }
 }
 
