@@ -84,7 +84,8 @@ elif [[ ${1:-} == --check ]]; then
     stale=1
   fi
   if ((stale)); then
-    echo "build-dashboard: run \`make dashboard\` and commit dashboard/dist" >&2
+    echo "build-dashboard: run \`make dashboard\` (it rebuilds dashboard/dist and embeds it in the coordinator's" \
+      "sources) and commit both" >&2
     exit 1
   fi
   echo "build-dashboard: tsc clean; dashboard/dist is the build of dashboard/src"

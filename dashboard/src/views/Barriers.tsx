@@ -171,7 +171,7 @@ function HistogramChart({ histogram, what }: { histogram: Histogram; what: strin
   )}, p99 ${formatDuration(histogram.p99_seconds)}, max ${formatDuration(histogram.max_seconds)}`;
   return (
     <>
-      <p className="num">{summary}</p>
+      <p>{summary}</p>
       <BarChart labels={labels} counts={counts} xLabel="latency" description={`Histogram of ${summary}`} />
     </>
   );

@@ -123,7 +123,6 @@ export function Checkpoints() {
       key: "throughput",
       label: "Write",
       numeric: true,
-      className: "narrow-hide",
       value: (c) => c.write_bytes_per_second,
       render: (c) => formatThroughput(c.write_bytes_per_second),
     },

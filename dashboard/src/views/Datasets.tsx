@@ -44,7 +44,7 @@ function DatasetCard({ dataset, task }: { dataset: Dataset; task: string }) {
   return (
     <section className="card" aria-labelledby={`dataset-${dataset.name}`} data-dataset={dataset.name}>
       <h2 id={`dataset-${dataset.name}`}>{dataset.name}</h2>
-      <p className="muted num">
+      <p className="muted">
         {formatInt(dataset.total_samples)} samples in {formatInt(dataset.num_shards)} shards of {formatInt(dataset.shard_size)} ·{" "}
         {dataset.shuffle ? `shuffled (seed ${dataset.seed})` : "in order"} · registered {formatTime(dataset.registered_at)}
       </p>

@@ -52,8 +52,8 @@ export function Tasks() {
       value: (t) => t.workers,
       render: (t) => `${formatInt(t.workers)}${t.world_size ? ` / ${formatInt(t.world_size)}` : ""}`,
     },
-    { key: "dataset", label: "Dataset", className: "narrow-hide", value: (t) => t.dataset, render: (t) => t.dataset ?? "—" },
-    { key: "epochs", label: "Epochs", numeric: true, className: "narrow-hide", value: (t) => t.epochs, render: (t) => formatInt(t.epochs) },
+    { key: "dataset", label: "Dataset", value: (t) => t.dataset, render: (t) => t.dataset ?? "—" },
+    { key: "epochs", label: "Epochs", numeric: true, value: (t) => t.epochs, render: (t) => formatInt(t.epochs) },
     {
       key: "created",
       label: "Created",
