@@ -220,6 +220,39 @@ struct EventBusTests {
         _ = stuck
     }
 
+    @Test(
+        "the bus service: keep-alives every interval, log entries at info and above as events; stopped, it ends streams"
+    )
+    func service() async throws {
+        let bus = EventBus(configuration: .init(keepAliveInterval: .milliseconds(20)))
+        let logs = LogBuffer()
+        let observer = logs.observe { entry in
+            guard entry.level >= .info else { return }
+            bus.publish(.log) { LogsBody.Entry(entry) }
+        }
+        let subscription = try #require(bus.subscribe(since: nil) {})
+        let running = Task { await EventBusService(bus: bus, logs: logs, observer: observer).run() }
+        logs.append(timestamp: Date(), level: .debug, label: "dtr", message: "not an event", metadata: [:])
+        logs.append(timestamp: Date(), level: .warning, label: "dtr", message: "an event", metadata: ["a": "b"])
+        var keepAlives = 0
+        var frames: [EventFrame] = []
+        for await item in subscription.items {
+            switch item {
+            case .keepAlive: keepAlives += 1
+            case .frame(let frame): frames.append(frame)
+            }
+            if keepAlives == 2 { break }
+        }
+        #expect(frames.map(\.type) == [.log])
+        #expect(text(frames[0]).contains(#""message":"an event""#) && text(frames[0]).contains(#""sequence":2"#))
+        running.cancel()
+        await running.value
+        for await _ in subscription.items {}  // ends: the bus closed it
+        #expect(bus.subscribe(since: nil) {} == nil, "stopped: no new streams")
+        logs.append(timestamp: Date(), level: .error, label: "dtr", message: "after", metadata: [:])
+        #expect(bus.lastEventID == 1, "nothing is published once the bus closed")
+    }
+
     @Test("keep-alives reach every client")
     func keepAlive() async throws {
         let bus = EventBus()
@@ -268,14 +301,16 @@ final class Collected: Sendable {
     var ids: [UInt64] { collected.withLock { $0 } }
 }
 
-/// Polls `condition` every 10 ms for up to 10 s.
+/// Polls `condition` every 10 ms; throws after 30 s (generous: the machine may be busy).
 func waitUntil(_ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(30)
     while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within 10 s")
-            return
-        }
+        guard ContinuousClock.now < deadline else { throw WaitTimedOut() }
         try await Task.sleep(for: .milliseconds(10))
     }
+}
+
+/// ``waitUntil(_:)`` gave up.
+struct WaitTimedOut: Error, CustomStringConvertible {
+    var description: String { "condition not met within 30 s" }
 }

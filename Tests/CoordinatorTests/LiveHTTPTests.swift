@@ -45,8 +45,8 @@ struct LiveHTTPTests {
     }
 
     /// Runs `body` with a fresh harness whose write-behind queue flushes throughout.
-    func withHarness(_ body: (Harness) async throws -> Void) async throws {
-        let harness = try Harness()
+    func withHarness(events: EventBus = EventBus(), _ body: (Harness) async throws -> Void) async throws {
+        let harness = try Harness(events: events)
         let queue = harness.engine.queue
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await queue.run() }

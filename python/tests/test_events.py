@@ -262,8 +262,11 @@ def test_fifty_idle_streams_do_not_change_failure_detection(coordinator_factory,
 
 def test_fifty_idle_streams_and_steady_heartbeats_see_no_false_suspicion(coordinator_factory, spawn_worker):
     """Eight workers heartbeat every 200 ms for 5 s with 50 streams open: nobody is ever suspected, and every stream
-    sees every worker's metrics."""
-    coordinator = coordinator_factory()
+    sees every worker's metrics. The default suspect and dead timeouts (2 s, 5 s): with the tests' 600 ms, a worker
+    process starved of CPU by the rest of a busy machine is suspected whatever the coordinator does."""
+    coordinator = coordinator_factory(
+        args=["--heartbeat-interval", "200ms", "--suspect-after", "2s", "--dead-after", "5s"]
+    )
     with idle_streams(coordinator.http_url, 50) as streams:
         workers = [spawn_worker(coordinator.grpc_address, f"w{index}") for index in range(8)]
         for worker in workers:
