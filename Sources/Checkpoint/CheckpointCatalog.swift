@@ -25,9 +25,11 @@ public struct CheckpointCatalog: Sendable {
         /// Delete the checkpoint's objects from the store, once the status change that retired it is durable (best
         /// effort: the periodic sweep retries what fails).
         case deleteObjects(CheckpointID, [ObjectKey])
-        /// Delete the record: a retired one (aborted, or deleted by retention) beyond what a task keeps. Its objects
-        /// were deleted when it was retired.
-        case forget(CheckpointID)
+        /// A retired record (aborted, or deleted by retention) beyond what a task keeps left the catalog: delete its
+        /// objects once more (a slow writer may have finished a part since), and only once that succeeded delete the
+        /// record durably and call ``forgotten(_:)``. A record whose objects cannot be deleted stays in the database
+        /// and is forgotten again at the next start.
+        case forget(CheckpointID, [ObjectKey])
     }
 
     /// What a rank asks when it opens a checkpoint.
@@ -366,24 +368,24 @@ public struct CheckpointCatalog: Sendable {
         pendingCount[id.task] = left > 0 ? left : nil
     }
 
-    /// Forgets the task's oldest retired records beyond ``retiredKeptPerTask``. Their objects were deleted when they
-    /// were retired; deleting them once more catches a part that a slow writer finished since.
+    /// Forgets the task's oldest retired records beyond ``retiredKeptPerTask`` (see ``Directive/forget(_:_:)``).
     private mutating func forgetRetired(of task: TaskID) -> [Directive] {
         guard let ids = retired[task], ids.count > Self.retiredKeptPerTask else { return [] }
         let forgotten = ids.prefix(ids.count - Self.retiredKeptPerTask)
         retired[task] = Array(ids.suffix(Self.retiredKeptPerTask))
-        return forgotten.flatMap { id -> [Directive] in
-            let keys = records.removeValue(forKey: id)?.objectKeys ?? []
-            // A step none of whose attempts is left may number its next attempt from 1 again: those objects are gone.
-            let key = StepKey(task: id.task, step: id.step)
-            let attempts = self.attempts[key] ?? 0
-            if !(1...max(1, attempts)).contains(where: {
-                records[CheckpointID(task: id.task, step: id.step, attempt: $0)] != nil
-            }) {
-                self.attempts[key] = nil
-            }
-            return [.deleteObjects(id, keys), .forget(id)]
+        return forgotten.map { id in .forget(id, records.removeValue(forKey: id)?.objectKeys ?? []) }
+    }
+
+    /// The shell deleted a forgotten record's objects and the record. Only now may a step none of whose attempts is
+    /// left number its attempts from 1 again (which bounds what the catalog remembers of steps): until then a new
+    /// attempt of that step counts on, so it never shares the prefix that is being deleted.
+    public mutating func forgotten(_ id: CheckpointID) {
+        let key = StepKey(task: id.task, step: id.step)
+        guard let attempts = attempts[key], pending[key] == nil else { return }
+        let left = (1...max(1, attempts)).contains {
+            records[CheckpointID(task: id.task, step: id.step, attempt: $0)] != nil
         }
+        if !left { self.attempts[key] = nil }
     }
 
     private func reportable(_ id: CheckpointID, worker: WorkerID) throws(CheckpointError) -> CheckpointRecord {

@@ -364,7 +364,8 @@ public struct DatasetCatalog: Sendable {
             throw CoreError.invalid(
                 "epoch",
                 "must be at most \(Self.maxEpochLead) beyond the newest epoch \(newest) of \(key.dataset) in task "
-                    + "\(key.task)", got: String(key.epoch))
+                    + "\(key.task) (epochs count up from there; an operator can drop a ledger that is in the way with "
+                    + "DELETE /api/datasets/{name}/ledgers/{task}/{epoch})", got: String(key.epoch))
         }
         let unfinished = siblings.filter { ledgers[$0]?.isComplete == false }
         guard unfinished.count < Self.retainedEpochs else {
@@ -372,7 +373,8 @@ public struct DatasetCatalog: Sendable {
                 .failedPrecondition,
                 "\(unfinished.count) epochs of \(key.dataset) in task \(key.task) are unfinished "
                     + "(\(unfinished.map { String($0.epoch) }.joined(separator: ", "))): finish one before starting "
-                    + "epoch \(key.epoch)")
+                    + "epoch \(key.epoch), or drop one no job will finish with "
+                    + "DELETE /api/datasets/\(key.dataset)/ledgers/\(key.task)/<epoch>")
         }
         let header = LedgerHeader(
             key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,

@@ -99,6 +99,8 @@ public struct BarrierTable: Sendable {
     /// generation are forgotten (those names count from 1 again), so a client using ever new names cannot grow the
     /// table without bound; far more names than a job reuses.
     public static let maxRememberedNames = 4096
+    /// How many generations one task may have open at once (each waits for arrivals and holds their payloads).
+    public static let maxOpenPerTask = 1024
 
     /// Largest payload one participant may send, in bytes.
     public let maxPayloadBytes: Int
@@ -124,6 +126,7 @@ public struct BarrierTable: Sendable {
     }
 
     private var open: [BarrierKey: Open] = [:]
+    private var openPerTask: [TaskID: Int] = [:]
     private var generations: [BarrierKey: UInt64] = [:]
 
     /// How many names' generation counters are remembered now (at most ``maxRememberedNames`` plus the open ones).
@@ -189,8 +192,15 @@ public struct BarrierTable: Sendable {
         }
 
         guard pendingBytes + bytes <= maxPendingBytes else { throw Self.overBudget(maxPendingBytes) }
-        if generations[key] == nil, generations.count >= Self.maxRememberedNames {
-            // Amortized: one pass every maxRememberedNames new names at most.
+        guard openPerTask[key.task, default: 0] < Self.maxOpenPerTask else {
+            throw CoreError(
+                .resourceExhausted,
+                "task \(key.task) already has \(Self.maxOpenPerTask) barrier generations open, the most it may: "
+                    + "let them release or time out before opening more under new names")
+        }
+        // Open generations are at most maxOpenPerTask per task, so at the threshold at least maxRememberedNames
+        // counters can go: one pass per that many new names at most.
+        if generations[key] == nil, generations.count >= Self.maxRememberedNames + open.count {
             generations = generations.filter { open[$0.key] != nil }
         }
         let generation = (generations[key] ?? 0) + 1
@@ -204,6 +214,7 @@ public struct BarrierTable: Sendable {
         fresh.pendingBytes = bytes
         pendingBytes += bytes
         open[key] = fresh
+        openPerTask[key.task, default: 0] += 1
         return (id, releaseIfComplete(key, members: members))
     }
 
@@ -334,7 +345,10 @@ public struct BarrierTable: Sendable {
     }
 
     private mutating func remove(_ key: BarrierKey) {
-        if let barrier = open.removeValue(forKey: key) { pendingBytes -= barrier.pendingBytes }
+        guard let barrier = open.removeValue(forKey: key) else { return }
+        pendingBytes -= barrier.pendingBytes
+        let left = openPerTask[key.task, default: 1] - 1
+        openPerTask[key.task] = left > 0 ? left : nil
     }
 
     private static func describe(_ workers: [RankedWorker]) -> String {

@@ -241,11 +241,13 @@ public struct LocalBlobStore: BlobStore {
             guard let key = try? ObjectKey(keyPrefix + "/" + name) else { continue }
             switch try directory.entry(name) {
             case .directory:
-                // Swapped for a symlink since it was inspected: skipped like any symlink.
                 let child: LocalDirectory?
                 do {
                     child = try directory.subdirectory(name)
-                } catch  where error.code == .permissionDenied {
+                } catch {
+                    // Swapped for a symlink since it was inspected: skipped like any symlink. Any other failure
+                    // (a directory it may not read) is one.
+                    guard try directory.entry(name) == .symlink else { throw error }
                     continue
                 }
                 if let child { try walk(child, keyPrefix: key.rawValue, includeTemporary: includeTemporary, visit) }

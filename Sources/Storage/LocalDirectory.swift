@@ -124,7 +124,8 @@ final class LocalDirectory {
     ///
     /// - Throws: `permissionDenied` when `name` is a symlink.
     func contents(of name: String) throws(StorageError) -> [UInt8]? {
-        let file = openat(descriptor, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO someone put there must not block a thread-pool thread (cleared for the read).
+        let file = openat(descriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard file >= 0 else {
             let code = errno
             if code == ELOOP { throw refusal(name) }
@@ -135,6 +136,7 @@ final class LocalDirectory {
         var info = stat()
         guard fstat(file, &info) == 0 else { throw .fileSystem(errno, "reading", path: path(of: name)) }
         guard info.st_mode & S_IFMT == S_IFREG else { return nil }
+        _ = fcntl(file, F_SETFL, fcntl(file, F_GETFL) & ~O_NONBLOCK)
 
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var filled = 0
@@ -240,41 +242,5 @@ final class LocalDirectory {
             .permissionDenied,
             "refusing to follow the symlink \(path(of: name)): the checkpoint store never follows symlinks inside "
                 + "its directory (replace the link with the directory or file itself)")
-    }
-}
-
-/// The few path-based calls needed to create and resolve the store's root, before it can be opened.
-enum LocalPaths {
-    /// Whether something (anything, even a dangling symlink) is at `path`.
-    static func exists(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0
-    }
-
-    /// Whether `path` leads to a directory (following symlinks).
-    static func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
-    }
-
-    /// Creates a directory; false when something already exists at `path`.
-    static func makeDirectory(_ path: String) throws(StorageError) -> Bool {
-        guard mkdir(path, 0o755) == 0 else {
-            let code = errno
-            if code == EEXIST { return false }
-            throw .fileSystem(code, "creating directory", path: path)
-        }
-        return true
-    }
-
-    /// The canonical absolute path (`realpath`), or nil when the path or one of its links leads nowhere.
-    static func realPath(_ path: String) throws(StorageError) -> String? {
-        guard let resolved = realpath(path, nil) else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { return nil }
-            throw .fileSystem(code, "resolving", path: path)
-        }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 }

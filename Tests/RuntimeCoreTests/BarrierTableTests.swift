@@ -163,9 +163,37 @@ struct BarrierTableTests {
             open, worker: members[1], arrival: BarrierArrival(expected: 2, timeout: .seconds(60), payload: nil),
             seenEpoch: 4, membershipEpoch: 4, members: members, now: .zero)
         #expect(id.generation == 1 && release(directives)?.participants.count == 2)
-        // A name still remembered keeps counting.
-        #expect(try arrive(0, expected: 1).id.generation == 1)
-        #expect(try arrive(0, expected: 1).id.generation == 2)
+        // The newest names are still remembered and count on; the oldest were forgotten and count from 1 again.
+        let newest = BarrierKey(task: .default, name: "name-\(3 * BarrierTable.maxRememberedNames - 1)")
+        let oldest = BarrierKey(task: .default, name: "name-0")
+        for (key, generation) in [(newest, UInt64(2)), (oldest, 1)] {
+            let (id, _) = try table.onArrive(
+                key, worker: members[0], arrival: BarrierArrival(expected: 1, timeout: .seconds(1), payload: nil),
+                seenEpoch: 4, membershipEpoch: 4, members: members, now: .zero)
+            #expect(id.generation == generation)
+        }
+    }
+
+    @Test("a task holds at most maxOpenPerTask open generations; one that ends makes room")
+    mutating func openGenerationsAreBounded() throws {
+        func open(_ name: String) throws(CoreError) -> BarrierID {
+            try table.onArrive(
+                BarrierKey(task: .default, name: name), worker: members[0],
+                arrival: BarrierArrival(expected: 2, timeout: .seconds(60), payload: nil), seenEpoch: 4,
+                membershipEpoch: 4, members: members, now: .zero
+            ).id
+        }
+        for index in 0..<BarrierTable.maxOpenPerTask { _ = try open("held-\(index)") }
+        let refused = #expect(throws: CoreError.self) { try open("one-more") }
+        #expect(refused?.code == .resourceExhausted)
+        #expect(refused?.message.contains("already has 1024 barrier generations open") == true)
+        // Arriving again at an open one is not opening another; a release makes room.
+        _ = try open("held-0")
+        _ = try table.onArrive(
+            BarrierKey(task: .default, name: "held-0"), worker: members[1],
+            arrival: BarrierArrival(expected: 2, timeout: .seconds(60), payload: nil), seenEpoch: 4,
+            membershipEpoch: 4, members: members, now: .zero)
+        #expect(try open("one-more").generation == 1)
     }
 }
 

@@ -189,25 +189,39 @@ extension CoordinatorEngine {
                 log(settled: record)
             case .deleteObjects(let id, let keys):
                 Task { await self.deleteObjects(of: id, keys) }
-            case .forget(let id):
-                latestChange[id.task] = queue.enqueue(.checkpointForgotten(id))
+            case .forget(let id, let keys):
+                Task {
+                    guard await self.deleteObjects(of: id, keys) else { return }
+                    self.forget(id)
+                }
             }
         }
     }
 
     /// Deletes a retired checkpoint's objects, and what a writer that died mid-upload left under its prefix. Only once
     /// the status change that retired it is durable: a crash must not leave a committed record whose parts are gone.
-    private func deleteObjects(of id: CheckpointID, _ keys: [ObjectKey]) async {
-        guard let store = checkpointStore else { return }
+    ///
+    /// - Returns: whether everything was deleted.
+    @discardableResult
+    private func deleteObjects(of id: CheckpointID, _ keys: [ObjectKey]) async -> Bool {
+        guard let store = checkpointStore else { return true }
         do {
             try await settle(id.task)
             try await store.delete(keys)
             _ = try await store.removeIncompleteWrites(under: id.prefix, startedBefore: .distantFuture)
+            return true
         } catch {
             logger.warning(
-                "deleting checkpoint objects failed; the next sweep retries",
+                "deleting checkpoint objects failed; the next sweep (or, for a forgotten record, the next start) retries",
                 metadata: ["checkpoint": "\(id)", "error": "\(error)"])
+            return false
         }
+    }
+
+    /// Deletes a forgotten record, whose objects are gone.
+    private func forget(_ id: CheckpointID) {
+        latestChange[id.task] = queue.enqueue(.checkpointForgotten(id))
+        checkpoints.forgotten(id)
     }
 
     /// Writes the manifest of a checkpoint whose parts are all in, then records the commit. Storage failures are

@@ -62,7 +62,6 @@ extension CoordinatorEngine {
     /// - Throws: `notFound` for an unknown dataset or ledger.
     public func dropLedger(_ key: LedgerKey) async throws -> (record: DatasetRecord, ledgers: [LedgerSummary]) {
         persist(try catalog.dropLedger(key), task: key.task)
-        noteDatasetProgress(key)
         try await settle(key.task)
         logger.notice("dataset epoch ledger dropped", metadata: ["task_id": "\(key.task)", "ledger": "\(key)"])
         let record = catalog.registered.first { $0.spec.name == key.dataset }!

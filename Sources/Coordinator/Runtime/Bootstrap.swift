@@ -82,13 +82,16 @@ public func buildCoordinator(
                 $0.http2.maxConcurrentStreams = 16_384
                 // ...and payloads of megabytes should not wait for a window update every 64 KiB.
                 $0.http2.targetWindowSize = 8 << 20
+                // A connection with no call open for this long is closed (clients reconnect when they call again), so
+                // idle connections cannot hold the coordinator's descriptors; workers' session streams keep theirs.
+                $0.connection.maxIdleTime = .seconds(5 * 60)
             }),
         services: [CoordinatorService(engine: engine)] + extraServices,
         interceptors: (config.grpcRateLimit > 0
             ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics)] : [])
             + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
 
-    let connectionLimit = HTTPConnectionLimit(perClient: config.httpMaxConnectionsPerClient)
+    let connectionLimit = HTTPConnectionLimit(perClient: config.httpMaxConnectionsPerClient, logger: logger)
     let app = Application(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,

@@ -40,7 +40,7 @@ public struct CORSMiddleware<Context: RequestContext>: RouterMiddleware {
             var headers: HTTPFields = [.vary: "Origin"]
             if allowed {
                 headers[.accessControlAllowOrigin] = origin
-                headers[.accessControlAllowMethods] = "GET, POST, OPTIONS"
+                headers[.accessControlAllowMethods] = "GET, POST, DELETE, OPTIONS"
                 headers[.accessControlAllowHeaders] = "Authorization, Content-Type"
                 headers[.accessControlMaxAge] = "600"
             }

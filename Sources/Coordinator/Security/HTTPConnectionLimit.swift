@@ -1,38 +1,67 @@
+public import Logging
 import NIOCore
 import Synchronization
 
 /// Caps the HTTP connections one client address may hold open at once, so that a client opening connections and
 /// leaving them unfinished (headers never completed, bodies trickled) cannot take every file descriptor the
-/// coordinator has: beyond the cap, a new connection from that address is closed at once. Idle connections are closed
-/// by the HTTP server's idle timeout (`--http-idle-timeout`); together they bound what one address can hold.
+/// coordinator has: beyond the cap, a new connection from that address is closed at once, and a warning (at most one
+/// a minute per address) names the address and the flag. Idle connections are closed by the HTTP server's idle
+/// timeout (`--http-idle-timeout`); together they bound what one address can hold.
 public final class HTTPConnectionLimit: Sendable {
     /// Connections one address may hold open at once.
     public let perClient: Int
-    private let open = Mutex<[String: Int]>([:])
+    private let logger: Logger
+    private let state = Mutex(State())
 
-    /// A limit of `perClient` connections per client address (at least 1).
-    public init(perClient: Int) {
+    private struct State {
+        var open: [String: Int] = [:]
+        /// Per address over its cap: refusals not yet reported, and when the last warning went out.
+        var refused: [String: (count: Int, warned: NIODeadline)] = [:]
+    }
+
+    /// A limit of `perClient` connections per client address (at least 1); refusals are logged to `logger`.
+    public init(perClient: Int, logger: Logger) {
         self.perClient = max(1, perClient)
+        self.logger = logger
     }
 
     /// The connections `address` holds now (for tests and metrics).
-    public func connections(of address: String) -> Int { open.withLock { $0[address] ?? 0 } }
+    public func connections(of address: String) -> Int { state.withLock { $0.open[address] ?? 0 } }
 
     /// Counts a new connection from `address`; false (and not counted) when the address is at its cap.
     func acquire(_ address: String) -> Bool {
-        open.withLock { open in
-            let current = open[address] ?? 0
-            guard current < perClient else { return false }
-            open[address] = current + 1
-            return true
+        let now = NIODeadline.now()
+        let (admitted, report) = state.withLock { state -> (Bool, Int?) in
+            let current = state.open[address] ?? 0
+            if current < perClient {
+                state.open[address] = current + 1
+                return (true, nil)
+            }
+            var refused = state.refused[address] ?? (0, .uptimeNanoseconds(0))
+            refused.count += 1
+            let due = refused.warned == .uptimeNanoseconds(0) || now - refused.warned >= .minutes(1)
+            let report = due ? refused.count : nil
+            if due { refused = (0, now) }
+            state.refused[address] = refused
+            return (false, report)
         }
+        if let report {
+            logger.warning(
+                "HTTP connections refused: the client address holds the most it may",
+                metadata: [
+                    "address": "\(address)", "refused": "\(report)", "limit": "\(perClient)",
+                    "advice": "raise --http-max-connections-per-client if it is a proxy or NAT many people share",
+                ])
+        }
+        return admitted
     }
 
     /// Forgets a connection from `address`.
     func release(_ address: String) {
-        open.withLock { open in
-            let remaining = (open[address] ?? 1) - 1
-            open[address] = remaining > 0 ? remaining : nil
+        state.withLock { state in
+            let remaining = (state.open[address] ?? 1) - 1
+            state.open[address] = remaining > 0 ? remaining : nil
+            if remaining <= 0 { state.refused[address] = nil }
         }
     }
 
