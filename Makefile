@@ -4,21 +4,23 @@
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# Debian's python3 with its python3-torch (scripts/setup.sh makes it): dtruntime.torch's tests run there.
+TORCH_PYTHON := .venv-torch/bin/python
 DTR := .build/debug/dtr
 # Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
 SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples bench scripts
 
-.PHONY: demo test setup build lint format swift-test python-test protos bench training-plot clean
+.PHONY: demo test setup build lint format swift-test python-test torch-test protos bench training-plot clean
 
 ## demo: build dtr, start a coordinator on 50051/51051 (dashboard: http://127.0.0.1:51051/) and train the example with
 ## four workers through dtrun, killing one mid-epoch (dtrun restarts it, it rejoins); ends with the exactly-once proof.
 demo: setup build
 	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
-## test: lint, then the Swift tests, then the Python tests against the real dtr binary.
-test: setup lint swift-test python-test
+## test: lint, then the Swift tests, then the Python tests against the real dtr binary (PyTorch's in .venv-torch).
+test: setup lint swift-test python-test torch-test
 
 setup: $(VENV)/.setup-done
 
@@ -49,6 +51,11 @@ python-test: setup
 	swift build --product dtr
 	DTR_BIN=$(DTR) $(PYTHON) -m pytest python/tests
 
+## torch-test: dtruntime.torch and examples/torch_ddp.py with real PyTorch (Debian's, in .venv-torch).
+torch-test: setup
+	swift build --product dtr
+	DTR_BIN=$(DTR) $(TORCH_PYTHON) -m pytest python/tests/test_torch.py
+
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup
 	scripts/generate-protos.sh
@@ -66,4 +73,4 @@ bench: setup
 	$(PYTHON) bench/checkpoint_bench.py --rounds 9 --s3-rounds 5
 
 clean:
-	rm -rf .build $(VENV) dtr-data
+	rm -rf .build $(VENV) .venv-torch dtr-data
