@@ -12,15 +12,17 @@ SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Che
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples bench scripts
 
-.PHONY: demo test setup build lint format swift-test python-test torch-test protos bench training-plot clean
+.PHONY: demo test setup build lint format swift-test python-test torch-test protos bench training-plot clean dashboard \
+	dashboard-test
 
 ## demo: build dtr, start a coordinator on 50051/51051 (dashboard: http://127.0.0.1:51051/) and train the example with
 ## four workers through dtrun, killing one mid-epoch (dtrun restarts it, it rejoins); ends with the exactly-once proof.
 demo: setup build
 	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
-## test: lint, then the Swift tests, then the Python tests against the real dtr binary (PyTorch's in .venv-torch).
-test: setup lint swift-test python-test torch-test
+## test: lint, then the dashboard's unit tests, the Swift tests, then the Python tests against the real dtr binary
+## (PyTorch's in .venv-torch).
+test: setup lint dashboard-test swift-test python-test torch-test
 
 setup: $(VENV)/.setup-done
 
@@ -37,6 +39,7 @@ lint: setup
 	scripts/generate-protos.sh --check
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
+	scripts/build-dashboard.sh --check
 
 format: setup
 	swift format format --in-place --recursive $(SWIFT_SOURCES)
@@ -55,6 +58,14 @@ python-test: setup
 torch-test: setup
 	swift build --product dtr
 	DTR_BIN=$(DTR) $(TORCH_PYTHON) -m pytest python/tests/test_torch.py
+
+## dashboard: rebuild the committed bundle dashboard/dist from dashboard/src (esbuild and React from Debian's packages).
+dashboard: setup
+	scripts/build-dashboard.sh
+	scripts/embed-dashboard.py
+
+dashboard-test: setup
+	scripts/build-dashboard.sh --test
 
 ## protos: regenerate the committed Swift and Python code from proto/ (needs protoc: apt-get install protobuf-compiler).
 protos: setup

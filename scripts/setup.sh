@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages: SQLite headers for GRDB; CPU PyTorch for Debian's python3 (the checkpoint tests round-trip torch
 # state_dicts with it, and the barrier benchmark compares with torch's TCPStore); Prometheus for promtool, which checks
 # the /metrics exposition in the tests; openssl makes the TLS tests' certificates; protoc checks that the committed
-# generated gRPC code is current; python3-venv makes .venv-torch (below) from Debian's python3.
-packages=(libsqlite3-dev python3-torch python3-venv prometheus openssl protobuf-compiler)
+# generated gRPC code is current; python3-venv makes .venv-torch (below) from Debian's python3. The dashboard
+# (dashboard/) is built with esbuild and type-checked with TypeScript against Debian's React 18 and Chart.js (no npm
+# registry needed); its browser tests drive Debian's chromium through chromium-driver.
+packages=(libsqlite3-dev python3-torch python3-venv prometheus openssl protobuf-compiler
+  esbuild node-react node-react-dom node-chart.js node-typescript chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

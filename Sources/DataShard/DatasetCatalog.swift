@@ -110,6 +110,20 @@ public struct LedgerProgress: Sendable, Hashable {
     public var total: Int
 }
 
+/// A ledger's shard and sample counts, as the dashboard's progress bars show them.
+public struct LedgerCounts: Sendable, Hashable {
+    /// Shards done.
+    public var done: Int
+    /// Shards started and not done.
+    public var inProgress: Int
+    /// Shards in all.
+    public var total: Int
+    /// Samples committed.
+    public var committedSamples: Int64
+    /// Samples in the dataset.
+    public var totalSamples: Int64
+}
+
 /// A ledger's progress in detail, as the HTTP API reports it.
 public struct LedgerSummary: Sendable, Hashable {
     /// Which ledger.
@@ -122,6 +136,12 @@ public struct LedgerSummary: Sendable, Hashable {
     public var remainingPerMember: [MemberLoad]
     /// Unfinished shards no member owns (every member of the task departed).
     public var unowned: Int
+    /// Shards started (claimed or partly committed) and not done.
+    public var inProgress: Int
+    /// Samples committed (done shards whole, started ones up to their cursor).
+    public var committedSamples: Int64
+    /// Samples in the dataset.
+    public var totalSamples: Int64
 }
 
 /// The data plane's state: registered datasets and the recent epochs' ledgers of every task.
@@ -296,6 +316,16 @@ public struct DatasetCatalog: Sendable {
         }
     }
 
+    /// One ledger's counts (no per-shard work: cheap enough for every progress report), or nil when it is not
+    /// retained.
+    public func counts(of key: LedgerKey) -> LedgerCounts? {
+        ledgers[key].map { ledger in
+            LedgerCounts(
+                done: ledger.doneCount, inProgress: ledger.inProgressCount, total: ledger.shardCount,
+                committedSamples: ledger.committedSamples, totalSamples: ledger.spec.totalSamples)
+        }
+    }
+
     // MARK: Internals
 
     /// Creates the epoch's ledger if needed. At most ``retainedEpochs`` epochs of a (task, dataset) may be unfinished
@@ -354,7 +384,9 @@ public struct DatasetCatalog: Sendable {
     private func summary(_ key: LedgerKey, _ ledger: ShardLedger) -> LedgerSummary {
         LedgerSummary(
             key: key, done: ledger.doneCount, total: ledger.shardCount,
-            remainingPerMember: ledger.remainingPerMember(), unowned: ledger.unowned)
+            remainingPerMember: ledger.remainingPerMember(), unowned: ledger.unowned,
+            inProgress: ledger.inProgressCount, committedSamples: ledger.committedSamples,
+            totalSamples: ledger.spec.totalSamples)
     }
 
     private static func unknown(_ dataset: String) -> CoreError {

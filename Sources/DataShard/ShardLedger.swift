@@ -106,6 +106,10 @@ public struct ShardLedger: Sendable {
     private var pending: [Int] = []
     /// Number of done shards.
     public private(set) var doneCount = 0
+    /// Number of shards started (claimed or partly committed) and not done.
+    public private(set) var inProgressCount = 0
+    /// Samples committed: the cursors of every shard (a done shard's cursor is its length).
+    public private(set) var committedSamples: Int64 = 0
 
     // MARK: Creation
 
@@ -263,6 +267,8 @@ public struct ShardLedger: Sendable {
         }
         let slot = Int(owner[index])
         if state[index] == .pending { pending[slot] -= 1 }
+        if state[index] == .leased { inProgressCount -= 1 }
+        committedSamples += newConsumed - consumed[index]
         consumed[index] = newConsumed
         if newConsumed == length {
             state[index] = .done
@@ -270,6 +276,7 @@ public struct ShardLedger: Sendable {
             doneCount += 1
         } else {
             state[index] = .leased
+            inProgressCount += 1
         }
         let changed = record(of: shard)
         return (changed, [.persist([changed])])
@@ -463,6 +470,8 @@ public struct ShardLedger: Sendable {
             if state[index] == .pending { pending[slot] -= 1 }
         }
         if state[index] == .done { doneCount -= 1 }
+        if state[index] == .leased { inProgressCount -= 1 }
+        committedSamples -= consumed[index]
         owner[index] = record.owner.map { slot(for: $0) } ?? -1
         state[index] = record.state
         consumed[index] = record.consumed
@@ -473,5 +482,7 @@ public struct ShardLedger: Sendable {
             if state[index] == .pending { pending[slot] += 1 }
         }
         if state[index] == .done { doneCount += 1 }
+        if state[index] == .leased { inProgressCount += 1 }
+        committedSamples += consumed[index]
     }
 }

@@ -237,9 +237,10 @@ public struct LocalBlobStore: BlobStore {
     private func resolveInside(_ path: String) throws(StorageError) -> String? {
         guard let real = try LocalFiles.realPath(path) else { return nil }
         guard realRoot == "/" || real == realRoot || real.hasPrefix(realRoot + "/") else {
+            // Where it leads is not said: that would tell a client what lies outside the store.
             throw StorageError(
                 .permissionDenied,
-                "refusing to follow \(path): it resolves to \(real), outside the checkpoint directory \(root)")
+                "refusing to follow \(path): a symlink leads outside the checkpoint directory \(root)")
         }
         return real
     }

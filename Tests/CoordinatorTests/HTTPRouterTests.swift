@@ -206,7 +206,9 @@ struct HTTPRouterTests {
     func notFound() async throws {
         let harness = try Harness()
         try await app(harness).test(.router) { client in
-            for (uri, method) in [("/api/nope", HTTPRequest.Method.get), ("/", .get), ("/api/workers", .delete)] {
+            for (uri, method) in [
+                ("/api/nope", HTTPRequest.Method.get), ("/favicon.ico", .get), ("/api/workers", .delete),
+            ] {
                 try await client.execute(uri: uri, method: method) { response in
                     #expect(response.status == .notFound || response.status == .methodNotAllowed)
                     let error = try #require(try json(response.body)["error"] as? [String: String])

@@ -50,7 +50,7 @@ struct Harness {
 
     init(
         config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory(),
-        checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60))
+        checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus()
     ) throws {
         self.directory = directory
         store = try SQLiteStateStore(path: directory.databasePath)
@@ -59,7 +59,7 @@ struct Harness {
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), data: try store.loadData(),
             checkpoints: checkpoints, checkpointStore: checkpointStore,
-            restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(),
+            restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
             now: { clock.now }, logger: Logger(label: "test"))
     }

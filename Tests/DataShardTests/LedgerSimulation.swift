@@ -134,8 +134,12 @@ struct LedgerSimulation {
         let memberSet = Set(members)
         var remaining: [WorkerID: Int] = [:]
         var done = 0
+        var inProgress = 0
+        var committed: Int64 = 0
         for shard in 0..<Int64(ledger.shardCount) {
             let record = ledger.record(of: shard)
+            committed += record.consumed
+            if record.state == .leased { inProgress += 1 }
             if record.state == .done {
                 done += 1
                 continue
@@ -148,6 +152,12 @@ struct LedgerSimulation {
             }
         }
         if done != ledger.doneCount { problems.append("\(done) shards done, doneCount says \(ledger.doneCount)") }
+        if inProgress != ledger.inProgressCount {
+            problems.append("\(inProgress) shards in progress, inProgressCount says \(ledger.inProgressCount)")
+        }
+        if committed != ledger.committedSamples {
+            problems.append("\(committed) samples committed, committedSamples says \(ledger.committedSamples)")
+        }
         for load in ledger.remainingPerMember() where remaining[load.worker, default: 0] != load.remaining {
             problems.append(
                 "\(load.worker) counts \(load.remaining) remaining shards, owns \(remaining[load.worker, default: 0])")

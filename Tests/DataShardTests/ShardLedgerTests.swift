@@ -157,6 +157,8 @@ struct ShardLedgerTests {
         let (restored, directives) = persisted.restore(spec, initial: workers, members: members, epoch: 6)
         #expect(directives.isEmpty, "nothing moves: \(directives.count) directives")
         #expect((0..<100).map { restored.record(of: $0) } == (0..<100).map { ledger.record(of: $0) })
+        #expect(restored.inProgressCount == ledger.inProgressCount && restored.doneCount == ledger.doneCount)
+        #expect(restored.committedSamples == ledger.committedSamples && ledger.committedSamples > 0)
     }
 
     @Test("shards whose move was lost in a crash (owner no longer a member) move on restore")

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from dtruntime import BarrierAborted, CheckpointManager, CoordinatorUnavailable, DtrError, Worker
+from dtruntime import BarrierAborted, CheckpointManager, CoordinatorUnavailable, DtrError, FailedPrecondition, Worker
 
 
 def say(**event: object) -> None:
@@ -76,13 +76,14 @@ def train(worker: Worker, args: argparse.Namespace) -> None:
         loaded = manager.load(restore_data=worker.rank == 0)
         seen = [int(sample) for sample in loaded["seen"]]
         # A job restarted within the dead timeout rejoins one process at a time (each replaces its predecessor, a
-        # membership change): a barrier opened meanwhile aborts, and is met again.
+        # membership change): a barrier opened meanwhile aborts, or refuses an arrival from before the change (its
+        # view was stale); it is met again once the view has caught up.
         while True:
             try:
                 worker.barrier("restored", timeout=60)
                 break
-            except BarrierAborted:
-                continue
+            except (BarrierAborted, FailedPrecondition):
+                time.sleep(0.1)
         say(event="restored", rank=worker.rank, samples=len(seen))
     for batches, batch in enumerate(worker.epoch_batches(args.dataset, 0, batch_size=args.batch_size), start=1):
         seen.extend(int(sample) for sample in batch)  # "training" on the batch

@@ -63,14 +63,15 @@ def coordinator_factory(dtr_binary: str, tmp_path: Path) -> Iterator[Callable[..
 
 
 class WorkerProcess:
-    """``worker_process.py`` in a child process; its JSON lines are collected in the background."""
+    """``worker_process.py`` (or another ``script`` of this directory that prints JSON lines) in a child process; its
+    JSON lines are collected in the background."""
 
-    def __init__(self, coordinator: str, worker_id: str, *extra: str) -> None:
+    def __init__(self, coordinator: str, worker_id: str, *extra: str, script: str = "worker_process.py") -> None:
         self.worker_id = worker_id
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                str(Path(__file__).with_name("worker_process.py")),
+                str(Path(__file__).with_name(script)),
                 "--coordinator",
                 coordinator,
                 "--id",
@@ -125,8 +126,8 @@ class WorkerProcess:
 def spawn_worker() -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def spawn(coordinator: str, worker_id: str, *extra: str) -> WorkerProcess:
-        worker = WorkerProcess(coordinator, worker_id, *extra)
+    def spawn(coordinator: str, worker_id: str, *extra: str, script: str = "worker_process.py") -> WorkerProcess:
+        worker = WorkerProcess(coordinator, worker_id, *extra, script=script)
         workers.append(worker)
         return worker
 

@@ -43,6 +43,7 @@ def test_api_metrics_and_dashboard(coordinator_factory):
         assert register["latency"]["p50_seconds"] > 0
         dashboard = coordinator.get_json("/api/dashboard")
         assert set(dashboard) == {
+            "event_id",
             "status",
             "workers",
             "tasks",
@@ -52,5 +53,6 @@ def test_api_metrics_and_dashboard(coordinator_factory):
             "metrics",
             "logs",
         }
+        assert dashboard["event_id"] >= 1, "the join (at least) was an event of /api/events"
         assert [worker["worker_id"] for worker in dashboard["workers"]["workers"]] == ["w0"]
         assert any(entry["message"] == "worker joined" for entry in dashboard["logs"]["logs"])

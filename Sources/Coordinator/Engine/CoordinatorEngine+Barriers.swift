@@ -34,11 +34,12 @@ extension CoordinatorEngine {
         guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
         let task = view.taskID
         let key = BarrierKey(task: task, name: name)
+        let moment = now().monotonic
         let (id, directives) = try barriers.onArrive(
             key, worker: worker, arrival: arrival, seenEpoch: membershipEpoch,
-            membershipEpoch: membership.epoch(of: task), members: membership.members(of: task),
-            now: now().monotonic)
+            membershipEpoch: membership.epoch(of: task), members: membership.members(of: task), now: moment)
         barrierWaiters[id, default: []].append(waiter)
+        noteBarrierArrival(id, worker: worker, at: moment)
         carryOut(directives)
     }
 
@@ -52,6 +53,7 @@ extension CoordinatorEngine {
     /// Carries out barrier directives: resumes the parked calls and records the latencies.
     func carryOut(_ directives: [BarrierTable.Directive]) {
         for directive in directives {
+            publishBarrierEvent(directive)
             switch directive {
             case .release(let id, let release, let arrivals):
                 Self.deliver(.success(release), to: barrierWaiters.removeValue(forKey: id) ?? [])

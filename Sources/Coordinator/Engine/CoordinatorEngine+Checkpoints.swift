@@ -154,6 +154,7 @@ extension CoordinatorEngine {
                 task: task, to: position, members: membership.members(of: task), membershipEpoch: epoch, now: now()),
             task: task)
         dataRestoredFrom[task] = (record.id, epoch)
+        for key in position.keys { noteDatasetProgress(key) }
         try await settle(task)
         logger.info(
             "data position restored from a checkpoint",
@@ -267,6 +268,7 @@ extension CoordinatorEngine {
             return
         }
         for waiter in checkpointWaiters.removeValue(forKey: record.id) ?? [] { waiter.resume(returning: record) }
+        publishCheckpointEvent(record)
     }
 
     private func log(settled record: CheckpointRecord) {

@@ -29,6 +29,8 @@ extension CoordinatorEngine {
             key: key, worker: worker, members: membership.members(of: task),
             membershipEpoch: membership.epoch(of: task), now: now())
         persist(changes, task: task)
+        // A new ledger, or stolen shards: idle workers poll, and their empty answers change nothing.
+        if !changes.isEmpty { noteDatasetProgress(key) }
         try await settle(task)
         return ShardAssignment(
             leases: leases, progress: progress, membershipEpoch: membership.epoch(of: task),
@@ -50,6 +52,7 @@ extension CoordinatorEngine {
             key: LedgerKey(task: task, dataset: dataset, epoch: epoch), worker: worker,
             membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
         persist(changes, task: task)
+        if !changes.isEmpty { noteDatasetProgress(LedgerKey(task: task, dataset: dataset, epoch: epoch)) }
         try await settle(task)
         return (record, progress)
     }

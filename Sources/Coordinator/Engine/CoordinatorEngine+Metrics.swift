@@ -20,6 +20,8 @@ public struct MetricsSnapshot: Sendable {
     public var checkpoints: [String: Int]
     /// Commit latencies of checkpoints.
     public var checkpointLatency: LatencyHistogram
+    /// The last 10 minutes of activity, oldest first.
+    public var activity: [ActivityHistory.Point]
 }
 
 extension CoordinatorEngine {
@@ -45,10 +47,11 @@ extension CoordinatorEngine {
         metrics.setGauge("barriers_open", [], to: Double(barriers.open.count))
         metrics.setGauge("checkpoints_pending", [], to: Double(checkpointCounts["pending"] ?? 0))
         metrics.setGauge("uptime", [], to: status.uptime.seconds)
+        metrics.setGauge("event_clients", [], to: Double(events.clients))
         return MetricsSnapshot(
             uptime: status.uptime, heartbeatsPerSecond: metrics.heartbeatRate(at: now().monotonic),
             heartbeatsTotal: metrics.heartbeatsTotal, workers: status.health, tasks: taskCounts,
             sessions: status.sessions, barriers: barriers, checkpoints: checkpointCounts,
-            checkpointLatency: metrics.checkpointLatency)
+            checkpointLatency: metrics.checkpointLatency, activity: live.activity.points)
     }
 }

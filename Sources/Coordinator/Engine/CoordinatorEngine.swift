@@ -21,6 +21,10 @@ public actor CoordinatorEngine {
     public nonisolated let startedAt: Moment
     /// Counters, timers and gauges for `/metrics` and `/api/metrics`.
     public nonisolated let metrics: CoordinatorMetrics
+    /// The live updates of `/api/events` (see CoordinatorEngine+Live.swift).
+    public nonisolated let events: EventBus
+    /// Step rates, histories and coalescing for the dashboard (see CoordinatorEngine+Live.swift).
+    var live = LiveState()
 
     var membership: Membership
     /// Registered datasets and the recent epochs' shard ledgers.
@@ -72,7 +76,7 @@ public actor CoordinatorEngine {
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
-        metrics: CoordinatorMetrics = CoordinatorMetrics(), queue: WriteBehindQueue,
+        metrics: CoordinatorMetrics = CoordinatorMetrics(), events: EventBus = EventBus(), queue: WriteBehindQueue,
         sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
@@ -83,6 +87,7 @@ public actor CoordinatorEngine {
         self.checkpoints = checkpoints
         self.tasks = TaskTable(restoring: restoringTasks)
         self.metrics = metrics
+        self.events = events
         self.checkpointStore = checkpointStore
         self.checkpointSweepInterval = checkpointSettings.sweepInterval
         self.membershipConfig = membershipConfig
@@ -125,10 +130,11 @@ public actor CoordinatorEngine {
         if !membership.members(of: spec.taskID).contains(spec.id) {
             try tasks.admit(spec.taskID, members: membership.members(of: spec.taskID).count, hint: hint)
         }
-        joinHints[spec.taskID] = hint
-        defer { joinHints[spec.taskID] = nil }
         let (view, directives) = try membership.onRegister(spec, now: now())
+        // Read by the task lifecycle while the join's directives are carried out (a task the join creates takes it).
+        joinHints[spec.taskID] = hint
         carryOut(directives)
+        joinHints[spec.taskID] = nil
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settle(spec.taskID)
         return outgoing(membership.view(of: spec.id) ?? view)
@@ -184,6 +190,7 @@ public actor CoordinatorEngine {
         let moment = now()
         let (view, directives) = try membership.onHeartbeat(id, step: step, metrics: metrics, now: moment)
         self.metrics.recordHeartbeat(at: moment.monotonic)
+        observeHeartbeat(id, view: view, step: step, metrics: metrics, at: moment)
         if !directives.isEmpty { carryOut(directives) }
         return view
     }
@@ -211,6 +218,7 @@ public actor CoordinatorEngine {
         carryOut(membership.onTick(now: moment))
         carryOut(barriers.onTick(now: moment.monotonic))
         carryOut(checkpoints.onTick(now: moment.monotonic))
+        observeTick(moment)
         if lastCheckpointSweep.map({ moment.monotonic - $0 >= checkpointSweepInterval }) ?? true {
             lastCheckpointSweep = moment.monotonic
             Task { await sweepCheckpointStore() }
@@ -258,6 +266,7 @@ public actor CoordinatorEngine {
                 carryOut(barriers.onMembershipChange(task: task, members: members, reason: reason))
                 carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
                 persist(catalog.syncMembers(of: task, members: members, membershipEpoch: epoch), task: task)
+                publishTaskEvent(task)
                 if pendingPushes[task] == nil {
                     pendingPushes[task] = []
                     Task { await self.push(task) }
@@ -266,6 +275,7 @@ public actor CoordinatorEngine {
             case .log(let event):
                 log(event)
                 track(event)
+                publishWorkerEvent(event)
             }
         }
     }
@@ -330,6 +340,7 @@ public actor CoordinatorEngine {
     /// Queues a task record; it counts as a change of the task (see ``settle(_:)``).
     func persist(_ record: TaskRecord) {
         latestChange[record.taskID] = queue.enqueue(.task(record))
+        publishTaskEvent(record.taskID)
         if record.status.isTerminal {
             logger.info(
                 "task ended",

@@ -101,19 +101,25 @@ struct WorkersBody: ResponseEncodable {
 
 /// One worker in `GET /api/workers`. Absent values are explicit `null`s, so every key is always present.
 struct WorkerBody: Encodable {
-    var snapshot: WorkerSnapshot
+    var status: WorkerStatus
+
+    init(_ status: WorkerStatus) {
+        self.status = status
+    }
 
     enum CodingKeys: String, CodingKey {
         case workerID = "worker_id"
         case taskID = "task_id"
-        case rank, host, port, labels, status, step, metrics
+        case rank, host, port, labels, status, step, metrics, straggler, demo
         case gpuCount = "gpu_count"
         case lastHeartbeatAgeSeconds = "last_heartbeat_age_seconds"
         case registeredAt = "registered_at"
         case departedAt = "departed_at"
+        case stepsPerSecond = "steps_per_second"
     }
 
     func encode(to encoder: any Encoder) throws {
+        let snapshot = status.snapshot
         let record = snapshot.record
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(record.spec.id.rawValue, forKey: .workerID)
@@ -130,6 +136,10 @@ struct WorkerBody: Encodable {
         try container.encode(snapshot.metrics.mapValues { $0.isFinite ? $0 : nil }, forKey: .metrics)
         try container.encode(Self.date(record.registeredAtMillis), forKey: .registeredAt)
         try container.encode(record.departedAtMillis.map(Self.date), forKey: .departedAt)
+        try container.encode(status.stepsPerSecond, forKey: .stepsPerSecond)
+        try container.encode(status.straggler, forKey: .straggler)
+        // Reserved for the coordinator's demo swarm: no worker is one yet.
+        try container.encode(false, forKey: .demo)
     }
 
     private static func date(_ millis: Int64) -> Date {
@@ -150,6 +160,9 @@ struct DatasetBody: Encodable {
         var totalShards: Int
         var shardsPerWorker: [String: Int]
         var unownedShards: Int
+        var inProgressShards: Int
+        var committedSamples: Int64
+        var totalSamples: Int64
 
         enum CodingKeys: String, CodingKey {
             case epoch
@@ -157,6 +170,9 @@ struct DatasetBody: Encodable {
             case totalShards = "total_shards"
             case shardsPerWorker = "shards_per_worker"
             case unownedShards = "unowned_shards"
+            case inProgressShards = "in_progress_shards"
+            case committedSamples = "committed_samples"
+            case totalSamples = "total_samples"
         }
     }
 
@@ -208,7 +224,8 @@ struct DatasetBody: Encodable {
                         epoch: summary.key.epoch, doneShards: summary.done, totalShards: summary.total,
                         shardsPerWorker: Dictionary(
                             uniqueKeysWithValues: summary.remainingPerMember.map { ($0.worker.rawValue, $0.remaining) }),
-                        unownedShards: summary.unowned)
+                        unownedShards: summary.unowned, inProgressShards: summary.inProgress,
+                        committedSamples: summary.committedSamples, totalSamples: summary.totalSamples)
                 })
         }
     }

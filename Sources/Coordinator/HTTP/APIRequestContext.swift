@@ -1,5 +1,6 @@
 public import Foundation
 public import Hummingbird
+public import NIOCore
 
 /// The request context of the HTTP API: Hummingbird's basic context with the API's JSON style (ISO 8601 dates,
 /// sorted keys, unescaped slashes).
@@ -9,10 +10,13 @@ public struct APIRequestContext: RequestContext {
     public var remoteIP: String?
     /// Largest body `request.decode` collects; ``BodyLimitMiddleware`` sets it to `--http-max-body`.
     public var maxUploadSize = BodyLimitMiddleware.defaultMaxBytes
+    /// The connection: an event stream closes it when its client falls behind.
+    public let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
         remoteIP = source.channel.remoteAddress?.ipAddress
+        channel = source.channel
     }
 
     public var responseEncoder: JSONEncoder { Self.encoder }

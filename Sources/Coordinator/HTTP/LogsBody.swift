@@ -60,6 +60,15 @@ struct LogsBody: ResponseEncodable {
         var label: String
         var message: String
         var metadata: [String: String]
+
+        init(_ entry: LogEntry) {
+            sequence = entry.sequence
+            timestamp = entry.timestamp
+            level = entry.level.rawValue
+            label = entry.label
+            message = entry.message
+            metadata = entry.metadata
+        }
     }
 
     var logs: [Entry]
@@ -68,11 +77,7 @@ struct LogsBody: ResponseEncodable {
     var capacity: Int
 
     init(entries: [LogEntry], total: UInt64, capacity: Int) {
-        logs = entries.map {
-            Entry(
-                sequence: $0.sequence, timestamp: $0.timestamp, level: $0.level.rawValue, label: $0.label,
-                message: $0.message, metadata: $0.metadata)
-        }
+        logs = entries.map(Entry.init)
         self.total = total
         self.capacity = capacity
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import RuntimeCore
 
@@ -42,9 +43,34 @@ struct MetricsBody: ResponseEncodable {
     var rpc: [String: RPC]
     var barriers: Barriers
     var checkpoints: Checkpoints
+    var history: History
+
+    /// The sparklines' data: one point per 5 s for the last 10 minutes, oldest first.
+    struct History: Encodable {
+        struct Point: Encodable {
+            var at: Date
+            var heartbeatsPerSecond: Double
+            var stepsPerSecond: Double
+            var workers: Int
+
+            enum CodingKeys: String, CodingKey {
+                case at, workers
+                case heartbeatsPerSecond = "heartbeats_per_second"
+                case stepsPerSecond = "steps_per_second"
+            }
+        }
+
+        var intervalSeconds = ActivityHistory.interval.seconds
+        var points: [Point]
+
+        enum CodingKeys: String, CodingKey {
+            case points
+            case intervalSeconds = "interval_seconds"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case workers, sessions, tasks, rpc, barriers, checkpoints
+        case workers, sessions, tasks, rpc, barriers, checkpoints, history
         case uptimeSeconds = "uptime_seconds"
         case heartbeatsPerSecond = "heartbeats_per_second"
         case heartbeatsTotal = "heartbeats_total"
@@ -68,5 +94,12 @@ struct MetricsBody: ResponseEncodable {
             releaseLatency: BarriersBody.Histogram(snapshot.barriers.releaseLatency))
         checkpoints = Checkpoints(
             byStatus: snapshot.checkpoints, commitLatency: BarriersBody.Histogram(snapshot.checkpointLatency))
+        history = History(
+            points: snapshot.activity.map { point in
+                History.Point(
+                    at: Date(timeIntervalSince1970: Double(point.atMillis) / 1000),
+                    heartbeatsPerSecond: point.heartbeatsPerSecond, stepsPerSecond: point.stepsPerSecond,
+                    workers: point.workers)
+            })
     }
 }

@@ -29,7 +29,7 @@ public func buildRouter(
         let task = try request.uri.queryParameters.get("task").map { raw throws(CoreError) in
             try TaskID(raw, field: "task")
         }
-        let workers = await engine.workers().filter { task == nil || $0.record.spec.taskID == task }
+        let workers = await engine.workerStatuses().filter { task == nil || $0.snapshot.record.spec.taskID == task }
         return WorkersBody(workers: workers.map(WorkerBody.init))
     }
 
@@ -47,6 +47,11 @@ public func buildRouter(
 
     router.get("/api/tasks/:id") { _, context -> TaskBody in
         TaskBody(try await engine.task(try taskID(context)))
+    }
+
+    router.get("/api/tasks/:id/metrics") { _, context -> TaskMetricsBody in
+        let id = try taskID(context)
+        return TaskMetricsBody(task: id, charts: try await engine.trainingCharts(of: id))
     }
 
     router.post("/api/tasks") { request, context -> EditedResponse<TaskBody> in
@@ -94,11 +99,13 @@ public func buildRouter(
             body: .init(byteBuffer: ByteBuffer(string: engine.metrics.prometheusText())))
     }
 
-    // The whole state in one call, as the reference's dashboard reads it.
+    // The whole state in one call, as the reference's dashboard reads it, and the id of the newest event before any
+    // of it was read: a client applying the events after that id on top misses nothing.
     router.get("/api/dashboard") { _, _ -> DashboardBody in
         DashboardBody(
+            eventID: engine.events.lastEventID,
             status: await statusBody(engine: engine, listeners: listeners),
-            workers: WorkersBody(workers: await engine.workers().map(WorkerBody.init)),
+            workers: WorkersBody(workers: await engine.workerStatuses().map(WorkerBody.init)),
             tasks: TasksBody(tasks: await engine.taskList().map(TaskBody.init)),
             datasets: DatasetsBody(
                 datasets: await engine.datasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) }),
@@ -113,6 +120,37 @@ public func buildRouter(
 
     router.get("/api/checkpoints") { _, _ -> CheckpointsBody in
         CheckpointsBody(records: await engine.checkpointRecords(), location: engine.checkpointLocation)
+    }
+
+    // Live updates (server-sent events); with an admin token, a stream needs a ticket instead (see EventsRoute).
+    let events = EventsRoute(bus: engine.events, ticketsRequired: adminToken != nil)
+    router.get("/api/events") { request, context -> Response in
+        try events.stream(request, context: context)
+    }
+
+    router.post("/api/events/ticket") { _, _ -> TicketBody in
+        try events.ticket()
+    }
+
+    // The dashboard's files, compiled into the binary (served without the admin token: they hold no data).
+    router.get("/") { request, _ -> Response in
+        try DashboardBundle.response(for: "index.html", request: request)
+    }
+
+    router.get("/index.html") { request, _ -> Response in
+        try DashboardBundle.response(for: "index.html", request: request)
+    }
+
+    router.get("/app.js") { request, _ -> Response in
+        try DashboardBundle.response(for: "app.js", request: request)
+    }
+
+    router.get("/app.js.map") { request, _ -> Response in
+        try DashboardBundle.response(for: "app.js.map", request: request)
+    }
+
+    router.get("/app.css") { request, _ -> Response in
+        try DashboardBundle.response(for: "app.css", request: request)
     }
 
     return router

@@ -28,6 +28,8 @@ public final class LogBuffer: Sendable {
         var entries: [LogEntry] = []
         var next = 0
         var sequence: UInt64 = 0
+        var observers: [UInt64: @Sendable (LogEntry) -> Void] = [:]
+        var nextObserver: UInt64 = 0
     }
 
     /// Creates a buffer of `capacity` entries (at least 1).
@@ -51,7 +53,24 @@ public final class LogBuffer: Sendable {
                 state.entries[state.next] = entry
             }
             state.next = (state.next + 1) % capacity
+            // Under the lock, so that observers see entries in sequence order.
+            for observer in state.observers.values { observer(entry) }
         }
+    }
+
+    /// Calls `observer` with every entry appended from now on (under the buffer's lock, in sequence order: it must be
+    /// quick and must not log). The token stops it.
+    public func observe(_ observer: @escaping @Sendable (LogEntry) -> Void) -> UInt64 {
+        state.withLock { state in
+            state.nextObserver += 1
+            state.observers[state.nextObserver] = observer
+            return state.nextObserver
+        }
+    }
+
+    /// Stops the observer `observe` returned `token` for.
+    public func stopObserving(_ token: UInt64) {
+        _ = state.withLock { $0.observers.removeValue(forKey: token) }
     }
 
     /// Entries logged so far, kept or not.

@@ -21,6 +21,7 @@ public final class CoordinatorMetrics: Sendable {
     private let checkpointBytes: Counter
     private let rateLimitedHTTP: Counter
     private let rateLimitedGRPC: Counter
+    private let eventClientsDropped: Counter
     private let state: Mutex<State>
 
     private struct State {
@@ -73,6 +74,11 @@ public final class CoordinatorMetrics: Sendable {
         "barriers_open": ("barriers_open", "", "Barrier generations waiting for arrivals."),
         "checkpoints_pending": ("checkpoints_pending", "", "Checkpoints waiting for parts."),
         "uptime": ("uptime", "seconds", "Time since the coordinator started."),
+        "event_clients": ("event_clients", "", "Open GET /api/events streams."),
+        "event_clients_dropped": (
+            "event_clients_dropped", "total",
+            "Event streams closed because the client read more slowly than events came."
+        ),
         "rate_limited": (
             "rate_limited", "total", "Requests refused by the rate limits (429 or RESOURCE_EXHAUSTED), by protocol."
         ),
@@ -99,6 +105,7 @@ public final class CoordinatorMetrics: Sendable {
             descriptor: Self.descriptor("rate_limited"), labels: [("protocol", "http")])
         rateLimitedGRPC = registry.makeCounter(
             descriptor: Self.descriptor("rate_limited"), labels: [("protocol", "grpc")])
+        eventClientsDropped = registry.makeCounter(descriptor: Self.descriptor("event_clients_dropped"), labels: [])
         state = Mutex(State())
     }
 
@@ -132,6 +139,11 @@ public final class CoordinatorMetrics: Sendable {
     /// A rate limit refused an HTTP request (`http`) or a gRPC call (otherwise).
     public func recordRateLimited(http: Bool) {
         (http ? rateLimitedHTTP : rateLimitedGRPC).increment()
+    }
+
+    /// An event stream's client fell behind and was disconnected.
+    public func recordEventClientDropped() {
+        eventClientsDropped.increment()
     }
 
     /// A heartbeat arrived (unary or on a session stream) at monotonic time `now`.

@@ -14,7 +14,8 @@ public import Storage
 public struct CoordinatorRuntime: Sendable {
     /// The engine (for tests and in-process use).
     public let engine: CoordinatorEngine
-    /// The services, in start order: engine, gRPC server, HTTP server. A `ServiceGroup` shuts them down in reverse.
+    /// The services, in start order: engine, gRPC server, HTTP server, event bus. A `ServiceGroup` shuts them down in
+    /// reverse.
     public let services: [any Service]
     /// The bound ports, once known.
     public let listeners: Listeners
@@ -48,12 +49,19 @@ public func buildCoordinator(
         region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
     let clock = SystemMoments()
+    let metrics = CoordinatorMetrics()
+    let events = EventBus(configuration: config.events, metrics: metrics, now: { clock.now().monotonic })
     let engine = CoordinatorEngine(
         membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
         barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
         checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(),
-        restoringTasks: try store.loadTasks(), queue: queue,
+        restoringTasks: try store.loadTasks(), metrics: metrics, events: events, queue: queue,
         now: { clock.now() }, logger: logger)
+    // Log entries at info and above are events too (encoded later, by the streams that send them).
+    let logEvents = logs.observe { entry in
+        guard entry.level >= .info else { return }
+        events.publish(.log) { LogsBody.Entry(entry) }
+    }
     let listeners = Listeners(host: config.host)
 
     let grpcServer = GRPCServer(
@@ -80,13 +88,18 @@ public func buildCoordinator(
             ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics)] : [])
             + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
 
+    let connectionLimit = HTTPConnectionLimit(perClient: config.httpMaxConnectionsPerClient)
     let app = Application(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
             cors: CORSPolicy(origins: config.corsOrigins),
             rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil,
             maxBodyBytes: config.httpMaxBodyBytes),
-        server: try httpServer(tls: config.tls),
+        server: try httpServer(
+            tls: config.tls,
+            configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [connectionLimit.handler()],
+                idleTimeout: .nanoseconds(Int64(config.httpIdleTimeout.seconds * 1e9)))),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }
@@ -99,6 +112,8 @@ public func buildCoordinator(
             EngineService(engine: engine),
             GRPCServerService(server: grpcServer, engine: engine, listeners: listeners),
             app,
+            // Last, so that it shuts down first: open event streams end before the HTTP server drains.
+            EventBusService(bus: events, logs: logs, observer: logEvents),
         ],
         listeners: listeners, dataDirectory: dataDirectory)
 }
@@ -115,11 +130,14 @@ private func bindAddress(host: String, port: Int) throws(CoreError) -> GRPCNIOTr
     return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
 }
 
-/// HTTP/1.1, over TLS when a certificate and key are configured.
+/// HTTP/1.1 (with the idle timeout and connection cap of `configuration`), over TLS when a certificate and key are
+/// configured.
 ///
 /// - Throws: `StorageError` (`invalidArgument`) naming the file that cannot be read as PEM.
-private func httpServer(tls: (certificate: String, privateKey: String)?) throws -> HTTPServerBuilder {
-    guard let tls else { return .http1() }
+private func httpServer(
+    tls: (certificate: String, privateKey: String)?, configuration: HTTP1Channel.Configuration
+) throws -> HTTPServerBuilder {
+    guard let tls else { return .http1(configuration: configuration) }
     let chain: [NIOSSLCertificate]
     let key: NIOSSLPrivateKey
     do {
@@ -132,7 +150,7 @@ private func httpServer(tls: (certificate: String, privateKey: String)?) throws 
     } catch {
         throw StorageError(.invalidArgument, "cannot read --tls-key \(tls.privateKey) as a PEM private key: \(error)")
     }
-    let configuration = TLSConfiguration.makeServerConfiguration(
+    let tlsConfiguration = TLSConfiguration.makeServerConfiguration(
         certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-    return try .tls(.http1(), tlsConfiguration: configuration)
+    return try .tls(.http1(configuration: configuration), tlsConfiguration: tlsConfiguration)
 }

@@ -35,8 +35,14 @@ public struct CoordinatorConfig: Sendable {
     public var grpcRateLimit: Double
     /// Largest HTTP request body, in bytes; larger ones get `413`. Default 1 MiB.
     public var httpMaxBodyBytes: Int
+    /// An HTTP connection that sends nothing (no request, or no part of one) for this long is closed. Default 30 s.
+    public var httpIdleTimeout: Duration = .seconds(30)
+    /// HTTP connections one client address may hold open at once; more are closed at once. Default 128.
+    public var httpMaxConnectionsPerClient = 128
     /// PEM certificate chain and private key: both servers speak TLS when set.
     public var tls: (certificate: String, privateKey: String)?
+    /// The limits of `/api/events` (replay buffer, client queues, keep-alives, tickets).
+    public var events: EventBus.Configuration
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -46,7 +52,8 @@ public struct CoordinatorConfig: Sendable {
         checkpoints: CheckpointSettings = CheckpointSettings(), workerToken: BearerToken? = nil,
         adminToken: BearerToken? = nil, corsOrigins: Set<String> = [], httpRateLimit: Double = 100,
         grpcRateLimit: Double = 5000, httpMaxBodyBytes: Int = BodyLimitMiddleware.defaultMaxBytes,
-        tls: (certificate: String, privateKey: String)? = nil
+        tls: (certificate: String, privateKey: String)? = nil,
+        events: EventBus.Configuration = EventBus.Configuration()
     ) {
         self.host = host
         self.grpcPort = grpcPort
@@ -64,6 +71,7 @@ public struct CoordinatorConfig: Sendable {
         self.grpcRateLimit = grpcRateLimit
         self.httpMaxBodyBytes = httpMaxBodyBytes
         self.tls = tls
+        self.events = events
     }
 }
 

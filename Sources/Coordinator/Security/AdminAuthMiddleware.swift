@@ -2,7 +2,9 @@ public import Hummingbird
 import RuntimeCore
 
 /// Requires the admin token (`Authorization: Bearer <token>`) on every HTTP request but `GET /api/health` (liveness
-/// probes carry no secrets). Preflight `OPTIONS` requests pass: browsers send them without credentials.
+/// probes carry no secrets), `GET /api/events` (it checks a ticket instead: EventSource cannot send the token) and
+/// `GET` of the dashboard's files (they hold no data: the page asks for the token). Preflight `OPTIONS` requests
+/// pass: browsers send them without credentials.
 public struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: BearerToken
 
@@ -14,7 +16,7 @@ public struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        if request.method == .options || (request.method == .get && request.uri.path == "/api/health") {
+        if request.method == .options || (request.method == .get && Self.isPublic(request.uri.path)) {
             return try await next(request, context)
         }
         let presented = request.headers[.authorization]
@@ -26,5 +28,14 @@ public struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
                     : "the admin token is wrong: send Authorization: Bearer <DTR_ADMIN_TOKEN>")
         }
         return try await next(request, context)
+    }
+
+    /// Whether a GET of `path` needs no token: the health probe, the event stream, and anything outside `/api` and
+    /// `/metrics` (the dashboard's files, or a 404). Judged on the path's components, as the router matches them
+    /// (it skips empty ones: `//api//workers` is `/api/workers`).
+    static func isPublic(_ path: String) -> Bool {
+        let components = path.split(separator: "/")
+        if components == ["api", "health"] || components == ["api", "events"] { return true }
+        return components.first != "api" && components.first != "metrics"
     }
 }

@@ -1,0 +1,116 @@
+/// What the workers of each task reported in their heartbeats, per metric against step, for the dashboard's training
+/// charts (`GET /api/tasks/:id/metrics`). Memory only, and bounded: at most ``maxMetrics`` metric names per task
+/// (later names are not kept), each worker's series of a metric holds at most ``pointsPerSeries`` points
+/// (downsampled, see ``MetricSeries``), and a worker's series go when the membership forgets the worker (10 minutes
+/// after it departed, by default).
+public struct TrainingHistory: Sendable {
+    /// Metric names kept per task.
+    public static let maxMetrics = 64
+    /// Points kept per (worker, metric).
+    public static let pointsPerSeries = 500
+
+    private struct TaskHistory: Sendable {
+        var names: Set<String> = []
+        var series: [WorkerID: [String: MetricSeries]] = [:]
+
+        mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double]) {
+            for (name, value) in metrics {
+                if !names.contains(name) {
+                    guard names.count < TrainingHistory.maxMetrics else { continue }
+                    names.insert(name)
+                }
+                series[worker, default: [:]][name, default: MetricSeries(capacity: TrainingHistory.pointsPerSeries)]
+                    .record(step: step, value: value)
+            }
+        }
+    }
+
+    private var tasks: [TaskID: TaskHistory] = [:]
+    /// The task each worker's series are kept under.
+    private var taskOf: [WorkerID: TaskID] = [:]
+
+    /// No history.
+    public init() {}
+
+    /// A member of `task` reported `metrics` at `step`. An empty report (the SDK's "nothing new") records nothing.
+    public mutating func record(task: TaskID, worker: WorkerID, step: Int64, metrics: [String: Double]) {
+        guard !metrics.isEmpty else { return }
+        if let previous = taskOf[worker], previous != task { forget(worker) }
+        taskOf[worker] = task
+        // In place (the subscript's modify accessor): a heartbeat copies no series.
+        tasks[task, default: TaskHistory()].record(worker: worker, step: step, metrics: metrics)
+    }
+
+    /// Drops a worker's series (the membership forgot it).
+    public mutating func forget(_ worker: WorkerID) {
+        guard let task = taskOf.removeValue(forKey: worker), var history = tasks.removeValue(forKey: task) else {
+            return
+        }
+        history.series[worker] = nil
+        if history.series.isEmpty { return }
+        tasks[task] = history
+    }
+
+    /// A task's charts: every metric name kept, each worker's series, and the per-step mean.
+    public func charts(of task: TaskID) -> TrainingCharts {
+        guard let history = tasks[task] else { return TrainingCharts(metrics: [], series: [], mean: []) }
+        let names = history.names.sorted()
+        var series: [TrainingCharts.Series] = []
+        var mean: [TrainingCharts.Mean] = []
+        for name in names {
+            let perWorker = history.series.keys.sorted().compactMap { worker in
+                history.series[worker]?[name].map {
+                    TrainingCharts.Series(metric: name, worker: worker, points: $0.points)
+                }
+            }
+            series += perWorker
+            mean.append(TrainingCharts.Mean(metric: name, points: Self.mean(of: perWorker.map(\.points))))
+        }
+        return TrainingCharts(metrics: names, series: series, mean: mean)
+    }
+
+    /// The mean value at each step that at least two of the series (one, when there is only one) have a point at;
+    /// steps in ascending order. A non-finite value makes its step's mean non-finite.
+    static func mean(of series: [[MetricSeries.Point]]) -> [MetricSeries.Point] {
+        var sums: [Int64: (sum: Double, count: Int)] = [:]
+        for points in series {
+            for point in points {
+                sums[point.step, default: (0, 0)].sum += point.value
+                sums[point.step, default: (0, 0)].count += 1
+            }
+        }
+        let needed = min(2, series.count)
+        return sums.keys.sorted().compactMap { step in
+            guard let entry = sums[step], entry.count >= needed else { return nil }
+            return MetricSeries.Point(step: step, value: entry.sum / Double(entry.count))
+        }
+    }
+}
+
+/// A task's training charts, as `GET /api/tasks/:id/metrics` serves them.
+public struct TrainingCharts: Sendable, Hashable {
+    /// One worker's values of one metric.
+    public struct Series: Sendable, Hashable {
+        /// The metric.
+        public var metric: String
+        /// The worker.
+        public var worker: WorkerID
+        /// Its points, oldest first.
+        public var points: [MetricSeries.Point]
+    }
+
+    /// The mean over the workers of one metric.
+    public struct Mean: Sendable, Hashable {
+        /// The metric.
+        public var metric: String
+        /// Per step, ascending.
+        public var points: [MetricSeries.Point]
+    }
+
+    /// Every metric name kept, sorted.
+    public var metrics: [String]
+    /// Sorted by metric, then worker.
+    public var series: [Series]
+    /// One per metric, in the order of ``metrics``.
+    public var mean: [Mean]
+}
