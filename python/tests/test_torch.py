@@ -25,8 +25,8 @@ import pytest
 import torch
 
 from conftest import DEAD_AFTER, REPO, free_port, wait_until
-from dtruntime import CheckpointManager, Worker
-from dtruntime.torch import RendezvousError, init_process_group
+from dtruntime import CheckpointManager, DatasetRegistry, Worker
+from dtruntime.torch import ElasticTrainer, LedgerBatchSampler, RendezvousError, init_process_group
 
 EXAMPLE = REPO / "examples" / "torch_ddp.py"
 TESTS = Path(__file__).parent
@@ -182,6 +182,42 @@ def test_a_rendezvous_that_a_member_never_joins_times_out_naming_it(coordinator_
     finally:
         present.close()
         absent.close()
+
+
+def test_one_process_trains_every_sample_once_and_misuse_gets_errors_that_say_what_to_do(coordinator_factory):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("solo-data", total_samples=10, shard_size=4)
+    committed: list[int] = []
+    with Worker(coordinator.grpc_address, "solo-worker", task_id="solo") as worker:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        sampler = LedgerBatchSampler(
+            worker, "solo-data", batch_size=3, on_commit=lambda b: committed.extend(b.tolist())
+        )
+        with pytest.raises(RuntimeError, match="use `with ElasticTrainer"):
+            _ = ElasticTrainer(worker, model, optimizer).ddp
+        with ElasticTrainer(worker, model, optimizer) as trainer:
+            assert trainer.group is not None and (trainer.group.rank, trainer.group.world_size) == (0, 1)
+            with pytest.raises(RuntimeError, match="already initialised"):
+                ElasticTrainer(worker, model, optimizer).start()
+            with pytest.raises(TypeError, match="batch_sampler=LedgerBatchSampler"):
+                next(iter(trainer.steps([[0, 1]])))
+            before = model.weight.detach().clone()
+            sizes = []
+            for _ in trainer.epochs(1):
+                for step in trainer.steps(sampler):  # the sampler itself: its batches of indices are the data
+                    with step:
+                        x = torch.tensor(step.data, dtype=torch.float32).unsqueeze(1)
+                        step.model(x).square().mean().backward()
+                    sizes.append(step.size)
+            # Shards of 4 in batches of 3: 3+1, 3+1, 2; each batch committed once, after its step.
+            assert sorted(sizes) == [1, 1, 2, 3, 3] and trainer.global_step == 5 and trainer.epoch == 1
+            assert sorted(committed) == list(range(10))
+            assert not torch.equal(before, model.weight), "the optimizer stepped"
+            with pytest.raises(RuntimeError, match="pass checkpoints="):
+                trainer.save()
+        assert not torch.distributed.is_initialized(), "leaving the trainer destroys the process group"
 
 
 # MARK: checkpoints
