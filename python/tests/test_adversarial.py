@@ -4,9 +4,13 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 from __future__ import annotations
 
 import socket
+import sqlite3
+
+import pytest
 
 from conftest import wait_until
 from dtruntime import CoordinatorClient
+from dtruntime.errors import ResourceExhausted
 
 
 def test_control_characters_a_client_sends_cannot_forge_log_lines(coordinator_factory):
@@ -96,3 +100,37 @@ def closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def test_pending_checkpoints_are_capped_and_old_aborted_ones_are_forgotten(coordinator_factory):
+    # The default timeouts: the worker sends no heartbeats while it saves.
+    args = ["--checkpoint-max-pending", "4"]
+    coordinator = coordinator_factory(args=args)
+    metadata = {f"k{i}": "x" * 1024 for i in range(8)}
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        epoch = client.register_worker("mallory", "127.0.0.1", 7000).view.membership_epoch
+
+        def save(step: int) -> str:
+            ticket = client.save_checkpoint("mallory", membership_epoch=epoch, step=step, metadata=metadata)
+            return ticket.checkpoint_id
+
+        opened = [save(step) for step in range(1, 5)]
+        with pytest.raises(ResourceExhausted, match=r"already has 4 checkpoints pending \(steps 1, 2, 3, 4\)"):
+            save(5)
+        assert len(coordinator.get_json("/api/checkpoints")["checkpoints"]) == 4, "the refusal changed nothing"
+        # Aborting one makes room; 80 open-and-abort rounds leave the newest 64 records, without their metadata.
+        for checkpoint_id in opened:
+            client.report_checkpoint_part("mallory", checkpoint_id, failure="test")
+        for step in range(5, 85):
+            client.report_checkpoint_part("mallory", save(step), failure="test")
+
+    def records() -> list[dict]:
+        return coordinator.get_json("/api/checkpoints")["checkpoints"]
+
+    assert sorted(record["step"] for record in records()) == list(range(21, 85))
+    assert all(record["status"] == "aborted" and not record.get("metadata") for record in records())
+    coordinator.stop()
+    with sqlite3.connect(coordinator.data_dir / "coordinator.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM checkpoint").fetchone() == (64,), "forgotten rows are deleted"
+    coordinator = coordinator_factory(args=args)
+    assert sorted(record["step"] for record in records()) == list(range(21, 85))
