@@ -3,14 +3,17 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
+import urllib.error
+import urllib.request
 
 import pytest
 
 from conftest import wait_until
-from dtruntime import CoordinatorClient
-from dtruntime.errors import ResourceExhausted
+from dtruntime import CoordinatorClient, DatasetRegistry
+from dtruntime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 
 def test_control_characters_a_client_sends_cannot_forge_log_lines(coordinator_factory):
@@ -134,3 +137,42 @@ def test_pending_checkpoints_are_capped_and_old_aborted_ones_are_forgotten(coord
         assert db.execute("SELECT count(*) FROM checkpoint").fetchone() == (64,), "forgotten rows are deleted"
     coordinator = coordinator_factory(args=args)
     assert sorted(record["step"] for record in records()) == list(range(21, 85))
+
+
+def test_far_future_epochs_are_refused_and_an_operator_can_drop_a_ledger(coordinator_factory):
+    coordinator = coordinator_factory(args=[])
+    DatasetRegistry(coordinator.grpc_address).register("d", total_samples=10, shard_size=1)
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        client.register_worker("mallory", "127.0.0.1", 7000)
+        assert len(client.get_shard_assignment("d", "mallory", 0).shards) == 10
+        for epoch in (2**63 - 1, 2**62, 101):
+            with pytest.raises(InvalidArgument, match="must be at most 100 beyond the newest epoch 0"):
+                client.get_shard_assignment("d", "mallory", epoch)
+        # Within the lead, a client can still open epochs no job will finish, and block the next real one...
+        client.get_shard_assignment("d", "mallory", 100)
+        client.get_shard_assignment("d", "mallory", 200)
+        with pytest.raises(FailedPrecondition, match=r"3 epochs of d in task default are unfinished \(0, 100, 200\)"):
+            client.get_shard_assignment("d", "mallory", 1)
+        # ... until an operator drops one.
+        assert delete(coordinator, "/api/datasets/d/ledgers/default/nope")[0] == 400
+        assert delete(coordinator, "/api/datasets/d/ledgers/default/7")[0] == 404
+        assert delete(coordinator, "/api/datasets/other/ledgers/default/0")[0] == 404
+        status, dataset = delete(coordinator, "/api/datasets/d/ledgers/default/200")
+        assert status == 200
+        assert [epoch["epoch"] for epoch in dataset["tasks"][0]["epochs"]] == [0, 100]
+        assert len(client.get_shard_assignment("d", "mallory", 1).shards) == 10
+    # The drop is durable.
+    coordinator.kill()
+    coordinator = coordinator_factory(args=[])
+    (listed,) = coordinator.get_json("/api/datasets")["datasets"]
+    assert [epoch["epoch"] for epoch in listed["tasks"][0]["epochs"]] == [0, 1, 100]
+
+
+def delete(coordinator, path: str) -> tuple[int, dict]:
+    """DELETEs an HTTP API path; the status and the decoded body."""
+    request = urllib.request.Request(coordinator.http_url + path, method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
