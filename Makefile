@@ -4,13 +4,15 @@
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# Debian's python3 with its python3-torch (scripts/setup.sh makes it): dtruntime.torch's tests run there.
+TORCH_PYTHON := .venv-torch/bin/python
 DTR := .build/debug/dtr
 # Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
 SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
 	Sources/Coordinator Sources/dtr Tests
 PYTHON_SOURCES := python examples bench scripts
 
-.PHONY: demo test setup build lint format swift-test python-test protos bench training-plot clean dashboard \
+.PHONY: demo test setup build lint format swift-test python-test torch-test protos bench training-plot clean dashboard \
 	dashboard-test
 
 ## demo: build dtr, start a coordinator on 50051/51051 (dashboard: http://127.0.0.1:51051/) and train the example with
@@ -18,8 +20,9 @@ PYTHON_SOURCES := python examples bench scripts
 demo: setup build
 	DTR_BIN=$(DTR) $(PYTHON) examples/demo.py
 
-## test: lint, then the dashboard's unit tests, the Swift tests, then the Python tests against the real dtr binary.
-test: setup lint dashboard-test swift-test python-test
+## test: lint, then the dashboard's unit tests, the Swift tests, then the Python tests against the real dtr binary
+## (PyTorch's in .venv-torch).
+test: setup lint dashboard-test swift-test python-test torch-test
 
 setup: $(VENV)/.setup-done
 
@@ -51,6 +54,11 @@ python-test: setup
 	swift build --product dtr
 	DTR_BIN=$(DTR) $(PYTHON) -m pytest python/tests
 
+## torch-test: dtruntime.torch and examples/torch_ddp.py with real PyTorch (Debian's, in .venv-torch).
+torch-test: setup
+	swift build --product dtr
+	DTR_BIN=$(DTR) $(TORCH_PYTHON) -m pytest python/tests/test_torch.py
+
 ## dashboard: rebuild the committed bundle dashboard/dist from dashboard/src (esbuild and React from Debian's packages).
 dashboard: setup
 	scripts/build-dashboard.sh
@@ -76,4 +84,4 @@ bench: setup
 	$(PYTHON) bench/checkpoint_bench.py --rounds 9 --s3-rounds 5
 
 clean:
-	rm -rf .build $(VENV) dtr-data
+	rm -rf .build $(VENV) .venv-torch dtr-data

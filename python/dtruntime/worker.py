@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -259,6 +260,11 @@ class Worker:
     @property
     def task_id(self) -> str:
         return self.view.task_id
+
+    @property
+    def coordinator(self) -> str:
+        """The coordinator's gRPC address this worker talks to (``host:port``)."""
+        return self._client.address
 
     @property
     def stop_requested(self) -> bool:
@@ -612,12 +618,16 @@ class Worker:
 
 
 class EpochReader:
-    """One worker's batches of one dataset epoch, taken one at a time without blocking (see
-    :meth:`Worker.epoch_reader`); the same rules as :meth:`Worker.epoch_batches`.
+    """One worker's batches of one dataset epoch, taken without blocking (see :meth:`Worker.epoch_reader`); the same
+    rules as :meth:`Worker.epoch_batches`.
 
     :meth:`take` returns the batch in hand, or the next one, or None when nothing is available to this worker right
     now (:attr:`done` says whether the whole epoch is); :meth:`commit` commits the batch in hand once its training
     step is done; a batch that is never committed is served again. Use it from one thread.
+
+    A loader that prepares batches ahead of training (a ``torch.utils.data.DataLoader`` with workers) reads ahead with
+    :meth:`take_next`: each call hands out a further batch, and :meth:`commit` commits the handed-out batches oldest
+    first, one per call, as their steps finish. Use either :meth:`take` or :meth:`take_next` with one reader.
     """
 
     def __init__(
@@ -636,8 +646,13 @@ class EpochReader:
         self._queue: list[pb.Shard] = []
         self._assignment_epoch = 0
         self._shuffle = False
+        # The shard batches are handed out from; shards to hand out again first (after drop()).
         self._shard: _OpenShard | None = None
-        self._hand: _PendingCommit | None = None
+        self._reopen: collections.deque[_OpenShard] = collections.deque()
+        # Handed out and not committed yet, oldest first.
+        self._handed: collections.deque[_Handed] = collections.deque()
+        # Every shard this reader opened, by id.
+        self._opened: dict[int, _OpenShard] = {}
         self._done = False
 
     @property
@@ -647,54 +662,91 @@ class EpochReader:
 
     @property
     def in_hand(self) -> np.ndarray | None:
-        """The batch taken and not committed yet, if any."""
-        return None if self._hand is None else self._hand.batch
+        """The oldest batch handed out and not committed yet, if any."""
+        return self._handed[0].pending.batch if self._handed else None
+
+    @property
+    def outstanding(self) -> int:
+        """How many batches are handed out and not committed yet."""
+        return len(self._handed)
 
     def take(self) -> np.ndarray | None:
         """The batch in hand if there is one, else the next batch of this worker (asking the coordinator for shards,
         stealing when this worker has none); None when there is nothing for this worker right now."""
-        if self._hand is not None:
-            return self._hand.batch
-        while True:
-            shard = self._shard
-            if shard is None:
-                shard = self._open_next()
-                if shard is None:
-                    return None
-                self._shard = shard
-            if shard.position >= len(shard.order):
-                self._shard = None
-                continue
-            batch = shard.order[shard.position : shard.position + self.batch_size]
-            target = shard.position + len(batch)
-            self._hand = _PendingCommit(
-                lambda shard=shard, target=target: shard.commit(target) is not None, batch, self._on_commit
-            )
-            self._worker._pending_commits[self._key(shard)] = self._hand
-            return batch
+        if self._handed:
+            return self._handed[0].pending.batch
+        handed = self._hand_out()
+        if handed is None:
+            return None
+        self._worker._pending_commits[self._key(handed.shard)] = handed.pending
+        return handed.pending.batch
+
+    def take_next(self) -> np.ndarray | None:
+        """Hands out the batch after those already handed out (reading ahead); None when there is nothing for this
+        worker right now. Each one is committed, in order, by a later :meth:`commit`."""
+        handed = self._hand_out()
+        return None if handed is None else handed.pending.batch
 
     def commit(self) -> bool:
-        """Commits the batch in hand (if any); False when the shard moved to another worker meanwhile (that worker
-        commits the batch; this one goes on with its other shards)."""
-        hand, shard = self._hand, self._shard
-        if hand is None or shard is None:
+        """Commits the batch in hand (the oldest handed out, if any); False when its shard moved to another worker
+        meanwhile (that worker commits the batch, and the later batches of that shard are refused too)."""
+        if not self._handed:
             return True
-        self._hand = None
-        self._worker._pending_commits.pop(self._key(shard), None)
-        if hand():
-            shard.position += len(hand.batch)
+        handed = self._handed.popleft()
+        key = self._key(handed.shard)
+        if self._worker._pending_commits.get(key) is handed.pending:
+            del self._worker._pending_commits[key]
+        if not handed.shard.lost and handed.pending():
+            handed.shard.position = handed.target
             return True
-        self._shard = None
+        handed.shard.lost = True
+        if self._shard is handed.shard:
+            self._shard = None
         return False
 
     def drop(self) -> None:
-        """Forgets the batch in hand without committing it: it is served again (here, or to another worker)."""
-        if self._hand is not None and self._shard is not None:
-            self._worker._pending_commits.pop(self._key(self._shard), None)
-        self._hand = None
+        """Forgets the batches handed out without committing them: they are served again (here, or to another
+        worker)."""
+        shards: list[_OpenShard] = []
+        for handed in self._handed:
+            key = self._key(handed.shard)
+            if self._worker._pending_commits.get(key) is handed.pending:
+                del self._worker._pending_commits[key]
+            if handed.shard not in shards:
+                shards.append(handed.shard)
+        self._handed.clear()
+        if self._shard is not None and self._shard not in shards:
+            shards.append(self._shard)
+        self._shard = None
+        for shard in reversed(shards):
+            if not shard.lost:
+                shard.handed = shard.position
+                self._reopen.appendleft(shard)
 
     def _key(self, shard: _OpenShard) -> tuple[str, int, int]:
         return (self.dataset, self.epoch, int(shard.shard.shard_id))
+
+    def _hand_out(self) -> _Handed | None:
+        """The next batch after those handed out, from the current shard or the next one; None if there is none now."""
+        while True:
+            shard = self._shard
+            if shard is None:
+                shard = self._reopen.popleft() if self._reopen else self._open_next()
+                if shard is None:
+                    return None
+                self._shard = shard
+            if shard.lost or shard.handed >= len(shard.order):
+                self._shard = None
+                continue
+            batch = shard.order[shard.handed : shard.handed + self.batch_size]
+            shard.handed += len(batch)
+            target = shard.handed
+            pending = _PendingCommit(
+                lambda shard=shard, target=target: shard.commit(target) is not None, batch, self._on_commit
+            )
+            handed = _Handed(shard, target, pending)
+            self._handed.append(handed)
+            return handed
 
     def _open_next(self) -> _OpenShard | None:
         """Claims the next shard of this worker's assignment (asking for one when the last is used up)."""
@@ -704,26 +756,37 @@ class EpochReader:
                 reply = worker._data_call(
                     lambda: worker._client.get_shard_assignment(self.dataset, worker.worker_id, self.epoch)
                 )
-                if not reply.shards:
-                    self._done = reply.done_shards == reply.total_shards
+                # A shard stays listed until it is done: one this reader handed out entirely (reading ahead) is
+                # committed as its steps finish, not opened again.
+                fresh = [shard for shard in reply.shards if not self._is_open(shard)]
+                if not fresh:
+                    self._done = not reply.shards and reply.done_shards == reply.total_shards
                     return None
-                self._queue = list(reply.shards)
+                self._queue = fresh
                 self._assignment_epoch = reply.membership_epoch
                 self._shuffle = reply.shuffle
-            shard = _OpenShard(self, self._queue.pop(0), self._assignment_epoch)
+            assigned = self._queue.pop(0)
+            if self._is_open(assigned):
+                continue
+            shard = _OpenShard(self, assigned, self._assignment_epoch)
             # Claim it (it no longer moves to joiners or thieves) and resume from the recorded cursor.
             position = shard.commit(int(shard.shard.consumed))
             if position is None:
                 continue
-            shard.position = position
+            shard.position = shard.handed = position
+            self._opened[int(assigned.shard_id)] = shard
             shard.order = sample_order(
                 shard.shard.start, shard.shard.end, shard.shard.sample_seed, shuffle=self._shuffle
             )
             return shard
 
+    def _is_open(self, shard: pb.Shard) -> bool:
+        known = self._opened.get(int(shard.shard_id))
+        return known is not None and not known.lost
+
 
 class _OpenShard:
-    """A shard a reader is working through: its sample order and the committed cursor.
+    """A shard a reader is working through: its sample order, the committed cursor and the handed-out one.
 
     Reports carry the membership epoch of the assignment the shard came with: if the shard moved away since (even if
     it came back), the coordinator refuses them as stale instead of letting an old position overwrite a newer
@@ -735,6 +798,11 @@ class _OpenShard:
         self.shard = shard
         self.membership_epoch = membership_epoch
         self.position = 0
+        """Samples of the shard's order committed."""
+        self.handed = 0
+        """Samples of the shard's order handed out (committed or not)."""
+        self.lost = False
+        """True once a commit was refused: the shard moved to another worker."""
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
 
     def commit(self, consumed: int) -> int | None:
@@ -755,6 +823,17 @@ class _OpenShard:
         except FailedPrecondition as moved:
             log.info("worker %s: %s", worker.worker_id, moved)
             return None
+
+
+class _Handed:
+    """A batch an :class:`EpochReader` handed out: its shard, the shard cursor its commit reports, the commit."""
+
+    __slots__ = ("pending", "shard", "target")
+
+    def __init__(self, shard: _OpenShard, target: int, pending: _PendingCommit) -> None:
+        self.shard = shard
+        self.target = target
+        self.pending = pending
 
 
 def _essence(view: MembershipView) -> tuple[object, ...]:

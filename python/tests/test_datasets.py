@@ -123,6 +123,39 @@ def test_commit_progress_commits_the_batch_in_hand_once(coordinator_factory):
         assert committed == [list(range(0, 10)), list(range(10, 20))]
 
 
+def test_a_reader_reading_ahead_hands_out_every_sample_once_and_commits_oldest_first(coordinator_factory):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("ahead", total_samples=50, shard_size=20, shuffle=False)
+    committed: list[list[int]] = []
+    with Worker(coordinator.grpc_address, "reader") as worker:
+        reader = worker.epoch_reader(
+            "ahead", 0, batch_size=15, on_commit=lambda batch: committed.append(batch.tolist())
+        )
+        # Ahead across shard ends, as a data loader's prefetching does: shards of 20 give batches of 15 and 5.
+        ahead = [reader.take_next() for _ in range(3)]
+        assert [batch.tolist() for batch in ahead if batch is not None] == [
+            list(range(0, 15)),
+            list(range(15, 20)),
+            list(range(20, 35)),
+        ]
+        assert reader.outstanding == 3 and reader.in_hand is not None and reader.in_hand.tolist() == list(range(15))
+        assert committed == []
+        assert reader.commit() and reader.commit()
+        assert committed == [list(range(0, 15)), list(range(15, 20))], "oldest first"
+        # A later shard's batch handed out and dropped is served again; the committed ones are not.
+        reader.drop()
+        assert reader.outstanding == 0
+        rest = []
+        while (batch := reader.take_next()) is not None:
+            rest.append(batch.tolist())
+        assert rest == [list(range(20, 35)), list(range(35, 40)), list(range(40, 50))]
+        assert not reader.done, "not done while batches are handed out and not committed"
+        while reader.outstanding:
+            assert reader.commit()
+        assert reader.take_next() is None and reader.done
+        assert sorted(sample for batch in committed for sample in batch) == list(range(50))
+
+
 def test_four_workers_two_epochs_with_a_death_and_a_join(coordinator_factory, tmp_path):
     coordinator = coordinator_factory()
     DatasetRegistry(coordinator.grpc_address).register("digits", total_samples=TOTAL, shard_size=100, shuffle=True)
