@@ -29,7 +29,7 @@ struct MetricsTests {
         for line in [
             "# HELP dtr_rpc_duration_seconds Duration of unary RPCs, by method.",
             "# TYPE dtr_rpc_duration_seconds histogram", #"dtr_rpc_duration_seconds_count{method="Heartbeat"} 2"#,
-            #"dtr_rpc_errors_total{method="Heartbeat",code="notFound"} 1"#,
+            #"dtr_rpc_errors_total{method="Heartbeat",code="not_found"} 1"#,
             #"dtr_barriers_total{outcome="released"} 1"#,
             "dtr_barrier_release_seconds_count 1", "dtr_checkpoint_bytes_total 4096",
             #"dtr_checkpoints_total{outcome="committed"} 1"#, #"dtr_workers{status="healthy"} 3.0"#,

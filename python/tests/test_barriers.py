@@ -192,7 +192,7 @@ def test_threads_of_one_process_share_one_barrier_stream(coordinator_factory):
             clients[0].barrier_sync("sync", "t0", membership_epoch=epoch - 1, timeout=5)
         rpc = coordinator.get_json("/api/metrics")["rpc"]
         assert rpc["BarrierStream"]["count"] == 3 * 24 + 1 and "BarrierSync" not in rpc
-        assert rpc["BarrierStream"]["errors"] == {"failedPrecondition": 1}
+        assert rpc["BarrierStream"]["errors"] == {"failed_precondition": 1}
         # Three generations released (that each leaves as one message is BarrierStreamTests' to show).
         assert coordinator.get_json("/api/barriers")["released"] == 3
     finally:
