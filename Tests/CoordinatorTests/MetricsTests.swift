@@ -21,7 +21,7 @@ struct MetricsTests {
     func exposition() {
         let metrics = CoordinatorMetrics()
         metrics.recordRPC("Heartbeat", duration: .milliseconds(2), error: nil)
-        metrics.recordRPC("Heartbeat", duration: .milliseconds(3), error: "notFound")
+        metrics.recordRPC("Heartbeat", duration: .milliseconds(3), error: "not_found")
         metrics.recordBarrier(outcome: "released", release: .microseconds(300), waits: [.milliseconds(1)])
         metrics.recordCheckpoint(outcome: "committed", latency: .seconds(2), bytes: 4096)
         metrics.setGauge("workers", [("status", "healthy")], to: 3)
