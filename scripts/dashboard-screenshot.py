@@ -2,7 +2,7 @@
 """Takes a full-page screenshot of a running dashboard with Debian's headless chromium (through selenium, installed in
 .venv by scripts/setup.sh), e.g. for the README while `make demo` runs:
 
-    .venv/bin/python scripts/dashboard-screenshot.py 'http://127.0.0.1:51051/#/workers' docs/dashboard.png
+    .venv/bin/python scripts/dashboard-screenshot.py 'http://127.0.0.1:51051/#/training' docs/dashboard.png
     .venv/bin/python scripts/dashboard-screenshot.py URL out.png --width 390 --scheme dark --wait 5
 """
 

@@ -116,6 +116,20 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Largest HTTP request body; larger ones get 413 [env: DTR_HTTP_MAX_BODY] (default: 1MiB).")
     var httpMaxBody: String?
 
+    @Option(
+        help: """
+            Close an HTTP connection that sends nothing for this long (no request, or no part of one; event streams \
+            being answered stay open) [env: DTR_HTTP_IDLE_TIMEOUT] (default: 30s).
+            """)
+    var httpIdleTimeout: String?
+
+    @Option(
+        help: """
+            HTTP connections one client address may hold open at once; more are closed at once \
+            [env: DTR_HTTP_MAX_CONNECTIONS_PER_CLIENT] (default: 128).
+            """)
+    var httpMaxConnectionsPerClient: Int?
+
     @Option(help: "PEM certificate chain: both servers speak TLS (needs --tls-key) [env: DTR_TLS_CERT].")
     var tlsCert: String?
 
@@ -151,7 +165,7 @@ struct ServeOptions: ParsableArguments {
         } catch let error as CoreError {
             throw ValidationError(error.message)
         }
-        let config = CoordinatorConfig(
+        var config = CoordinatorConfig(
             host: host ?? env.values["DTR_HOST"] ?? "127.0.0.1",
             grpcPort: try env.port(grpcPort, "DTR_GRPC_PORT", flag: "--grpc-port", default: 50051),
             httpPort: try env.port(httpPort, "DTR_HTTP_PORT", flag: "--http-port", default: 51051),
@@ -174,6 +188,17 @@ struct ServeOptions: ParsableArguments {
             httpMaxBodyBytes: try env.size(
                 httpMaxBody, "DTR_HTTP_MAX_BODY", flag: "--http-max-body", default: BodyLimitMiddleware.defaultMaxBytes),
             tls: try tls(env), events: try events(env))
+        config.httpIdleTimeout = try env.duration(
+            httpIdleTimeout, "DTR_HTTP_IDLE_TIMEOUT", flag: "--http-idle-timeout", default: config.httpIdleTimeout)
+        config.httpMaxConnectionsPerClient = try env.count(
+            httpMaxConnectionsPerClient, "DTR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+            flag: "--http-max-connections-per-client",
+            default: config.httpMaxConnectionsPerClient)
+        guard config.httpMaxConnectionsPerClient >= 1, config.httpIdleTimeout > .zero else {
+            throw ValidationError(
+                "--http-max-connections-per-client must be at least 1 and --http-idle-timeout more than 0 (got "
+                    + "\(config.httpMaxConnectionsPerClient) and \(config.httpIdleTimeout))")
+        }
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(

@@ -23,6 +23,29 @@ private func logger(_ buffer: LogBuffer, _ sink: LineSink, format: LogFormat = .
 
 @Suite("Logs: the handler, the ring buffer, GET /api/logs")
 struct LogTests {
+    @Test("what clients send cannot forge a line or drive a terminal: control characters are made visible")
+    func forgery() throws {
+        let buffer = LogBuffer()
+        let text = LineSink()
+        let forged = "disk full\n2026-12-02T00:00:00.000Z info dtr: checkpoint committed\u{1B}[2J\u{202E}gnp.exe\\x"
+        logger(buffer, text).warning(
+            "checkpoint part failed: \(forged)", metadata: ["reason": "\(forged)", "worker_id": "w\r1"])
+        let line = try #require(text.all.first)
+        #expect(text.all.count == 1 && line.filter { $0 == "\n" }.count == 1 && line.hasSuffix("\n"))
+        #expect(!line.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x202E || $0 == "\r" })
+        #expect(
+            line.contains(
+                #"disk full\n2026-12-02T00:00:00.000Z info dtr: checkpoint committed\u{1B}[2J\u{202E}gnp.exe\\x"#))
+        #expect(line.hasSuffix(#"worker_id=w\r1"# + "\n"))
+        // The buffer (/api/logs, JSON) keeps the text as it was: JSON escapes it on the way out.
+        #expect(
+            buffer.query(minimumLevel: .trace, since: nil, worker: nil, limit: 1).first?.metadata["reason"] == forged)
+        // Text without anything to escape is written as is.
+        #expect(
+            CoordinatorLogHandler.escaped("worker joined: rank 3 of 4 (épocas)")
+                == "worker joined: rank 3 of 4 (épocas)")
+    }
+
     @Test("text and JSON lines carry the metadata; entries below the level are neither written nor kept")
     func formats() throws {
         let buffer = LogBuffer()

@@ -92,6 +92,11 @@ final class SeaweedFSServer: Sendable {
         let supervisor = Process()
         supervisor.executableURL = URL(fileURLWithPath: "/bin/sh")
         supervisor.arguments = ["-c", script, binary] + arguments
+        // Not this process's output: `swift test` reads it until EOF before it reaps a test process that crashed, and
+        // a supervisor holding it open would wait forever for that (zombie) process to go away.
+        supervisor.standardInput = FileHandle.nullDevice
+        supervisor.standardOutput = FileHandle.nullDevice
+        supervisor.standardError = FileHandle.nullDevice
         try supervisor.run()
 
         let server = SeaweedFSServer(

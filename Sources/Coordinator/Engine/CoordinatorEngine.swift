@@ -136,10 +136,11 @@ public actor CoordinatorEngine {
         if !membership.members(of: spec.taskID).contains(spec.id) {
             try tasks.admit(spec.taskID, members: membership.members(of: spec.taskID).count, hint: hint)
         }
-        joinHints[spec.taskID] = hint
-        defer { joinHints[spec.taskID] = nil }
         let (view, directives) = try membership.onRegister(spec, now: now())
+        // Read by the task lifecycle while the join's directives are carried out (a task the join creates takes it).
+        joinHints[spec.taskID] = hint
         carryOut(directives)
+        joinHints[spec.taskID] = nil
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settle(spec.taskID)
         return outgoing(membership.view(of: spec.id) ?? view)

@@ -62,8 +62,11 @@ public struct CoordinatorLogHandler: LogHandler {
         let time = timestamp.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
         switch format {
         case .text:
-            let fields = metadata.keys.sorted().map { key in "\(key)=\(quotedIfNeeded(metadata[key] ?? ""))" }
-            return ([time, level.rawValue, "\(label):", message] + fields).joined(separator: " ") + "\n"
+            let fields = metadata.keys.sorted().map { key in
+                "\(escaped(key))=\(quotedIfNeeded(escaped(metadata[key] ?? "")))"
+            }
+            return ([time, level.rawValue, "\(escaped(label)):", escaped(message)] + fields).joined(separator: " ")
+                + "\n"
         case .json:
             var object: [String: String] = metadata
             object["timestamp"] = time
@@ -74,6 +77,37 @@ public struct CoordinatorLogHandler: LogHandler {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             let data = (try? encoder.encode(object)) ?? Data(#"{"message":"unencodable log entry"}"#.utf8)
             return String(decoding: data, as: UTF8.self) + "\n"
+        }
+    }
+
+    /// Text with every character that could forge or hide log lines made visible: control characters (newlines,
+    /// escape sequences that drive a terminal), line and paragraph separators and bidirectional overrides become
+    /// `\n`, `\t`, `\r` or `\u{XX}`; a backslash becomes `\\`, so an escape in the output always means one in the
+    /// input. Clients choose much of what is logged (reasons, failures, names), so nothing they send reaches a log
+    /// line raw.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case _ where needsEscape(scalar): out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: return true
+        default:
+            return scalar == "\\" || (0x202A...0x202E).contains(scalar.value)
+                || (0x2066...0x2069).contains(scalar.value)
         }
     }
 
