@@ -36,7 +36,7 @@ struct MetricsTests {
         ] {
             #expect(text.contains(line + "\n"), "\(line)")
         }
-        #expect(metrics.rpcFigures["Heartbeat"]?.errors == ["notFound": 1])
+        #expect(metrics.rpcFigures["Heartbeat"]?.errors == ["not_found": 1])
         #expect(metrics.checkpointLatency.count == 1)
     }
 }
