@@ -63,6 +63,13 @@ struct ServeOptions: ParsableArguments {
     var checkpointTimeout: String?
 
     @Option(
+        help: """
+            Checkpoints of one task that may be pending at once; saving another step is refused until one commits, \
+            fails or times out [env: DTR_CHECKPOINT_MAX_PENDING] (default: 16).
+            """)
+    var checkpointMaxPending: Int?
+
+    @Option(
         help:
             "Committed checkpoints kept per task, newest first; 0 keeps all [env: DTR_CHECKPOINT_KEEP_LAST] (default: 5)."
     )
@@ -266,7 +273,12 @@ struct ServeOptions: ParsableArguments {
             rule: "must be min or max", parse: { RetentionPolicy.Mode(rawValue: $0.lowercased()) })
         let timeout = try env.duration(
             checkpointTimeout, "DTR_CHECKPOINT_TIMEOUT", flag: "--checkpoint-timeout", default: .seconds(15 * 60))
-        return CheckpointSettings(
+        let maxPending = try env.count(
+            checkpointMaxPending, "DTR_CHECKPOINT_MAX_PENDING", flag: "--checkpoint-max-pending", default: 16)
+        guard maxPending >= 1 else {
+            throw ValidationError("--checkpoint-max-pending must be at least 1 (got \(maxPending))")
+        }
+        var settings = CheckpointSettings(
             store: checkpointStore ?? env.values["DTR_CHECKPOINT_STORE"],
             // Empty: the store falls back to the variables boto3 reads (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL;
             // AWS_REGION, AWS_DEFAULT_REGION), so workers and coordinator find the same server.
@@ -274,6 +286,8 @@ struct ServeOptions: ParsableArguments {
             s3Region: checkpointS3Region ?? env.values["DTR_CHECKPOINT_S3_REGION"] ?? "",
             timeout: timeout,
             retention: RetentionPolicy(keepLast: keepLast, keepBest: keepBest, metric: metric, mode: mode))
+        settings.maxPending = maxPending
+        return settings
     }
 }
 

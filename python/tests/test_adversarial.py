@@ -3,10 +3,17 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 
 from __future__ import annotations
 
+import json
 import socket
+import sqlite3
+import urllib.error
+import urllib.request
+
+import pytest
 
 from conftest import wait_until
-from dtruntime import CoordinatorClient
+from dtruntime import CoordinatorClient, DatasetRegistry
+from dtruntime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 
 def test_control_characters_a_client_sends_cannot_forge_log_lines(coordinator_factory):
@@ -96,3 +103,76 @@ def closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def test_pending_checkpoints_are_capped_and_old_aborted_ones_are_forgotten(coordinator_factory):
+    # The default timeouts: the worker sends no heartbeats while it saves.
+    args = ["--checkpoint-max-pending", "4"]
+    coordinator = coordinator_factory(args=args)
+    metadata = {f"k{i}": "x" * 1024 for i in range(8)}
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        epoch = client.register_worker("mallory", "127.0.0.1", 7000).view.membership_epoch
+
+        def save(step: int) -> str:
+            ticket = client.save_checkpoint("mallory", membership_epoch=epoch, step=step, metadata=metadata)
+            return ticket.checkpoint_id
+
+        opened = [save(step) for step in range(1, 5)]
+        with pytest.raises(ResourceExhausted, match=r"already has 4 checkpoints pending \(steps 1, 2, 3, 4\)"):
+            save(5)
+        assert len(coordinator.get_json("/api/checkpoints")["checkpoints"]) == 4, "the refusal changed nothing"
+        # Aborting one makes room; 80 open-and-abort rounds leave the newest 64 records, without their metadata.
+        for checkpoint_id in opened:
+            client.report_checkpoint_part("mallory", checkpoint_id, failure="test")
+        for step in range(5, 85):
+            client.report_checkpoint_part("mallory", save(step), failure="test")
+
+    def records() -> list[dict]:
+        return coordinator.get_json("/api/checkpoints")["checkpoints"]
+
+    assert sorted(record["step"] for record in records()) == list(range(21, 85))
+    assert all(record["status"] == "aborted" and not record.get("metadata") for record in records())
+    coordinator.stop()
+    with sqlite3.connect(coordinator.data_dir / "coordinator.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM checkpoint").fetchone() == (64,), "forgotten rows are deleted"
+    coordinator = coordinator_factory(args=args)
+    assert sorted(record["step"] for record in records()) == list(range(21, 85))
+
+
+def test_far_future_epochs_are_refused_and_an_operator_can_drop_a_ledger(coordinator_factory):
+    coordinator = coordinator_factory(args=[])
+    DatasetRegistry(coordinator.grpc_address).register("d", total_samples=10, shard_size=1)
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        client.register_worker("mallory", "127.0.0.1", 7000)
+        assert len(client.get_shard_assignment("d", "mallory", 0).shards) == 10
+        for epoch in (2**63 - 1, 2**62, 101):
+            with pytest.raises(InvalidArgument, match="must be at most 100 beyond the newest epoch 0"):
+                client.get_shard_assignment("d", "mallory", epoch)
+        # Within the lead, a client can still open epochs no job will finish, and block the next real one...
+        client.get_shard_assignment("d", "mallory", 100)
+        client.get_shard_assignment("d", "mallory", 200)
+        with pytest.raises(FailedPrecondition, match=r"3 epochs of d in task default are unfinished \(0, 100, 200\)"):
+            client.get_shard_assignment("d", "mallory", 1)
+        # ... until an operator drops one.
+        assert delete(coordinator, "/api/datasets/d/ledgers/default/nope")[0] == 400
+        assert delete(coordinator, "/api/datasets/d/ledgers/default/7")[0] == 404
+        assert delete(coordinator, "/api/datasets/other/ledgers/default/0")[0] == 404
+        status, dataset = delete(coordinator, "/api/datasets/d/ledgers/default/200")
+        assert status == 200
+        assert [epoch["epoch"] for epoch in dataset["tasks"][0]["epochs"]] == [0, 100]
+        assert len(client.get_shard_assignment("d", "mallory", 1).shards) == 10
+    # The drop is durable.
+    coordinator.kill()
+    coordinator = coordinator_factory(args=[])
+    (listed,) = coordinator.get_json("/api/datasets")["datasets"]
+    assert [epoch["epoch"] for epoch in listed["tasks"][0]["epochs"]] == [0, 1, 100]
+
+
+def delete(coordinator, path: str) -> tuple[int, dict]:
+    """DELETEs an HTTP API path; the status and the decoded body."""
+    request = urllib.request.Request(coordinator.http_url + path, method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)

@@ -166,6 +166,8 @@ extension CoordinatorEngine {
                 log(settled: record)
             case .deleteObjects(let id, let keys):
                 effects.submit { await self.deleteObjects(of: id, keys) }
+            case .forget(let id):
+                latestChange[id.task] = queue.enqueue(.checkpointForgotten(id))
             }
         }
     }

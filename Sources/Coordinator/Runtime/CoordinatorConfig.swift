@@ -89,6 +89,8 @@ public struct CheckpointSettings: Sendable {
     public var retention: RetentionPolicy
     /// How often the store is swept for leftovers. Default 5 minutes.
     public var sweepInterval: Duration
+    /// How many checkpoints of one task may be pending at once; opening another is `RESOURCE_EXHAUSTED`. Default 16.
+    public var maxPending = 16
 
     /// Creates settings; every parameter has the documented default.
     public init(
