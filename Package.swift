@@ -40,7 +40,8 @@ let package = Package(
         // MARK: Pure domain (Foundation only)
         .target(name: "RuntimeCore", swiftSettings: strictSettings),
         .target(name: "DataShard", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
-        .target(name: "Checkpoint", dependencies: ["RuntimeCore"], swiftSettings: strictSettings),
+        // A checkpoint records the data ledgers' position, so Checkpoint reads DataShard's records.
+        .target(name: "Checkpoint", dependencies: ["RuntimeCore", "DataShard"], swiftSettings: strictSettings),
 
         // MARK: I/O adapters and generated wire code
         .target(
@@ -116,7 +117,9 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CheckpointTests", dependencies: ["Checkpoint", "DataShard", "RuntimeCore"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "StorageTests", dependencies: ["Storage", "RuntimeCore", "Checkpoint"], swiftSettings: strictSettings),
         .testTarget(

@@ -396,7 +396,8 @@ public struct CheckpointCatalog: Sendable {
         case .aborted:
             throw CheckpointError(
                 .failedPrecondition,
-                "checkpoint \(id) was aborted (\(record.abortReason ?? "no reason recorded")): save the step again")
+                "checkpoint \(id) was aborted (\(record.abortReason ?? "no reason recorded")): save the step again",
+                reason: .checkpointAborted)
         case .deleted:
             throw CheckpointError(.failedPrecondition, "checkpoint \(id) was deleted by retention")
         case .pending, .committed:

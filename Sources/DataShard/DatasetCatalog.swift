@@ -82,6 +82,24 @@ extension DataChange {
     }
 }
 
+/// What the shell must do after an event of the ``DatasetCatalog``.
+public enum DataDirective: Sendable, Hashable {
+    /// Write this change durably. A change of a ledger counts as a change of its task: no reply about the task leaves
+    /// before it is written.
+    case persist(DataChange)
+    /// A dataset epoch's progress changed (a `dataset_progress` event is due).
+    case progressChanged(LedgerKey)
+}
+
+extension [DataDirective] {
+    /// The durable changes among these directives, in order.
+    public var changes: [DataChange] {
+        compactMap { directive in
+            if case .persist(let change) = directive { change } else { nil }
+        }
+    }
+}
+
 /// A persisted ledger as read back at start-up.
 public struct PersistedLedger: Sendable, Hashable {
     /// How it was created.
@@ -176,7 +194,7 @@ public struct DatasetCatalog: Sendable {
     public static func restored(
         config: PlacementConfig = .defaults, datasets: [DatasetRecord], ledgers: [PersistedLedger],
         membership: (TaskID) -> (members: [WorkerID], epoch: UInt64)
-    ) -> (catalog: DatasetCatalog, changes: [DataChange]) {
+    ) -> (catalog: DatasetCatalog, directives: [DataDirective]) {
         var catalog = DatasetCatalog(config: config)
         var changes: [DataChange] = []
         for record in datasets { catalog.datasets[record.spec.name] = record }
@@ -193,17 +211,18 @@ public struct DatasetCatalog: Sendable {
             catalog.headers[header.key] = header
             changes += Self.changes(header.key, directives)
         }
-        return (catalog, changes)
+        return (catalog, changes.map(DataDirective.persist))
     }
 
     // MARK: Events
 
     /// Registers a dataset. Registering the same spec again is a no-op.
     ///
-    /// - Returns: the record (with the first registration's time) and whether this call created it.
-    /// - Throws: `failedPrecondition` when the name is taken by a different spec.
+    /// - Returns: the record (with the first registration's time), whether this call created it, and directives.
+    /// - Throws: `failedPrecondition` when the name is taken by a different spec; `LIMIT_REACHED` beyond
+    ///   ``maxDatasets``.
     public mutating func register(_ spec: DatasetSpec, now: Moment) throws(CoreError) -> (
-        record: DatasetRecord, created: Bool, changes: [DataChange]
+        record: DatasetRecord, created: Bool, directives: [DataDirective]
     ) {
         if let existing = datasets[spec.name] {
             guard existing.spec == spec else {
@@ -218,11 +237,12 @@ public struct DatasetCatalog: Sendable {
         }
         guard datasets.count < Self.maxDatasets else {
             throw CoreError(
-                .resourceExhausted, "at most \(Self.maxDatasets) datasets can be registered: this coordinator is full")
+                .resourceExhausted, "at most \(Self.maxDatasets) datasets can be registered: this coordinator is full",
+                reason: .limitReached)
         }
         let record = DatasetRecord(spec: spec, registeredAtMillis: now.unixMillis)
         datasets[spec.name] = record
-        return (record, true, [.datasetRegistered(record)])
+        return (record, true, [.persist(.datasetRegistered(record))])
     }
 
     /// A worker asks for its shards of an epoch. The epoch's ledger is created on the first request, placing the
@@ -231,26 +251,28 @@ public struct DatasetCatalog: Sendable {
     /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention.
     public mutating func assignment(
         key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64, now: Moment
-    ) throws(CoreError) -> (leases: [ShardLease], progress: LedgerProgress, changes: [DataChange]) {
+    ) throws(CoreError) -> (leases: [ShardLease], progress: LedgerProgress, directives: [DataDirective]) {
         var changes = try ensureLedger(key, members: members, membershipEpoch: membershipEpoch, now: now)
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         // Mutated in place (no copy of the shard arrays): a ledger can hold millions of shards.
         let (leases, directives) = ledgers[key]!.assignment(for: worker, membershipEpoch: membershipEpoch)
         changes += Self.changes(key, directives)
-        return (leases, progress(ledgers[key]!), changes)
+        // A new ledger, or stolen shards; idle workers poll, and their empty answers change nothing.
+        return (leases, progress(ledgers[key]!), Self.directives(changes, progressOf: [key]))
     }
 
     /// A worker commits progress through a shard.
     ///
-    /// - Throws: `notFound` for an unknown dataset or an epoch nobody asked for yet; the ledger's errors otherwise.
+    /// - Throws: `notFound` for an unknown dataset or an epoch nobody asked for yet; the ledger's errors otherwise
+    ///   (`SHARD_MOVED` for a shard that is no longer the worker's).
     public mutating func report(
         key: LedgerKey, worker: WorkerID, membershipEpoch: UInt64, shard: Int64, consumed: Int64
-    ) throws(CoreError) -> (record: ShardRecord, progress: LedgerProgress, changes: [DataChange]) {
+    ) throws(CoreError) -> (record: ShardRecord, progress: LedgerProgress, directives: [DataDirective]) {
         guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         let (record, directives) = try ledgers[key]!.report(
             worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
-        return (record, progress(ledgers[key]!), Self.changes(key, directives))
+        return (record, progress(ledgers[key]!), Self.directives(Self.changes(key, directives), progressOf: [key]))
     }
 
     /// Drops one epoch's ledger, finished or not: the operator's way out when a client opened epochs no job will
@@ -258,22 +280,24 @@ public struct DatasetCatalog: Sendable {
     /// its next report; asking for that epoch's assignment again starts it over.
     ///
     /// - Throws: `notFound` for an unknown dataset or a ledger that does not exist.
-    public mutating func dropLedger(_ key: LedgerKey) throws(CoreError) -> [DataChange] {
+    public mutating func dropLedger(_ key: LedgerKey) throws(CoreError) -> [DataDirective] {
         guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
         guard ledgers.removeValue(forKey: key) != nil else {
             throw CoreError(.notFound, "no ledger for \(key): GET /api/datasets lists the retained ones")
         }
         headers[key] = nil
-        return [.ledgerDropped(key)]
+        return [.persist(.ledgerDropped(key)), .progressChanged(key)]
     }
 
     /// A task's membership changed: its unfinished ledgers move shards accordingly.
-    public mutating func syncMembers(of task: TaskID, members: [WorkerID], membershipEpoch: UInt64) -> [DataChange] {
+    public mutating func onMembershipChange(task: TaskID, members: [WorkerID], membershipEpoch: UInt64)
+        -> [DataDirective]
+    {
         var changes: [DataChange] = []
         for key in ledgers.keys.sorted() where key.task == task && ledgers[key]?.isComplete == false {
             changes += Self.changes(key, ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch))
         }
-        return changes
+        return changes.map(DataDirective.persist)
     }
 
     /// Resets a task's ledgers to a recorded position (restoring a checkpoint): every ledger of the task is dropped,
@@ -283,7 +307,7 @@ public struct DatasetCatalog: Sendable {
     public mutating func rewind(
         task: TaskID, to position: [LedgerKey: [ShardRecord]], members: [WorkerID], membershipEpoch: UInt64,
         now: Moment
-    ) -> [DataChange] {
+    ) -> [DataDirective] {
         var changes: [DataChange] = []
         for key in ledgers.keys.sorted() where key.task == task {
             ledgers[key] = nil
@@ -305,7 +329,7 @@ public struct DatasetCatalog: Sendable {
             changes.append(.ledgerCreated(header))
             if !records.isEmpty { changes.append(.shardsChanged(key, records.map { ledger.record(of: $0.shard) })) }
         }
-        return changes
+        return changes.map(DataDirective.persist) + position.keys.sorted().map(DataDirective.progressChanged)
     }
 
     // MARK: Queries
@@ -397,6 +421,11 @@ public struct DatasetCatalog: Sendable {
         LedgerProgress(done: ledger.doneCount, total: ledger.shardCount)
     }
 
+    /// The changes to persist and, when there are any, the progress of `keys` as changed.
+    private static func directives(_ changes: [DataChange], progressOf keys: [LedgerKey]) -> [DataDirective] {
+        changes.isEmpty ? [] : changes.map(DataDirective.persist) + keys.map(DataDirective.progressChanged)
+    }
+
     private static func changes(_ key: LedgerKey, _ directives: [ShardLedger.Directive]) -> [DataChange] {
         directives.map { directive in
             switch directive {
@@ -415,7 +444,10 @@ public struct DatasetCatalog: Sendable {
     }
 
     private static func unknown(_ dataset: String) -> CoreError {
-        CoreError(.notFound, "dataset \(dataset) is not registered: call RegisterDataset first")
+        CoreError(
+            .notFound,
+            "dataset \(dataset) is not registered: register it first (DatasetRegistry.register in the Python SDK, the "
+                + "RegisterDataset call on gRPC)")
     }
 
     private static func noLedger(_ key: LedgerKey) -> CoreError {

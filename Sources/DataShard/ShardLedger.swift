@@ -254,13 +254,15 @@ public struct ShardLedger: Sendable {
             throw CoreError(
                 .failedPrecondition,
                 "shard \(shard) of \(spec.name) epoch \(epoch) is \(now), not to \(worker): its lease moved when "
-                    + "membership changed; skip it and ask GetShardAssignment again")
+                    + "membership changed; skip it and ask GetShardAssignment again",
+                reason: .shardMoved)
         }
         guard membershipEpoch >= leaseEpoch[index] else {
             throw CoreError(
                 .failedPrecondition,
                 "stale report: shard \(shard) of \(spec.name) epoch \(epoch) was leased to \(worker) at membership "
-                    + "epoch \(leaseEpoch[index]), after this report's epoch \(membershipEpoch)")
+                    + "epoch \(leaseEpoch[index]), after this report's epoch \(membershipEpoch)",
+                reason: .shardMoved)
         }
         guard newConsumed > consumed[index] || (state[index] == .pending && newConsumed == consumed[index]) else {
             return (record(of: shard), [])

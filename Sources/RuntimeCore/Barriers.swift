@@ -60,6 +60,19 @@ public struct BarrierFailure: CodedError, Hashable {
     public var message: String
     /// The members that had not arrived (or that departed), by rank.
     public var missing: [RankedWorker]
+
+    /// `BARRIER_ABORTED`, `BARRIER_TIMEOUT` or `BARRIER_MISMATCH`, by code.
+    public var reason: ErrorReason {
+        switch code {
+        case .aborted: .barrierAborted
+        case .deadlineExceeded: .barrierTimeout
+        case .invalidArgument: .barrierMismatch
+        default: ErrorReason(generic: code)
+        }
+    }
+
+    /// Who was missing.
+    public var details: ErrorDetails { ErrorDetails(missing: missing) }
 }
 
 /// What a participant asks of a barrier.
@@ -144,25 +157,18 @@ public struct BarrierTable: Sendable {
     /// task's current epoch and `seenEpoch` the one the worker knows.
     ///
     /// - Returns: the generation to park the call on, and directives (the arrival may complete or fail it).
-    /// - Throws: `failedPrecondition` for a stale membership epoch; `invalidArgument` for an impossible `expected`;
-    ///   `resourceExhausted` for a payload over the limits. These concern the caller only.
+    /// - Throws: what ``MembershipFence`` throws (a stale or future epoch, a non-member); `invalidArgument` for an
+    ///   impossible `expected`; `resourceExhausted` (`TOO_LARGE`, `LIMIT_REACHED`) for a payload over the limits.
+    ///   These concern the caller only.
     public mutating func onArrive(
         _ key: BarrierKey, worker: WorkerID, arrival: BarrierArrival, seenEpoch: UInt64, membershipEpoch: UInt64,
         members: [WorkerID], now: Duration
     ) throws(CoreError) -> (id: BarrierID, directives: [Directive]) {
-        guard seenEpoch == membershipEpoch else {
-            if seenEpoch > membershipEpoch {
-                throw .invalid(
-                    "membership_epoch", "must not be ahead of task \(key.task)'s current \(membershipEpoch)",
-                    got: String(seenEpoch))
-            }
-            throw CoreError(
-                .failedPrecondition,
-                "membership epoch \(seenEpoch) is stale: task \(key.task) is at \(membershipEpoch) (the membership "
-                    + "changed); refresh the view and arrive again")
-        }
+        try MembershipFence.check(
+            seenEpoch, current: membershipEpoch, task: key.task, rule: .current,
+            advice: "refresh the view and arrive again")
         guard let rank = members.firstIndex(of: worker) else {
-            throw CoreError(.failedPrecondition, "worker \(worker) is not a member of task \(key.task): register again")
+            throw MembershipFence.notAMember(worker, task: key.task)
         }
         guard (0...members.count).contains(arrival.expected) else {
             throw .invalid(
@@ -174,7 +180,8 @@ public struct BarrierTable: Sendable {
             throw CoreError(
                 .resourceExhausted,
                 "payload of \(bytes) bytes is over the \(maxPayloadBytes)-byte limit per participant "
-                    + "(dtr serve --barrier-max-payload): reduce in chunks")
+                    + "(dtr serve --barrier-max-payload): reduce in chunks",
+                reason: .tooLarge)
         }
 
         if var current = open[key] {
@@ -358,7 +365,8 @@ public struct BarrierTable: Sendable {
     private static func overBudget(_ limit: Int) -> CoreError {
         CoreError(
             .resourceExhausted,
-            "barrier payloads waiting for their release already hold \(limit) bytes: retry, or reduce in chunks")
+            "barrier payloads waiting for their release already hold \(limit) bytes: retry, or reduce in chunks",
+            reason: .limitReached)
     }
 }
 

@@ -27,33 +27,65 @@ public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
     case `internal`
 }
 
-/// An error that carries a stable ``ErrorCode`` and a message a person can act on.
+/// An error that carries a stable ``ErrorCode``, a stable ``ErrorReason`` a program can branch on, the details that
+/// go with the reason, and a message a person can act on.
 ///
 /// Each module has one concrete error type conforming to this protocol; the coordinator's gRPC and HTTP edges map
-/// any `CodedError` to a status without knowing which module raised it.
+/// any `CodedError` to a status, `dtr-*` metadata and a JSON body without knowing which module raised it.
 public protocol CodedError: Error, CustomStringConvertible {
     /// The category, which decides the gRPC status code and the HTTP status.
     var code: ErrorCode { get }
     /// What went wrong and, where possible, what to do next.
     var message: String { get }
+    /// Why, for programs (default: the code's generic reason).
+    var reason: ErrorReason { get }
+    /// What a program needs to act on the reason (default: nothing).
+    var details: ErrorDetails { get }
 }
 
 extension CodedError {
     /// `code: message`, for logs.
     public var description: String { "\(code.rawValue): \(message)" }
+
+    /// The code's generic reason: no more specific reason applies.
+    public var reason: ErrorReason { ErrorReason(generic: code) }
+
+    /// No details.
+    public var details: ErrorDetails { ErrorDetails() }
 }
 
 /// The error type of the pure core (membership, validation, ...).
+///
+/// Its message and details sit behind one reference, so a `CoreError` is two words: a larger `CoreError` (three words
+/// plus an optional string) made typed-throws initializers that throw it crash at run time (Swift 6.3, seen in
+/// `ObjectKey.init` under parallel tests). `ErrorLayoutTests` holds it to that size.
 public struct CoreError: CodedError, Equatable {
     /// The category of the failure.
     public var code: ErrorCode
-    /// A message that names the field or thing and the rule it broke.
-    public var message: String
+    /// Why, for programs.
+    public var reason: ErrorReason
+    private var storage: Storage
 
-    /// Creates an error with a code and an actionable message.
-    public init(_ code: ErrorCode, _ message: String) {
+    /// A message that names the field or thing and the rule it broke.
+    public var message: String {
+        get { storage.message }
+        set { storage = Storage(message: newValue, details: storage.details) }
+    }
+
+    /// What goes with the reason (the current membership epoch, a retry-after ...).
+    public var details: ErrorDetails {
+        get { storage.details }
+        set { storage = Storage(message: storage.message, details: newValue) }
+    }
+
+    /// Creates an error with a code, an actionable message and, when a program should tell it apart from others of
+    /// its code, a specific reason (else the code's generic one) and its details.
+    public init(
+        _ code: ErrorCode, _ message: String, reason: ErrorReason? = nil, details: ErrorDetails = ErrorDetails()
+    ) {
         self.code = code
-        self.message = message
+        self.reason = reason ?? ErrorReason(generic: code)
+        self.storage = Storage(message: message, details: details)
     }
 
     /// A field broke a rule: "`field` must ... (got ...)".
@@ -61,25 +93,19 @@ public struct CoreError: CodedError, Equatable {
         let suffix = value.map { " (got \($0))" } ?? ""
         return CoreError(.invalidArgument, "\(field) \(rule)\(suffix)")
     }
-}
 
-/// An error a client handles by program rather than by reading it: a code, an actionable message and a stable,
-/// machine-readable reason (e.g. `TASK_FULL`), which the gRPC edge sends in the `dtr-reason` metadata.
-///
-/// A type of its own rather than a field of ``CoreError``: a larger `CoreError` made typed-throws initializers that
-/// throw it crash at run time (Swift 6.3, seen in `ObjectKey.init` under parallel tests).
-public struct ReasonedError: CodedError, Equatable {
-    /// The category of the failure.
-    public var code: ErrorCode
-    /// What went wrong and what to do.
-    public var message: String
-    /// The stable reason, upper snake case.
-    public var reason: String
+    public static func == (a: CoreError, b: CoreError) -> Bool {
+        a.code == b.code && a.reason == b.reason && a.message == b.message && a.details == b.details
+    }
 
-    /// Creates an error with a code, an actionable message and a reason.
-    public init(_ code: ErrorCode, _ message: String, reason: String) {
-        self.code = code
-        self.message = message
-        self.reason = reason
+    /// Immutable: a changed message or details get a new one, so copies never share a change.
+    private final class Storage: Sendable {
+        let message: String
+        let details: ErrorDetails
+
+        init(message: String, details: ErrorDetails) {
+            self.message = message
+            self.details = details
+        }
     }
 }

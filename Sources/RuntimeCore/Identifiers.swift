@@ -26,17 +26,19 @@ public struct TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The task of workers that register without one.
     public static let `default` = TaskID(unchecked: "default")
 
-    /// Validates a task id sent by a client; the empty string means ``default``.
-    public init(_ rawValue: String, field: String = "task_id") throws(CoreError) {
-        if rawValue.isEmpty {
+    /// Validates a task id sent by a client. Where a client may leave it out (`emptyMeansDefault`), the empty
+    /// string means ``default``; elsewhere (a task's name in the HTTP API) it is refused like any bad id.
+    public init(_ rawValue: String, field: String = "task_id", emptyMeansDefault: Bool = true) throws(CoreError) {
+        if rawValue.isEmpty, emptyMeansDefault {
             self = .default
             return
         }
-        guard rawValue.utf8.count <= 64, rawValue.utf8.allSatisfy(Validation.isNameByte), rawValue != ".",
+        guard (1...64).contains(rawValue.utf8.count), rawValue.utf8.allSatisfy(Validation.isNameByte), rawValue != ".",
             rawValue != ".."
         else {
             throw .invalid(
-                field, "must be 1-64 characters of [A-Za-z0-9._-] (or empty for \"default\")",
+                field,
+                "must be 1-64 characters of [A-Za-z0-9._-]" + (emptyMeansDefault ? " (or empty for \"default\")" : ""),
                 got: Validation.quoted(rawValue))
         }
         self.rawValue = rawValue

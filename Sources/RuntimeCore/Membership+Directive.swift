@@ -3,13 +3,39 @@ extension Membership {
     public enum Directive: Sendable, Hashable {
         /// Write these durable changes (one transaction). A reply that promises durability waits for it.
         case persist(MembershipChange)
-        /// The task's membership changed to `members` (rank order) at `epoch`: the other cores follow it, and the
-        /// shell pushes the new view to the task's members that have an open session. One event can change a task's
-        /// membership twice (a restarted process: its old incarnation leaves, the new one joins); each change is
-        /// its own directive, in order.
-        case membershipChanged(TaskID, members: [WorkerID], epoch: UInt64, reason: String)
+        /// The task's membership changed to `members` (rank order) at `epoch`, because of `cause`: the other cores
+        /// follow it (barriers, checkpoints, data ledgers, the task's lifecycle), and the shell pushes the new view
+        /// to the task's members that have an open session. One event can change a task's membership twice (a
+        /// restarted process: its old incarnation leaves, the new one joins); each change is its own directive, in
+        /// order.
+        case membershipChanged(TaskID, members: [WorkerID], epoch: UInt64, cause: MembershipChangeCause)
         /// Something worth a log line happened.
         case log(MembershipEvent)
+    }
+}
+
+/// Why a task's membership changed; its description is the `reason` of the views pushed for it.
+public enum MembershipChangeCause: Sendable, Hashable, CustomStringConvertible {
+    /// A worker joined at `rank`.
+    case joined(WorkerID, rank: Int)
+    /// A worker deregistered (`failed`: saying it failed).
+    case left(WorkerID, failed: Bool)
+    /// Workers were declared dead after `silence` without heartbeats (those of one tick together).
+    case died([WorkerID], after: Duration)
+    /// A member registered from a new process: first its previous process counts as gone...
+    case restartedOldProcessLeft(WorkerID)
+    /// ...then the new process takes its rank again.
+    case restartedNewProcessJoined(WorkerID, rank: Int)
+
+    public var description: String {
+        switch self {
+        case .joined(let id, let rank): "\(id) joined as rank \(rank)"
+        case .left(let id, let failed): failed ? "\(id) failed and left" : "\(id) left"
+        case .died(let ids, let silence):
+            "\(ids.map(\.rawValue).joined(separator: ", ")) declared dead after \(silence) without heartbeats"
+        case .restartedOldProcessLeft(let id): "\(id) restarted: its previous process left"
+        case .restartedNewProcessJoined(let id, let rank): "\(id) restarted: its new process took rank \(rank) again"
+        }
     }
 }
 

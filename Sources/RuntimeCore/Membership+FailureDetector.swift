@@ -56,11 +56,10 @@ extension Membership {
                 directives.append(
                     .log(.declaredDead(entry.record.spec.id, task, silentFor: t - entry.lastSeen, epoch: epoch)))
             }
-            let names = dead.map(\.record.spec.id.rawValue).joined(separator: ", ")
             directives.append(
                 .membershipChanged(
                     task, members: members(of: task), epoch: epoch,
-                    reason: "\(names) declared dead after \(config.deadAfter) without heartbeats"))
+                    cause: .died(dead.map(\.record.spec.id), after: config.deadAfter)))
         }
 
         for id in expired.sorted() {

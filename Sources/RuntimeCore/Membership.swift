@@ -103,7 +103,8 @@ public struct Membership: Sendable {
             throw CoreError(
                 .resourceExhausted,
                 "this coordinator already tracks \(Self.maxWorkers) workers: deregister finished ones (departed workers "
-                    + "are forgotten 10 minutes after they leave)")
+                    + "are forgotten 10 minutes after they leave)",
+                reason: .limitReached)
         }
         let record = WorkerRecord(
             spec: spec, joinSeq: nextJoinSeq, registeredAtMillis: now.unixMillis, standing: .member)
@@ -120,8 +121,7 @@ public struct Membership: Sendable {
             [
                 .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: group.epoch])),
                 .membershipChanged(
-                    spec.taskID, members: group.members, epoch: group.epoch,
-                    reason: "\(spec.id) joined as rank \(rank)"),
+                    spec.taskID, members: group.members, epoch: group.epoch, cause: .joined(spec.id, rank: rank)),
                 .log(.joined(spec.id, spec.taskID, rank: rank, epoch: group.epoch)),
             ]
         )
@@ -153,10 +153,10 @@ public struct Membership: Sendable {
                 .persist(MembershipChange(upserted: [entry.record], epochs: [spec.taskID: group.epoch])),
                 .membershipChanged(
                     spec.taskID, members: group.members.filter { $0 != spec.id }, epoch: departed,
-                    reason: "\(spec.id) restarted: its previous process left"),
+                    cause: .restartedOldProcessLeft(spec.id)),
                 .membershipChanged(
                     spec.taskID, members: group.members, epoch: group.epoch,
-                    reason: "\(spec.id) restarted: its new process took rank \(rank) again"),
+                    cause: .restartedNewProcessJoined(spec.id, rank: rank)),
                 .log(.restarted(spec.id, spec.taskID, epoch: group.epoch)),
             ]
         )
@@ -197,9 +197,7 @@ public struct Membership: Sendable {
             epoch,
             [
                 .persist(MembershipChange(upserted: [entry.record], epochs: [task: epoch])),
-                .membershipChanged(
-                    task, members: members(of: task), epoch: epoch,
-                    reason: failed ? "\(id) failed and left" : "\(id) left"),
+                .membershipChanged(task, members: members(of: task), epoch: epoch, cause: .left(id, failed: failed)),
                 .log(.left(id, task, epoch: epoch, failed: failed)),
             ]
         )
@@ -210,6 +208,26 @@ public struct Membership: Sendable {
     /// The view a worker would get in a heartbeat reply now, or nil for an unknown worker.
     public func view(of id: WorkerID, reason: String = "") -> MembershipView? {
         entries[id].map { view(of: $0, reason: reason) }
+    }
+
+    /// A member of its task, as the calls of a member (data, checkpoints, barriers) see it, with the epoch it sent
+    /// checked by `rule` (see ``MembershipFence``).
+    ///
+    /// - Parameter advice: what to do about a stale epoch, for the message.
+    /// - Throws: `UNKNOWN_WORKER` (not_found), `NOT_A_MEMBER` (failed_precondition), or what
+    ///   ``MembershipFence/check(_:current:task:rule:advice:)`` throws.
+    public func member(
+        _ id: WorkerID, seenEpoch: UInt64? = nil, rule: MembershipFence.Rule = .notAhead, advice: String = ""
+    ) throws(CoreError) -> Member {
+        guard let entry = entries[id] else { throw Self.unknown(id) }
+        let task = entry.record.spec.taskID
+        guard let group = groups[task], let rank = group.ranks[id] else {
+            throw MembershipFence.notAMember(id, task: task)
+        }
+        if let seenEpoch {
+            try MembershipFence.check(seenEpoch, current: group.epoch, task: task, rule: rule, advice: advice)
+        }
+        return Member(id: id, task: task, rank: rank, worldSize: group.worldSize, epoch: group.epoch)
     }
 
     /// The task a known worker belongs (or belonged) to.
@@ -262,7 +280,8 @@ public struct Membership: Sendable {
         CoreError(
             .notFound,
             "worker \(id) is not registered with this coordinator: call RegisterWorker again "
-                + "(the Python SDK does this automatically)")
+                + "(the Python SDK does this automatically)",
+            reason: .unknownWorker)
     }
 
     func view(of entry: Entry, reason: String = "") -> MembershipView {
@@ -298,6 +317,20 @@ public struct Membership: Sendable {
         groups[task] = group
         return group.epoch
     }
+}
+
+/// A member of a task, as the calls only members may make see it.
+public struct Member: Sendable, Hashable {
+    /// The worker.
+    public var id: WorkerID
+    /// Its task.
+    public var task: TaskID
+    /// Its rank in the task.
+    public var rank: Int
+    /// The task's number of members.
+    public var worldSize: Int
+    /// The task's membership epoch.
+    public var epoch: UInt64
 }
 
 /// One task's membership at a glance.

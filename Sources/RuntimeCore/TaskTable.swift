@@ -41,7 +41,7 @@ public struct TaskRecord: Sendable, Hashable, Codable {
     public var createdAtMs: Int64
     /// When the first worker joined.
     public var startedAtMs: Int64?
-    /// When it reached its current terminal status (or was asked to stop).
+    /// When it reached its current terminal status (nil while it has not ended, stopping included).
     public var endedAtMs: Int64?
     /// Why it is stopping, stopped, completed or failed.
     public var reason: String?
@@ -105,9 +105,20 @@ public struct TaskSpec: Sendable, Hashable {
     }
 }
 
-/// Every task and its lifecycle: a pure state machine fed by the API (create, stop) and by membership (joins, leaves,
-/// deaths). Each event returns the records that changed, for the shell to persist.
+/// Every task and its lifecycle: a pure state machine fed by the API (create, stop) and by the membership's changes
+/// (joins, leaves, deaths). Like ``Membership``, each event takes the current ``Moment`` and returns directives for the
+/// shell.
 public struct TaskTable: Sendable {
+    /// What the shell must do after an event.
+    public enum Directive: Sendable, Hashable {
+        /// Write the record (one row per task). Views of the task wait until it is durable.
+        case persist(TaskRecord)
+        /// Push the task's current views to its members now, with this reason (they carry STOP once it is stopping).
+        case push(TaskID, reason: String)
+        /// The task ended (stopped, completed, failed): worth a log line.
+        case ended(TaskRecord)
+    }
+
     /// Most tasks kept; creating more is refused (ended ones can be forgotten first).
     public static let maxTasks = 10_000
 
@@ -127,10 +138,16 @@ public struct TaskTable: Sendable {
     /// Whether workers of the task must be told to stop.
     public func isStopping(_ id: TaskID) -> Bool { records[id.rawValue]?.status == .stopping }
 
+    // MARK: Events
+
     /// Creates a task through the API. An id a worker already used (an implicit task) is taken over if that task has
     /// not ended; the id of a task that ended starts a new run of it (a job run again under its name); any other
     /// existing id is `alreadyExists`.
-    public mutating func create(_ spec: TaskSpec, nowMs: Int64) throws(CoreError) -> TaskRecord {
+    ///
+    /// - Throws: `alreadyExists`; `LIMIT_REACHED` (resource_exhausted) beyond ``maxTasks``.
+    public mutating func create(_ spec: TaskSpec, now: Moment) throws(CoreError) -> (
+        record: TaskRecord, directives: [Directive]
+    ) {
         if var existing = records[spec.id.rawValue], !existing.status.isTerminal {
             guard !existing.explicit else {
                 throw CoreError(
@@ -145,59 +162,99 @@ public struct TaskTable: Sendable {
             existing.epochs = spec.epochs
             existing.configJSON = spec.configJSON
             records[existing.id] = existing
-            return existing
+            return (existing, [.persist(existing)])
         }
         guard records[spec.id.rawValue] != nil || records.count < Self.maxTasks else {
-            throw CoreError(.resourceExhausted, "at most \(Self.maxTasks) tasks: this coordinator is full")
+            throw CoreError(
+                .resourceExhausted, "at most \(Self.maxTasks) tasks: this coordinator is full", reason: .limitReached)
         }
         let record = TaskRecord(
             id: spec.id.rawValue, worldSize: spec.worldSize, minWorldSize: spec.minWorldSize, dataset: spec.dataset,
-            epochs: spec.epochs, configJSON: spec.configJSON, status: .pending, explicit: true, createdAtMs: nowMs)
+            epochs: spec.epochs, configJSON: spec.configJSON, status: .pending, explicit: true,
+            createdAtMs: now.unixMillis)
         records[record.id] = record
-        return record
+        return (record, [.persist(record)])
     }
 
-    /// Asks a task to stop. Stopping a stopping or stopped task is a no-op; one that completed or failed cannot be.
-    /// A task with no workers stops at once.
-    public mutating func stop(_ id: TaskID, members: Int, nowMs: Int64) throws(CoreError) -> (
-        record: TaskRecord, changed: Bool
+    /// Asks a task that has `members` members to stop: they are told STOP (a push now, then every view they get). A
+    /// task with no members stops at once. Stopping a stopping or stopped task is a no-op (no directives); one that
+    /// completed or failed cannot be stopped.
+    ///
+    /// - Throws: `notFound` for an unknown task; `failedPrecondition` for one that completed or failed.
+    public mutating func stop(_ id: TaskID, members: Int, now: Moment) throws(CoreError) -> (
+        record: TaskRecord, directives: [Directive]
     ) {
         guard var record = records[id.rawValue] else {
             throw CoreError(.notFound, "no task \(id): GET /api/tasks lists them")
         }
         switch record.status {
         case .stopping, .stopped:
-            return (record, false)
+            return (record, [])
         case .completed, .failed:
             throw CoreError(
                 .failedPrecondition, "task \(id) already \(record.status.rawValue): there is nothing to stop")
         case .pending, .running:
-            record.status = members == 0 ? .stopped : .stopping
-            record.endedAtMs = nowMs
             record.reason = "stop requested"
+            if members == 0 {
+                record.status = .stopped
+                record.endedAtMs = now.unixMillis
+                records[record.id] = record
+                return (record, [.persist(record), .ended(record)])
+            }
+            // Not ended yet: it ends when its last member leaves.
+            record.status = .stopping
             records[record.id] = record
-            return (record, true)
+            return (record, [.persist(record), .push(id, reason: "task \(id) is stopping")])
         }
+    }
+
+    /// The task's membership changed to `members` members because of `cause`: a join starts the task (creating it,
+    /// with the world size the joiner asked for in `hint`, if nobody created it); the departure of its last member
+    /// ends it: stopped after a stop, completed when the last one left after finishing, failed when it failed or
+    /// died. A restarted process changes nothing: the worker is back at once.
+    public mutating func onMembershipChange(
+        _ id: TaskID, members: Int, cause: MembershipChangeCause, hint: WorldSizeHint = WorldSizeHint(), now: Moment
+    ) -> [Directive] {
+        let changed: TaskRecord?
+        switch cause {
+        case .joined:
+            changed = join(id, hint: hint, nowMs: now.unixMillis)
+        case .left(_, let failed):
+            changed = depart(id, failed ? .failed : .left, remaining: members, nowMs: now.unixMillis)
+        case .died:
+            changed = depart(id, .died, remaining: members, nowMs: now.unixMillis)
+        case .restartedOldProcessLeft, .restartedNewProcessJoined:
+            changed = nil
+        }
+        guard let changed else { return [] }
+        return changed.status.isTerminal ? [.persist(changed), .ended(changed)] : [.persist(changed)]
     }
 
     /// Whether a worker that is not a member of the task yet may join it now, when it has `members` members: not
     /// beyond its world size (the joiner's `hint` counts for a task it would create).
     ///
-    /// - Throws: `resourceExhausted` (reason `TASK_FULL`) when the task already has its largest world size.
-    public func admit(_ id: TaskID, members: Int, hint: WorldSizeHint) throws(ReasonedError) {
+    /// - Throws: `resourceExhausted` (reason `TASK_FULL`, with the world size) when the task already has its largest
+    ///   world size.
+    public func admit(_ id: TaskID, members: Int, hint: WorldSizeHint) throws(CoreError) {
         let most =
             records[id.rawValue].map { $0.status.isTerminal && !$0.explicit ? hint.max : $0.worldSize } ?? hint.max
         guard most > 0, members >= most else { return }
-        throw ReasonedError(
+        throw CoreError(
             .resourceExhausted,
             "task \(id) already has its world size of \(most) workers: this worker can join when a member leaves or "
                 + "dies (the SDK keeps trying), or raise the task's world_size",
-            reason: "TASK_FULL")
+            reason: .taskFull, details: ErrorDetails(worldSize: most))
     }
 
-    /// A worker joined the task: the task starts running (created implicitly if nobody created it, with the world
-    /// size the joiner asked for). Returns the record when it changed.
-    public mutating func onJoin(_ id: TaskID, hint: WorldSizeHint = WorldSizeHint(), nowMs: Int64) -> TaskRecord? {
+    // MARK: Internals
+
+    /// How a member stopped being one.
+    private enum Departure {
+        case left, failed, died
+    }
+
+    /// A worker joined: the task runs (created implicitly if nobody created it). Returns the record when it changed.
+    private mutating func join(_ id: TaskID, hint: WorldSizeHint, nowMs: Int64) -> TaskRecord? {
         guard var record = records[id.rawValue] else {
             let record = TaskRecord(
                 id: id.rawValue, worldSize: hint.max, minWorldSize: hint.min, dataset: nil, epochs: nil,
@@ -224,21 +281,8 @@ public struct TaskTable: Sendable {
         return record
     }
 
-    /// How a member stopped being one.
-    public enum Departure: Sendable, Hashable {
-        /// It deregistered after finishing.
-        case left
-        /// It deregistered saying it failed (e.g. an exception in the training script).
-        case failed
-        /// The failure detector declared it dead.
-        case died
-    }
-
-    /// A member departed; `remaining` members are left. When nobody is left the task ends: stopped after a stop,
-    /// completed when the last one left after finishing, failed when it failed or died. Returns the record when it
-    /// changed.
-    public mutating func onDeparture(_ id: TaskID, _ departure: Departure, remaining: Int, nowMs: Int64) -> TaskRecord?
-    {
+    /// A member departed and `remaining` are left; the task ends when nobody is. Returns the record when it changed.
+    private mutating func depart(_ id: TaskID, _ departure: Departure, remaining: Int, nowMs: Int64) -> TaskRecord? {
         guard remaining == 0, var record = records[id.rawValue] else { return nil }
         switch record.status {
         case .stopping:

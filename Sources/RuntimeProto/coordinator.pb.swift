@@ -1248,8 +1248,11 @@ public nonisolated struct Dtruntime_V1_BarrierStreamReply: Sendable {
 
   public var message: String = String()
 
-  /// ...and, for a failed generation, who was missing (BarrierSync's dtr-missing-ranks/workers trailers).
+  /// ...and, for a failed generation, who was missing (BarrierSync's dtr-missing-ranks/workers trailers)...
   public var missing: [Dtruntime_V1_Participant] = []
+
+  /// ...and the rest of BarrierSync's trailing metadata: dtr-reason and its details (dtr-membership-epoch ...).
+  public var metadata: Dictionary<String,String> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3106,7 +3109,7 @@ nonisolated extension Dtruntime_V1_BarrierStreamCall: SwiftProtobuf.Message, Swi
 
 nonisolated extension Dtruntime_V1_BarrierStreamReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BarrierStreamReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_ids\0\u{1}response\0\u{1}code\0\u{1}message\0\u{1}missing\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_ids\0\u{1}response\0\u{1}code\0\u{1}message\0\u{1}missing\0\u{1}metadata\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3119,6 +3122,7 @@ nonisolated extension Dtruntime_V1_BarrierStreamReply: SwiftProtobuf.Message, Sw
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.missing) }()
+      case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.metadata) }()
       default: break
       }
     }
@@ -3144,6 +3148,9 @@ nonisolated extension Dtruntime_V1_BarrierStreamReply: SwiftProtobuf.Message, Sw
     if !self.missing.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.missing, fieldNumber: 5)
     }
+    if !self.metadata.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.metadata, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3153,6 +3160,7 @@ nonisolated extension Dtruntime_V1_BarrierStreamReply: SwiftProtobuf.Message, Sw
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.missing != rhs.missing {return false}
+    if lhs.metadata != rhs.metadata {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -96,6 +96,7 @@ struct BarrierRPCTests {
                     #expect(error.message.contains("w3 declared dead"))
                     #expect(error.metadata[stringValues: "dtr-missing-ranks"].map { $0 } == ["3"])
                     #expect(error.metadata[stringValues: "dtr-missing-workers"].map { $0 } == ["w3"])
+                    #expect(reason(of: error) == "BARRIER_ABORTED")
                 }
             }
         }
@@ -112,7 +113,7 @@ struct BarrierRPCTests {
                     let error = await #expect(throws: RPCError.self) {
                         try await client.barrierSync(barrierRequest("a", epoch: epoch, timeoutMs: 1000))
                     }
-                    #expect(error?.code == .deadlineExceeded)
+                    #expect(error?.code == .deadlineExceeded && reason(of: error) == "BARRIER_TIMEOUT")
                     #expect(error?.message.contains("1 of 2 arrived; missing rank 1 (b)") == true)
                 }
                 while await harness.engine.barrierStatus().open.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
@@ -142,7 +143,7 @@ struct BarrierRPCTests {
                 (noOp, .invalidArgument, "payload.op must be REDUCE_OP_SUM"),
                 (barrierRequest("a", name: "", epoch: epoch), .invalidArgument, "name must be 1-128 characters"),
                 (barrierRequest("a", epoch: epoch, timeoutMs: -1), .invalidArgument, "timeout_ms must be between 0"),
-                (barrierRequest("a", epoch: epoch - 1), .failedPrecondition, "membership epoch 0 is stale"),
+                (barrierRequest("a", epoch: epoch - 1), .failedPrecondition, "membership_epoch 0 is stale"),
                 (barrierRequest("nobody", epoch: epoch), .notFound, "worker nobody is not registered"),
             ]
             for (request, code, message) in cases {

@@ -35,6 +35,7 @@ struct BodyLimitTests {
                         #expect(response.headers[.contentType] == "application/json; charset=utf-8")
                         let error = try #require(try json(response.body)["error"] as? [String: Any])
                         #expect(error["code"] as? String == "invalid_argument")
+                        #expect(error["reason"] as? String == "TOO_LARGE")
                         #expect(
                             error["message"] as? String
                                 == "request body is larger than 1 KiB (--http-max-body): send a smaller body, or "

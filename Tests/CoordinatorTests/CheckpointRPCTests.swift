@@ -315,8 +315,13 @@ struct CheckpointRPCTests {
         // The crash came after the abort was durable and before its objects were deleted: they are still there.
         let restarted = try Harness(directory: directory)
         try restarted.writePart(grant, bytes: 4)
+        // The sweep is an effect: it runs in the engine's effect runner, as the engine service runs it.
+        let effects = restarted.engine.effects
+        let runner = Task { await effects.run() }
         await restarted.engine.tick()  // the first tick, long before a sweep interval has passed
         try await restarted.eventually { !restarted.fileExists(grant.objectKey) }
+        effects.stop()
+        await runner.value
     }
 
     @Test("restoring the data position needs a member of the task")

@@ -85,7 +85,7 @@ struct DatasetRPCTests {
             let unknown = await #expect(throws: RPCError.self) {
                 try await client.getShardAssignment(assignmentRequest("nope", "w"))
             }
-            #expect(unknown?.code == .notFound && unknown?.message.contains("call RegisterDataset first") == true)
+            #expect(unknown?.code == .notFound && unknown?.message.contains("DatasetRegistry.register") == true)
             let negative = await #expect(throws: RPCError.self) {
                 try await client.getShardAssignment(assignmentRequest("d", "w", epoch: -1))
             }

@@ -64,14 +64,19 @@ struct Harness {
             now: { clock.now }, logger: Logger(label: "test"))
     }
 
-    /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing).
+    /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing and its effects
+    /// running), with the service's own interceptors after `interceptors`.
     func withClient<T: Sendable>(
         interceptors: [any ServerInterceptor] = [], _ body: @Sendable (CoordinatorClient) async throws -> T
     ) async throws -> T {
         let transport = InProcessTransport()
+        let clock = self.clock
         let server = GRPCServer(
-            transport: transport.server, services: [CoordinatorService(engine: engine)], interceptors: interceptors)
+            transport: transport.server, services: [CoordinatorService(engine: engine)],
+            interceptors: interceptors
+                + CoordinatorService.interceptors(metrics: engine.metrics, now: { clock.now.monotonic }))
         let queue = engine.queue
+        let effects = engine.effects
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await server.serve()
@@ -81,11 +86,16 @@ struct Harness {
                 await queue.run()
                 return nil
             }
+            group.addTask {
+                await effects.run()
+                return nil
+            }
             let result = try await withGRPCClient(transport: transport.client) { client in
                 try await body(CoordinatorClient(wrapping: client))
             }
             engine.sessions.closeAll()
             server.beginGracefulShutdown()
+            effects.stop()
             queue.finish()
             try await group.waitForAll()
             return result

@@ -21,7 +21,7 @@ struct MetricsTests {
     func exposition() {
         let metrics = CoordinatorMetrics()
         metrics.recordRPC("Heartbeat", duration: .milliseconds(2), error: nil)
-        metrics.recordRPC("Heartbeat", duration: .milliseconds(3), error: "notFound")
+        metrics.recordRPC("Heartbeat", duration: .milliseconds(3), error: "not_found")
         metrics.recordBarrier(outcome: "released", release: .microseconds(300), waits: [.milliseconds(1)])
         metrics.recordCheckpoint(outcome: "committed", latency: .seconds(2), bytes: 4096)
         metrics.setGauge("workers", [("status", "healthy")], to: 3)
@@ -29,14 +29,14 @@ struct MetricsTests {
         for line in [
             "# HELP dtr_rpc_duration_seconds Duration of unary RPCs, by method.",
             "# TYPE dtr_rpc_duration_seconds histogram", #"dtr_rpc_duration_seconds_count{method="Heartbeat"} 2"#,
-            #"dtr_rpc_errors_total{method="Heartbeat",code="notFound"} 1"#,
+            #"dtr_rpc_errors_total{method="Heartbeat",code="not_found"} 1"#,
             #"dtr_barriers_total{outcome="released"} 1"#,
             "dtr_barrier_release_seconds_count 1", "dtr_checkpoint_bytes_total 4096",
             #"dtr_checkpoints_total{outcome="committed"} 1"#, #"dtr_workers{status="healthy"} 3.0"#,
         ] {
             #expect(text.contains(line + "\n"), "\(line)")
         }
-        #expect(metrics.rpcFigures["Heartbeat"]?.errors == ["notFound": 1])
+        #expect(metrics.rpcFigures["Heartbeat"]?.errors == ["not_found": 1])
         #expect(metrics.checkpointLatency.count == 1)
     }
 }

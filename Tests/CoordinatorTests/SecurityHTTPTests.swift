@@ -74,7 +74,8 @@ struct RateLimitTests {
         let harness = try Harness()
         let app = Application(
             router: buildRouter(
-                engine: harness.engine, listeners: Listeners(host: "127.0.0.1"), rateLimits: ClientRateLimits(rate: 1)))
+                engine: harness.engine, listeners: Listeners(host: "127.0.0.1"),
+                rateLimits: ClientRateLimits(rate: 1, now: { harness.clock.now.monotonic })))
         try await app.test(.router) { client in
             for _ in 0..<2 {
                 try await client.execute(uri: "/api/health", method: .get) { #expect($0.status == .ok) }
@@ -84,6 +85,7 @@ struct RateLimitTests {
                 #expect(response.headers[.retryAfter] == "1")
                 let error = try #require(try json(response.body)["error"] as? [String: Any])
                 #expect(error["code"] as? String == "resource_exhausted")
+                #expect(error["reason"] as? String == "RATE_LIMITED")
                 #expect((error["message"] as? String)?.contains("--http-rate-limit") == true)
             }
         }
@@ -92,13 +94,16 @@ struct RateLimitTests {
     @Test("gRPC: calls beyond the limit are RESOURCE_EXHAUSTED with retry-after-ms; heartbeats have their own budget")
     func grpc() async throws {
         let harness = try Harness()
-        try await harness.withClient(interceptors: [GRPCRateLimitInterceptor(rate: 1)]) { client in
+        try await harness.withClient(interceptors: [
+            GRPCRateLimitInterceptor(rate: 1, now: { harness.clock.now.monotonic })
+        ]) { client in
             _ = try await client.registerWorker(registration("a"))
             _ = try await client.registerWorker(registration("b"))
             let error = await #expect(throws: RPCError.self) { try await client.registerWorker(registration("c")) }
             #expect(error?.code == .resourceExhausted)
             #expect(error?.message.contains("--grpc-rate-limit") == true)
             #expect(error?.metadata[stringValues: "retry-after-ms"].first(where: { _ in true }) != nil)
+            #expect(error?.metadata[stringValues: "dtr-reason"].first(where: { _ in true }) == "RATE_LIMITED")
             _ = try await client.heartbeat(heartbeat("a"))
             _ = try await client.heartbeat(heartbeat("b"))
         }

@@ -66,7 +66,7 @@ struct DatasetCatalogTests {
         #expect(catalog.summaries(of: "d").map(\.key.epoch) == [0, 7, 107])
         #expect(throws: CoreError.self) { try ask(&catalog, 8) }
 
-        #expect(try catalog.dropLedger(key(107)) == [.ledgerDropped(key(107))])
+        #expect(try catalog.dropLedger(key(107)) == [.persist(.ledgerDropped(key(107))), .progressChanged(key(107))])
         #expect(catalog.summaries(of: "d").map(\.key.epoch) == [0, 7])
         try ask(&catalog, 8)
         let missing = #expect(throws: CoreError.self) { try catalog.dropLedger(key(107)) }
@@ -107,5 +107,43 @@ struct DatasetCatalogLimitTests {
         #expect(error?.code == .resourceExhausted)
         #expect(error?.message == "at most 10000 datasets can be registered: this coordinator is full")
         #expect(try !catalog.register(try spec("d0"), now: now).created)
+    }
+}
+
+@Suite("Dataset catalog: directives")
+struct DatasetCatalogDirectiveTests {
+    let now = Moment(monotonic: .seconds(1), unixMillis: 1_800_000_000_000)
+
+    @Test("changes are persisted and progress is announced only when something changed; membership moves shards")
+    func directives() throws {
+        var catalog = DatasetCatalog()
+        let spec = try DatasetSpec(name: "d", totalSamples: 4, shardSize: 1, shuffle: false, seed: 0)
+        let registered = try catalog.register(spec, now: now)
+        #expect(registered.directives == [.persist(.datasetRegistered(registered.record))])
+        #expect(try catalog.register(spec, now: now).directives.isEmpty, "registering again changes nothing")
+
+        let (a, b) = (try WorkerID("a"), try WorkerID("b"))
+        let key = LedgerKey(task: .default, dataset: "d", epoch: 0)
+        let first = try catalog.assignment(key: key, worker: a, members: [a, b], membershipEpoch: 1, now: now)
+        #expect(first.directives.last == .progressChanged(key))
+        #expect(first.directives.changes.contains { if case .ledgerCreated = $0 { true } else { false } })
+
+        let shard = try #require(first.leases.first).shard
+        let report = try catalog.report(key: key, worker: a, membershipEpoch: 1, shard: shard, consumed: 1)
+        #expect(report.directives.last == .progressChanged(key) && report.record.state == .done)
+        let again = try catalog.report(key: key, worker: a, membershipEpoch: 1, shard: shard, consumed: 1)
+        #expect(again.directives.isEmpty, "a repeated report is a no-op")
+
+        // b's shards move to a when b leaves; a ledger's moves are durable changes, not progress.
+        let moved = catalog.onMembershipChange(task: .default, members: [a], membershipEpoch: 2)
+        #expect(!moved.isEmpty && moved.allSatisfy { if case .persist = $0 { true } else { false } })
+
+        // A shard that moved is SHARD_MOVED for its old owner.
+        let leases = try catalog.assignment(key: key, worker: a, members: [a], membershipEpoch: 2, now: now).leases
+        let lost = try #require(leases.last)
+        let refused = #expect(throws: CoreError.self) {
+            try catalog.report(key: key, worker: b, membershipEpoch: 1, shard: lost.shard, consumed: 1)
+        }
+        #expect(refused?.reason == .shardMoved && refused?.code == .failedPrecondition)
     }
 }

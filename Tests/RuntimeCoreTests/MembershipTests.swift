@@ -29,7 +29,7 @@ struct MembershipTests {
             directives == [
                 .persist(MembershipChange(upserted: [record], epochs: [.default: 2])),
                 .membershipChanged(
-                    .default, members: [try wid("a"), try wid("b")], epoch: 2, reason: "b joined as rank 1"),
+                    .default, members: [try wid("a"), try wid("b")], epoch: 2, cause: .joined(try wid("b"), rank: 1)),
                 .log(.joined(try wid("b"), .default, rank: 1, epoch: 2)),
             ])
     }
@@ -126,7 +126,8 @@ struct MembershipTests {
         #expect(
             directives.contains(
                 .membershipChanged(
-                    .default, members: [try wid("a"), try wid("c"), try wid("d")], epoch: 5, reason: "b left")))
+                    .default, members: [try wid("a"), try wid("c"), try wid("d")], epoch: 5,
+                    cause: .left(try wid("b"), failed: false))))
         // Leaving again changes nothing.
         let again = try membership.onDeregister(try wid("b"), now: clock.now)
         #expect(again.epoch == 5 && again.directives.isEmpty)

@@ -99,13 +99,8 @@ class BarrierHub:
         reply = call.reply
         if reply.HasField("response"):
             return reply.response
-        raise from_status(
-            reply.code,
-            reply.message,
-            [participant.rank for participant in reply.missing],
-            [participant.worker_id for participant in reply.missing],
-            self.address,
-        )
+        # The reply carries what BarrierSync's trailing metadata would: dtr-reason and its details.
+        raise from_status(reply.code, reply.message, self.address, dict(reply.metadata))
 
     def close(self) -> None:
         """Ends the stream and closes the channel (no client uses the hub any more); calls still waiting fail."""

@@ -60,6 +60,7 @@ from dtruntime.errors import (
     DtrError,
     FailedPrecondition,
     NotFound,
+    StaleEpoch,
 )
 
 if TYPE_CHECKING:
@@ -583,7 +584,7 @@ class CheckpointManager:
             except FailedPrecondition as error:
                 # A report that arrives after the abort (a peer's failure came first, or the checkpoint was aborted
                 # while the coordinator was out of reach) is refused; it is the same outcome as an ABORTED reply.
-                if "was aborted" not in error.message:
+                if error.reason != "CHECKPOINT_ABORTED":
                     raise
                 raise CheckpointAborted(
                     f"checkpoint {ticket.checkpoint_id} (step {request.step}) was aborted by the coordinator before "
@@ -607,8 +608,8 @@ class CheckpointManager:
                     metrics=request.metrics,
                     metadata=request.metadata,
                 )
-            except FailedPrecondition as error:
-                if self._worker is None or "is stale" not in error.message:
+            except StaleEpoch as error:
+                if self._worker is None:
                     raise
                 try:
                     view = self._worker.wait_for(
@@ -618,10 +619,12 @@ class CheckpointManager:
                 except (TimeoutError, DtrError):
                     raise error from None
                 if view.rank != request.rank:
-                    raise FailedPrecondition(
+                    raise StaleEpoch(
                         f"{error.message} (this worker's rank changed from {request.rank} to {view.rank} since the "
                         "state was captured: save the new rank's state)",
                         error.code,
+                        error.reason,
+                        error.membership_epoch,
                     ) from None
                 membership_epoch = view.membership_epoch
 

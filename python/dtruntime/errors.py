@@ -1,4 +1,6 @@
-"""Typed errors for everything the coordinator can answer, mapped from gRPC status codes."""
+"""Typed errors for everything the coordinator can answer, mapped from the machine-readable reason the coordinator
+sends with every error (``dtr-reason``, see docs/API.md), else from the gRPC status code. Nothing here reads the
+coordinator's messages: they are for people."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import grpc
 
 
 class DtrError(Exception):
-    """Base class of every dtruntime error: ``code`` is the gRPC status, ``message`` says what to do next."""
+    """Base class of every dtruntime error: ``code`` is the gRPC status, ``reason`` the coordinator's stable reason
+    (``"STALE_EPOCH"``, ``"TASK_FULL"`` ...; empty when none came, e.g. the coordinator was unreachable), ``message``
+    says what to do next."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.reason = reason
 
 
 class CoordinatorUnavailable(DtrError, ConnectionError):
@@ -28,12 +33,38 @@ class NotFound(DtrError, LookupError):
     """The named worker, dataset or checkpoint does not exist."""
 
 
+class UnknownWorker(NotFound):
+    """The coordinator does not know this worker (reason ``UNKNOWN_WORKER``: never registered, or forgotten after it
+    left): register again. :class:`~dtruntime.Worker` does."""
+
+
 class AlreadyExists(DtrError):
     """The thing exists with a different definition."""
 
 
 class FailedPrecondition(DtrError):
     """The request is valid but the coordinator's state does not allow it (e.g. a stale membership epoch)."""
+
+
+class NotAMember(FailedPrecondition):
+    """The worker is no longer a member of its task (reason ``NOT_A_MEMBER``: declared dead, or it left): register
+    again. :class:`~dtruntime.Worker` waits for its heartbeat thread to do so and retries data calls."""
+
+
+class StaleEpoch(FailedPrecondition):
+    """The call carried an older membership epoch than the task's (reason ``STALE_EPOCH``): the membership changed
+    since, and ranks may have too. ``membership_epoch`` is the task's current one (None if not sent)."""
+
+    def __init__(
+        self, message: str, code: grpc.StatusCode | None = None, reason: str = "", membership_epoch: int | None = None
+    ) -> None:
+        super().__init__(message, code, reason)
+        self.membership_epoch = membership_epoch
+
+
+class ShardMoved(FailedPrecondition):
+    """The shard's lease moved to another worker (reason ``SHARD_MOVED``): skip it and ask for the assignment again.
+    :class:`~dtruntime.EpochReader` does."""
 
 
 class Aborted(DtrError):
@@ -75,18 +106,25 @@ class BarrierError(DtrError):
         code: grpc.StatusCode | None = None,
         missing_ranks: list[int] | None = None,
         missing_workers: list[str] | None = None,
+        reason: str = "",
     ) -> None:
-        super().__init__(message, code)
+        super().__init__(message, code, reason)
         self.missing_ranks = missing_ranks or []
         self.missing_workers = missing_workers or []
 
 
 class BarrierAborted(BarrierError, Aborted):
-    """A participant died or left, or the membership the barrier was opened for changed, before the release."""
+    """A participant died or left, or the membership the barrier was opened for changed, before the release (reason
+    ``BARRIER_ABORTED``)."""
 
 
 class BarrierTimeout(BarrierError, DeadlineExceeded):
-    """The barrier's timeout passed before everyone arrived."""
+    """The barrier's timeout passed before everyone arrived (reason ``BARRIER_TIMEOUT``)."""
+
+
+class BarrierMismatch(BarrierError, InvalidArgument):
+    """The participants of the generation disagree on the reduce (op, type or length) or on ``expected`` (reason
+    ``BARRIER_MISMATCH``): a bug in the training script, not a transient failure."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[DtrError]] = {
@@ -104,51 +142,72 @@ _BY_CODE: dict[grpc.StatusCode, type[DtrError]] = {
 }
 
 
-_BARRIER: dict[grpc.StatusCode | None, type[BarrierError]] = {
-    grpc.StatusCode.ABORTED: BarrierAborted,
-    grpc.StatusCode.DEADLINE_EXCEEDED: BarrierTimeout,
+# Errors a program handles, by the machine-readable reason the coordinator sends in ``dtr-reason``. Reasons not listed
+# (generic ones, and those nobody needs to tell apart from others of their code) map by status code; the error's
+# ``reason`` still says which it was. testdata/error_reasons.json lists every reason and the class it raises.
+_BY_REASON: dict[str, type[DtrError]] = {
+    "UNKNOWN_WORKER": UnknownWorker,
+    "NOT_A_MEMBER": NotAMember,
+    "STALE_EPOCH": StaleEpoch,
+    "SHARD_MOVED": ShardMoved,
+    "TASK_FULL": TaskFull,
+    "BARRIER_ABORTED": BarrierAborted,
+    "BARRIER_TIMEOUT": BarrierTimeout,
+    "BARRIER_MISMATCH": BarrierMismatch,
 }
 
 
 def translate(error: grpc.RpcError, address: str) -> DtrError:
     """Turns a gRPC error into the matching typed error, with an actionable message."""
-    code = error.code() if isinstance(error, grpc.Call) else None
-    details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
-    metadata = dict(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else {}
-    ranks = [int(rank) for rank in str(metadata.get("dtr-missing-ranks", "")).split(",") if rank]
-    workers = [worker for worker in str(metadata.get("dtr-missing-workers", "")).split(",") if worker]
-    reason = _BY_REASON.get(str(metadata.get("dtr-reason", "")))
-    if reason is not None:
-        return reason(details, code)
-    return from_status(code, details, ranks, workers, address)
-
-
-# Errors a program handles, by the machine-readable reason the coordinator sends in ``dtr-reason``.
-_BY_REASON: dict[str, type[DtrError]] = {"TASK_FULL": TaskFull}
+    if not isinstance(error, grpc.Call):
+        return from_status(None, str(error), address)
+    metadata = {key: str(value) for key, value in error.trailing_metadata() or ()}
+    return from_status(error.code(), error.details() or str(error), address, metadata)
 
 
 _CODES = {status.value[0]: status for status in grpc.StatusCode}
 
 
+def _numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
 def from_status(
     code: grpc.StatusCode | int | None,
     details: str,
-    missing_ranks: list[int],
-    missing_workers: list[str],
     address: str,
+    metadata: dict[str, str] | None = None,
 ) -> DtrError:
-    """The typed error for a status (a ``grpc.StatusCode`` or its number, as BarrierStream replies carry it)."""
+    """The typed error for a status (a ``grpc.StatusCode`` or its number, as BarrierStream replies carry it) and the
+    trailing metadata it came with (``dtr-reason`` and its details)."""
     if isinstance(code, int):
         code = _CODES.get(code, grpc.StatusCode.UNKNOWN)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        message = f"coordinator at {address} unreachable: is `dtr serve` running? ({details})"
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    metadata = metadata or {}
+    reason = metadata.get("dtr-reason", "")
+    cls = _BY_REASON.get(reason) or (_BY_CODE.get(code, DtrError) if code is not None else DtrError)
+    if issubclass(cls, BarrierError):
+        return cls(
+            details,
+            code,
+            _numbers(metadata.get("dtr-missing-ranks", "")),
+            [worker for worker in metadata.get("dtr-missing-workers", "").split(",") if worker],
+            reason,
+        )
+    if cls is StaleEpoch:
+        epoch = metadata.get("dtr-membership-epoch", "")
+        return StaleEpoch(details, code, reason, int(epoch) if epoch.isdigit() else None)
+    if code == grpc.StatusCode.UNAVAILABLE and not reason:
+        # No reason: the coordinator did not answer (gRPC's own status). A TLS coordinator reached without its CA
+        # looks the same from here (the connection just closes), so the hint names that cause too.
+        message = (
+            f"coordinator at {address} unreachable: is `dtr serve` running? If it serves TLS (--tls-cert), give the "
+            f"SDK the CA that signed its certificate (DTR_CA_FILE, or ca_file=) ({details})"
+        )
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED and not reason:
         message = f"coordinator at {address} did not answer in time: is it overloaded or stalled? ({details})"
     else:
         message = details
-    if missing_ranks or (code in _BARRIER and details.startswith("barrier ")):
-        return _BARRIER.get(code, BarrierError)(details, code, missing_ranks, missing_workers)
-    return _BY_CODE.get(code, DtrError)(message, code) if code is not None else DtrError(message)
+    return cls(message, code, reason)
 
 
 # The longest wait for a rate limit the SDK honours at once (the coordinator asks for at most 1 s).

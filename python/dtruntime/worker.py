@@ -31,6 +31,7 @@ from dtruntime.errors import (
     DeadlineExceeded,
     DtrError,
     FailedPrecondition,
+    NotAMember,
     NotFound,
     TaskFull,
     translate,
@@ -418,8 +419,8 @@ class Worker:
                 pause = delay.next()
                 log.debug("worker %s: data call failed (%s); retrying in %.2fs", self.worker_id, error, pause)
                 self._closing.wait(pause)
-            except FailedPrecondition as error:
-                if "register again" not in error.message or self._closing.is_set():
+            except NotAMember as error:
+                if self._closing.is_set():
                     raise
                 # Declared dead and not re-registered yet: the heartbeat thread is on it (its next heartbeat is
                 # answered REJOIN). Our view may not know yet, so wait a little either way.

@@ -20,9 +20,9 @@ from dtruntime import (
     BarrierTimeout,
     CoordinatorClient,
     CoordinatorUnavailable,
-    FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    StaleEpoch,
     Worker,
 )
 from dtruntime.v1 import coordinator_pb2 as pb
@@ -188,11 +188,12 @@ def test_threads_of_one_process_share_one_barrier_stream(coordinator_factory):
             assert {reply.generation for reply in replies} == {round_ + 1}
             assert {reply.participant_count for reply in replies} == {24}
         # A stale epoch fails only its own call, with the typed error a unary call would raise.
-        with pytest.raises(FailedPrecondition, match="membership epoch"):
+        with pytest.raises(StaleEpoch) as stale:
             clients[0].barrier_sync("sync", "t0", membership_epoch=epoch - 1, timeout=5)
+        assert stale.value.membership_epoch == epoch and stale.value.code == grpc.StatusCode.FAILED_PRECONDITION
         rpc = coordinator.get_json("/api/metrics")["rpc"]
         assert rpc["BarrierStream"]["count"] == 3 * 24 + 1 and "BarrierSync" not in rpc
-        assert rpc["BarrierStream"]["errors"] == {"failedPrecondition": 1}
+        assert rpc["BarrierStream"]["errors"] == {"failed_precondition": 1}
         # Three generations released (that each leaves as one message is BarrierStreamTests' to show).
         assert coordinator.get_json("/api/barriers")["released"] == 3
     finally:

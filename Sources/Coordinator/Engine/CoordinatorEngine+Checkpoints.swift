@@ -30,35 +30,20 @@ extension CoordinatorEngine {
         metadata: [String: String]
     ) async throws -> CheckpointGrant {
         let store = try checkpointStoreOrThrow()
-        guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
-        guard let rank = view.rank else {
-            throw CoreError(
-                .failedPrecondition,
-                "worker \(worker) is not a member of task \(view.taskID) (it was declared dead or left): register "
-                    + "again")
-        }
-        let task = view.taskID
-        guard membershipEpoch <= view.epoch else {
-            throw CoreError.invalid(
-                "membership_epoch", "must not be ahead of task \(task)'s current membership epoch \(view.epoch)",
-                got: String(membershipEpoch))
-        }
         // Ranks are parts: a worker whose view of the membership is old may hold a different rank now, and would
         // save its old rank's state under its new rank's key.
-        guard membershipEpoch == view.epoch else {
-            throw CoreError(
-                .failedPrecondition,
-                "membership_epoch \(membershipEpoch) is stale: task \(task) is at \(view.epoch) and worker \(worker) "
-                    + "is now rank \(rank); save again with the current view (the SDK retries)")
-        }
+        let member = try membership.member(
+            worker, seenEpoch: membershipEpoch, rule: .current,
+            advice: "its rank may have changed: save again with the current view (the SDK retries)")
+        let (task, rank) = (member.task, member.rank)
         // The checkpoint's data position: the whole task's when this opening creates it, then each rank's own
         // shards as they stand when that rank saves.
         let creating = checkpoints.pendingCheckpoint(task: task, step: step) == nil
         let position = dataPosition(of: task, ownedBy: creating ? nil : worker)
         let moment = now()
         let opening = CheckpointCatalog.Opening(
-            task: task, step: step, epoch: epoch, worker: worker, rank: rank, worldSize: view.worldSize,
-            membershipEpoch: view.epoch, metrics: metrics, metadata: metadata)
+            task: task, step: step, epoch: epoch, worker: worker, rank: rank, worldSize: member.worldSize,
+            membershipEpoch: member.epoch, metrics: metrics, metadata: metadata)
         let (record, directives) = try checkpoints.open(
             opening, position: position, now: moment.monotonic, wallMs: moment.unixMillis)
         carryOut(directives)
@@ -100,7 +85,8 @@ extension CoordinatorEngine {
                 try? await settle(id.task)
                 throw CheckpointError(
                     .failedPrecondition,
-                    "\(problem): the part is incomplete, so checkpoint \(id) is aborted; save again")
+                    "\(problem): the part is incomplete, so checkpoint \(id) is aborted; save again",
+                    reason: .checkpointAborted)
             }
             (_, directives) = try checkpoints.report(id, worker: worker, part: part)
         } else {
@@ -125,7 +111,7 @@ extension CoordinatorEngine {
     ) {
         _ = try checkpointStoreOrThrow()
         if restoreData {
-            guard let worker, membership.task(of: worker) == task, membership.view(of: worker)?.rank != nil else {
+            guard let worker, (try? membership.member(worker))?.task == task else {
                 throw CoreError(
                     .failedPrecondition,
                     "restore_data resets the data position of the whole task: it needs the worker_id of a member of "
@@ -141,20 +127,11 @@ extension CoordinatorEngine {
         guard restoreData else { return (record, false) }
         let epoch = membership.epoch(of: task)
         guard dataRestoredFrom[task].map({ $0 != (record.id, epoch) }) ?? true else { return (record, false) }
-        var position: [LedgerKey: [ShardRecord]] = [:]
-        for (key, cursors) in record.position.epochs {
-            position[LedgerKey(task: task, dataset: key.dataset, epoch: key.epoch)] = cursors.map { shard, cursor in
-                ShardRecord(
-                    shard: shard, owner: nil, leaseEpoch: epoch, consumed: cursor.consumed,
-                    state: cursor.done ? .done : .leased)
-            }
-        }
-        persist(
+        let position = record.position.ledgerRecords(task: task, membershipEpoch: epoch)
+        carryOut(
             catalog.rewind(
-                task: task, to: position, members: membership.members(of: task), membershipEpoch: epoch, now: now()),
-            task: task)
+                task: task, to: position, members: membership.members(of: task), membershipEpoch: epoch, now: now()))
         dataRestoredFrom[task] = (record.id, epoch)
-        for key in position.keys { noteDatasetProgress(key) }
         try await settle(task)
         logger.info(
             "data position restored from a checkpoint",
@@ -183,16 +160,16 @@ extension CoordinatorEngine {
             case .persist(let record):
                 latestChange[record.id.task] = queue.enqueue(.checkpoint(record))
             case .commit(let record):
-                Task { await self.writeManifest(of: record) }
+                effects.submit { await self.writeManifest(of: record) }
             case .settled(let record):
-                Task { await self.answerWaiters(record) }
+                effects.submit { await self.answerWaiters(record) }
                 log(settled: record)
             case .deleteObjects(let id, let keys):
-                Task { await self.deleteObjects(of: id, keys) }
+                effects.submit { await self.deleteObjects(of: id, keys) }
             case .forget(let id, let keys):
-                Task {
+                effects.submit {
                     guard await self.deleteObjects(of: id, keys) else { return }
-                    self.forget(id)
+                    await self.forget(id)
                 }
             }
         }
@@ -253,6 +230,8 @@ extension CoordinatorEngine {
                     carryOut(checkpoints.commitFailed(record.id, reason: "\(error)"))
                     return
                 }
+                // Shutting down: a restarted coordinator resumes the commit (every part is reported).
+                guard !Task.isCancelled else { return }
                 logger.warning(
                     "writing a checkpoint manifest failed; retrying",
                     metadata: ["checkpoint": "\(record.id)", "error": "\(error)", "retry_in": "\(pause)"])
@@ -312,7 +291,8 @@ extension CoordinatorEngine {
     private func checkpointStoreOrThrow() throws(CheckpointError) -> any BlobStore {
         guard let checkpointStore else {
             throw CheckpointError(
-                .failedPrecondition, "this coordinator has no checkpoint store: start it with --checkpoint-store")
+                .failedPrecondition, "this coordinator has no checkpoint store: start it with --checkpoint-store",
+                reason: .noCheckpointStore)
         }
         return checkpointStore
     }
@@ -364,14 +344,6 @@ extension CoordinatorEngine {
 
     /// The task's started shards (all of them, or those `owner` holds), as a checkpoint records them.
     func dataPosition(of task: TaskID, ownedBy owner: WorkerID?) -> DataPosition {
-        var position = DataPosition()
-        for (key, records) in catalog.startedShards(of: task, ownedBy: owner) {
-            let epochKey = DataPosition.EpochKey(dataset: key.dataset, epoch: key.epoch)
-            position.epochs[epochKey] = Dictionary(
-                uniqueKeysWithValues: records.map {
-                    ($0.shard, DataPosition.Cursor(consumed: $0.consumed, done: $0.state == .done))
-                })
-        }
-        return position
+        DataPosition(startedShards: catalog.startedShards(of: task, ownedBy: owner))
     }
 }

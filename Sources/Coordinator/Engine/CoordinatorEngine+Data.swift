@@ -5,8 +5,8 @@ public import RuntimeCore
 extension CoordinatorEngine {
     /// Registers a dataset (idempotent for the same spec); returns once it is durable.
     public func registerDataset(_ spec: DatasetSpec) async throws -> (record: DatasetRecord, created: Bool) {
-        let (record, created, changes) = try catalog.register(spec, now: now())
-        persist(changes, task: nil)
+        let (record, created, directives) = try catalog.register(spec, now: now())
+        carryOut(directives)
         if created {
             logger.info(
                 "dataset registered",
@@ -21,39 +21,33 @@ extension CoordinatorEngine {
 
     /// The shards `worker` should read in `epoch` of `dataset`, once everything they reflect is durable.
     ///
-    /// - Throws: `notFound` for an unknown worker or dataset; `failedPrecondition` when the worker is not a member.
+    /// - Throws: `notFound` for an unknown worker or dataset; `NOT_A_MEMBER` when the worker is not a member.
     public func shardAssignment(dataset: String, worker: WorkerID, epoch: Int64) async throws -> ShardAssignment {
-        let task = try memberTask(of: worker)
-        let key = LedgerKey(task: task, dataset: dataset, epoch: epoch)
-        let (leases, progress, changes) = try catalog.assignment(
-            key: key, worker: worker, members: membership.members(of: task),
-            membershipEpoch: membership.epoch(of: task), now: now())
-        persist(changes, task: task)
-        // A new ledger, or stolen shards: idle workers poll, and their empty answers change nothing.
-        if !changes.isEmpty { noteDatasetProgress(key) }
-        try await settle(task)
+        let member = try membership.member(worker)
+        let key = LedgerKey(task: member.task, dataset: dataset, epoch: epoch)
+        let (leases, progress, directives) = try catalog.assignment(
+            key: key, worker: worker, members: membership.members(of: member.task), membershipEpoch: member.epoch,
+            now: now())
+        carryOut(directives)
+        try await settle(member.task)
         return ShardAssignment(
-            leases: leases, progress: progress, membershipEpoch: membership.epoch(of: task),
+            leases: leases, progress: progress, membershipEpoch: membership.epoch(of: member.task),
             shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
     /// Commits `worker`'s cursor in `shard`; returns once it is durable.
+    ///
+    /// - Throws: what ``Membership/member(_:seenEpoch:rule:advice:)`` throws (an unknown worker, a non-member, a
+    ///   membership epoch ahead of the task's); the ledger's errors (`SHARD_MOVED` for a shard that moved).
     public func reportShardProgress(
         dataset: String, worker: WorkerID, epoch: Int64, membershipEpoch: UInt64, shard: Int64, consumed: Int64
     ) async throws -> (record: ShardRecord, progress: LedgerProgress) {
-        let task = try memberTask(of: worker)
-        let current = membership.epoch(of: task)
-        guard membershipEpoch <= current else {
-            throw CoreError.invalid(
-                "membership_epoch", "must not be ahead of task \(task)'s current membership epoch \(current)",
-                got: String(membershipEpoch))
-        }
-        let (record, progress, changes) = try catalog.report(
-            key: LedgerKey(task: task, dataset: dataset, epoch: epoch), worker: worker,
+        let member = try membership.member(worker, seenEpoch: membershipEpoch, rule: .notAhead)
+        let (record, progress, directives) = try catalog.report(
+            key: LedgerKey(task: member.task, dataset: dataset, epoch: epoch), worker: worker,
             membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
-        persist(changes, task: task)
-        if !changes.isEmpty { noteDatasetProgress(LedgerKey(task: task, dataset: dataset, epoch: epoch)) }
-        try await settle(task)
+        carryOut(directives)
+        try await settle(member.task)
         return (record, progress)
     }
 
@@ -61,7 +55,7 @@ extension CoordinatorEngine {
     ///
     /// - Throws: `notFound` for an unknown dataset or ledger.
     public func dropLedger(_ key: LedgerKey) async throws -> (record: DatasetRecord, ledgers: [LedgerSummary]) {
-        persist(try catalog.dropLedger(key), task: key.task)
+        carryOut(try catalog.dropLedger(key))
         try await settle(key.task)
         logger.notice("dataset epoch ledger dropped", metadata: ["task_id": "\(key.task)", "ledger": "\(key)"])
         let record = catalog.registered.first { $0.spec.name == key.dataset }!
@@ -71,17 +65,6 @@ extension CoordinatorEngine {
     /// Every registered dataset with the summaries of its retained ledgers, for `/api/datasets`.
     public func datasets() -> [(record: DatasetRecord, ledgers: [LedgerSummary])] {
         catalog.registered.map { ($0, catalog.summaries(of: $0.spec.name)) }
-    }
-
-    private func memberTask(of worker: WorkerID) throws(CoreError) -> TaskID {
-        guard let view = membership.view(of: worker) else { throw Membership.unknown(worker) }
-        guard view.rank != nil else {
-            throw CoreError(
-                .failedPrecondition,
-                "worker \(worker) is not a member of task \(view.taskID) (it was declared dead or left): "
-                    + "register again")
-        }
-        return view.taskID
     }
 }
 

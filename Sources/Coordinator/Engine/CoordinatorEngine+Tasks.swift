@@ -4,8 +4,8 @@ public import RuntimeCore
 extension CoordinatorEngine {
     /// Creates a task; returns once it is durable.
     public func createTask(_ spec: TaskSpec) async throws -> TaskRecord {
-        let record = try tasks.create(spec, nowMs: now().unixMillis)
-        persist(record)
+        let (record, directives) = try tasks.create(spec, now: now())
+        carryOut(directives)
         try await settle(spec.id)
         logger.info("task created", metadata: ["task_id": "\(spec.id)", "world_size": "\(spec.worldSize)"])
         return record
@@ -14,17 +14,12 @@ extension CoordinatorEngine {
     /// Asks a task to stop: its workers are told STOP at once on their session streams (and in every heartbeat reply
     /// from now on). Returns once the stop is durable.
     public func stopTask(_ id: TaskID) async throws -> TaskRecord {
-        let members = membership.members(of: id)
-        let (record, changed) = try tasks.stop(id, members: members.count, nowMs: now().unixMillis)
-        guard changed else { return record }
-        persist(record)
+        let members = membership.members(of: id).count
+        let (record, directives) = try tasks.stop(id, members: members, now: now())
+        guard !directives.isEmpty else { return record }
+        carryOut(directives)
         try await settle(id)
-        logger.info("task stopping", metadata: ["task_id": "\(id)", "workers": "\(members.count)"])
-        for worker in membership.members(of: id) {
-            if let channel = sessions.channel(of: worker), let view = membership.view(of: worker) {
-                channel.send(SessionUpdate(kind: .push, view: outgoing(view)))
-            }
-        }
+        logger.info("task stopping", metadata: ["task_id": "\(id)", "workers": "\(members)"])
         return record
     }
 

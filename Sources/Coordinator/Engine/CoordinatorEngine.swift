@@ -23,6 +23,9 @@ public actor CoordinatorEngine {
     public nonisolated let metrics: CoordinatorMetrics
     /// The live updates of `/api/events` (see CoordinatorEngine+Live.swift).
     public nonisolated let events: EventBus
+    /// Runs the side effects directives call for (manifest writes, deletes, pushes, sweeps); the engine service runs
+    /// it, so shutdown ends them.
+    public nonisolated let effects: EffectRunner
     /// Step rates, histories and coalescing for the dashboard (see CoordinatorEngine+Live.swift).
     var live = LiveState()
 
@@ -51,7 +54,8 @@ public actor CoordinatorEngine {
     private var joinHints: [TaskID: WorldSizeHint] = [:]
     /// Set once the coordinator shuts down: no call parks any more.
     var shuttingDown = false
-    static let shuttingDownError = CoreError(.unavailable, "the coordinator is shutting down: retry once it is back")
+    static let shuttingDownError = CoreError(
+        .unavailable, "the coordinator is shutting down: retry once it is back", reason: .shuttingDown)
     /// Per task, the checkpoint its data ledgers were last reset to, and at which membership epoch.
     var dataRestoredFrom: [TaskID: (CheckpointID, UInt64)] = [:]
     /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
@@ -77,7 +81,8 @@ public actor CoordinatorEngine {
         checkpointStore: (any BlobStore)? = nil,
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
         metrics: CoordinatorMetrics = CoordinatorMetrics(), events: EventBus = EventBus(), queue: WriteBehindQueue,
-        sessions: SessionRegistry = SessionRegistry(), now: @escaping @Sendable () -> Moment, logger: Logger
+        sessions: SessionRegistry = SessionRegistry(), effects: EffectRunner = EffectRunner(),
+        now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         let start = now()
         var checkpoints = CheckpointCatalog(
@@ -88,6 +93,7 @@ public actor CoordinatorEngine {
         self.tasks = TaskTable(restoring: restoringTasks)
         self.metrics = metrics
         self.events = events
+        self.effects = effects
         self.checkpointStore = checkpointStore
         self.checkpointSweepInterval = checkpointSettings.sweepInterval
         self.membershipConfig = membershipConfig
@@ -99,7 +105,7 @@ public actor CoordinatorEngine {
             datasets: data.datasets, ledgers: data.ledgers,
             membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
         self.catalog = catalog
-        for change in reconciled {
+        for change in reconciled.changes {
             let ticket = queue.enqueue(.data(change))
             if let task = change.task { latestChange[task] = ticket }
         }
@@ -110,7 +116,7 @@ public actor CoordinatorEngine {
         self.logger = logger
         if !resumedCommits.isEmpty {
             logger.info("resuming checkpoint commits (or forgetting old records) after the restart")
-            Task { await self.carryOut(resumedCommits) }
+            effects.submit { await self.carryOut(resumedCommits) }
         }
         let members = persisted.records.filter { $0.standing == .member }.count
         if !persisted.records.isEmpty {
@@ -221,7 +227,7 @@ public actor CoordinatorEngine {
         observeTick(moment)
         if lastCheckpointSweep.map({ moment.monotonic - $0 >= checkpointSweepInterval }) ?? true {
             lastCheckpointSweep = moment.monotonic
-            Task { await sweepCheckpointStore() }
+            effects.submit { await self.sweepCheckpointStore() }
         }
     }
 
@@ -253,7 +259,9 @@ public actor CoordinatorEngine {
 
     // MARK: Directives
 
-    /// Carries out directives: durable changes are queued, pushes are scheduled for when those are committed.
+    /// Carries out membership directives: durable changes are queued; a membership change is handed to every core
+    /// that follows it (barriers, checkpoints, data ledgers, the task lifecycle), then pushed to the task's members
+    /// once it is durable.
     private func carryOut(_ directives: [Membership.Directive]) {
         for directive in directives {
             switch directive {
@@ -261,32 +269,57 @@ public actor CoordinatorEngine {
                 let ticket = queue.enqueue(.membership(change))
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
                 for task in tasks { latestChange[task] = ticket }
-            case .membershipChanged(let task, let members, let epoch, let reason):
-                lastChange[task] = (membership.epoch(of: task), reason)
+            case .membershipChanged(let task, let members, let epoch, let cause):
+                let reason = cause.description
+                lastChange[task] = (epoch, reason)
                 carryOut(barriers.onMembershipChange(task: task, members: members, reason: reason))
                 carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
-                persist(catalog.syncMembers(of: task, members: members, membershipEpoch: epoch), task: task)
+                carryOut(catalog.onMembershipChange(task: task, members: members, membershipEpoch: epoch))
+                carryOut(
+                    tasks.onMembershipChange(
+                        task, members: members.count, cause: cause, hint: joinHints[task] ?? WorldSizeHint(),
+                        now: now()))
                 publishTaskEvent(task)
-                if pendingPushes[task] == nil {
-                    pendingPushes[task] = []
-                    Task { await self.push(task) }
-                }
-                pendingPushes[task, default: []].append(reason)
+                schedulePush(task, reason: reason)
             case .log(let event):
                 log(event)
-                track(event)
                 publishWorkerEvent(event)
             }
         }
     }
 
-    /// Queues data-plane changes; those of a ledger count as changes of `task` (see ``settle(_:)``).
-    @discardableResult
-    func persist(_ changes: [DataChange], task: TaskID?) -> WriteBehindQueue.Ticket? {
-        var ticket: WriteBehindQueue.Ticket?
-        for change in changes { ticket = queue.enqueue(.data(change)) }
-        if let task, let ticket { latestChange[task] = ticket }
-        return ticket
+    /// Carries out data directives: changes are queued (a ledger's count as changes of its task: see
+    /// ``settle(_:)``), progress changes become `dataset_progress` events.
+    func carryOut(_ directives: [DataDirective]) {
+        for directive in directives {
+            switch directive {
+            case .persist(let change):
+                let ticket = queue.enqueue(.data(change))
+                if let task = change.task { latestChange[task] = ticket }
+            case .progressChanged(let key):
+                noteDatasetProgress(key)
+            }
+        }
+    }
+
+    /// Carries out task directives: records are queued (they count as changes of the task), pushes scheduled.
+    func carryOut(_ directives: [TaskTable.Directive]) {
+        for directive in directives {
+            switch directive {
+            case .persist(let record):
+                latestChange[record.taskID] = queue.enqueue(.task(record))
+                publishTaskEvent(record.taskID)
+            case .push(let task, let reason):
+                schedulePush(task, reason: reason)
+            case .ended(let record):
+                logger.info(
+                    "task ended",
+                    metadata: [
+                        "task_id": "\(record.id)", "status": "\(record.status.rawValue)",
+                        "reason": "\(record.reason ?? "")",
+                    ])
+            }
+        }
     }
 
     /// Waits until every durable change concerning `task` is committed. On return (with no suspension after it) the
@@ -297,7 +330,18 @@ public actor CoordinatorEngine {
         }
     }
 
-    /// Pushes the task's current views to its members' streams, once the changes they reflect are durable.
+    // MARK: Pushes
+
+    /// Pushes the task's views to its members once what they reflect is durable. Pushes asked for while one waits
+    /// are folded into it (its reason lists theirs): the one way views are pushed, for membership changes and stops.
+    func schedulePush(_ task: TaskID, reason: String) {
+        if pendingPushes[task] == nil {
+            pendingPushes[task] = []
+            effects.submit { await self.push(task) }
+        }
+        pendingPushes[task, default: []].append(reason)
+    }
+
     private func push(_ task: TaskID) async {
         do {
             try await settle(task)
@@ -316,38 +360,6 @@ public actor CoordinatorEngine {
             if let channel = sessions.channel(of: id), let view = membership.view(of: id, reason: reason) {
                 channel.send(SessionUpdate(kind: .push, view: outgoing(view)))
             }
-        }
-    }
-
-    /// Feeds joins, leaves and deaths to the task lifecycle.
-    private func track(_ event: MembershipEvent) {
-        let moment = now().unixMillis
-        let changed: TaskRecord?
-        switch event {
-        case .joined(_, let task, _, _):
-            changed = tasks.onJoin(task, hint: joinHints[task] ?? WorldSizeHint(), nowMs: moment)
-        case .left(_, let task, _, let failed):
-            changed = tasks.onDeparture(
-                task, failed ? .failed : .left, remaining: membership.members(of: task).count, nowMs: moment)
-        case .declaredDead(_, let task, _, _):
-            changed = tasks.onDeparture(task, .died, remaining: membership.members(of: task).count, nowMs: moment)
-        case .restarted, .suspected, .recovered, .forgotten, .coordinatorStalled:
-            changed = nil
-        }
-        if let changed { persist(changed) }
-    }
-
-    /// Queues a task record; it counts as a change of the task (see ``settle(_:)``).
-    func persist(_ record: TaskRecord) {
-        latestChange[record.taskID] = queue.enqueue(.task(record))
-        publishTaskEvent(record.taskID)
-        if record.status.isTerminal {
-            logger.info(
-                "task ended",
-                metadata: [
-                    "task_id": "\(record.id)", "status": "\(record.status.rawValue)",
-                    "reason": "\(record.reason ?? "")",
-                ])
         }
     }
 

@@ -25,7 +25,8 @@ struct EventTickets: Sendable {
         guard expiries.count < Self.maxLive else {
             throw CoreError(
                 .resourceExhausted,
-                "\(Self.maxLive) event tickets are unexpired: wait \(lifetime) for them to expire and ask again")
+                "\(Self.maxLive) event tickets are unexpired: wait \(lifetime) for them to expire and ask again",
+                reason: .limitReached)
         }
         expiries[ticket] = now + lifetime
     }

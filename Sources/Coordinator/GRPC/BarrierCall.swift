@@ -9,8 +9,6 @@ struct BarrierCall {
     var arrival: BarrierArrival
 
     init(validating request: Dtruntime_V1_BarrierSyncRequest) throws(CoreError) {
-        try WireTypeCheck.check(request)
-        try WireTypeCheck.check(request.payload)
         name = try Validation.name(request.name, field: "name")
         worker = try WorkerID(request.workerID)
         guard request.expected >= 0 else {

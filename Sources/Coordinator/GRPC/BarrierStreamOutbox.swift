@@ -23,8 +23,8 @@ final class BarrierStreamOutbox: BarrierSink {
 
     private struct State {
         var answers: [Answer] = []
-        /// When each open call arrived.
-        var open: [UInt64: ContinuousClock.Instant] = [:]
+        /// When each open call arrived (monotonic).
+        var open: [UInt64: Duration] = [:]
         /// Calls answered, waiting in `answers`.
         var unwritten = 0
         var inputEnded = false
@@ -35,9 +35,12 @@ final class BarrierStreamOutbox: BarrierSink {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     private let metrics: CoordinatorMetrics
+    private let now: @Sendable () -> Duration
 
-    init(metrics: CoordinatorMetrics) {
+    /// An outbox recording each call's duration, on the monotonic clock `now`, into `metrics`.
+    init(metrics: CoordinatorMetrics, now: @escaping @Sendable () -> Duration) {
         self.metrics = metrics
+        self.now = now
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -48,7 +51,7 @@ final class BarrierStreamOutbox: BarrierSink {
 
     /// Counts call `callID` in, or throws (ending the stream: the client broke the rules) when its id is already in
     /// flight or the stream holds ``maxCallsInFlight`` calls.
-    func open(_ callID: UInt64, at started: ContinuousClock.Instant) throws(CoreError) {
+    func open(_ callID: UInt64, at started: Duration) throws(CoreError) {
         try state.withLock { state throws(CoreError) in
             guard state.open[callID] == nil else {
                 throw .invalid("call_id", "must be unique among the calls in flight on the stream", got: String(callID))
@@ -57,7 +60,8 @@ final class BarrierStreamOutbox: BarrierSink {
                 throw CoreError(
                     .resourceExhausted,
                     "more than \(Self.maxCallsInFlight) barrier calls in flight on one stream (or replies not read): "
-                        + "read the replies, and spread the calls over more streams")
+                        + "read the replies, and spread the calls over more streams",
+                    reason: .limitReached)
             }
             state.open[callID] = started
         }
@@ -65,7 +69,7 @@ final class BarrierStreamOutbox: BarrierSink {
 
     /// Answers open calls, all with `result`: they leave together, in one reply.
     func answer(_ callIDs: [UInt64], _ result: Result<BarrierRelease, any Error>) {
-        let now = ContinuousClock.now
+        let now = now()
         let started = state.withLock { state in
             let started = callIDs.compactMap { state.open.removeValue(forKey: $0) }
             state.answers.append(Answer(callIDs: callIDs, result: result))
@@ -75,8 +79,14 @@ final class BarrierStreamOutbox: BarrierSink {
             if state.inputEnded && state.open.isEmpty { wake.finish() }
             return started
         }
+        // As RPCCallInterceptor records unary calls: normal protocol outcomes are not errors.
         var code: String?
-        if case .failure(let error) = result { code = "\(RPCError(mapping: error).code)" }
+        if case .failure(let error) = result {
+            let status = RPCError(mapping: error)
+            if status.reason.map(RPCCallInterceptor.expectedOutcomes.contains) != true {
+                code = status.code.snakeCaseName
+            }
+        }
         for start in started { metrics.recordRPC("BarrierStream", duration: now - start, error: code) }
     }
 
@@ -126,6 +136,10 @@ final class BarrierStreamOutbox: BarrierSink {
             reply.message = status.message
             if let failure = error as? BarrierFailure {
                 reply.missing = failure.missing.map(Dtruntime_V1_Participant.init)
+            }
+            // The unary call's trailing metadata: its reason and details.
+            for entry in status.metadata {
+                if case .string(let value) = entry.value { reply.metadata[entry.key] = value }
             }
         }
         return reply

@@ -4,7 +4,10 @@ public import GRPCCore
 import RuntimeCore
 public import RuntimeProto
 
-/// The gRPC service workers talk to. Thin: validate, call the engine, encode.
+/// The gRPC service workers talk to. Thin: validate, call the engine, encode. Errors become statuses with reasons
+/// (``RPCCallInterceptor``, and the error types' `RPCErrorConvertible` conformances), and wire types are checked before
+/// a handler runs (``WireTypeCheckInterceptor``): ``interceptors(metrics:now:)`` are the ones every server of this
+/// service installs.
 public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol {
     private let engine: CoordinatorEngine
 
@@ -13,50 +16,51 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         self.engine = engine
     }
 
+    /// The interceptors this service relies on, innermost last: outcomes and metrics, then wire types. Servers put
+    /// their own (rate limits, authentication) before them.
+    public static func interceptors(metrics: CoordinatorMetrics, now: @escaping @Sendable () -> Duration)
+        -> [any ServerInterceptor]
+    {
+        [RPCCallInterceptor(metrics: metrics, now: now), WireTypeCheckInterceptor()]
+    }
+
     // MARK: Membership
 
     public func registerWorker(
         request: Dtruntime_V1_RegisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
-        try await withRPCErrors("RegisterWorker", engine.metrics) {
-            let spec = try WorkerSpec(validating: request)
-            let view = try await engine.register(spec, hint: try WorldSizeHint(validating: request))
-            let task = await engine.taskRecord(spec.taskID)
-            let config = engine.membershipConfig
-            return .with {
-                $0.view = Dtruntime_V1_MembershipView(view)
-                $0.task = Dtruntime_V1_TaskSettings(task, id: spec.taskID)
-                $0.heartbeatIntervalMs = config.heartbeatInterval.protoMillis
-                $0.suspectAfterMs = config.suspectAfter.protoMillis
-                $0.deadAfterMs = config.deadAfter.protoMillis
-                $0.coordinatorVersion = DTRuntimeVersion.current
-            }
+        let spec = try WorkerSpec(validating: request)
+        let view = try await engine.register(spec, hint: try WorldSizeHint(validating: request))
+        let task = await engine.taskRecord(spec.taskID)
+        let config = engine.membershipConfig
+        return .with {
+            $0.view = Dtruntime_V1_MembershipView(view)
+            $0.task = Dtruntime_V1_TaskSettings(task, id: spec.taskID)
+            $0.heartbeatIntervalMs = config.heartbeatInterval.protoMillis
+            $0.suspectAfterMs = config.suspectAfter.protoMillis
+            $0.deadAfterMs = config.deadAfter.protoMillis
+            $0.coordinatorVersion = DTRuntimeVersion.current
         }
     }
 
     public func heartbeat(
         request: Dtruntime_V1_HeartbeatRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_HeartbeatResponse {
-        try await withRPCErrors("Heartbeat", engine.metrics) {
-            let beat = try ValidatedHeartbeat(request)
-            let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
-            return .with { $0.view = Dtruntime_V1_MembershipView(view) }
-        }
+        let beat = try ValidatedHeartbeat(request)
+        let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
+        return .with { $0.view = Dtruntime_V1_MembershipView(view) }
     }
 
     public func deregisterWorker(
         request: Dtruntime_V1_DeregisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_DeregisterWorkerResponse {
-        try await withRPCErrors("DeregisterWorker", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let id = try WorkerID(request.workerID)
-            guard request.reason.utf8.count <= 1024 else {
-                throw CoreError.invalid(
-                    "reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
-            }
-            let epoch = try await engine.deregister(id, reason: request.reason, failed: request.failed)
-            return .with { $0.membershipEpoch = epoch }
+        let id = try WorkerID(request.workerID)
+        guard request.reason.utf8.count <= 1024 else {
+            throw CoreError.invalid(
+                "reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
         }
+        let epoch = try await engine.deregister(id, reason: request.reason, failed: request.failed)
+        return .with { $0.membershipEpoch = epoch }
     }
 
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
@@ -70,21 +74,19 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         response: RPCWriter<Dtruntime_V1_SessionEvent>,
         context: ServerContext
     ) async throws {
-        try await withRPCErrors("WorkerSession", nil) {
-            let (updates, channel) = SessionChannel.make()
-            // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
-            // coordinator closes the session the handler returns without it, and the transport ends the stream.
-            let reader = Task { try await readHeartbeats(from: request, into: channel) }
-            defer { reader.cancel() }
-            for await update in updates {
-                try await response.write(Dtruntime_V1_SessionEvent(update))
-            }
-            if let reason = channel.closeReason {
-                throw RPCError(code: .unavailable, message: reason)
-            }
-            // The reader ended the stream: the worker closed its side (OK) or sent something invalid (its error).
-            try await reader.value
+        let (updates, channel) = SessionChannel.make()
+        // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
+        // coordinator closes the session the handler returns without it, and the transport ends the stream.
+        let reader = Task { try await readHeartbeats(from: request, into: channel) }
+        defer { reader.cancel() }
+        for await update in updates {
+            try await response.write(Dtruntime_V1_SessionEvent(update))
         }
+        if let reason = channel.closeReason {
+            throw RPCError(code: .unavailable, message: reason)
+        }
+        // The reader ended the stream: the worker closed its side (OK) or sent something invalid (its error).
+        try await reader.value
     }
 
     private func readHeartbeats(
@@ -97,7 +99,6 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             channel.finish()
         }
         for try await message in request {
-            try WireTypeCheck.check(message)
             guard case .heartbeat(let heartbeat) = message.kind else {
                 throw CoreError.invalid("kind", "must be a heartbeat (the only session message this coordinator knows)")
             }
@@ -119,59 +120,49 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func registerDataset(
         request: Dtruntime_V1_RegisterDatasetRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterDatasetResponse {
-        try await withRPCErrors("RegisterDataset", engine.metrics) {
-            try WireTypeCheck.check(request)
-            guard request.hasSpec else { throw CoreError.invalid("spec", "must be set") }
-            try WireTypeCheck.check(request.spec)
-            let spec = try DatasetSpec(
-                name: request.spec.name, totalSamples: request.spec.totalSamples, shardSize: request.spec.shardSize,
-                shuffle: request.spec.shuffle, seed: request.spec.seed)
-            let (record, created) = try await engine.registerDataset(spec)
-            return .with {
-                $0.spec = Dtruntime_V1_DatasetSpec(record.spec)
-                $0.numShards = record.spec.shardCount
-                $0.registeredAtUnixMs = record.registeredAtMillis
-                $0.created = created
-            }
+        guard request.hasSpec else { throw CoreError.invalid("spec", "must be set") }
+        let spec = try DatasetSpec(
+            name: request.spec.name, totalSamples: request.spec.totalSamples, shardSize: request.spec.shardSize,
+            shuffle: request.spec.shuffle, seed: request.spec.seed)
+        let (record, created) = try await engine.registerDataset(spec)
+        return .with {
+            $0.spec = Dtruntime_V1_DatasetSpec(record.spec)
+            $0.numShards = record.spec.shardCount
+            $0.registeredAtUnixMs = record.registeredAtMillis
+            $0.created = created
         }
     }
 
     public func getShardAssignment(
         request: Dtruntime_V1_GetShardAssignmentRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
-        try await withRPCErrors("GetShardAssignment", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let dataset = try Validation.name(request.dataset, field: "dataset")
-            let worker = try WorkerID(request.workerID)
-            let epoch = try Validation.epoch(request.epoch)
-            let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
-            return .with {
-                $0.dataset = dataset
-                $0.epoch = epoch
-                $0.membershipEpoch = assignment.membershipEpoch
-                $0.shards = assignment.leases.map(Dtruntime_V1_Shard.init)
-                $0.totalShards = Int64(assignment.progress.total)
-                $0.doneShards = Int64(assignment.progress.done)
-                $0.shuffle = assignment.shuffle
-            }
+        let dataset = try Validation.name(request.dataset, field: "dataset")
+        let worker = try WorkerID(request.workerID)
+        let epoch = try Validation.epoch(request.epoch)
+        let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
+        return .with {
+            $0.dataset = dataset
+            $0.epoch = epoch
+            $0.membershipEpoch = assignment.membershipEpoch
+            $0.shards = assignment.leases.map(Dtruntime_V1_Shard.init)
+            $0.totalShards = Int64(assignment.progress.total)
+            $0.doneShards = Int64(assignment.progress.done)
+            $0.shuffle = assignment.shuffle
         }
     }
 
     public func reportShardProgress(
         request: Dtruntime_V1_ReportShardProgressRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportShardProgressResponse {
-        try await withRPCErrors("ReportShardProgress", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let (record, progress) = try await engine.reportShardProgress(
-                dataset: try Validation.name(request.dataset, field: "dataset"),
-                worker: try WorkerID(request.workerID), epoch: try Validation.epoch(request.epoch),
-                membershipEpoch: request.membershipEpoch, shard: request.shardID, consumed: request.consumed)
-            return .with {
-                $0.consumed = record.consumed
-                $0.done = record.state == .done
-                $0.doneShards = Int64(progress.done)
-                $0.totalShards = Int64(progress.total)
-            }
+        let (record, progress) = try await engine.reportShardProgress(
+            dataset: try Validation.name(request.dataset, field: "dataset"),
+            worker: try WorkerID(request.workerID), epoch: try Validation.epoch(request.epoch),
+            membershipEpoch: request.membershipEpoch, shard: request.shardID, consumed: request.consumed)
+        return .with {
+            $0.consumed = record.consumed
+            $0.done = record.state == .done
+            $0.doneShards = Int64(progress.done)
+            $0.totalShards = Int64(progress.total)
         }
     }
 
@@ -180,82 +171,75 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
-        try await withRPCErrors("SaveCheckpoint", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let grant = try await engine.saveCheckpoint(
-                worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
-                step: try Validation.step(request.step), epoch: try Validation.epoch(request.epoch),
-                metrics: try Self.checkpointMetrics(request.metrics),
-                metadata: try Validation.metadata(request.metadata))
-            return .with {
-                $0.checkpointID = grant.record.id.description
-                $0.rank = Int32(grant.rank)
-                $0.worldSize = Int32(grant.record.worldSize)
-                $0.store = Dtruntime_V1_StorageLocation(grant.location)
-                $0.objectKey = grant.key.rawValue
-                $0.deadlineUnixMs = grant.deadlineUnixMs
-            }
+        let grant = try await engine.saveCheckpoint(
+            worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
+            step: try Validation.step(request.step), epoch: try Validation.epoch(request.epoch),
+            metrics: try Self.checkpointMetrics(request.metrics),
+            metadata: try Validation.metadata(request.metadata))
+        return .with {
+            $0.checkpointID = grant.record.id.description
+            $0.rank = Int32(grant.rank)
+            $0.worldSize = Int32(grant.record.worldSize)
+            $0.store = Dtruntime_V1_StorageLocation(grant.location)
+            $0.objectKey = grant.key.rawValue
+            $0.deadlineUnixMs = grant.deadlineUnixMs
         }
     }
 
     public func reportCheckpointPart(
         request: Dtruntime_V1_ReportCheckpointPartRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportCheckpointPartResponse {
-        try await withRPCErrors("ReportCheckpointPart", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let worker = try WorkerID(request.workerID)
-            let id = try CheckpointID(parsing: request.checkpointID)
-            var part: CheckpointRecord.Part?
-            var failure: String?
-            if request.failure.isEmpty {
-                part = try CheckpointRecord.Part(validating: request)
-            } else {
-                guard request.failure.utf8.count <= 4096 else {
-                    throw CoreError.invalid(
-                        "failure", "must be at most 4096 bytes", got: "\(request.failure.utf8.count) bytes")
-                }
-                failure = request.failure
+        let worker = try WorkerID(request.workerID)
+        let id = try CheckpointID(parsing: request.checkpointID)
+        var part: CheckpointRecord.Part?
+        var failure: String?
+        if request.failure.isEmpty {
+            part = try CheckpointRecord.Part(validating: request)
+        } else {
+            guard request.failure.utf8.count <= 4096 else {
+                throw CoreError.invalid(
+                    "failure", "must be at most 4096 bytes", got: "\(request.failure.utf8.count) bytes")
             }
-            let record = try await engine.reportCheckpointPart(
-                id, worker: worker, part: part, failure: failure, wait: request.wait)
-            return .with {
-                $0.checkpointID = record.id.description
-                $0.status = Dtruntime_V1_CheckpointStatus(record.status)
-                $0.reportedParts = Int32(record.parts.count)
-                $0.worldSize = Int32(record.worldSize)
-                if record.status == .committed, let location = engine.checkpointLocation {
-                    $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
-                }
-                $0.abortReason = record.abortReason ?? ""
+            failure = request.failure
+        }
+        let record = try await engine.reportCheckpointPart(
+            id, worker: worker, part: part, failure: failure, wait: request.wait)
+        return .with {
+            $0.checkpointID = record.id.description
+            $0.status = Dtruntime_V1_CheckpointStatus(record.status)
+            $0.reportedParts = Int32(record.parts.count)
+            $0.worldSize = Int32(record.worldSize)
+            if record.status == .committed, let location = engine.checkpointLocation {
+                $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
             }
+            $0.abortReason = record.abortReason ?? ""
         }
     }
 
     public func loadCheckpoint(
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
-        try await withRPCErrors("LoadCheckpoint", engine.metrics) {
-            try WireTypeCheck.check(request)
-            let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
-            let task: TaskID
-            if !request.taskID.isEmpty {
-                task = try TaskID(request.taskID)
-            } else if let worker {
-                task = try await engine.task(of: worker)
-            } else {
-                task = .default
-            }
-            var step: Int64?
-            if case .step(let value) = request.which { step = try Validation.step(value) }
-            let (record, restored) = try await engine.loadCheckpoint(
-                task: task, step: step, restoreData: request.restoreData, worker: worker)
-            guard let location = engine.checkpointLocation else {
-                throw CheckpointError(.failedPrecondition, "this coordinator has no checkpoint store")
-            }
-            return .with {
-                $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
-                $0.dataRestored = restored
-            }
+        let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
+        let task: TaskID
+        if !request.taskID.isEmpty {
+            task = try TaskID(request.taskID)
+        } else if let worker {
+            task = try await engine.task(of: worker)
+        } else {
+            task = .default
+        }
+        var step: Int64?
+        if case .step(let value) = request.which { step = try Validation.step(value) }
+        let (record, restored) = try await engine.loadCheckpoint(
+            task: task, step: step, restoreData: request.restoreData, worker: worker)
+        guard let location = engine.checkpointLocation else {
+            throw CheckpointError(
+                .failedPrecondition, "this coordinator has no checkpoint store: start it with --checkpoint-store",
+                reason: .noCheckpointStore)
+        }
+        return .with {
+            $0.manifest = Dtruntime_V1_CheckpointManifest(record, location: location)
+            $0.dataRestored = restored
         }
     }
 
@@ -264,12 +248,10 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func barrierSync(
         request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_BarrierSyncResponse {
-        try await withRPCErrors("BarrierSync", engine.metrics) {
-            let call = try BarrierCall(validating: request)
-            let release = try await engine.barrierSync(
-                name: call.name, worker: call.worker, membershipEpoch: call.membershipEpoch, arrival: call.arrival)
-            return Dtruntime_V1_BarrierSyncResponse(release)
-        }
+        let call = try BarrierCall(validating: request)
+        let release = try await engine.barrierSync(
+            name: call.name, worker: call.worker, membershipEpoch: call.membershipEpoch, arrival: call.arrival)
+        return Dtruntime_V1_BarrierSyncResponse(release)
     }
 
     public func barrierStream(
@@ -277,19 +259,18 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         response: RPCWriter<Dtruntime_V1_BarrierStreamReply>,
         context: ServerContext
     ) async throws {
-        try await withRPCErrors("BarrierStream", nil) {
-            let outbox = BarrierStreamOutbox(metrics: engine.metrics)
-            let shutdown = engine.barrierStreams.register { outbox.close() }
-            defer { engine.barrierStreams.unregister(shutdown) }
-            // Not a child task, as in workerSession: reading the request stream does not stop on cancellation.
-            let reader = Task { try await arrive(from: request, into: outbox) }
-            defer { reader.cancel() }
-            for await replies in outbox.batches {
-                for reply in replies { try await response.write(reply) }
-            }
-            if outbox.isClosed { throw CoordinatorEngine.shuttingDownError }
-            try await reader.value
+        let clock = engine.now
+        let outbox = BarrierStreamOutbox(metrics: engine.metrics, now: { clock().monotonic })
+        let shutdown = engine.barrierStreams.register { outbox.close() }
+        defer { engine.barrierStreams.unregister(shutdown) }
+        // Not a child task, as in workerSession: reading the request stream does not stop on cancellation.
+        let reader = Task { try await arrive(from: request, into: outbox) }
+        defer { reader.cancel() }
+        for await replies in outbox.batches {
+            for reply in replies { try await response.write(reply) }
         }
+        if outbox.isClosed { throw CoordinatorEngine.shuttingDownError }
+        try await reader.value
     }
 
     /// Each call of each message is one BarrierSync call; its answer (or its error, which ends only that call) goes to
@@ -299,12 +280,12 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     ) async throws {
         do {
             for try await message in request {
-                let started = ContinuousClock.now
-                try WireTypeCheck.check(message)
+                let started = engine.now().monotonic
                 for call in message.calls {
                     try outbox.open(call.callID, at: started)
                     do {
-                        try WireTypeCheck.check(call)
+                        // Here rather than in the interceptor: a bad call is answered in-band and ends only itself.
+                        try WireTypeCheck.checkAll(call)
                         let arrival = try BarrierCall(validating: call.arrival)
                         try await engine.barrierArrive(
                             name: arrival.name, worker: arrival.worker, membershipEpoch: arrival.membershipEpoch,

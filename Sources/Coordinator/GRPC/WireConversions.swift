@@ -8,7 +8,6 @@ import RuntimeProto
 extension WorkerSpec {
     /// Validates a registration request field by field.
     init(validating request: Dtruntime_V1_RegisterWorkerRequest) throws(CoreError) {
-        try WireTypeCheck.check(request)
         self.init(
             id: try WorkerID(request.workerID),
             taskID: try TaskID(request.taskID),
@@ -45,7 +44,6 @@ struct ValidatedHeartbeat {
     var metrics: [String: Double]
 
     init(_ request: Dtruntime_V1_HeartbeatRequest) throws(CoreError) {
-        try WireTypeCheck.check(request)
         workerID = try WorkerID(request.workerID)
         step = try Validation.step(request.step)
         metrics = try Validation.metrics(request.metrics)

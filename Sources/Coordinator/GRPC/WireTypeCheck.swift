@@ -61,6 +61,13 @@ enum WireTypeCheck {
         }
     }
 
+    /// Checks `message` and every message nested in it.
+    static func checkAll(_ message: some SwiftProtobuf.Message) throws {
+        try check(message)
+        var visitor = NestedMessages()
+        try message.traverse(visitor: &visitor)
+    }
+
     private static func describe(_ field: Google_Protobuf_FieldDescriptorProto, mapEntries: Set<String>) -> Field {
         let typeName = String(field.typeName.drop { $0 == "." })
         let repeated = field.label == .repeated
@@ -144,4 +151,59 @@ private struct WireReader {
         offset += count
         return true
     }
+}
+
+/// Visits a message's fields and checks each nested message (``WireTypeCheck/checkAll(_:)``); scalar fields are
+/// skipped. Maps of this API hold no messages.
+private struct NestedMessages: SwiftProtobuf.Visitor {
+    mutating func visitSingularMessageField<M: SwiftProtobuf.Message>(value: M, fieldNumber: Int) throws {
+        try WireTypeCheck.checkAll(value)
+    }
+
+    mutating func visitRepeatedMessageField<M: SwiftProtobuf.Message>(value: [M], fieldNumber: Int) throws {
+        for message in value { try WireTypeCheck.checkAll(message) }
+    }
+
+    mutating func visitSingularGroupField<G: SwiftProtobuf.Message>(value: G, fieldNumber: Int) throws {
+        try WireTypeCheck.checkAll(value)
+    }
+
+    mutating func visitSingularDoubleField(value: Double, fieldNumber: Int) throws {}
+    mutating func visitSingularInt64Field(value: Int64, fieldNumber: Int) throws {}
+    mutating func visitSingularUInt64Field(value: UInt64, fieldNumber: Int) throws {}
+    mutating func visitSingularBoolField(value: Bool, fieldNumber: Int) throws {}
+    mutating func visitSingularStringField(value: String, fieldNumber: Int) throws {}
+    mutating func visitSingularBytesField(value: Data, fieldNumber: Int) throws {}
+    mutating func visitSingularEnumField<E: SwiftProtobuf.Enum>(value: E, fieldNumber: Int) throws {}
+    mutating func visitRepeatedDoubleField(value: [Double], fieldNumber: Int) throws {}
+    mutating func visitRepeatedInt64Field(value: [Int64], fieldNumber: Int) throws {}
+    mutating func visitRepeatedUInt64Field(value: [UInt64], fieldNumber: Int) throws {}
+    mutating func visitRepeatedBoolField(value: [Bool], fieldNumber: Int) throws {}
+    mutating func visitRepeatedStringField(value: [String], fieldNumber: Int) throws {}
+    mutating func visitRepeatedBytesField(value: [Data], fieldNumber: Int) throws {}
+    mutating func visitPackedDoubleField(value: [Double], fieldNumber: Int) throws {}
+    mutating func visitPackedFloatField(value: [Float], fieldNumber: Int) throws {}
+    mutating func visitPackedInt32Field(value: [Int32], fieldNumber: Int) throws {}
+    mutating func visitPackedInt64Field(value: [Int64], fieldNumber: Int) throws {}
+    mutating func visitPackedUInt32Field(value: [UInt32], fieldNumber: Int) throws {}
+    mutating func visitPackedUInt64Field(value: [UInt64], fieldNumber: Int) throws {}
+
+    mutating func visitMapField<KeyType, ValueType: MapValueType>(
+        fieldType: _ProtobufMap<KeyType, ValueType>.Type, value: _ProtobufMap<KeyType, ValueType>.BaseType,
+        fieldNumber: Int
+    ) throws {}
+
+    mutating func visitMapField<KeyType, ValueType>(
+        fieldType: _ProtobufEnumMap<KeyType, ValueType>.Type, value: _ProtobufEnumMap<KeyType, ValueType>.BaseType,
+        fieldNumber: Int
+    ) throws where ValueType.RawValue == Int {}
+
+    mutating func visitMapField<KeyType, ValueType>(
+        fieldType: _ProtobufMessageMap<KeyType, ValueType>.Type,
+        value: _ProtobufMessageMap<KeyType, ValueType>.BaseType, fieldNumber: Int
+    ) throws {
+        for message in value.values { try WireTypeCheck.checkAll(message) }
+    }
+
+    mutating func visitUnknown(bytes: Data) throws {}
 }

@@ -24,13 +24,15 @@ struct EventsRoute: Sendable {
                 throw CoreError(
                     .unauthenticated,
                     "this coordinator requires a ticket for the event stream: POST /api/events/ticket with "
-                        + "Authorization: Bearer <DTR_ADMIN_TOKEN>, then GET /api/events?ticket=<ticket>")
+                        + "Authorization: Bearer <DTR_ADMIN_TOKEN>, then GET /api/events?ticket=<ticket>",
+                    reason: .tokenMissing)
             }
             guard bus.isValidTicket(ticket) else {
                 throw CoreError(
                     .unauthenticated,
                     "the ticket is wrong or expired (tickets last \(Int(bus.configuration.ticketLifetime.seconds)) s): "
-                        + "POST /api/events/ticket for a new one")
+                        + "POST /api/events/ticket for a new one",
+                    reason: .tokenWrong)
             }
         }
         let since = try Self.since(request)
@@ -39,7 +41,8 @@ struct EventsRoute: Sendable {
         // handler, and a close that logged would then wait for itself.
         let disconnect: @Sendable () -> Void = { channel.eventLoop.execute { channel.close(promise: nil) } }
         guard let subscription = bus.subscribe(since: since, disconnect: disconnect) else {
-            throw CoreError(.unavailable, "the coordinator is shutting down: reconnect when it is back")
+            throw CoreError(
+                .unavailable, "the coordinator is shutting down: reconnect when it is back", reason: .shuttingDown)
         }
         // Best effort: a test channel has no socket.
         channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: Self.sendBufferBytes).whenFailure { _ in }

@@ -35,10 +35,12 @@ extension ErrorCode {
     }
 }
 
-/// The JSON body of every error response: `{"error": {"code": "...", "message": "..."}}`.
+/// The JSON body of every error response: `{"error": {"code": "...", "reason": "...", "message": "..."}}`, encoded by
+/// ``JSONErrorMiddleware`` alone.
 struct ErrorBody: Encodable {
     struct Detail: Encodable {
         var code: String
+        var reason: String
         var message: String
     }
 

@@ -2,8 +2,9 @@ import Foundation
 public import Hummingbird
 import RuntimeCore
 
-/// Turns every error a route (or the router itself) throws into a JSON error response with the right status, so
-/// clients always get `{"error": {"code", "message"}}` and never an empty body or a stack trace.
+/// Turns every error a route or middleware (or the router itself) throws into a JSON error response with the right
+/// status, so clients always get `{"error": {"code", "reason", "message"}}` and never an empty body or a stack trace.
+/// It is the one place error bodies are encoded; a rate limit's wait goes into `Retry-After`.
 public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Creates the middleware.
     public init() {}
@@ -14,7 +15,11 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as any CodedError {
-            return Self.response(code: error.code, message: error.message)
+            var headers: HTTPFields = [:]
+            if let wait = error.details.retryAfter {
+                headers[.retryAfter] = String(max(1, Int(wait.seconds.rounded(.up))))
+            }
+            return Self.response(code: error.code, reason: error.reason, message: error.message, headers: headers)
         } catch let error as HTTPError {
             let code = ErrorCode(httpStatus: error.status)
             let message: String
@@ -25,7 +30,9 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             } else {
                 message = error.status.reasonPhrase
             }
-            return Self.response(code: code, message: message, status: error.status, headers: error.headers)
+            let reason = error.status == .contentTooLarge ? ErrorReason.tooLarge : ErrorReason(generic: code)
+            return Self.response(
+                code: code, reason: reason, message: message, status: error.status, headers: error.headers)
         } catch {
             // The details (internal types, file paths) go to the coordinator's log, not to the client.
             let reference = String(UInt32.random(in: .min ... .max), radix: 16)
@@ -33,17 +40,20 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 "request failed",
                 metadata: ["path": "\(request.uri.path)", "error": "\(error)", "reference": "\(reference)"])
             return Self.response(
-                code: .internal,
+                code: .internal, reason: .internal,
                 message: "internal error (reference \(reference) in the coordinator's log): please report it")
         }
     }
 
+    /// The response for an error: its status (the code's, unless given) and JSON body.
     static func response(
-        code: ErrorCode, message: String, status: HTTPResponse.Status? = nil, headers: HTTPFields = [:]
+        code: ErrorCode, reason: ErrorReason, message: String, status: HTTPResponse.Status? = nil,
+        headers: HTTPFields = [:]
     ) -> Response {
-        let body = ErrorBody(error: .init(code: code.rawValue, message: message))
+        let body = ErrorBody(error: .init(code: code.rawValue, reason: reason.rawValue, message: message))
         let data =
-            (try? APIRequestContext.encoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":""}}"#.utf8)
+            (try? APIRequestContext.encoder.encode(body))
+            ?? Data(#"{"error":{"code":"internal","reason":"INTERNAL","message":""}}"#.utf8)
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(

@@ -172,7 +172,7 @@ public func buildRouter(
 
 /// The `:id` of a task route, validated.
 private func taskID(_ context: APIRequestContext) throws(CoreError) -> TaskID {
-    try TaskID(context.parameters.get("id") ?? "", field: "task id")
+    try TaskID(context.parameters.get("id") ?? "", field: "task id", emptyMeansDefault: false)
 }
 
 /// `GET /api/status`'s body.

@@ -86,12 +86,9 @@ struct CreateTaskRequest: Decodable {
                 "config", "must nest at most \(JSONValue.maxDepth) levels of arrays and objects", got: "\(depth) levels"
             )
         }
-        // Unlike a worker's task_id, an empty name does not mean `default`: it is a mistake.
-        guard !name.isEmpty else {
-            throw CoreError.invalid("name", "must be 1-64 characters of [A-Za-z0-9._-]", got: Validation.quoted(name))
-        }
         return try TaskSpec(
-            id: TaskID(name, field: "name"), worldSize: worldSize ?? 0, minWorldSize: minWorldSize ?? 0,
+            id: TaskID(name, field: "name", emptyMeansDefault: false), worldSize: worldSize ?? 0,
+            minWorldSize: minWorldSize ?? 0,
             dataset: dataset, epochs: epochs, configJSON: config)
     }
 }

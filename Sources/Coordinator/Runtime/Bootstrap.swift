@@ -63,6 +63,8 @@ public func buildCoordinator(
         events.publish(.log) { LogsBody.Entry(entry) }
     }
     let listeners = Listeners(host: config.host)
+    // The shell's one clock: rate limits and call durations read it, as the engine does.
+    let monotonic: @Sendable () -> Duration = { clock.now().monotonic }
 
     let grpcServer = GRPCServer(
         transport: .http2NIOPosix(
@@ -88,15 +90,16 @@ public func buildCoordinator(
             }),
         services: [CoordinatorService(engine: engine)] + extraServices,
         interceptors: (config.grpcRateLimit > 0
-            ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics)] : [])
-            + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
+            ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics, now: monotonic)] : [])
+            + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? [])
+            + CoordinatorService.interceptors(metrics: engine.metrics, now: monotonic))
 
     let connectionLimit = HTTPConnectionLimit(perClient: config.httpMaxConnectionsPerClient, logger: logger)
     let app = Application(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
             cors: CORSPolicy(origins: config.corsOrigins),
-            rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil,
+            rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit, now: monotonic) : nil,
             maxBodyBytes: config.httpMaxBodyBytes),
         server: try httpServer(
             tls: config.tls,

@@ -21,11 +21,14 @@ public struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         let presented = request.headers[.authorization]
         guard token.isPresented(in: presented) else {
-            throw CoreError(
-                .unauthenticated,
-                presented == nil
-                    ? "this coordinator requires the admin token: send Authorization: Bearer <DTR_ADMIN_TOKEN>"
-                    : "the admin token is wrong: send Authorization: Bearer <DTR_ADMIN_TOKEN>")
+            throw presented == nil
+                ? CoreError(
+                    .unauthenticated,
+                    "this coordinator requires the admin token: send Authorization: Bearer <DTR_ADMIN_TOKEN>",
+                    reason: .tokenMissing)
+                : CoreError(
+                    .unauthenticated, "the admin token is wrong: send Authorization: Bearer <DTR_ADMIN_TOKEN>",
+                    reason: .tokenWrong)
         }
         return try await next(request, context)
     }

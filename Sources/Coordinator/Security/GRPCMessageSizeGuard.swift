@@ -1,9 +1,10 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import RuntimeCore
 
-/// Answers a gRPC request message larger than the server accepts with the status `RESOURCE_EXHAUSTED` and a message
-/// naming the limit and the flag that sets it.
+/// Answers a gRPC request message larger than the server accepts with the status `RESOURCE_EXHAUSTED` (reason
+/// `TOO_LARGE`) and a message naming the limit and the flag that sets it.
 ///
 /// grpc-swift-nio-transport (2.9) refuses such a message by resetting the stream (`RST_STREAM CANCEL`), so the
 /// client only learns that its call was cancelled. This handler sits first in each HTTP/2 stream's pipeline, reads
@@ -98,6 +99,7 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
         var trailers: HPACKHeaders = respondedHeaders ? [:] : [":status": "200", "content-type": "application/grpc"]
         trailers.add(name: "grpc-status", value: "8")  // RESOURCE_EXHAUSTED
         trailers.add(name: "grpc-message", value: Self.percentEncoded(message))
+        trailers.add(name: ErrorMetadataKey.reason, value: ErrorReason.tooLarge.rawValue)
         context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
         context.close(promise: nil)

@@ -1,17 +1,18 @@
 public import GRPCCore
 
-/// Answers `RESOURCE_EXHAUSTED` (with `retry-after-ms` metadata) to a client (by IP address) that calls faster than its
-/// rate. Heartbeats and session opens draw from a budget of their own, so a client flooding other calls cannot get
-/// its workers declared dead.
+/// Answers `RESOURCE_EXHAUSTED` (reason `RATE_LIMITED`, with `retry-after-ms`) to a client (by IP address) that calls
+/// faster than its rate. Heartbeats and session opens draw from a budget of their own, so a client flooding other calls
+/// cannot get its workers declared dead.
 public struct GRPCRateLimitInterceptor: ServerInterceptor {
     let calls: ClientRateLimits
     let heartbeats: ClientRateLimits
     let metrics: CoordinatorMetrics?
 
-    /// An interceptor with the same rate for calls and, separately, for heartbeats, counting refusals in `metrics`.
-    public init(rate: Double, metrics: CoordinatorMetrics? = nil) {
-        calls = ClientRateLimits(rate: rate)
-        heartbeats = ClientRateLimits(rate: rate)
+    /// An interceptor with the same rate for calls and, separately, for heartbeats, on the monotonic clock `now`,
+    /// counting refusals in `metrics`.
+    public init(rate: Double, metrics: CoordinatorMetrics? = nil, now: @escaping @Sendable () -> Duration) {
+        calls = ClientRateLimits(rate: rate, now: now)
+        heartbeats = ClientRateLimits(rate: rate, now: now)
         self.metrics = metrics
     }
 
@@ -22,15 +23,9 @@ public struct GRPCRateLimitInterceptor: ServerInterceptor {
         let client = Self.address(of: context.remotePeer)
         let method = context.descriptor.method
         let budget = method == "Heartbeat" || method == "WorkerSession" ? heartbeats : calls
-        if let wait = budget.admit(client) {
+        if let refusal = budget.admit(client, unit: "calls", flag: "--grpc-rate-limit") {
             metrics?.recordRateLimited(http: false)
-            var metadata: Metadata = [:]
-            metadata.addString(String(Int((wait.seconds * 1000).rounded(.up))), forKey: "retry-after-ms")
-            throw RPCError(
-                code: .resourceExhausted,
-                message: "rate limit: more than \(Int(budget.rate)) calls per second from \(client); retry in "
-                    + "\(Int((wait.seconds * 1000).rounded(.up))) ms (the coordinator's --grpc-rate-limit)",
-                metadata: metadata)
+            throw refusal
         }
         return try await next(request, context)
     }

@@ -1,7 +1,7 @@
-import Foundation
 public import Hummingbird
 
-/// Answers `429 Too Many Requests` with `Retry-After` to a client (by IP address) that exceeds its rate.
+/// Refuses a client (by IP address) that exceeds its rate: `429 Too Many Requests` with `Retry-After` and the JSON
+/// error every error gets (``JSONErrorMiddleware`` encodes it; reason `RATE_LIMITED`).
 public struct HTTPRateLimitMiddleware: RouterMiddleware {
     public typealias Context = APIRequestContext
     let limits: ClientRateLimits
@@ -17,15 +17,17 @@ public struct HTTPRateLimitMiddleware: RouterMiddleware {
         async throws -> Response
     {
         let client = context.remoteIP ?? "unknown"
-        guard let wait = limits.admit(client) else { return try await next(request, context) }
+        guard var refusal = limits.admit(client, unit: "requests", flag: "--http-rate-limit") else {
+            return try await next(request, context)
+        }
         metrics?.recordRateLimited(http: true)
-        let seconds = max(1, Int(wait.seconds.rounded(.up)))
-        let message =
+        // HTTP says how long to wait in whole seconds (Retry-After), so the message does too.
+        let seconds = max(
+            1, Int(ClientRateLimits.roundedUp(refusal.details.retryAfter ?? .zero, to: .seconds(1)) / .seconds(1)))
+        refusal.message =
             "rate limit: more than \(Int(limits.rate)) requests per second from \(client); retry in \(seconds) s "
             + "(the coordinator's --http-rate-limit)"
-        let body = try JSONEncoder().encode(ErrorBody(error: .init(code: "resource_exhausted", message: message)))
-        return Response(
-            status: .tooManyRequests, headers: [.retryAfter: "\(seconds)", .contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        refusal.details.retryAfter = .seconds(seconds)
+        throw refusal
     }
 }

@@ -1,6 +1,8 @@
 public import GRPCCore
+import RuntimeCore
 
-/// Refuses every RPC that does not carry the worker token in its `authorization` metadata (`Bearer <token>`).
+/// Refuses every RPC that does not carry the worker token in its `authorization` metadata (`Bearer <token>`):
+/// UNAUTHENTICATED with reason `TOKEN_MISSING` or `TOKEN_WRONG`.
 public struct WorkerAuthInterceptor: ServerInterceptor {
     let token: BearerToken
 
@@ -15,11 +17,15 @@ public struct WorkerAuthInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         let presented = request.metadata[stringValues: "authorization"].first(where: { _ in true })
         guard token.isPresented(in: presented) else {
-            throw RPCError(
-                code: .unauthenticated,
-                message: presented == nil
-                    ? "this coordinator requires a worker token: set DTR_WORKER_TOKEN for the worker (the SDK sends it)"
-                    : "the worker token is wrong: set DTR_WORKER_TOKEN to the coordinator's --worker-token")
+            throw presented == nil
+                ? CoreError(
+                    .unauthenticated,
+                    "this coordinator requires a worker token: set DTR_WORKER_TOKEN for the worker (the SDK sends it)",
+                    reason: .tokenMissing)
+                : CoreError(
+                    .unauthenticated,
+                    "the worker token is wrong: set DTR_WORKER_TOKEN to the coordinator's --worker-token",
+                    reason: .tokenWrong)
         }
         return try await next(request, context)
     }

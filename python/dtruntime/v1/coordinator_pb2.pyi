@@ -564,15 +564,24 @@ class BarrierStreamCall(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., arrival: _Optional[_Union[BarrierSyncRequest, _Mapping]] = ...) -> None: ...
 
 class BarrierStreamReply(_message.Message):
-    __slots__ = ("call_ids", "response", "code", "message", "missing")
+    __slots__ = ("call_ids", "response", "code", "message", "missing", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CALL_IDS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     call_ids: _containers.RepeatedScalarFieldContainer[int]
     response: BarrierSyncResponse
     code: int
     message: str
     missing: _containers.RepeatedCompositeFieldContainer[Participant]
-    def __init__(self, call_ids: _Optional[_Iterable[int]] = ..., response: _Optional[_Union[BarrierSyncResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., missing: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ...) -> None: ...
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, call_ids: _Optional[_Iterable[int]] = ..., response: _Optional[_Union[BarrierSyncResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., missing: _Optional[_Iterable[_Union[Participant, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
