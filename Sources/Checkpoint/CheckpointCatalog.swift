@@ -8,6 +8,9 @@ public import RuntimeCore
 /// checkpoint become visible. A failed part, a departed participant or the deadline aborts it instead, and its objects
 /// are deleted. Committing applies the retention policy to the task.
 ///
+/// Memory is bounded per task: at most ``maxPendingPerTask`` checkpoints pending at once (opening another is refused),
+/// and at most ``retiredKeptPerTask`` aborted or retired records, without their metadata; older ones are forgotten.
+///
 /// Time comes in as `now` (a monotonic instant) and `wallMs` (Unix milliseconds, for records); nothing here sleeps,
 /// reads a clock or touches storage.
 public struct CheckpointCatalog: Sendable {
@@ -22,6 +25,9 @@ public struct CheckpointCatalog: Sendable {
         /// Delete the checkpoint's objects from the store, once the status change that retired it is durable (best
         /// effort: the periodic sweep retries what fails).
         case deleteObjects(CheckpointID, [ObjectKey])
+        /// Delete the record: a retired one (aborted, or deleted by retention) beyond what a task keeps. Its objects
+        /// were deleted when it was retired.
+        case forget(CheckpointID)
     }
 
     /// What a rank asks when it opens a checkpoint.
@@ -71,27 +77,42 @@ public struct CheckpointCatalog: Sendable {
     public let timeout: Duration
     /// Which committed checkpoints to keep.
     public let retention: RetentionPolicy
+    /// How many checkpoints of one task may be pending at once.
+    public let maxPendingPerTask: Int
+    /// How many aborted and retired records of one task are kept (for the API's history); older ones are forgotten.
+    public static let retiredKeptPerTask = 64
 
     private var records: [CheckpointID: CheckpointRecord] = [:]
     private var pending: [StepKey: CheckpointID] = [:]
     private var deadlines: [CheckpointID: Duration] = [:]
     private var committing: Set<CheckpointID> = []
     private var attempts: [StepKey: Int] = [:]
+    /// Per task: how many checkpoints are pending, and its aborted and retired records, oldest first.
+    private var pendingCount: [TaskID: Int] = [:]
+    private var retired: [TaskID: [CheckpointID]] = [:]
 
     /// Creates a catalog, restoring persisted records. Pending checkpoints get a full timeout from `now`: their
     /// ranks may still be writing, and a restarted coordinator must not abort them for the time it was down.
     public init(
-        timeout: Duration, retention: RetentionPolicy, restoring restored: [CheckpointRecord] = [], now: Duration
+        timeout: Duration, retention: RetentionPolicy, maxPendingPerTask: Int = 16,
+        restoring restored: [CheckpointRecord] = [], now: Duration
     ) {
         self.timeout = timeout
         self.retention = retention
-        for record in restored {
+        self.maxPendingPerTask = max(1, maxPendingPerTask)
+        for record in restored.sorted(by: { ($0.createdAtMs, $0.id) < ($1.createdAtMs, $1.id) }) {
             records[record.id] = record
             let key = StepKey(task: record.id.task, step: record.id.step)
             attempts[key] = max(attempts[key] ?? 0, record.id.attempt)
-            if record.status == .pending {
+            switch record.status {
+            case .pending:
                 pending[key] = record.id
+                pendingCount[key.task, default: 0] += 1
                 deadlines[record.id] = now + timeout
+            case .aborted, .deleted:
+                retired[key.task, default: []].append(record.id)
+            case .committed:
+                break
             }
         }
     }
@@ -132,7 +153,8 @@ public struct CheckpointCatalog: Sendable {
     }
 
     /// After a restart: pending checkpoints whose every part was reported before the crash commit now (their manifest
-    /// may or may not have been written; writing it again is harmless).
+    /// may or may not have been written; writing it again is harmless), and retired records beyond what a task keeps
+    /// (written by a version that kept them all) are forgotten.
     public mutating func resumeCommits() -> [Directive] {
         var directives: [Directive] = []
         for id in pending.values.sorted() where !committing.contains(id) {
@@ -140,6 +162,7 @@ public struct CheckpointCatalog: Sendable {
             committing.insert(id)
             directives.append(.commit(record))
         }
+        for task in retired.keys.sorted() { directives += forgetRetired(of: task) }
         return directives
     }
 
@@ -156,6 +179,16 @@ public struct CheckpointCatalog: Sendable {
     {
         let key = StepKey(task: opening.task, step: opening.step)
         guard let id = pending[key] else {
+            let open = pendingCount[opening.task] ?? 0
+            guard open < maxPendingPerTask else {
+                let steps = pending.keys.filter { $0.task == opening.task }.map(\.step).sorted()
+                throw CheckpointError(
+                    .resourceExhausted,
+                    "task \(opening.task) already has \(open) checkpoints pending (steps "
+                        + "\(steps.map(String.init).joined(separator: ", "))), the most it may: one stops being pending "
+                        + "when every rank reported its part, one fails, or it times out (after \(timeout)); save "
+                        + "less often, wait for them, or raise --checkpoint-max-pending")
+            }
             // A step committed before is saved again as a new attempt: a job that rolled back to an earlier
             // checkpoint reaches the same steps again. Loads see the newest commit.
             let attempt = (attempts[key] ?? 0) + 1
@@ -167,6 +200,7 @@ public struct CheckpointCatalog: Sendable {
             record.join(opening)
             records[id] = record
             pending[key] = id
+            pendingCount[opening.task] = open + 1
             deadlines[id] = now + timeout
             return (record, [.persist(record)])
         }
@@ -251,8 +285,7 @@ public struct CheckpointCatalog: Sendable {
         record.status = .committed
         record.committedAtMs = wallMs
         records[id] = record
-        pending[StepKey(task: id.task, step: id.step)] = nil
-        deadlines[id] = nil
+        unpend(id)
         var directives: [Directive] = [.persist(record), .settled(record)]
         let candidates = records.values.filter { $0.id.task == id.task && $0.status == .committed }
             .sorted(by: Self.commitOrder)
@@ -260,10 +293,12 @@ public struct CheckpointCatalog: Sendable {
         for expired in retention.expired(candidates) where expired != id {
             var old = records[expired]!
             old.status = .deleted
+            old.retire()
             records[expired] = old
+            retired[id.task, default: []].append(expired)
             directives += [.persist(old), .deleteObjects(old.id, old.objectKeys)]
         }
-        return directives
+        return directives + forgetRetired(of: id.task)
     }
 
     /// The shell could not write the manifest: the checkpoint is aborted.
@@ -314,11 +349,41 @@ public struct CheckpointCatalog: Sendable {
         guard var record = records[id], record.status == .pending else { return [] }
         record.status = .aborted
         record.abortReason = reason
+        record.retire()
         records[id] = record
-        pending[StepKey(task: id.task, step: id.step)] = nil
-        deadlines[id] = nil
+        unpend(id)
         committing.remove(id)
+        retired[id.task, default: []].append(id)
         return [.persist(record), .settled(record), .deleteObjects(record.id, record.objectKeys)]
+            + forgetRetired(of: id.task)
+    }
+
+    /// `id` is no longer pending.
+    private mutating func unpend(_ id: CheckpointID) {
+        guard pending.removeValue(forKey: StepKey(task: id.task, step: id.step)) != nil else { return }
+        deadlines[id] = nil
+        let left = (pendingCount[id.task] ?? 1) - 1
+        pendingCount[id.task] = left > 0 ? left : nil
+    }
+
+    /// Forgets the task's oldest retired records beyond ``retiredKeptPerTask``. Their objects were deleted when they
+    /// were retired; deleting them once more catches a part that a slow writer finished since.
+    private mutating func forgetRetired(of task: TaskID) -> [Directive] {
+        guard let ids = retired[task], ids.count > Self.retiredKeptPerTask else { return [] }
+        let forgotten = ids.prefix(ids.count - Self.retiredKeptPerTask)
+        retired[task] = Array(ids.suffix(Self.retiredKeptPerTask))
+        return forgotten.flatMap { id -> [Directive] in
+            let keys = records.removeValue(forKey: id)?.objectKeys ?? []
+            // A step none of whose attempts is left may number its next attempt from 1 again: those objects are gone.
+            let key = StepKey(task: id.task, step: id.step)
+            let attempts = self.attempts[key] ?? 0
+            if !(1...max(1, attempts)).contains(where: {
+                records[CheckpointID(task: id.task, step: id.step, attempt: $0)] != nil
+            }) {
+                self.attempts[key] = nil
+            }
+            return [.deleteObjects(id, keys), .forget(id)]
+        }
     }
 
     private func reportable(_ id: CheckpointID, worker: WorkerID) throws(CheckpointError) -> CheckpointRecord {
@@ -349,6 +414,12 @@ public struct CheckpointCatalog: Sendable {
 }
 
 extension CheckpointRecord {
+    /// Drops what only a live or committed checkpoint needs: the metadata and per-rank metrics its ranks sent.
+    fileprivate mutating func retire() {
+        metadata = [:]
+        rankMetrics = [:]
+    }
+
     fileprivate mutating func join(_ opening: CheckpointCatalog.Opening) {
         opened[opening.rank] = opening.worker.rawValue
         if !opening.metrics.isEmpty { rankMetrics[opening.rank] = opening.metrics }

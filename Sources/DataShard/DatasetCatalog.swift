@@ -154,6 +154,9 @@ public struct DatasetCatalog: Sendable {
     public static let retainedEpochs = 3
     /// Most datasets registered at once.
     public static let maxDatasets = 10_000
+    /// How far beyond a (task, dataset)'s newest epoch a new one may start: far more than any job skips, and it keeps
+    /// a client from opening epochs such as 2^62 that no job will ever finish.
+    public static let maxEpochLead: Int64 = 100
 
     /// Placement settings of new ledgers.
     public let config: PlacementConfig
@@ -250,6 +253,20 @@ public struct DatasetCatalog: Sendable {
         return (record, progress(ledgers[key]!), Self.changes(key, directives))
     }
 
+    /// Drops one epoch's ledger, finished or not: the operator's way out when a client opened epochs no job will
+    /// finish (they count against the ``retainedEpochs`` unfinished ones). A worker still reading it gets `notFound` on
+    /// its next report; asking for that epoch's assignment again starts it over.
+    ///
+    /// - Throws: `notFound` for an unknown dataset or a ledger that does not exist.
+    public mutating func dropLedger(_ key: LedgerKey) throws(CoreError) -> [DataChange] {
+        guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
+        guard ledgers.removeValue(forKey: key) != nil else {
+            throw CoreError(.notFound, "no ledger for \(key): GET /api/datasets lists the retained ones")
+        }
+        headers[key] = nil
+        return [.ledgerDropped(key)]
+    }
+
     /// A task's membership changed: its unfinished ledgers move shards accordingly.
     public mutating func syncMembers(of task: TaskID, members: [WorkerID], membershipEpoch: UInt64) -> [DataChange] {
         var changes: [DataChange] = []
@@ -342,6 +359,12 @@ public struct DatasetCatalog: Sendable {
                 .failedPrecondition,
                 "epoch \(key.epoch) of \(key.dataset) in task \(key.task) is older than the retained epochs "
                     + "(\(siblings.map { String($0.epoch) }.joined(separator: ", "))): its ledger is gone")
+        }
+        if let newest = siblings.last?.epoch, key.epoch > newest, key.epoch - newest > Self.maxEpochLead {
+            throw CoreError.invalid(
+                "epoch",
+                "must be at most \(Self.maxEpochLead) beyond the newest epoch \(newest) of \(key.dataset) in task "
+                    + "\(key.task)", got: String(key.epoch))
         }
         let unfinished = siblings.filter { ledgers[$0]?.isComplete == false }
         guard unfinished.count < Self.retainedEpochs else {

@@ -95,6 +95,11 @@ public struct BarrierTable: Sendable {
         case fail(BarrierID, BarrierFailure)
     }
 
+    /// How many barrier names' generation counters are remembered. Beyond, the counters of names with no open
+    /// generation are forgotten (those names count from 1 again), so a client using ever new names cannot grow the
+    /// table without bound; far more names than a job reuses.
+    public static let maxRememberedNames = 4096
+
     /// Largest payload one participant may send, in bytes.
     public let maxPayloadBytes: Int
     /// Largest total of payloads waiting for their release, in bytes.
@@ -120,6 +125,9 @@ public struct BarrierTable: Sendable {
 
     private var open: [BarrierKey: Open] = [:]
     private var generations: [BarrierKey: UInt64] = [:]
+
+    /// How many names' generation counters are remembered now (at most ``maxRememberedNames`` plus the open ones).
+    public var rememberedNames: Int { generations.count }
     private var pendingBytes = 0
 
     /// A table with no barriers.
@@ -181,6 +189,10 @@ public struct BarrierTable: Sendable {
         }
 
         guard pendingBytes + bytes <= maxPendingBytes else { throw Self.overBudget(maxPendingBytes) }
+        if generations[key] == nil, generations.count >= Self.maxRememberedNames {
+            // Amortized: one pass every maxRememberedNames new names at most.
+            generations = generations.filter { open[$0.key] != nil }
+        }
         let generation = (generations[key] ?? 0) + 1
         generations[key] = generation
         let id = BarrierID(key: key, generation: generation)

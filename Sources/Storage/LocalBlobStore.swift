@@ -9,14 +9,17 @@ import RuntimeCore
 /// named like that are incomplete writes (the Python SDK uses the same convention for the parts it writes): listings
 /// hide them and ``removeIncompleteWrites(under:startedBefore:)`` deletes the stale ones.
 ///
-/// Keys cannot name anything outside the root (``ObjectKey`` forbids `..` and absolute paths), and the store refuses
-/// to follow a symlink whose real path leaves the root. Listings never descend into symlinks at all.
+/// Keys cannot name anything outside the root (``ObjectKey`` forbids `..` and absolute paths), and the store never
+/// follows a symlink inside the root: every call walks from the root's descriptor one directory at a time with
+/// `O_NOFOLLOW` and acts on names relative to the directory's descriptor (``LocalDirectory``), so a directory swapped
+/// for a symlink while a call runs cannot send it elsewhere. A symlink on a key's way is refused (`permissionDenied`);
+/// listings skip symlinks. The root itself may be a symlink: it is resolved once, when the store is opened.
 ///
 /// Every call runs its blocking I/O on NIO's thread pool, off Swift's cooperative threads.
 public struct LocalBlobStore: BlobStore {
     /// The root directory as configured: absolute and normalized (no `.`, `..`, repeated or trailing slashes).
     public let root: String
-    /// The root's real path (symlinks resolved), against which every resolved path is checked.
+    /// The root's real path (symlinks resolved), which every call opens.
     private let realRoot: String
 
     /// What workers are told: `file://<root>`.
@@ -35,11 +38,11 @@ public struct LocalBlobStore: BlobStore {
         var directory = ""
         for segment in normalized.split(separator: "/") {
             directory += "/" + segment
-            if try LocalFiles.entry(at: directory) == nil {
-                _ = try LocalFiles.makeDirectory(directory)
+            if !LocalPaths.exists(directory) {
+                _ = try LocalPaths.makeDirectory(directory)
             }
         }
-        guard let real = try LocalFiles.realPath(normalized), try LocalFiles.target(of: real) == .directory else {
+        guard let real = try LocalPaths.realPath(normalized), LocalPaths.isDirectory(real) else {
             throw StorageError(.failedPrecondition, "checkpoint directory \(normalized) is not a directory")
         }
         self.root = normalized
@@ -51,7 +54,7 @@ public struct LocalBlobStore: BlobStore {
     /// Writes the object atomically and durably (temporary file, fsync, rename, fsync of the directory).
     ///
     /// - Throws: `invalidArgument` for a key whose last segment looks like a temporary file (it would be invisible and
-    ///   swept as an incomplete write); `permissionDenied` (also for a symlink leading outside the root),
+    ///   swept as an incomplete write); `permissionDenied` (also for a symlink on the key's way),
     ///   `resourceExhausted` (disk full) or `unavailable` from the file system.
     public func put(_ key: ObjectKey, bytes: [UInt8]) async throws(StorageError) {
         let name = String(key.segments.last!)
@@ -65,11 +68,12 @@ public struct LocalBlobStore: BlobStore {
 
     /// Reads an object.
     ///
-    /// - Throws: `notFound` when there is no such object (or the key names a directory).
+    /// - Throws: `notFound` when there is no such object (or the key names a directory); `permissionDenied` for a
+    ///   symlink on its way.
     public func get(_ key: ObjectKey) async throws(StorageError) -> [UInt8] {
         try await BlockingIO.run { () throws(StorageError) in
-            let path = self.path(of: key)
-            guard let real = try self.resolveInside(path), let bytes = try LocalFiles.contents(of: real) else {
+            guard let parent = try self.directory(holding: key), let bytes = try parent.contents(of: key.lastSegment)
+            else {
                 throw StorageError(.notFound, "no object \(key) in \(self.location.uri)")
             }
             return bytes
@@ -77,12 +81,21 @@ public struct LocalBlobStore: BlobStore {
     }
 
     /// The object's size, or nil when there is none (a directory is not an object).
+    ///
+    /// - Throws: `permissionDenied` for a symlink on its way (or in its place).
     public func size(of key: ObjectKey) async throws(StorageError) -> Int64? {
         try await BlockingIO.run { () throws(StorageError) in
-            guard let real = try self.resolveInside(self.path(of: key)),
-                case .file(let size, _) = try LocalFiles.target(of: real)
-            else { return nil }
-            return size
+            guard let parent = try self.directory(holding: key) else { return nil }
+            switch try parent.entry(key.lastSegment) {
+            case .file(let size, _):
+                return size
+            case .symlink:
+                // Read through the refusal that opening it gives, so both calls word it the same.
+                _ = try parent.contents(of: key.lastSegment)
+                return nil
+            default:
+                return nil
+            }
         }
     }
 
@@ -93,7 +106,7 @@ public struct LocalBlobStore: BlobStore {
     public func list(under prefix: ObjectKey) async throws(StorageError) -> [ObjectKey] {
         try await BlockingIO.run { () throws(StorageError) in
             var keys: [ObjectKey] = []
-            try self.walk(under: prefix) { key, _ in keys.append(key) }
+            try self.walk(under: prefix) { key, _, _ in keys.append(key) }
             // Directory order differs from key order ('/' sorts between '.' and '0'): sort the keys as S3 would.
             return keys.sorted { $0.rawValue.utf8.lexicographicallyPrecedes($1.rawValue.utf8) }
         }
@@ -103,11 +116,18 @@ public struct LocalBlobStore: BlobStore {
     public func delete(_ keys: [ObjectKey]) async throws(StorageError) {
         try await BlockingIO.run { () throws(StorageError) in
             for key in keys {
-                let path = self.path(of: key)
-                let parent = Self.parent(of: path)
-                guard try self.resolveInside(parent) != nil else { continue }
-                try LocalFiles.remove(path)
-                self.pruneEmptyDirectories(from: parent)
+                // The directories from the root down to the object's, each opened from the one before.
+                var chain = [try LocalDirectory.at(self.realRoot)]
+                for segment in key.segments.dropLast() {
+                    guard let next = try chain.last!.subdirectory(String(segment)) else { break }
+                    chain.append(next)
+                }
+                guard chain.count == key.segments.count else { continue }
+                try chain.last!.remove(key.lastSegment)
+                // Prune what this left empty, innermost first; stop at the first directory still holding something.
+                for depth in stride(from: chain.count - 1, to: 0, by: -1) {
+                    guard chain[depth - 1].removeIfEmpty(subdirectory: String(key.segments[depth - 1])) else { break }
+                }
             }
         }
     }
@@ -117,16 +137,13 @@ public struct LocalBlobStore: BlobStore {
         -> Int
     {
         try await BlockingIO.run { () throws(StorageError) in
-            var stale: [String] = []
-            try self.walk(under: prefix, includeTemporary: true) { _, entry in
-                if case .file(_, let modified) = entry.kind, entry.isTemporary, modified < cutoff {
-                    stale.append(entry.path)
-                }
-            }
             var removed = 0
-            for path in stale {
-                // A file that vanished meanwhile was renamed into place or swept by someone else: not ours to count.
-                if try LocalFiles.remove(path) { removed += 1 }
+            try self.walk(under: prefix, includeTemporary: true) { (_, entry, directory) throws(StorageError) in
+                if case .file(_, let modified) = entry.kind, entry.isTemporary, modified < cutoff {
+                    // A file that vanished meanwhile was renamed into place or swept by someone else: not ours to
+                    // count.
+                    if try directory.remove(entry.name) { removed += 1 }
+                }
             }
             return removed
         }
@@ -141,48 +158,43 @@ public struct LocalBlobStore: BlobStore {
         while true {
             attempt += 1
             let (directory, created) = try makeParentDirectories(of: key)
-            let temporary = directory + "/" + TemporaryFileName.make(for: name)
+            let temporary = TemporaryFileName.make(for: name)
             do {
-                try LocalFiles.createDurably(temporary, bytes: bytes)
+                try directory.createDurably(temporary, bytes: bytes)
             } catch  where error.code == .notFound && attempt < 3 {
                 continue
             }
             do {
-                try LocalFiles.move(temporary, over: directory + "/" + name)
+                try directory.move(temporary, over: name)
             } catch {
-                _ = try? LocalFiles.remove(temporary)
+                _ = try? directory.remove(temporary)
                 throw error
             }
             // The rename and any new directories must reach the disk too, or a crash could lose the object.
-            try LocalFiles.syncDirectory(directory)
-            for directory in created.reversed() { try LocalFiles.syncDirectory(Self.parent(of: directory)) }
+            try directory.sync()
+            for parent in created.reversed() { try parent.sync() }
             return
         }
     }
 
-    /// Creates the directories leading to `key`, refusing symlinks that lead outside the root; returns the parent
-    /// directory's path and the directories created (outermost first).
-    private func makeParentDirectories(of key: ObjectKey) throws(StorageError) -> (String, [String]) {
-        var current = root
-        var created: [String] = []
-        for segment in key.segments.dropLast() {
-            current = current == "/" ? "/" + segment : current + "/" + segment
-            if try LocalFiles.entry(at: current) == nil, try LocalFiles.makeDirectory(current) {
-                created.append(current)
+    /// Opens (creating what is missing) the directories leading to `key`, never through a symlink; returns the
+    /// object's directory and the parents of the directories created (outermost first), whose entries must be synced.
+    private func makeParentDirectories(of key: ObjectKey) throws(StorageError) -> (LocalDirectory, [LocalDirectory]) {
+        var current = try LocalDirectory.at(realRoot)
+        var created: [LocalDirectory] = []
+        for segment in key.segments.dropLast().map(String.init) {
+            if let next = try current.subdirectory(segment) {
+                current = next
                 continue
             }
-            // Something exists (or appeared concurrently): it must be a directory, or a symlink to one in the root.
-            switch try LocalFiles.entry(at: current) {
-            case .directory:
-                continue
-            case .symlink:
-                if let real = try resolveInside(current), try LocalFiles.target(of: real) == .directory { continue }
-                throw StorageError(.failedPrecondition, "cannot write \(key): \(current) is not a directory")
-            case nil:
-                throw StorageError(.unavailable, "cannot write \(key): \(current) vanished while being created")
-            case .file, .other:
-                throw StorageError(.failedPrecondition, "cannot write \(key): \(current) is not a directory")
+            // Nothing there, or something that is not a directory (or appeared concurrently).
+            let made = try current.makeSubdirectory(segment)
+            guard let next = try current.subdirectory(segment) else {
+                throw StorageError(
+                    .failedPrecondition, "cannot write \(key): \(current.path(of: segment)) is not a directory")
             }
+            if made { created.append(current) }
+            current = next
         }
         return (current, created)
     }
@@ -191,70 +203,64 @@ public struct LocalBlobStore: BlobStore {
 
     /// A file met by ``walk(under:includeTemporary:_:)``.
     private struct WalkEntry {
-        var path: String
-        var kind: LocalFiles.Entry
+        var name: String
+        var kind: LocalDirectory.Entry
         var isTemporary: Bool
     }
 
-    /// Visits the regular files below `prefix` depth-first with their keys; never follows a symlink.
+    /// The directory holding `key`'s object, or nil when one on the way is missing (or not a directory).
+    ///
+    /// - Throws: `permissionDenied` when one on the way is a symlink.
+    private func directory(holding key: ObjectKey) throws(StorageError) -> LocalDirectory? {
+        var current = try LocalDirectory.at(realRoot)
+        for segment in key.segments.dropLast() {
+            guard let next = try current.subdirectory(String(segment)) else { return nil }
+            current = next
+        }
+        return current
+    }
+
+    /// Visits the regular files below `prefix` depth-first with their keys and directories; never follows a symlink.
+    /// Holds one open directory per level (keys are short), however wide the tree.
     private func walk(
-        under prefix: ObjectKey, includeTemporary: Bool = false, _ visit: (ObjectKey, WalkEntry) -> Void
+        under prefix: ObjectKey, includeTemporary: Bool = false,
+        _ visit: (ObjectKey, WalkEntry, LocalDirectory) throws(StorageError) -> Void
     ) throws(StorageError) {
-        guard let real = try resolveInside(path(of: prefix)), try LocalFiles.target(of: real) == .directory else {
+        guard let parent = try directory(holding: prefix), let top = try parent.subdirectory(prefix.lastSegment) else {
             return
         }
-        var pending: [(directory: String, key: String)] = [(real, prefix.rawValue)]
-        while let next = pending.popLast() {
-            let (directory, keyPrefix) = next
-            for name in try LocalFiles.names(inDirectory: directory) {
-                let path = directory + "/" + name
-                // Names that cannot be keys (spaces, non-ASCII, too long) are not ours: skip them.
-                guard let key = try? ObjectKey(keyPrefix + "/" + name) else { continue }
-                switch try LocalFiles.entry(at: path) {
-                case .directory:
-                    pending.append((path, key.rawValue))
-                case .some(let kind) where kind != .symlink && kind != .other:
-                    let temporary = TemporaryFileName.isTemporary(name)
-                    if includeTemporary || !temporary {
-                        visit(key, WalkEntry(path: path, kind: kind, isTemporary: temporary))
-                    }
-                default:
+        try walk(top, keyPrefix: prefix.rawValue, includeTemporary: includeTemporary, visit)
+    }
+
+    private func walk(
+        _ directory: LocalDirectory, keyPrefix: String, includeTemporary: Bool,
+        _ visit: (ObjectKey, WalkEntry, LocalDirectory) throws(StorageError) -> Void
+    ) throws(StorageError) {
+        for name in try directory.names() {
+            // Names that cannot be keys (spaces, non-ASCII, too long) are not ours: skip them.
+            guard let key = try? ObjectKey(keyPrefix + "/" + name) else { continue }
+            switch try directory.entry(name) {
+            case .directory:
+                // Swapped for a symlink since it was inspected: skipped like any symlink.
+                let child: LocalDirectory?
+                do {
+                    child = try directory.subdirectory(name)
+                } catch  where error.code == .permissionDenied {
                     continue
                 }
+                if let child { try walk(child, keyPrefix: key.rawValue, includeTemporary: includeTemporary, visit) }
+            case .some(let kind) where kind != .symlink && kind != .other:
+                let temporary = TemporaryFileName.isTemporary(name)
+                if includeTemporary || !temporary {
+                    try visit(key, WalkEntry(name: name, kind: kind, isTemporary: temporary), directory)
+                }
+            default:
+                continue
             }
         }
     }
 
     // MARK: Paths
-
-    private func path(of key: ObjectKey) -> String {
-        root == "/" ? "/" + key.rawValue : root + "/" + key.rawValue
-    }
-
-    /// The real path of `path`, or nil when it leads nowhere.
-    ///
-    /// - Throws: `permissionDenied` when it resolves outside the root (a symlink pointing elsewhere).
-    private func resolveInside(_ path: String) throws(StorageError) -> String? {
-        guard let real = try LocalFiles.realPath(path) else { return nil }
-        guard realRoot == "/" || real == realRoot || real.hasPrefix(realRoot + "/") else {
-            throw StorageError(
-                .permissionDenied,
-                "refusing to follow \(path): it resolves to \(real), outside the checkpoint directory \(root)")
-        }
-        return real
-    }
-
-    private func pruneEmptyDirectories(from directory: String) {
-        var current = directory
-        while current != root, current.hasPrefix(root), LocalFiles.removeIfEmpty(directory: current) {
-            current = Self.parent(of: current)
-        }
-    }
-
-    private static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
-        return String(path[..<slash])
-    }
 
     /// An absolute path with `.`, `..` and empty segments removed, or nil when `path` is not absolute.
     static func normalize(_ path: String) -> String? {
@@ -269,4 +275,9 @@ public struct LocalBlobStore: BlobStore {
         }
         return "/" + segments.joined(separator: "/")
     }
+}
+
+extension ObjectKey {
+    /// The last segment: the object's name in its directory.
+    fileprivate var lastSegment: String { String(segments.last!) }
 }

@@ -12,6 +12,8 @@ public enum StateChange: Sendable, Hashable {
     case data(DataChange)
     /// A checkpoint record, written whole.
     case checkpoint(CheckpointRecord)
+    /// A checkpoint record deleted (a retired one beyond what its task keeps).
+    case checkpointForgotten(CheckpointID)
     /// A task record, written whole.
     case task(TaskRecord)
 }
@@ -289,6 +291,8 @@ public final class SQLiteStateStore: Sendable {
                                 record.id, record.status.rawValue,
                                 String(decoding: try JSONEncoder().encode(record), as: UTF8.self),
                             ])
+                    case .checkpointForgotten(let id):
+                        try db.execute(sql: "DELETE FROM checkpoint WHERE id = ?", arguments: [id.description])
                     case .checkpoint(let record):
                         try db.execute(
                             sql:

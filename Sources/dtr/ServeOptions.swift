@@ -63,6 +63,13 @@ struct ServeOptions: ParsableArguments {
     var checkpointTimeout: String?
 
     @Option(
+        help: """
+            Checkpoints of one task that may be pending at once; saving another step is refused until one commits, \
+            fails or times out [env: DTR_CHECKPOINT_MAX_PENDING] (default: 16).
+            """)
+    var checkpointMaxPending: Int?
+
+    @Option(
         help:
             "Committed checkpoints kept per task, newest first; 0 keeps all [env: DTR_CHECKPOINT_KEEP_LAST] (default: 5)."
     )
@@ -116,6 +123,20 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Largest HTTP request body; larger ones get 413 [env: DTR_HTTP_MAX_BODY] (default: 1MiB).")
     var httpMaxBody: String?
 
+    @Option(
+        help: """
+            Close an HTTP connection that sends nothing for this long (no request, or no part of one; event streams \
+            being answered stay open) [env: DTR_HTTP_IDLE_TIMEOUT] (default: 30s).
+            """)
+    var httpIdleTimeout: String?
+
+    @Option(
+        help: """
+            HTTP connections one client address may hold open at once; more are closed at once \
+            [env: DTR_HTTP_MAX_CONNECTIONS_PER_CLIENT] (default: 128).
+            """)
+    var httpMaxConnectionsPerClient: Int?
+
     @Option(help: "PEM certificate chain: both servers speak TLS (needs --tls-key) [env: DTR_TLS_CERT].")
     var tlsCert: String?
 
@@ -158,7 +179,7 @@ struct ServeOptions: ParsableArguments {
         } catch let error as CoreError {
             throw ValidationError(error.message)
         }
-        let config = CoordinatorConfig(
+        var config = CoordinatorConfig(
             host: host ?? env.values["DTR_HOST"] ?? "127.0.0.1",
             grpcPort: try env.port(grpcPort, "DTR_GRPC_PORT", flag: "--grpc-port", default: 50051),
             httpPort: try env.port(httpPort, "DTR_HTTP_PORT", flag: "--http-port", default: 51051),
@@ -181,6 +202,17 @@ struct ServeOptions: ParsableArguments {
             httpMaxBodyBytes: try env.size(
                 httpMaxBody, "DTR_HTTP_MAX_BODY", flag: "--http-max-body", default: BodyLimitMiddleware.defaultMaxBytes),
             tls: try tls(env), events: try events(env))
+        config.httpIdleTimeout = try env.duration(
+            httpIdleTimeout, "DTR_HTTP_IDLE_TIMEOUT", flag: "--http-idle-timeout", default: config.httpIdleTimeout)
+        config.httpMaxConnectionsPerClient = try env.count(
+            httpMaxConnectionsPerClient, "DTR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+            flag: "--http-max-connections-per-client",
+            default: config.httpMaxConnectionsPerClient)
+        guard config.httpMaxConnectionsPerClient >= 1, config.httpIdleTimeout > .zero else {
+            throw ValidationError(
+                "--http-max-connections-per-client must be at least 1 and --http-idle-timeout more than 0 (got "
+                    + "\(config.httpMaxConnectionsPerClient) and \(config.httpIdleTimeout))")
+        }
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
             throw ValidationError(
@@ -271,7 +303,12 @@ struct ServeOptions: ParsableArguments {
             rule: "must be min or max", parse: { RetentionPolicy.Mode(rawValue: $0.lowercased()) })
         let timeout = try env.duration(
             checkpointTimeout, "DTR_CHECKPOINT_TIMEOUT", flag: "--checkpoint-timeout", default: .seconds(15 * 60))
-        return CheckpointSettings(
+        let maxPending = try env.count(
+            checkpointMaxPending, "DTR_CHECKPOINT_MAX_PENDING", flag: "--checkpoint-max-pending", default: 16)
+        guard maxPending >= 1 else {
+            throw ValidationError("--checkpoint-max-pending must be at least 1 (got \(maxPending))")
+        }
+        var settings = CheckpointSettings(
             store: checkpointStore ?? env.values["DTR_CHECKPOINT_STORE"],
             // Empty: the store falls back to the variables boto3 reads (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL;
             // AWS_REGION, AWS_DEFAULT_REGION), so workers and coordinator find the same server.
@@ -279,6 +316,8 @@ struct ServeOptions: ParsableArguments {
             s3Region: checkpointS3Region ?? env.values["DTR_CHECKPOINT_S3_REGION"] ?? "",
             timeout: timeout,
             retention: RetentionPolicy(keepLast: keepLast, keepBest: keepBest, metric: metric, mode: mode))
+        settings.maxPending = maxPending
+        return settings
     }
 }
 

@@ -308,3 +308,77 @@ struct CheckpointIDTests {
         #expect(error?.code == .invalidArgument)
     }
 }
+
+/// What bounds a task's checkpoint records: the pending cap and the retired records kept.
+@Suite("Checkpoint bounds")
+struct CheckpointBoundsTests {
+    @Test("a task holds at most maxPendingPerTask pending checkpoints; one that ends makes room")
+    func pendingCap() throws {
+        var f = Fixture(world: 2)
+        f.catalog = CheckpointCatalog(timeout: .seconds(60), retention: .default, maxPendingPerTask: 3, now: .zero)
+        let first = try f.open(rank: 0, step: 10)
+        try f.open(rank: 0, step: 20)
+        try f.open(rank: 0, step: 30)
+        let refused = #expect(throws: CheckpointError.self) { try f.open(rank: 0, step: 40) }
+        #expect(refused?.code == .resourceExhausted)
+        #expect(refused?.message.contains("already has 3 checkpoints pending (steps 10, 20, 30)") == true)
+        #expect(refused?.message.contains("--checkpoint-max-pending") == true)
+        #expect(f.catalog.pendingCheckpoint(task: f.task, step: 40) == nil, "the refusal changed nothing")
+        // Joining a pending one is not opening another.
+        try f.open(rank: 1, step: 20)
+        _ = try f.catalog.fail(first.id, worker: f.worker(0), reason: "disk full")
+        #expect(try f.open(rank: 0, step: 40).status == .pending)
+        // Time-outs make room too.
+        f.now = .seconds(61)
+        _ = f.catalog.onTick(now: f.now)
+        for step: Int64 in [50, 60, 70] { try f.open(rank: 0, step: step) }
+    }
+
+    @Test("aborted and retired records drop their metadata, and beyond 64 per task the oldest are forgotten")
+    func retiredRecordsAreBounded() throws {
+        var f = Fixture(world: 1)
+        var forgotten: [CheckpointID] = []
+        var deleted: [CheckpointID] = []
+        for step in Int64(1)...100 {
+            let opening = CheckpointCatalog.Opening(
+                task: f.task, step: step, epoch: 0, worker: f.worker(0), rank: 0, worldSize: 1, membershipEpoch: 7,
+                metrics: ["loss": 1], metadata: ["blob": String(repeating: "x", count: 4096)])
+            let id = try f.catalog.open(opening, position: DataPosition(), now: f.now, wallMs: f.wallMs + step).record
+                .id
+            for directive in try f.catalog.fail(id, worker: f.worker(0), reason: "test").directives {
+                switch directive {
+                case .forget(let id): forgotten.append(id)
+                case .deleteObjects(let id, _): deleted.append(id)
+                default: break
+                }
+            }
+        }
+        let kept = f.catalog.all
+        #expect(kept.count == CheckpointCatalog.retiredKeptPerTask)
+        #expect(kept.map(\.id.step) == Array(37...100), "the newest are kept")
+        #expect(kept.allSatisfy { $0.status == .aborted && $0.metadata.isEmpty && $0.rankMetrics.isEmpty })
+        #expect(forgotten.map(\.step) == Array(1...36))
+        #expect(Set(forgotten).isSubset(of: Set(deleted)), "a forgotten checkpoint's objects are deleted once more")
+        // A forgotten step may be saved again.
+        #expect(try f.open(rank: 0, step: 1).id.attempt == 1)
+
+        // A restart with more retired records than that (an older version kept them all) forgets the oldest.
+        var restored = CheckpointCatalog(
+            timeout: .seconds(60), retention: .default, restoring: kept + persistedAborted(f, steps: 101...110),
+            now: .zero)
+        let directives = restored.resumeCommits()
+        let forgottenOnRestart = directives.compactMap { if case .forget(let id) = $0 { id } else { nil } }
+        #expect(forgottenOnRestart.map(\.step) == Array(37...46))
+        #expect(restored.all.count == CheckpointCatalog.retiredKeptPerTask)
+    }
+
+    private func persistedAborted(_ f: Fixture, steps: ClosedRange<Int64>) -> [CheckpointRecord] {
+        steps.map { step in
+            var record = CheckpointRecord(
+                id: CheckpointID(task: f.task, step: step, attempt: 1), epoch: 0, worldSize: 1, membershipEpoch: 7,
+                createdAtMs: f.wallMs + step, position: DataPosition())
+            record.status = .aborted
+            return record
+        }
+    }
+}

@@ -47,6 +47,36 @@ struct DatasetCatalogTests {
         #expect(tooMany?.message.contains("3 epochs of d in task default are unfinished (10, 11, 12)") == true)
     }
 
+    @Test("a new epoch far beyond the newest is refused; a dropped ledger makes room and is gone")
+    func epochLeadAndDrop() throws {
+        var (catalog, workers) = try catalog()
+        let ask = { (catalog: inout DatasetCatalog, epoch: Int64) throws(CoreError) in
+            _ = try catalog.assignment(
+                key: key(epoch), worker: workers[0], members: workers, membershipEpoch: 1, now: now)
+        }
+        // The first epoch of a (task, dataset) may be any: a job may resume anywhere.
+        try ask(&catalog, 7)
+        for epoch in [Int64.max, 1 << 62, 7 + DatasetCatalog.maxEpochLead + 1] {
+            let error = #expect(throws: CoreError.self) { try ask(&catalog, epoch) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("must be at most 100 beyond the newest epoch 7") == true)
+        }
+        try ask(&catalog, 7 + DatasetCatalog.maxEpochLead)
+        try ask(&catalog, 0)
+        #expect(catalog.summaries(of: "d").map(\.key.epoch) == [0, 7, 107])
+        #expect(throws: CoreError.self) { try ask(&catalog, 8) }
+
+        #expect(try catalog.dropLedger(key(107)) == [.ledgerDropped(key(107))])
+        #expect(catalog.summaries(of: "d").map(\.key.epoch) == [0, 7])
+        try ask(&catalog, 8)
+        let missing = #expect(throws: CoreError.self) { try catalog.dropLedger(key(107)) }
+        #expect(missing?.code == .notFound)
+        let unknown = #expect(throws: CoreError.self) {
+            try catalog.dropLedger(LedgerKey(task: .default, dataset: "nope", epoch: 0))
+        }
+        #expect(unknown?.code == .notFound)
+    }
+
     @Test("registration is idempotent and conflicts are refused")
     func registration() throws {
         var catalog = DatasetCatalog()

@@ -143,6 +143,30 @@ struct BarrierTableTests {
         #expect(tooBig?.code == .resourceExhausted)
         #expect(table.snapshot(now: .zero).first?.arrived == 1, "the open generation is untouched")
     }
+
+    @Test("ever new names do not grow the table: counters of names with no open generation are forgotten")
+    mutating func namesAreBounded() throws {
+        let open = BarrierKey(task: .default, name: "held")
+        _ = try table.onArrive(
+            open, worker: members[0], arrival: BarrierArrival(expected: 2, timeout: .seconds(60), payload: nil),
+            seenEpoch: 4, membershipEpoch: 4, members: members, now: .zero)
+        for index in 0..<(3 * BarrierTable.maxRememberedNames) {
+            let key = BarrierKey(task: .default, name: "name-\(index)")
+            let (id, directives) = try table.onArrive(
+                key, worker: members[0], arrival: BarrierArrival(expected: 1, timeout: .seconds(1), payload: nil),
+                seenEpoch: 4, membershipEpoch: 4, members: members, now: .zero)
+            #expect(id.generation == 1 && release(directives) != nil)
+            #expect(table.rememberedNames <= BarrierTable.maxRememberedNames + 1)
+        }
+        // The open generation survived every pass and still releases.
+        let (id, directives) = try table.onArrive(
+            open, worker: members[1], arrival: BarrierArrival(expected: 2, timeout: .seconds(60), payload: nil),
+            seenEpoch: 4, membershipEpoch: 4, members: members, now: .zero)
+        #expect(id.generation == 1 && release(directives)?.participants.count == 2)
+        // A name still remembered keeps counting.
+        #expect(try arrive(0, expected: 1).id.generation == 1)
+        #expect(try arrive(0, expected: 1).id.generation == 2)
+    }
 }
 
 @Suite("Latency histogram")

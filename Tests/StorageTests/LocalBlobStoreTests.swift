@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import RuntimeCore
 import Storage
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +12,8 @@ import Testing
 #endif
 
 /// ``LocalBlobStore`` on a real directory: atomic durable puts, listings without temporary files, cleanup of stale
-/// temporary files, pruning on delete, refusal to follow symlinks out of the root, and the errno mapping.
+/// temporary files, pruning on delete, refusal to follow any symlink inside the root (also one swapped in while a call
+/// runs), and the errno mapping.
 @Suite struct LocalBlobStoreTests {
     private func key(_ raw: String) throws -> ObjectKey { try ObjectKey(raw) }
 
@@ -222,23 +224,73 @@ import Testing
         failures.append(await #expect(throws: StorageError.self) { try await store.delete([key("escape/secret")]) })
         for error in failures {
             #expect(error?.code == .permissionDenied)
-            #expect(error?.message.contains("outside the checkpoint directory") == true)
+            #expect(error?.message.contains("the checkpoint store never follows symlinks") == true)
         }
         #expect(names(in: outside.path) == ["secret"])
         #expect(try String(contentsOfFile: outside.file("secret"), encoding: .utf8) == "secret")
     }
 
-    @Test func symlinksInsideTheRootAreFollowedButNotListed() async throws {
+    @Test func symlinksInsideTheRootAreNeverFollowedAndDeletingOneRemovesTheLinkOnly() async throws {
         let directory = TemporaryDirectory()
         let store = try LocalBlobStore(root: directory.path)
         try await store.put(key("real/part"), bytes: [7])
         try FileManager.default.createSymbolicLink(atPath: directory.file("alias"), withDestinationPath: "real")
+        try FileManager.default.createSymbolicLink(atPath: directory.file("real/link"), withDestinationPath: "part")
 
-        #expect(try await store.get(key("alias/part")) == [7])
-        try await store.put(key("alias/new"), bytes: [8])
-        #expect(try await store.get(key("real/new")) == [8])
-        // Listing never walks through links, so each object shows up once, under its real name.
-        #expect(try await store.list(under: key("real")) == [key("real/new"), key("real/part")])
+        for error in [
+            await #expect(throws: StorageError.self) { try await store.get(key("alias/part")) },
+            await #expect(throws: StorageError.self) { try await store.put(key("alias/new"), bytes: [8]) },
+            await #expect(throws: StorageError.self) { try await store.get(key("real/link")) },
+        ] {
+            #expect(error?.code == .permissionDenied)
+        }
+        #expect(names(in: directory.file("real")) == ["link", "part"], "nothing written through the link")
+        // Listings never walk through links or show them.
+        #expect(try await store.list(under: key("real")) == [key("real/part")])
+        try await store.delete([key("real/link")])
+        #expect(try await store.get(key("real/part")) == [7])
+        #expect(names(in: directory.file("real")) == ["part"])
+    }
+
+    /// The race a path check leaves open: `t/ck` is a directory when the store looks, and a symlink out of the root
+    /// when it acts. A thread swaps the two as fast as it can while the store writes and deletes `t/ck/victim`; the
+    /// file of that name outside the root must stay untouched.
+    @Test func aDirectorySwappedForASymlinkWhileACallRunsCannotLeadOutside() async throws {
+        let directory = TemporaryDirectory()
+        let outside = TemporaryDirectory()
+        try write("precious", to: outside.file("victim"))
+        let store = try LocalBlobStore(root: directory.path)
+        try await store.put(key("t/ck/victim"), bytes: Array("inside".utf8))
+        try FileManager.default.createSymbolicLink(atPath: directory.file("t/link"), withDestinationPath: outside.path)
+
+        let stop = Atomic<Bool>(false)
+        let swaps = Atomic<Int>(0)
+        let (ck, real, link) = (directory.file("t/ck"), directory.file("t/real"), directory.file("t/link"))
+        let swapper = Thread {
+            while !stop.load(ordering: .relaxed) {
+                // Each rename is atomic; between them `t/ck` is the real directory, the symlink, or missing.
+                _ = rename(ck, real)
+                _ = rename(link, ck)
+                _ = rename(ck, link)
+                _ = rename(real, ck)
+                swaps.add(1, ordering: .relaxed)
+            }
+        }
+        swapper.start()
+        let started = ContinuousClock.now
+        var calls = 0
+        while ContinuousClock.now - started < .seconds(2) {
+            // Refusals and missing directories are expected here; what matters is what happens outside.
+            try? await store.delete([key("t/ck/victim")])
+            try? await store.put(key("t/ck/victim"), bytes: Array("overwritten".utf8))
+            calls += 2
+        }
+        stop.store(true, ordering: .relaxed)
+        while !swapper.isFinished { try await Task.sleep(for: .milliseconds(10)) }
+
+        #expect(calls > 100 && swaps.load(ordering: .relaxed) > 100, "the race was run")
+        #expect(names(in: outside.path) == ["victim"], "nothing created outside")
+        #expect(try String(contentsOfFile: outside.file("victim"), encoding: .utf8) == "precious")
     }
 
     // MARK: Errors from the file system

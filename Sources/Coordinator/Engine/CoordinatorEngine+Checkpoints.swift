@@ -189,6 +189,8 @@ extension CoordinatorEngine {
                 log(settled: record)
             case .deleteObjects(let id, let keys):
                 Task { await self.deleteObjects(of: id, keys) }
+            case .forget(let id):
+                latestChange[id.task] = queue.enqueue(.checkpointForgotten(id))
             }
         }
     }

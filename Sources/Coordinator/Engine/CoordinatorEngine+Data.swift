@@ -57,6 +57,18 @@ extension CoordinatorEngine {
         return (record, progress)
     }
 
+    /// Drops one epoch's ledger (an operator's action, through the HTTP API); returns once that is durable.
+    ///
+    /// - Throws: `notFound` for an unknown dataset or ledger.
+    public func dropLedger(_ key: LedgerKey) async throws -> (record: DatasetRecord, ledgers: [LedgerSummary]) {
+        persist(try catalog.dropLedger(key), task: key.task)
+        noteDatasetProgress(key)
+        try await settle(key.task)
+        logger.notice("dataset epoch ledger dropped", metadata: ["task_id": "\(key.task)", "ledger": "\(key)"])
+        let record = catalog.registered.first { $0.spec.name == key.dataset }!
+        return (record, catalog.summaries(of: key.dataset))
+    }
+
     /// Every registered dataset with the summaries of its retained ledgers, for `/api/datasets`.
     public func datasets() -> [(record: DatasetRecord, ledgers: [LedgerSummary])] {
         catalog.registered.map { ($0, catalog.summaries(of: $0.spec.name)) }

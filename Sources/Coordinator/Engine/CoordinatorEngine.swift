@@ -82,7 +82,7 @@ public actor CoordinatorEngine {
         let start = now()
         var checkpoints = CheckpointCatalog(
             timeout: checkpointSettings.timeout, retention: checkpointSettings.retention,
-            restoring: restoringCheckpoints, now: start.monotonic)
+            maxPendingPerTask: checkpointSettings.maxPending, restoring: restoringCheckpoints, now: start.monotonic)
         let resumedCommits = checkpoints.resumeCommits()
         self.checkpoints = checkpoints
         self.tasks = TaskTable(restoring: restoringTasks)
@@ -109,7 +109,7 @@ public actor CoordinatorEngine {
         self.startedAt = start
         self.logger = logger
         if !resumedCommits.isEmpty {
-            logger.info("committing checkpoints whose parts were all reported before the restart")
+            logger.info("resuming checkpoint commits (or forgetting old records) after the restart")
             Task { await self.carryOut(resumedCommits) }
         }
         let members = persisted.records.filter { $0.standing == .member }.count

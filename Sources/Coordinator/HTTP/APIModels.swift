@@ -155,7 +155,7 @@ struct DatasetsBody: ResponseEncodable {
 }
 
 /// One dataset in `GET /api/datasets`: its spec, and per task its current epoch and its retained epochs' progress.
-struct DatasetBody: Encodable {
+struct DatasetBody: ResponseEncodable {
     struct Epoch: Encodable {
         var epoch: Int64
         var doneShards: Int

@@ -27,8 +27,14 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             return Self.response(code: code, message: message, status: error.status, headers: error.headers)
         } catch {
-            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return Self.response(code: .internal, message: "internal error: \(error)")
+            // The details (internal types, file paths) go to the coordinator's log, not to the client.
+            let reference = String(UInt32.random(in: .min ... .max), radix: 16)
+            context.logger.error(
+                "request failed",
+                metadata: ["path": "\(request.uri.path)", "error": "\(error)", "reference": "\(reference)"])
+            return Self.response(
+                code: .internal,
+                message: "internal error (reference \(reference) in the coordinator's log): please report it")
         }
     }
 

@@ -1,3 +1,4 @@
+import DataShard
 public import Hummingbird
 import RuntimeCore
 
@@ -52,6 +53,19 @@ public func buildRouter(
     router.get("/api/tasks/:id/metrics") { _, context -> TaskMetricsBody in
         let id = try taskID(context)
         return TaskMetricsBody(task: id, charts: try await engine.trainingCharts(of: id))
+    }
+
+    router.delete("/api/datasets/:name/ledgers/:task/:epoch") { _, context -> DatasetBody in
+        let parameters = context.parameters
+        guard let epoch = Int64(parameters.get("epoch") ?? ""), epoch >= 0 else {
+            throw CoreError.invalid(
+                "epoch", "must be an integer >= 0", got: Validation.quoted(parameters.get("epoch") ?? ""))
+        }
+        let key = LedgerKey(
+            task: try TaskID(parameters.get("task") ?? "", field: "task id"), dataset: parameters.get("name") ?? "",
+            epoch: epoch)
+        let (record, ledgers) = try await engine.dropLedger(key)
+        return DatasetBody(record: record, ledgers: ledgers)
     }
 
     router.post("/api/tasks") { request, context -> EditedResponse<TaskBody> in

@@ -28,6 +28,20 @@ enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
+    /// How deeply arrays and objects nest in it (a scalar is 0). Bounded on the way in (see ``maxDepth``), so a
+    /// stored config can always be written back out.
+    var depth: Int {
+        switch self {
+        case .null, .bool, .number, .string: 0
+        case .array(let values): 1 + (values.map(\.depth).max() ?? 0)
+        case .object(let values): 1 + (values.values.map(\.depth).max() ?? 0)
+        }
+    }
+
+    /// The deepest nesting a task's config may have: far beyond any real configuration, and far below what the JSON
+    /// coders refuse (a config nested 508 levels deep was stored, and every read of the task list failed after it).
+    static let maxDepth = 32
+
     func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
@@ -65,6 +79,12 @@ struct CreateTaskRequest: Decodable {
             config = String(decoding: try encoder.encode(self.config ?? [:]), as: UTF8.self)
         } catch {
             throw CoreError.invalid("config", "must be a JSON object of finite values")
+        }
+        let depth = JSONValue.object(self.config ?? [:]).depth
+        guard depth <= JSONValue.maxDepth else {
+            throw CoreError.invalid(
+                "config", "must nest at most \(JSONValue.maxDepth) levels of arrays and objects", got: "\(depth) levels"
+            )
         }
         // Unlike a worker's task_id, an empty name does not mean `default`: it is a mistake.
         guard !name.isEmpty else {
@@ -117,7 +137,9 @@ struct TaskBody: ResponseEncodable {
         membershipEpoch = task.membershipEpoch
         dataset = record.dataset
         epochs = record.epochs
-        config = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(record.configJSON.utf8))) ?? [:]
+        // A config stored before its depth was bounded is left out rather than failing every read of the task list.
+        let stored = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(record.configJSON.utf8))) ?? [:]
+        config = JSONValue.object(stored).depth <= JSONValue.maxDepth ? stored : [:]
         createdBy = record.explicit ? "api" : "worker"
         createdAt = Self.date(record.createdAtMs)
         startedAt = record.startedAtMs.map(Self.date)

@@ -88,13 +88,18 @@ public func buildCoordinator(
             ? [GRPCRateLimitInterceptor(rate: config.grpcRateLimit, metrics: engine.metrics)] : [])
             + (config.workerToken.map { [WorkerAuthInterceptor(token: $0)] } ?? []))
 
+    let connectionLimit = HTTPConnectionLimit(perClient: config.httpMaxConnectionsPerClient)
     let app = Application(
         router: buildRouter(
             engine: engine, listeners: listeners, logs: logs, adminToken: config.adminToken,
             cors: CORSPolicy(origins: config.corsOrigins),
             rateLimits: config.httpRateLimit > 0 ? ClientRateLimits(rate: config.httpRateLimit) : nil,
             maxBodyBytes: config.httpMaxBodyBytes),
-        server: try httpServer(tls: config.tls),
+        server: try httpServer(
+            tls: config.tls,
+            configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [connectionLimit.handler()],
+                idleTimeout: .nanoseconds(Int64(config.httpIdleTimeout.seconds * 1e9)))),
         configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "dtr"),
         onServerRunning: { channel in
             if let port = channel.localAddress?.port { listeners.httpBound(port: port) }
@@ -125,11 +130,14 @@ private func bindAddress(host: String, port: Int) throws(CoreError) -> GRPCNIOTr
     return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
 }
 
-/// HTTP/1.1, over TLS when a certificate and key are configured.
+/// HTTP/1.1 (with the idle timeout and connection cap of `configuration`), over TLS when a certificate and key are
+/// configured.
 ///
 /// - Throws: `StorageError` (`invalidArgument`) naming the file that cannot be read as PEM.
-private func httpServer(tls: (certificate: String, privateKey: String)?) throws -> HTTPServerBuilder {
-    guard let tls else { return .http1() }
+private func httpServer(
+    tls: (certificate: String, privateKey: String)?, configuration: HTTP1Channel.Configuration
+) throws -> HTTPServerBuilder {
+    guard let tls else { return .http1(configuration: configuration) }
     let chain: [NIOSSLCertificate]
     let key: NIOSSLPrivateKey
     do {
@@ -142,7 +150,7 @@ private func httpServer(tls: (certificate: String, privateKey: String)?) throws 
     } catch {
         throw StorageError(.invalidArgument, "cannot read --tls-key \(tls.privateKey) as a PEM private key: \(error)")
     }
-    let configuration = TLSConfiguration.makeServerConfiguration(
+    let tlsConfiguration = TLSConfiguration.makeServerConfiguration(
         certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-    return try .tls(.http1(), tlsConfiguration: configuration)
+    return try .tls(.http1(configuration: configuration), tlsConfiguration: tlsConfiguration)
 }

@@ -35,6 +35,10 @@ public struct CoordinatorConfig: Sendable {
     public var grpcRateLimit: Double
     /// Largest HTTP request body, in bytes; larger ones get `413`. Default 1 MiB.
     public var httpMaxBodyBytes: Int
+    /// An HTTP connection that sends nothing (no request, or no part of one) for this long is closed. Default 30 s.
+    public var httpIdleTimeout: Duration = .seconds(30)
+    /// HTTP connections one client address may hold open at once; more are closed at once. Default 128.
+    public var httpMaxConnectionsPerClient = 128
     /// PEM certificate chain and private key: both servers speak TLS when set.
     public var tls: (certificate: String, privateKey: String)?
     /// The limits of `/api/events` (replay buffer, client queues, keep-alives, tickets).
@@ -85,6 +89,8 @@ public struct CheckpointSettings: Sendable {
     public var retention: RetentionPolicy
     /// How often the store is swept for leftovers. Default 5 minutes.
     public var sweepInterval: Duration
+    /// How many checkpoints of one task may be pending at once; opening another is `RESOURCE_EXHAUSTED`. Default 16.
+    public var maxPending = 16
 
     /// Creates settings; every parameter has the documented default.
     public init(
