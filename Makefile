@@ -9,7 +9,7 @@ TORCH_PYTHON := .venv-torch/bin/python
 DTR := .build/debug/dtr
 # Our Swift code (the generated Sources/RuntimeProto is left as protoc made it).
 SWIFT_SOURCES := Package.swift Sources/RuntimeCore Sources/DataShard Sources/Checkpoint Sources/Storage \
-	Sources/Coordinator Sources/dtr Tests
+	Sources/Coordinator Sources/Swarm Sources/dtr Tests
 PYTHON_SOURCES := python examples bench scripts
 
 .PHONY: demo test setup build lint format swift-test python-test torch-test protos bench training-plot clean dashboard \

@@ -89,10 +89,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // MARK: The swarm simulator: a client of the public gRPC API (the demo's workers and the swarm benchmarks)
+        .target(
+            name: "Swarm",
+            dependencies: [
+                "RuntimeProto", "Storage", "Checkpoint",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "dtr",
             dependencies: [
-                "Coordinator", "RuntimeCore", "DataShard", "RuntimeProto",
+                "Coordinator", "RuntimeCore", "DataShard", "RuntimeProto", "Swarm", "Storage",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -19,14 +19,21 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: ServeOptions
 
+    // Hidden: `dtr bench swarm` measures its baselines (no-op messages on the same server) against a child coordinator.
+    @Flag(help: ArgumentHelp("Also serve the benchmarks' no-op service (dtr bench swarm).", visibility: .hidden))
+    var benchNoopService = false
+
     /// Checks flags and environment variables while parsing, so that a bad value is reported with `dtr serve`'s usage
     /// (an error thrown from `run()` would get the root command's `Usage: dtr <subcommand>`).
     func validate() throws {
         _ = try options.resolve(environment: ProcessInfo.processInfo.environment)
+        _ = try options.demoMode(environment: ProcessInfo.processInfo.environment)
     }
 
     func run() async throws {
-        let config = try options.resolve(environment: ProcessInfo.processInfo.environment)
+        let environment = ProcessInfo.processInfo.environment
+        let config = try options.resolve(environment: environment)
+        let demo = try options.demoMode(environment: environment)
         let logs = LogBuffer()
         LoggingSystem.bootstrap { label in
             CoordinatorLogHandler(
@@ -37,13 +44,23 @@ struct Serve: AsyncParsableCommand {
 
         let runtime: CoordinatorRuntime
         do {
-            runtime = try buildCoordinator(config: config, logger: logger, logs: logs)
+            runtime = try buildCoordinator(
+                config: config, logger: logger, logs: logs,
+                extraServices: benchNoopService ? [BenchService(gate: Gate())] : [])
         } catch let error as any CodedError {
             throw StartupError(message: error.message)
         }
 
+        // The demo swarm comes last, so that it stops first: its workers leave before the servers drain.
+        let demoServices: [any Service] =
+            demo
+            ? [
+                DemoService(
+                    runtime: runtime, host: config.host, token: options.workerTokenText(environment: environment),
+                    deadAfter: config.membership.deadAfter, logger: Logger(label: "dtr.demo"))
+            ] : []
         var groupConfig = ServiceGroupConfiguration(
-            services: runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: runtime.services + demoServices, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A safety net: a graceful shutdown normally takes milliseconds (sessions are closed, calls are short).
         groupConfig.maximumGracefulShutdownDuration = .seconds(30)
         let group = ServiceGroup(configuration: groupConfig)

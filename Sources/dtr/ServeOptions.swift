@@ -146,6 +146,13 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "Allow binding a non-loopback --host without both tokens (only on a network you trust).")
     var insecure = false
 
+    @Flag(
+        help: """
+            Also run a small swarm of simulated workers (two tasks, of 4 and 8 workers) against this coordinator over \
+            loopback, so the dashboard shows a live cluster; they are marked demo in /api/workers [env: DEMO_MODE=true].
+            """)
+    var demo = false
+
     // Hidden: for tests that need the replay buffer passed, or a ticket expired, without thousands of events or a
     // minute's wait.
     @Option(
@@ -216,6 +223,29 @@ struct ServeOptions: ParsableArguments {
             )
         }
         return config
+    }
+
+    /// Whether to run the demo swarm: `--demo`, else `DEMO_MODE` (true/false, 1/0, yes/no, on/off).
+    func demoMode(environment: [String: String]) throws -> Bool {
+        var enabled = demo
+        if !demo, let text = environment["DEMO_MODE"] {
+            switch text.lowercased() {
+            case "true", "1", "yes", "on": enabled = true
+            case "false", "0", "no", "off", "": enabled = false
+            default: throw ValidationError("DEMO_MODE must be true or false (got \"\(text)\")")
+            }
+        }
+        if enabled, tlsCert ?? environment["DTR_TLS_CERT"] != nil {
+            throw ValidationError(
+                "the demo swarm connects to the coordinator over plaintext loopback: run --demo without --tls-cert "
+                    + "and --tls-key (DTR_TLS_CERT, DTR_TLS_KEY)")
+        }
+        return enabled
+    }
+
+    /// The worker token as given (the demo swarm presents it like any worker).
+    func workerTokenText(environment: [String: String]) -> String? {
+        workerToken ?? environment["DTR_WORKER_TOKEN"]
     }
 
     private func events(_ env: Environment) throws -> EventBus.Configuration {

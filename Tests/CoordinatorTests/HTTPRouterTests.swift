@@ -94,6 +94,27 @@ struct HTTPRouterTests {
         }
     }
 
+    @Test("GET /api/workers: demo is true exactly for workers labelled dtr/demo=true (the demo swarm's)")
+    func demoWorkers() async throws {
+        let harness = try Harness()
+        try await withQueue(harness) {
+            for (id, labels) in [
+                ("sim", ["dtr/demo": "true"]), ("real", ["zone": "a"]), ("other", ["dtr/demo": "false"]),
+            ] {
+                _ = try await harness.engine.register(
+                    WorkerSpec(id: try WorkerID(id), host: "127.0.0.1", port: 7100, labels: labels))
+            }
+        }
+        try await app(harness).test(.router) { client in
+            try await client.execute(uri: "/api/workers", method: .get) { response in
+                let workers = try #require(try json(response.body)["workers"] as? [[String: Any]])
+                let demo = Dictionary(
+                    uniqueKeysWithValues: workers.map { ($0["worker_id"] as? String ?? "", $0["demo"] as? Bool) })
+                #expect(demo == ["sim": true, "real": false, "other": false])
+            }
+        }
+    }
+
     @Test("GET /api/status: ports, uptime, counts by status, tasks with their membership epochs")
     func status() async throws {
         let harness = try Harness()

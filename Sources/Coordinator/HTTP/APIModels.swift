@@ -103,6 +103,9 @@ struct WorkersBody: ResponseEncodable {
 struct WorkerBody: Encodable {
     var status: WorkerStatus
 
+    /// The label the swarm of `dtr serve --demo` gives its workers (`dtr/demo: true`): shown as `demo`.
+    static let demoLabel = "dtr/demo"
+
     init(_ status: WorkerStatus) {
         self.status = status
     }
@@ -138,8 +141,7 @@ struct WorkerBody: Encodable {
         try container.encode(record.departedAtMillis.map(Self.date), forKey: .departedAt)
         try container.encode(status.stepsPerSecond, forKey: .stepsPerSecond)
         try container.encode(status.straggler, forKey: .straggler)
-        // Reserved for the coordinator's demo swarm: no worker is one yet.
-        try container.encode(false, forKey: .demo)
+        try container.encode(record.spec.labels[Self.demoLabel] == "true", forKey: .demo)
     }
 
     private static func date(_ millis: Int64) -> Date {

@@ -12,18 +12,27 @@ public final class Listeners: Sendable {
 
     /// The configured bind address.
     public let host: String
-    private let ports = Mutex(Ports())
-    /// Every change of `ports`, newest only, for whoever waits for both servers.
-    private let changes: (stream: AsyncStream<Ports>, continuation: AsyncStream<Ports>.Continuation)
+
+    private typealias Waiter = CheckedContinuation<(grpc: Int, http: Int)?, Never>
+
+    private struct State {
+        var ports = Ports()
+        /// Whoever waits for both servers (`dtr serve`'s ready line, the demo swarm, tests), by waiter number.
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiter: UInt64 = 0
+        /// Waiters cancelled before they were parked.
+        var cancelled: Set<UInt64> = []
+    }
+
+    private let state = Mutex(State())
 
     /// Creates listeners for servers bound to `host`.
     public init(host: String) {
         self.host = host
-        changes = AsyncStream.makeStream(of: Ports.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The ports known so far.
-    public var current: Ports { ports.withLock { $0 } }
+    public var current: Ports { state.withLock { $0.ports } }
 
     /// Records the bound gRPC port.
     public func grpcBound(port: Int) {
@@ -36,19 +45,40 @@ public final class Listeners: Sendable {
     }
 
     private func update(_ change: (inout Ports) -> Void) {
-        let now = ports.withLock { ports in
-            change(&ports)
-            return ports
+        let (ready, waiters) = state.withLock { state -> ((grpc: Int, http: Int)?, [Waiter]) in
+            change(&state.ports)
+            guard let grpc = state.ports.grpc, let http = state.ports.http else { return (nil, []) }
+            defer { state.waiters = [:] }
+            return ((grpc, http), Array(state.waiters.values))
         }
-        changes.continuation.yield(now)
+        for waiter in waiters { waiter.resume(returning: ready) }
     }
 
-    /// Waits until both servers are bound (one waiter at a time); nil if cancelled first.
+    /// Waits until both servers are bound (any number of waiters); nil if cancelled first.
     func waitUntilBound() async -> (grpc: Int, http: Int)? {
-        if let grpc = current.grpc, let http = current.http { return (grpc, http) }
-        for await ports in changes.stream {
-            if let grpc = ports.grpc, let http = ports.http { return (grpc, http) }
+        let number = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
         }
-        return nil
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (waiter: Waiter) in
+                let resume = state.withLock { state -> (grpc: Int, http: Int)?? in
+                    if let grpc = state.ports.grpc, let http = state.ports.http { return .some((grpc, http)) }
+                    if state.cancelled.remove(number) != nil { return .some(nil) }
+                    state.waiters[number] = waiter
+                    return nil
+                }
+                if let resume { waiter.resume(returning: resume) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                guard let waiter = state.waiters.removeValue(forKey: number) else {
+                    state.cancelled.insert(number)
+                    return nil as Waiter?
+                }
+                return waiter
+            }
+            waiter?.resume(returning: nil)
+        }
     }
 }

@@ -34,11 +34,12 @@ final class Gate: Sendable {
 }
 
 /// The benchmarks' no-op service, served next to the coordinator on the same server: `Wait` parks until `Open`,
-/// `Echo` returns its request.
+/// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes.
 struct BenchService: RegistrableRPCService {
     static let wait = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Wait")
     static let open = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Open")
     static let echo = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Echo")
+    static let stream = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Stream")
 
     let gate: Gate
 
@@ -58,6 +59,12 @@ struct BenchService: RegistrableRPCService {
             var echoed: [UInt8] = []
             for try await message in request.messages { echoed = message }
             return StreamingServerResponse(single: ServerResponse(message: echoed))
+        }
+        router.registerHandler(forMethod: Self.stream, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
+            StreamingServerResponse { writer in
+                for try await message in request.messages { try await writer.write(message) }
+                return [:]
+            }
         }
     }
 }

@@ -1,0 +1,286 @@
+import Foundation
+import GRPCCore
+public import RuntimeProto
+import Synchronization
+
+/// One simulated worker: what a Python `Worker` does on the wire, without the process. It registers (with an
+/// incarnation, as a process of the SDK does), keeps a `WorkerSession` stream on which it heartbeats with its step and
+/// metrics, takes the views the coordinator acknowledges and pushes, and deregisters; it can also die (stop
+/// heartbeating, with its stream left open as a hung process leaves it, or broken as a crashed one) and come back as a
+/// new process.
+///
+/// Thread-safe: the session's two sides, the pacer that asks for heartbeats and the scenario all use it at once.
+public final class SimulatedWorker: Sendable {
+    /// The worker id.
+    public let id: String
+    /// The task it joins.
+    public let task: String
+    /// Which of the swarm's connections its calls use.
+    public let connection: Int
+    /// Its labels (the demo adds the reserved `dtr/demo` label).
+    public let labels: [String: String]
+    /// The world size its registration asks for when it creates the task (0: not said).
+    public let maxWorldSize: Int32
+    let recorder: SwarmRecorder
+
+    private struct State {
+        var incarnation = SimulatedWorker.newIncarnation()
+        var view = Dtruntime_V1_MembershipView()
+        var registered = false
+        var step: Int64 = 0
+        var metrics: [String: Double] = [:]
+        /// When each heartbeat not acknowledged yet was sent, oldest first (acknowledgements come in order).
+        var unacknowledged: [ContinuousClock.Instant] = []
+        /// The open session's request side: a heartbeat is sent for each element.
+        var beats: AsyncStream<Void>.Continuation?
+        /// Send the next heartbeat as soon as the previous one is acknowledged (the maximum-rate measurement).
+        var closedLoop = false
+        /// Hung: asked-for heartbeats are not sent (``hang()``).
+        var silent = false
+        var sawRejoin = false
+        var sawSuspect = false
+        var acknowledged = 0
+        var lastSent: ContinuousClock.Instant?
+    }
+
+    private let state = Mutex(State())
+
+    /// A worker that has not registered yet.
+    public init(
+        id: String, task: String, connection: Int, labels: [String: String] = [:], maxWorldSize: Int32 = 0,
+        recorder: SwarmRecorder
+    ) {
+        self.id = id
+        self.task = task
+        self.connection = connection
+        self.labels = labels
+        self.maxWorldSize = maxWorldSize
+        self.recorder = recorder
+    }
+
+    // MARK: State
+
+    /// The latest view the coordinator sent (rank -1 before the registration).
+    public var view: Dtruntime_V1_MembershipView { state.withLock { $0.view } }
+
+    /// Whether the coordinator ever told this worker it is no longer a member (`COMMAND_REJOIN`) while it was
+    /// heartbeating: a false death, unless the scenario killed it.
+    public var sawRejoin: Bool { state.withLock { $0.sawRejoin } }
+
+    /// Heartbeats acknowledged on session streams so far.
+    public var acknowledged: Int { state.withLock { $0.acknowledged } }
+
+    /// When the last heartbeat left on a session stream.
+    public var lastSent: ContinuousClock.Instant? { state.withLock { $0.lastSent } }
+
+    /// Whether a view ever said the coordinator suspected this worker.
+    public var sawSuspect: Bool { state.withLock { $0.sawSuspect } }
+
+    /// Its process's name, new for every process (``restart()``).
+    public var incarnation: String { state.withLock { $0.incarnation } }
+
+    /// The step and metrics its heartbeats carry.
+    public func progress(step: Int64, metrics: [String: Double]) {
+        state.withLock {
+            $0.step = step
+            $0.metrics = metrics
+        }
+    }
+
+    /// The step its heartbeats carry.
+    public var step: Int64 { state.withLock { $0.step } }
+
+    /// Forgets the past process: a new incarnation, no view (what a restarted process starts with).
+    public func restart() {
+        state.withLock {
+            $0.incarnation = Self.newIncarnation()
+            $0.view = Dtruntime_V1_MembershipView()
+            $0.registered = false
+            $0.silent = false
+            $0.sawRejoin = false
+            $0.sawSuspect = false
+        }
+    }
+
+    static func newIncarnation() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    }
+
+    // MARK: Unary calls
+
+    /// Registers (retrying through rate limits and restarts, as the SDK does); returns the reply.
+    ///
+    /// - Throws: the call's `RPCError` (a full task is `RESOURCE_EXHAUSTED` with `dtr-reason: TASK_FULL`).
+    @discardableResult
+    public func register(_ connections: SwarmConnections, timeout: Duration = .seconds(60)) async throws
+        -> Dtruntime_V1_RegisterWorkerResponse
+    {
+        let request = Dtruntime_V1_RegisterWorkerRequest.with {
+            $0.workerID = id
+            $0.host = "127.0.0.1"
+            $0.port = Int32(20_000 + connection % 40_000)
+            $0.taskID = task
+            $0.labels = labels
+            $0.incarnation = incarnation
+            $0.taskMaxWorldSize = maxWorldSize
+            $0.taskMinWorldSize = maxWorldSize
+        }
+        let stub = connections.stub(connection)
+        let reply = try await retrying(recorder, timeout: timeout) {
+            try await stub.registerWorker(request, metadata: connections.metadata)
+        }
+        state.withLock {
+            $0.view = reply.view
+            $0.registered = true
+        }
+        recorder.received(received(reply.view, kind: .reply))
+        return reply
+    }
+
+    /// One unary `Heartbeat` (what the SDK sends when it cannot keep a stream).
+    public func heartbeatOnce(_ connections: SwarmConnections) async throws {
+        let request = heartbeatRequest()
+        let stub = connections.stub(connection)
+        let reply = try await retrying(recorder) {
+            try await stub.heartbeat(request, metadata: connections.metadata)
+        }
+        apply(reply.view, kind: .reply)
+    }
+
+    /// Leaves the task (`failed`: it leaves because it failed).
+    public func deregister(
+        _ connections: SwarmConnections, reason: String = "simulated worker closed", failed: Bool = false
+    )
+        async throws
+    {
+        let request = Dtruntime_V1_DeregisterWorkerRequest.with {
+            $0.workerID = id
+            $0.reason = reason
+            $0.failed = failed
+        }
+        let stub = connections.stub(connection)
+        _ = try await retrying(recorder) { try await stub.deregisterWorker(request, metadata: connections.metadata) }
+        state.withLock { $0.registered = false }
+    }
+
+    // MARK: The session stream
+
+    /// Keeps this worker's `WorkerSession` open: one heartbeat for each ``beat()``, every acknowledgement and push
+    /// taken as the worker's view. Returns when the coordinator ends the stream (or throws its error); cancelling the
+    /// calling task breaks the stream, as a crashed process would.
+    public func runSession(_ connections: SwarmConnections) async throws {
+        let (beats, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(4))
+        let silent = state.withLock {
+            $0.beats?.finish()
+            $0.beats = continuation
+            $0.unacknowledged = []
+            return $0.silent
+        }
+        // As the SDK: a heartbeat at once, so the coordinator attaches the stream without waiting an interval.
+        if !silent { continuation.yield() }
+        defer {
+            continuation.finish()
+            state.withLock { $0.beats = nil }
+        }
+        let stub = connections.stub(connection)
+        try await stub.workerSession(
+            metadata: connections.metadata,
+            requestProducer: { writer in
+                for await _ in beats {
+                    try await writer.write(.with { $0.heartbeat = self.heartbeatRequest(noting: true) })
+                }
+            },
+            onResponse: { response in
+                for try await event in response.messages { self.take(event) }
+            })
+    }
+
+    /// Asks the open session to send a heartbeat now (nothing happens without one, or while hung).
+    public func beat() {
+        state.withLock { $0.silent ? nil : $0.beats }?.yield()
+    }
+
+    /// Whether a session stream is open.
+    public var hasSession: Bool { state.withLock { $0.beats != nil } }
+
+    /// Sends each heartbeat as soon as the previous one is acknowledged (true), or only on ``beat()`` (false).
+    public func closedLoop(_ on: Bool) {
+        let beats = state.withLock { state in
+            state.closedLoop = on
+            return state.beats
+        }
+        if on { beats?.yield() }
+    }
+
+    /// Stops heartbeating with the stream left open, as a hung process does, until ``restart()``.
+    public func hang() {
+        state.withLock {
+            $0.closedLoop = false
+            $0.silent = true
+        }
+    }
+
+    /// Whether the worker is hung.
+    public var isSilent: Bool { state.withLock { $0.silent } }
+
+    // MARK: Internals
+
+    private func heartbeatRequest(noting sent: Bool = false) -> Dtruntime_V1_HeartbeatRequest {
+        state.withLock { state in
+            if sent {
+                let now = ContinuousClock.now
+                state.lastSent = now
+                state.unacknowledged.append(now)
+                // Acknowledgements are not sent while the coordinator cannot write its state: do not let the list grow.
+                if state.unacknowledged.count > 64 { state.unacknowledged.removeFirst(32) }
+            }
+            return .with {
+                $0.workerID = id
+                $0.membershipEpoch = state.view.membershipEpoch
+                $0.step = state.step
+                $0.metrics = state.metrics
+            }
+        }
+    }
+
+    private func take(_ event: Dtruntime_V1_SessionEvent) {
+        let now = ContinuousClock.now
+        if event.kind == .heartbeatAck {
+            let (sent, again) = state.withLock { state -> (ContinuousClock.Instant?, AsyncStream<Void>.Continuation?) in
+                let sent = state.unacknowledged.isEmpty ? nil : state.unacknowledged.removeFirst()
+                state.acknowledged += 1
+                return (sent, state.closedLoop ? state.beats : nil)
+            }
+            if let sent { recorder.roundTrip(now - sent) }
+            again?.yield()
+        }
+        apply(event.view, kind: event.kind == .push ? .push : .ack, at: now)
+    }
+
+    /// Takes a view as the SDK does: views of one task only move forward (a reply that crossed a push is older).
+    private func apply(
+        _ view: Dtruntime_V1_MembershipView, kind: SwarmRecorder.Kind, at: ContinuousClock.Instant = .now
+    ) {
+        let taken = state.withLock { state -> Bool in
+            if view.command == .rejoin { state.sawRejoin = true }
+            if view.status == .suspect { state.sawSuspect = true }
+            guard view.taskID != state.view.taskID || view.membershipEpoch >= state.view.membershipEpoch else {
+                return false
+            }
+            state.view = view
+            return true
+        }
+        if view.command == .rejoin { recorder.count("rejoin_commands") }
+        if taken { recorder.received(received(view, kind: kind, at: at)) }
+    }
+
+    private func received(
+        _ view: Dtruntime_V1_MembershipView, kind: SwarmRecorder.Kind, at: ContinuousClock.Instant = .now
+    )
+        -> SwarmRecorder.Received
+    {
+        SwarmRecorder.Received(
+            worker: id, at: at, kind: kind, rank: view.rank, worldSize: view.worldSize, epoch: view.membershipEpoch,
+            reason: view.reason)
+    }
+}

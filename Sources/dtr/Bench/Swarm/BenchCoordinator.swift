@@ -1,0 +1,182 @@
+import Coordinator
+import Foundation
+import Logging
+import RuntimeCore
+import ServiceLifecycle
+import Swarm
+import Synchronization
+
+/// The coordinator a swarm scenario runs against: a `dtr serve` child process of this very binary (the default: its
+/// CPU and memory are its own, and it can be killed), a coordinator inside this process, or one elsewhere.
+final class BenchCoordinator: Sendable {
+    /// The gRPC address.
+    let grpc: SwarmTarget
+    /// The HTTP base URL (`http://host:port`), when known.
+    let http: String?
+    /// The coordinator's process, when known (for CPU and memory, and to kill it).
+    let pid: Int32?
+    /// Where its log goes (a child process's standard error).
+    let logPath: String?
+    private let process: Process?
+    private let inProcess: Task<Void, any Error>?
+    private let group: ServiceGroup?
+
+    private init(
+        grpc: SwarmTarget, http: String?, pid: Int32?, logPath: String?, process: Process?,
+        inProcess: Task<Void, any Error>? = nil, group: ServiceGroup? = nil
+    ) {
+        self.grpc = grpc
+        self.http = http
+        self.pid = pid
+        self.logPath = logPath
+        self.process = process
+        self.inProcess = inProcess
+        self.group = group
+    }
+
+    /// A coordinator that is already running elsewhere.
+    static func remote(_ target: SwarmTarget, http: String?, pid: Int32?) -> BenchCoordinator {
+        BenchCoordinator(grpc: target, http: http, pid: pid, logPath: nil, process: nil)
+    }
+
+    /// Starts `dtr serve` (this binary) on `dataDir` with `arguments` added, and waits for its `dtr ready` line.
+    ///
+    /// Ports are 0 (free ones) unless `arguments` name them; its standard error goes to `<dataDir>/coordinator.log`
+    /// (appended to, so that a restarted coordinator's log follows the first one's).
+    static func spawn(dataDir: String, arguments: [String], timeout: Duration = .seconds(120)) async throws
+        -> BenchCoordinator
+    {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let process = Process()
+        process.executableURL = executable
+        var all = ["serve", "--data-dir", dataDir, "--log-level", "info"]
+        if !arguments.contains("--grpc-port") { all += ["--grpc-port", "0"] }
+        if !arguments.contains("--http-port") { all += ["--http-port", "0"] }
+        process.arguments = all + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["DEMO_MODE"] = nil
+        process.environment = environment
+        let logPath = dataDir + "/coordinator.log"
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardError = log
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let ready = try await readyLine(from: output.fileHandleForReading, timeout: timeout, process: process)
+        // `dtr ready grpc=HOST:PORT http=HOST:PORT ...`
+        var fields: [String: String] = [:]
+        for part in ready.split(separator: " ") {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+        }
+        guard let grpc = fields["grpc"].flatMap(Self.hostPort), let http = fields["http"] else {
+            process.terminate()
+            throw BenchFailure("the coordinator's ready line is not what dtr serve prints: \(ready)")
+        }
+        return BenchCoordinator(
+            grpc: SwarmTarget(host: grpc.host, port: grpc.port), http: "http://\(http)", pid: process.processIdentifier,
+            logPath: logPath, process: process)
+    }
+
+    /// Runs a coordinator inside this process on `dataDir`, with the benchmarks' no-op service next to it.
+    static func inProcess(config: CoordinatorConfig) async throws -> BenchCoordinator {
+        var logger = Logger(label: "dtr-bench")
+        logger.logLevel = .error
+        let runtime = try buildCoordinator(
+            config: config, logger: logger, extraServices: [BenchService(gate: Gate())])
+        let group = ServiceGroup(services: runtime.services, logger: logger)
+        let task = Task { try await group.run() }
+        let ports = try await runtime.waitUntilListening()
+        return BenchCoordinator(
+            grpc: SwarmTarget(host: config.host, port: ports.grpc), http: "http://\(config.host):\(ports.http)",
+            pid: getpid(), logPath: nil, process: nil, inProcess: task, group: group)
+    }
+
+    /// Whether the coordinator runs in a process of its own (its CPU and memory figures are its alone).
+    var isSeparateProcess: Bool { pid != nil && pid != getpid() }
+
+    /// CPU time and resident memory of the coordinator's process, when known.
+    var stats: ProcessStats? { pid.flatMap(ProcessStats.of) }
+
+    /// `kill -9`.
+    func kill9() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Stops the coordinator gracefully (SIGTERM, or the service group's shutdown) and waits for it.
+    func stop() async {
+        if let process, process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        if let group, let inProcess {
+            await group.triggerGracefulShutdown()
+            _ = try? await inProcess.value
+        }
+    }
+
+    /// Lines of the coordinator's log at level error or above (a child process's text log: `... error ...`).
+    func errorLines() -> [String] {
+        guard let logPath, let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").filter { line in
+            // `<timestamp> <level> <label>: <message> key=value...`; a crash prints `Fatal error: ...`.
+            let fields = line.split(separator: " ", maxSplits: 2)
+            return (fields.count > 1 && (fields[1] == "error" || fields[1] == "critical"))
+                || line.contains("Fatal error")
+        }.map(String.init)
+    }
+
+    // MARK: Internals
+
+    static func hostPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    private static func readyLine(from handle: FileHandle, timeout: Duration, process: Process) async throws -> String {
+        let line = Mutex<String?>(nil)
+        let reader = Thread {
+            var buffer = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                buffer.append(chunk)
+                if let text = String(data: buffer, encoding: .utf8), let end = text.firstIndex(of: "\n") {
+                    line.withLock { $0 = String(text[..<end]) }
+                    // Keep reading so that the child never blocks on a full pipe.
+                    while !handle.availableData.isEmpty {}
+                    return
+                }
+            }
+        }
+        reader.start()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let ready = line.withLock({ $0 }) { return ready }
+            if !process.isRunning {
+                throw BenchFailure(
+                    "the coordinator exited with status \(process.terminationStatus) before it was ready")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        process.terminate()
+        throw BenchFailure("the coordinator was not ready within \(timeout)")
+    }
+}
+
+/// Why a benchmark could not run (or found its coordinator misbehaving).
+struct BenchFailure: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}

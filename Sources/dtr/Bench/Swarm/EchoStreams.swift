@@ -1,0 +1,91 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RuntimeCore
+import Swarm
+
+/// The no-op baseline of stream messages: the same number of bidirectional streams over the same connections, each
+/// sending a message as soon as the previous one came back, to the benchmarks' `Stream` method, which answers each
+/// message with its own bytes and does nothing else. What the server stack itself can carry.
+enum EchoStreams {
+    /// Round trips per second over `window`, after `warmUp`, with `streams` streams each sending `message`.
+    static func rate(
+        _ connections: SwarmConnections, streams: Int, message: [UInt8], warmUp: Duration = .seconds(2),
+        window: Duration
+    ) async throws -> Double {
+        let answered = SharedCounter()
+        let stop = SharedCounter()
+        let opened = SharedCounter()
+        let tasks = (0..<streams).map { index in
+            Task {
+                let (rings, doorbell) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+                doorbell.yield()
+                let request = StreamingClientRequest(of: [UInt8].self, metadata: connections.metadata) { writer in
+                    opened.add(1)
+                    for await _ in rings {
+                        if stop.value > 0 { return }
+                        try await writer.write(message)
+                    }
+                }
+                _ = try? await connections.client(index).bidirectionalStreaming(
+                    request: request, descriptor: BenchService.stream, serializer: RawBytes(),
+                    deserializer: RawBytes(), options: .defaults
+                ) { response in
+                    for try await _ in response.messages {
+                        answered.add(1)
+                        doorbell.yield()
+                    }
+                }
+                doorbell.finish()
+            }
+        }
+        defer { for task in tasks { task.cancel() } }
+        let clock = ContinuousClock()
+        let openBy = clock.now + .seconds(60)
+        while opened.value < streams, clock.now < openBy {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: warmUp)
+        let start = clock.now
+        let before = answered.value
+        try await Task.sleep(for: window)
+        let count = answered.value - before
+        let elapsed = clock.now - start
+        stop.add(1)
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+        return Double(count) / elapsed.seconds
+    }
+}
+
+extension EchoStreams {
+    /// The floor of a rendezvous of `count` workers on this stack: `count` no-op unary calls carrying `message`, all
+    /// at once, each followed by a no-op stream that carries one message there and back (a registration, then the
+    /// session's first heartbeat and its answer). Returns the time from the first call to the last answer.
+    static func burst(_ connections: SwarmConnections, count: Int, message: [UInt8]) async throws -> Duration {
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    let client = connections.client(index)
+                    _ = try await client.unary(
+                        request: ClientRequest(message: message, metadata: connections.metadata),
+                        descriptor: BenchService.echo, serializer: RawBytes(), deserializer: RawBytes(),
+                        options: .defaults
+                    ) { try $0.message }
+                    let request = StreamingClientRequest(of: [UInt8].self, metadata: connections.metadata) { writer in
+                        try await writer.write(message)
+                    }
+                    try await client.bidirectionalStreaming(
+                        request: request, descriptor: BenchService.stream, serializer: RawBytes(),
+                        deserializer: RawBytes(), options: .defaults
+                    ) { response in
+                        for try await _ in response.messages { return }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return clock.now - start
+    }
+}

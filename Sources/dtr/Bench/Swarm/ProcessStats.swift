@@ -1,0 +1,42 @@
+import Foundation
+
+/// CPU time and resident memory of a process, from /proc (Linux).
+struct ProcessStats: Sendable {
+    /// User plus system CPU time.
+    var cpuSeconds: Double
+    /// Resident set size.
+    var residentBytes: Int
+
+    /// The process's figures now, or nil when /proc does not have them (another system, or the process is gone).
+    static func of(_ pid: Int32) -> ProcessStats? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after the command name (which may hold spaces): state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var resident = 0
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            resident = (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return ProcessStats(cpuSeconds: (user + system) / ticks, residentBytes: resident)
+    }
+
+    /// The 1, 5 and 15 minute load averages of this machine.
+    static var loadAverage: [Double] {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return [] }
+        return text.split(separator: " ").prefix(3).compactMap { Double($0) }
+    }
+
+    /// The machine in a few words: CPU model and count.
+    static var machine: String {
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let model =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        return "\(cpus) × \(model)"
+    }
+}

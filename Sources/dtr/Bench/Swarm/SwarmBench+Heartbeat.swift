@@ -1,0 +1,172 @@
+import Coordinator
+import Foundation
+import RuntimeCore
+import RuntimeProto
+import Swarm
+import SwiftProtobuf
+
+extension SwarmBench {
+    /// `heartbeat`: N workers at 1 Hz on session streams for `--duration`, then every worker's stream at its highest
+    /// rate, against the same number of streams of no-op messages on the same server.
+    func heartbeat() async throws -> SwarmReport {
+        let count = workers ?? 10_000
+        return try await withDataDirectory { directory in
+            let coordinator = try await coordinator(
+                dataDir: directory, arguments: [],
+                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
+            do {
+                let report = try await withConnections(coordinator.grpc) { connections in
+                    try await measureHeartbeats(count, connections, coordinator)
+                }
+                await coordinator.stop()
+                return report
+            } catch {
+                await coordinator.stop()
+                throw error
+            }
+        }
+    }
+
+    private func measureHeartbeats(
+        _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator
+    ) async throws -> SwarmReport {
+        var report = SwarmReport(scenario: "heartbeat", command: commandLine)
+        let recorder = SwarmRecorder()
+        let interval = Duration.seconds(1)
+        let sample: [UInt8] = try
+            (Dtruntime_V1_SessionRequest.with {
+                $0.heartbeat = .with {
+                    $0.workerID = "swarm-9999"
+                    $0.membershipEpoch = UInt64(count)
+                    $0.step = 12_345
+                    $0.metrics = ["loss": 0.42, "accuracy": 0.9, "lr": 0.1]
+                }
+            }.serializedBytes())
+
+        // The floor first, on a coordinator that holds nothing yet: the same streams carrying no-op messages.
+        let noopRate = try await EchoStreams.rate(
+            connections, streams: count, message: sample, window: rateDurationValue)
+
+        let workers = makeWorkers(count, prefix: "swarm", task: { _ in "swarm-heartbeat" }, recorder: recorder)
+        // Every registered worker heartbeats once a second from the start, as the SDK's do: the pacer asks them all,
+        // and a worker whose session is not open yet has nothing to send.
+        let clock = ContinuousClock()
+        let pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: clock.now + .seconds(86_400)) }
+        defer { pacing.cancel() }
+        let started = clock.now
+        let sessions = SwarmSessions([], connections: connections)
+        _ = await registerAll(workers, connections, opening: sessions, recorder: recorder)
+        let registered = clock.now - started
+        let allOpen = await waitUntil(timeout: .seconds(120)) { workers.allSatisfy { $0.acknowledged > 0 } }
+        if !allOpen {
+            report.problem("\(workers.filter { $0.acknowledged == 0 }.count) sessions had no heartbeat acknowledged")
+        }
+        let opened = clock.now - started
+        for (index, worker) in workers.enumerated() {
+            worker.progress(step: 1, metrics: TrainingCurve(seed: index).metrics(at: 1))
+        }
+
+        // 1 Hz: a warm-up, then the measured window.
+        try await Task.sleep(for: .seconds(3))
+        _ = recorder.takeRoundTrips()
+        let acknowledgedBefore = workers.reduce(0) { $0 + $1.acknowledged }
+        let statsBefore = coordinator.stats
+        let windowStart = clock.now
+        // Steps move on while the window runs, as training does.
+        let stepping = Task {
+            var step: Int64 = 1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                step += 10
+                for (index, worker) in workers.enumerated() {
+                    worker.progress(step: step, metrics: TrainingCurve(seed: index).metrics(at: step))
+                }
+            }
+        }
+        try await Task.sleep(for: durationValue)
+        stepping.cancel()
+        let window = clock.now - windowStart
+        let statsAfter = coordinator.stats
+        try await Task.sleep(for: .milliseconds(500))
+        let roundTrips = Percentiles(nanoseconds: recorder.takeRoundTrips())
+        let acknowledged = workers.reduce(0) { $0 + $1.acknowledged } - acknowledgedBefore
+
+        // The highest sustained rate: every stream sends its next heartbeat as soon as the last one is acknowledged.
+        for worker in workers { worker.closedLoop(true) }
+        try await Task.sleep(for: .seconds(2))
+        _ = recorder.takeRoundTrips()
+        let rateStart = clock.now
+        try await Task.sleep(for: rateDurationValue)
+        let atMax = Percentiles(nanoseconds: recorder.takeRoundTrips())
+        let heartbeatRate = Double(atMax.count) / (clock.now - rateStart).seconds
+        for worker in workers { worker.closedLoop(false) }
+        // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
+        try await Task.sleep(for: .seconds(2))
+        pacing.cancel()
+        await sessions.stop()
+        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
+        let unranked = workers.filter { $0.view.rank < 0 }.count
+        if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
+
+        // Report.
+        let expected = Double(count) * window.seconds / interval.seconds
+        let ratio = heartbeatRate / max(noopRate, 1)
+        let p99 = roundTrips.milliseconds(0.99)
+        report.rows = [
+            [
+                "workers registered (one task), sessions opened", Figure.count(count), "",
+                "\(Figure.seconds(registered.seconds)), \(Figure.seconds(opened.seconds))",
+            ],
+            [
+                "heartbeats at 1 Hz over \(Figure.seconds(window.seconds)): acknowledged",
+                Figure.count(acknowledged), "\(Figure.count(Int(expected))) sent (about)", "",
+            ],
+            [
+                "heartbeat round trip p50 / p99 / max",
+                "\(Figure.ms(roundTrips.milliseconds(0.5))) / \(Figure.ms(p99)) / \(Figure.ms(roundTrips.maxMilliseconds))",
+                "", "p99 ≤ 20 ms \(Figure.met(p99 <= 20))",
+            ],
+            [
+                "false deaths / false suspicions",
+                "\(workers.filter(\.sawRejoin).count) / \(workers.filter(\.sawSuspect).count)", "", "0 / 0",
+            ],
+        ]
+        if let before = statsBefore, let after = statsAfter {
+            let cpu = (after.cpuSeconds - before.cpuSeconds) / window.seconds
+            report.rows.append([
+                "coordinator CPU at 1 Hz (of one core) / RSS", String(format: "%.0f %%", cpu * 100),
+                Figure.bytes(Double(after.residentBytes)),
+                coordinator.isSeparateProcess ? "" : "(this process: swarm included)",
+            ])
+            report.figures["coordinator_cpu_fraction"] = cpu
+            report.figures["coordinator_rss_bytes"] = after.residentBytes
+        }
+        report.rows.append([
+            "highest sustained heartbeat rate (\(Figure.count(count)) streams, each sending on acknowledgement)",
+            Figure.rate(heartbeatRate), "no-op stream messages: \(Figure.rate(noopRate))",
+            "\(Figure.ratio(ratio)) (≥ 0.8×) \(Figure.met(ratio >= 0.8))",
+        ])
+        report.rows.append([
+            "round trip at that rate p50 / p99",
+            "\(Figure.ms(atMax.milliseconds(0.5))) / \(Figure.ms(atMax.milliseconds(0.99)))",
+            "", "",
+        ])
+        report.figures["workers"] = count
+        report.figures["connections"] = connections.count
+        report.figures["window_seconds"] = window.seconds
+        report.figures["acknowledged"] = acknowledged
+        report.figures["p50_ms"] = roundTrips.milliseconds(0.5)
+        report.figures["p99_ms"] = p99
+        report.figures["max_ms"] = roundTrips.maxMilliseconds
+        report.figures["max_rate_per_second"] = heartbeatRate
+        report.figures["noop_rate_per_second"] = noopRate
+        report.figures["rate_ratio"] = ratio
+        report.figures["registration_seconds"] = registered.seconds
+        report.figures["goal_p99_met"] = p99 <= 20
+        report.figures["goal_rate_met"] = ratio >= 0.8
+        if Double(acknowledged) < expected * 0.95 {
+            report.problem("only \(acknowledged) of about \(Int(expected)) heartbeats were acknowledged")
+        }
+        return report
+    }
+}

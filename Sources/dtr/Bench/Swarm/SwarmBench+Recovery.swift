@@ -1,0 +1,274 @@
+import AsyncHTTPClient
+import Checkpoint
+import Coordinator
+import DataShard
+import Foundation
+import Logging
+import NIOHTTP1
+import RuntimeCore
+import RuntimeProto
+import ServiceLifecycle
+import Storage
+import Swarm
+import Synchronization
+
+extension SwarmBench {
+    /// `recovery`: a data directory holding N workers, a dataset epoch of `--ledger-entries` committed shards and
+    /// `--checkpoints` committed checkpoints; a coordinator serving it to a heartbeating swarm is killed with SIGKILL
+    /// and started again. Measured: from the new process's start to `/api/health` answering and to an RPC answered,
+    /// then every worker heartbeating again, and no false deaths in the dead timeout that follows.
+    func recovery() async throws -> SwarmReport {
+        let count = max(workers ?? 10_000, 8)
+        return try await withDataDirectory { directory in
+            var report = SwarmReport(scenario: "recovery", command: commandLine)
+            let seeded = try await seed(directory, workers: count)
+            report.rows.append([
+                "state written through the engine (in this process)",
+                "\(Figure.count(count)) workers, \(Figure.count(ledgerEntries)) ledger entries, "
+                    + "\(Figure.count(checkpoints)) checkpoints",
+                "", Figure.seconds(seeded.seconds),
+            ])
+            let arguments = ["--checkpoint-keep-last", "0"]
+            let first = try await BenchCoordinator.spawn(dataDir: directory, arguments: arguments)
+            let startedAt = ContinuousClock.now
+            do {
+                let measured = try await withConnections(first.grpc) { connections in
+                    try await measureRecovery(
+                        count, connections, first, directory: directory, arguments: arguments, report: report)
+                }
+                report = measured
+            } catch {
+                first.kill9()
+                throw error
+            }
+            report.figures["first_start_seconds"] = (ContinuousClock.now - startedAt).seconds
+            return report
+        }
+    }
+
+    private func measureRecovery(
+        _ count: Int, _ connections: SwarmConnections, _ first: BenchCoordinator, directory: String,
+        arguments: [String], report: SwarmReport
+    ) async throws -> SwarmReport {
+        var report = report
+        let recorder = SwarmRecorder()
+        let workers = recoveryWorkers(count, recorder: recorder)
+        // The restored members heartbeat on their sessions, as running workers would.
+        let sessions = SwarmSessions(workers, connections: connections)
+        let clock = ContinuousClock()
+        let pacing = Task {
+            await HeartbeatPacer.run(workers, interval: .seconds(1), until: clock.now + .seconds(3600))
+        }
+        defer { pacing.cancel() }
+        let heartbeating = await waitUntil(timeout: .seconds(60)) { workers.allSatisfy { $0.acknowledged > 0 } }
+        if !heartbeating { report.problem("not every restored worker was heartbeating before the kill") }
+        try await Task.sleep(for: .seconds(3))
+        let before = workers.map(\.acknowledged)
+
+        // kill -9, then the same command on the same ports.
+        first.kill9()
+        let killedAt = clock.now
+        let restartArguments =
+            arguments + ["--grpc-port", String(first.grpc.port), "--http-port", String(first.http.map(Self.port) ?? 0)]
+        async let spawned = BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments)
+        let spawnedAt = clock.now
+        let probe = try await probeReadiness(grpc: first.grpc, http: first.http ?? "", worker: workers[0].id)
+        let second = try await spawned
+        let healthSeconds = (probe.health - spawnedAt).seconds
+        let rpcSeconds = (probe.rpc - spawnedAt).seconds
+        let back = await waitUntil(timeout: .seconds(30)) {
+            zip(workers, before).allSatisfy { $0.acknowledged > $1 }
+        }
+        let everyoneBack = (clock.now - killedAt).seconds
+        // A whole dead timeout (and then some) after the restart: nobody may be declared dead or suspected.
+        try await Task.sleep(for: .seconds(7))
+        pacing.cancel()
+        await sessions.stop()
+        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: second)
+        report.figures["session_breaks"] = recorder.counted("session_breaks")
+        if !back { report.problem("not every worker was heartbeating again within 30 s of the kill") }
+        let stats = second.stats
+        await second.stop()
+
+        let ready = max(healthSeconds, rpcSeconds)
+        report.rows += [
+            ["restart → `GET /api/health` answers", Figure.seconds(healthSeconds), "", ""],
+            [
+                "restart → an RPC answered (`Heartbeat` of a restored worker)", Figure.seconds(rpcSeconds), "",
+                "serving ≤ 1 s \(Figure.met(ready <= 1))",
+            ],
+            ["kill → every worker's heartbeat acknowledged again", Figure.seconds(everyoneBack), "", ""],
+            [
+                "false deaths / suspicions in the 7 s after",
+                "\(workers.filter(\.sawRejoin).count) / "
+                    + "\(workers.filter(\.sawSuspect).count)", "", "0 / 0",
+            ],
+        ]
+        if let stats {
+            report.rows.append(["restarted coordinator's RSS", Figure.bytes(Double(stats.residentBytes)), "", ""])
+            report.figures["rss_bytes"] = stats.residentBytes
+        }
+        report.figures["workers"] = count
+        report.figures["ledger_entries"] = ledgerEntries
+        report.figures["checkpoints"] = checkpoints
+        report.figures["health_seconds"] = healthSeconds
+        report.figures["rpc_seconds"] = rpcSeconds
+        report.figures["all_heartbeating_seconds"] = everyoneBack
+        report.figures["goal_met"] = ready <= 1
+        return report
+    }
+
+    /// The swarm's workers: all but four in the data task, four in the checkpoint task.
+    private func recoveryWorkers(_ count: Int, recorder: SwarmRecorder) -> [SimulatedWorker] {
+        makeWorkers(
+            count, prefix: "rec", task: { $0 < count - 4 ? "recovery-data" : "recovery-ckpt" }, recorder: recorder)
+    }
+
+    private static func port(_ url: String) -> Int {
+        BenchCoordinator.hostPort(String(url.dropFirst("http://".count)))?.port ?? 0
+    }
+
+    /// Polls the restarted coordinator: `/api/health` every 2 ms, and, once it answers, a unary `Heartbeat` on a
+    /// fresh connection. Returns when each first succeeded.
+    private func probeReadiness(grpc: SwarmTarget, http: String, worker: String) async throws -> (
+        health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
+    ) {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .milliseconds(100), read: .seconds(2))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            let ready = try await probe(client, grpc: grpc, http: http, worker: worker)
+            try? await client.shutdown()
+            return ready
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func probe(_ client: HTTPClient, grpc: SwarmTarget, http: String, worker: String) async throws -> (
+        health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
+    ) {
+        let deadline = ContinuousClock.now + .seconds(120)
+        var health: ContinuousClock.Instant?
+        while health == nil, ContinuousClock.now < deadline {
+            var request = HTTPClientRequest(url: http + "/api/health")
+            request.method = .GET
+            if let response = try? await client.execute(request, timeout: .seconds(2)), response.status == .ok {
+                health = ContinuousClock.now
+            } else {
+                try await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        guard let health else { throw BenchFailure("the restarted coordinator never answered /api/health") }
+        let request = Dtruntime_V1_HeartbeatRequest.with { $0.workerID = worker }
+        let rpc = try await withConnections(grpc, count: 1) { connections in
+            while ContinuousClock.now < deadline {
+                do {
+                    _ = try await connections.stub(0).heartbeat(request, metadata: connections.metadata)
+                    return ContinuousClock.now
+                } catch {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+            }
+            throw BenchFailure("the restarted coordinator never answered a Heartbeat")
+        }
+        return (health, rpc)
+    }
+
+    // MARK: Seeding
+
+    /// Writes the scenario's state through a coordinator engine in this process (the code paths RPCs take, without
+    /// the network): workers, the ledger's commits and the checkpoints. Returns how long it took.
+    private func seed(_ directory: String, workers count: Int) async throws -> Duration {
+        let started = ContinuousClock.now
+        var logger = Logger(label: "dtr-bench-seed")
+        logger.logLevel = .error
+        let config = CoordinatorConfig(
+            grpcPort: 0, httpPort: 0, dataDir: directory,
+            membership: try MembershipConfig(
+                heartbeatInterval: .seconds(60), suspectAfter: .seconds(600), deadAfter: .seconds(1200)),
+            checkpoints: CheckpointSettings(
+                retention: RetentionPolicy(keepLast: 0, keepBest: 0, metric: "", mode: .min)),
+            grpcRateLimit: 0)
+        let runtime = try buildCoordinator(config: config, logger: logger)
+        let group = ServiceGroup(services: runtime.services, logger: logger)
+        let running = Task { try await group.run() }
+        _ = try await runtime.waitUntilListening()
+        let engine = runtime.engine
+        do {
+            let ids = (0..<count).map { "rec-\($0)" }
+            // Workers.
+            try await forEach(ids, concurrency: 1000) { index, id in
+                let task = index < count - 4 ? "recovery-data" : "recovery-ckpt"
+                _ = try await engine.register(
+                    WorkerSpec(id: try WorkerID(id), taskID: try TaskID(task), host: "127.0.0.1", port: 20_000))
+            }
+            // A dataset epoch whose every shard is committed.
+            let spec = try DatasetSpec(
+                name: "recovery-ds", totalSamples: Int64(ledgerEntries), shardSize: 1, shuffle: true, seed: 1)
+            _ = try await engine.registerDataset(spec)
+            let readers = Array(ids.prefix(count - 4))
+            try await forEach(readers, concurrency: 2000) { _, id in
+                let worker = try WorkerID(id)
+                let assignment = try await engine.shardAssignment(dataset: spec.name, worker: worker, epoch: 0)
+                for lease in assignment.leases {
+                    _ = try await engine.reportShardProgress(
+                        dataset: spec.name, worker: worker, epoch: 0, membershipEpoch: assignment.membershipEpoch,
+                        shard: lease.shard, consumed: lease.samples.upperBound - lease.samples.lowerBound)
+                }
+            }
+            // Checkpoints of the four-worker task, each part written to the store as a worker writes it.
+            let savers = try ids.suffix(4).map { try WorkerID($0) }
+            let parts = CheckpointPartWriter()
+            let epoch = await engine.status().tasks.first { $0.taskID.rawValue == "recovery-ckpt" }?.epoch ?? 0
+            for step in 1...max(1, checkpoints) {
+                try await forEach(savers.map(\.rawValue), concurrency: 4) { _, id in
+                    let worker = try WorkerID(id)
+                    let grant = try await engine.saveCheckpoint(
+                        worker: worker, membershipEpoch: epoch, step: Int64(step), epoch: 0,
+                        metrics: ["loss": 1.0 / Double(step)], metadata: [:])
+                    let location = Dtruntime_V1_StorageLocation.with {
+                        $0.uri = grant.location.uri
+                        $0.endpoint = grant.location.endpoint
+                        $0.region = grant.location.region
+                    }
+                    let bytes = [UInt8](repeating: UInt8(truncatingIfNeeded: step), count: 1024)
+                    let (size, sha256) = try await parts.write(bytes, key: grant.key.rawValue, location: location)
+                    _ = try await engine.reportCheckpointPart(
+                        grant.record.id, worker: worker,
+                        part: CheckpointRecord.Part(sizeBytes: size, sha256: sha256, writeSeconds: 0), failure: nil,
+                        wait: false)
+                }
+            }
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        return ContinuousClock.now - started
+    }
+
+    /// Runs `body` for every element, at most `concurrency` at once; the first error is thrown.
+    private func forEach(
+        _ items: [String], concurrency: Int, _ body: @escaping @Sendable (Int, String) async throws -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            for _ in 0..<min(concurrency, items.count) {
+                let index = next
+                group.addTask { try await body(index, items[index]) }
+                next += 1
+            }
+            while try await group.next() != nil {
+                guard next < items.count else { continue }
+                let index = next
+                group.addTask { try await body(index, items[index]) }
+                next += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Coordinator
+import Foundation
+import GRPCCore
+import RuntimeCore
+import RuntimeProto
+import Swarm
+import SwiftProtobuf
+
+extension SwarmBench {
+    /// `rendezvous`: N workers register into one task at once, each then opening its session as the SDK's `Worker`
+    /// does; measured from the first registration sent to the moment every worker holds its rank at the task's final
+    /// membership epoch (N joins: epoch N), against the floor of the same number of no-op calls and streams.
+    func rendezvous() async throws -> SwarmReport {
+        let count = workers ?? 4000
+        return try await withDataDirectory { directory in
+            let coordinator = try await coordinator(
+                dataDir: directory, arguments: [],
+                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
+            do {
+                let report = try await withConnections(coordinator.grpc) { connections in
+                    try await measureRendezvous(count, connections, coordinator)
+                }
+                await coordinator.stop()
+                return report
+            } catch {
+                await coordinator.stop()
+                throw error
+            }
+        }
+    }
+
+    private func measureRendezvous(_ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator)
+        async throws -> SwarmReport
+    {
+        var report = SwarmReport(scenario: "rendezvous", command: commandLine)
+        let task = "rendezvous-\(UInt32.random(in: 0...UInt32.max))"
+        let sample: [UInt8] = try
+            (Dtruntime_V1_RegisterWorkerRequest.with {
+                $0.workerID = "rdv-3999"
+                $0.host = "127.0.0.1"
+                $0.port = 20_000
+                $0.taskID = task
+                $0.incarnation = "0123456789abcdef"
+                $0.taskMaxWorldSize = Int32(count)
+            }.serializedBytes())
+        // The floor, twice (the first warms the connections up); the faster counts. A coordinator started elsewhere
+        // (--target) does not serve the no-op service: no floor then.
+        var floor: Duration?
+        do {
+            let first = try await EchoStreams.burst(connections, count: count, message: sample)
+            floor = min(first, try await EchoStreams.burst(connections, count: count, message: sample))
+        } catch let error as RPCError where error.code == .unimplemented {
+            report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
+        }
+
+        // When each worker first held a rank at the final epoch.
+        let settled = Shared<[String: ContinuousClock.Instant]>([:])
+        let finalEpoch = UInt64(count)
+        let recorder = SwarmRecorder { view in
+            guard view.epoch == finalEpoch, view.rank >= 0, view.worldSize == Int32(count) else { return }
+            settled.withLock { if $0[view.worker] == nil { $0[view.worker] = view.at } }
+        }
+        let workers = makeWorkers(
+            count, prefix: "rdv", task: { _ in task }, maxWorldSize: Int32(count), recorder: recorder)
+        let sessions = SwarmSessions([], connections: connections)
+        let clock = ContinuousClock()
+        // Each worker heartbeats once a second from its registration on, as the SDK's do.
+        let pacing = Task {
+            await HeartbeatPacer.run(workers, interval: .seconds(1), until: clock.now + .seconds(86_400))
+        }
+        defer { pacing.cancel() }
+        let start = clock.now
+        let lastRegistered = Shared(start)
+        await withTaskGroup(of: Void.self) { group in
+            for worker in workers {
+                group.addTask {
+                    do {
+                        try await worker.register(connections)
+                        let now = clock.now
+                        lastRegistered.withLock { $0 = max($0, now) }
+                        sessions.open(worker)
+                    } catch {
+                        recorder.error(errorKey("RegisterWorker", error), message: "\(worker.id): \(error)")
+                    }
+                }
+            }
+        }
+        let everyone = await waitUntil(timeout: .seconds(120)) { settled.withLock { $0.count } == count }
+        let reached = settled.withLock { $0 }
+        let end = reached.values.max() ?? clock.now
+        let elapsed = end - start
+        let registered = lastRegistered.withLock { $0 } - start
+        // Let a few heartbeats go by: nobody may be suspected or told to rejoin.
+        try await Task.sleep(for: .seconds(2))
+        await sessions.stop()
+
+        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
+        if !everyone { report.problem("only \(reached.count) of \(count) workers reached epoch \(finalEpoch)") }
+        let ranks = Set(workers.map(\.view.rank))
+        let ranked = ranks == Set((0..<Int32(count)))
+        if !ranked { report.problem("the ranks are not exactly 0..<\(count) (\(ranks.count) distinct)") }
+        let seconds = elapsed.seconds
+        report.rows = [
+            ["workers registering into one task at once", Figure.count(count), "", ""],
+            ["last registration answered", Figure.seconds(registered.seconds), "", ""],
+            [
+                "first registration → every worker holds its rank at epoch \(finalEpoch)", Figure.seconds(seconds),
+                floor.map { "floor: \(Figure.count(count)) no-op calls + streams: \(Figure.seconds($0.seconds))" }
+                    ?? "no floor (--target)",
+                (floor.map { "\(Figure.ratio(seconds / max($0.seconds, 1e-9))); " } ?? "")
+                    + "goal ≤ 1 s \(Figure.met(seconds <= 1))",
+            ],
+            ["every worker ranked 0..<\(count), no false deaths", ranked ? "yes" : "no", "", ""],
+        ]
+        report.figures["workers"] = count
+        report.figures["rendezvous_seconds"] = seconds
+        report.figures["registered_seconds"] = registered.seconds
+        if let floor { report.figures["floor_seconds"] = floor.seconds }
+        report.figures["ranked"] = ranked
+        report.figures["settled"] = reached.count
+        report.figures["goal_met"] = seconds <= 1
+        return report
+    }
+}

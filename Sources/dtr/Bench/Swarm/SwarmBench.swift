@@ -1,0 +1,189 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import RuntimeCore
+import Swarm
+
+/// `dtr bench swarm <scenario>`: a swarm of simulated workers against a coordinator, through the real gRPC API.
+struct SwarmBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swarm",
+        abstract: "A swarm of simulated workers against a coordinator: heartbeats, rendezvous, memory, recovery.",
+        discussion: """
+            Scenarios (each prints a Markdown table, then one JSON line):
+              heartbeat          N workers heartbeat at 1 Hz on session streams: round trips, false deaths, the \
+            coordinator's CPU and memory; then the highest sustained heartbeat rate against no-op stream messages.
+              rendezvous         N workers register into one task: first registration to every worker holding its \
+            rank at the final membership epoch.
+              memory             the coordinator's resident memory per registered worker.
+              recovery           kill -9 and restart with N workers, a ledger of committed shards and checkpoints: \
+            time until it serves again, and no false deaths afterwards.
+              failure-detection  under heartbeat load, workers stop heartbeating: last heartbeat to DEAD and to the \
+            survivors' push.
+            The coordinator is a `dtr serve` child process of this binary (default), this process (--in-process: CPU \
+            and memory then include the swarm), or one elsewhere (--target). The barrier-processes scenario needs \
+            Python processes: bench/barrier_processes.py.
+            """)
+
+    enum Scenario: String, ExpressibleByArgument, CaseIterable {
+        case heartbeat, rendezvous, memory, recovery
+        case failureDetection = "failure-detection"
+    }
+
+    @Argument(help: "heartbeat, rendezvous, memory, recovery or failure-detection.") var scenario: Scenario
+    @Option(help: "Simulated workers (default: 10000; rendezvous 4000; memory 100000).") var workers: Int?
+    @Option(help: "HTTP/2 connections the workers share.") var connections = 4
+    @Option(help: "heartbeat: how long the 1 Hz load is measured, e.g. 30s.") var duration = "30s"
+    @Option(help: "heartbeat: how long each maximum-rate measurement runs, e.g. 10s.") var rateDuration = "10s"
+    @Option(help: "failure-detection: workers per task.") var taskSize = 100
+    @Option(help: "failure-detection: how many workers stop heartbeating.") var deaths = 20
+    @Option(help: "recovery: committed ledger entries (shards of one dataset epoch, all done).")
+    var ledgerEntries = 1_000_000
+    @Option(help: "recovery: committed checkpoints in the store.") var checkpoints = 1000
+    @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, failure-detection).")
+    var target: String?
+    @Option(help: "With --target: its HTTP base URL, e.g. http://10.0.0.5:51051 (failure-detection needs it).")
+    var targetHttp: String?
+    @Option(help: "With --target on this machine: its process id, for CPU and memory figures.") var targetPid: Int32?
+    @Option(help: "With --target: the worker token it requires [env: DTR_WORKER_TOKEN].") var workerToken: String?
+    @Flag(help: "Run the coordinator inside this process (CPU and memory figures then include the swarm).")
+    var inProcess = false
+
+    func validate() throws {
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1 (got \(workers))") }
+        guard (1...64).contains(connections) else {
+            throw ValidationError("--connections must be between 1 and 64 (got \(connections))")
+        }
+        guard DurationArgument.parse(duration) != nil, DurationArgument.parse(rateDuration) != nil else {
+            throw ValidationError("--duration and --rate-duration must be durations such as 10s or 500ms")
+        }
+        if target != nil, inProcess { throw ValidationError("--target and --in-process exclude each other") }
+        if target != nil || inProcess, scenario == .memory || scenario == .recovery {
+            throw ValidationError(
+                "the \(scenario.rawValue) scenario starts (and, for recovery, kills) its own coordinator process: "
+                    + "run it without --target and --in-process")
+        }
+        if let target, BenchCoordinator.hostPort(target) == nil {
+            throw ValidationError("--target must be HOST:PORT, e.g. 127.0.0.1:50051 (got \"\(target)\")")
+        }
+        if scenario == .failureDetection, target != nil, targetHttp == nil {
+            throw ValidationError("failure-detection watches /api/events: give --target-http with --target")
+        }
+        guard taskSize >= 2, deaths >= 1 else { throw ValidationError("--task-size must be >= 2 and --deaths >= 1") }
+    }
+
+    func run() async throws {
+        let loadBefore = ProcessStats.loadAverage
+        let report: SwarmReport
+        switch scenario {
+        case .heartbeat: report = try await heartbeat()
+        case .rendezvous: report = try await rendezvous()
+        case .memory: report = try await memory()
+        case .recovery: report = try await recovery()
+        case .failureDetection: report = try await failureDetection()
+        }
+        print(report.render(loadBefore: loadBefore, loadAfter: ProcessStats.loadAverage, coordinator: coordinatorKind))
+        if !report.correct { throw ExitCode(2) }
+    }
+
+    // MARK: Shared
+
+    /// The command line, as the report quotes it.
+    var commandLine: String {
+        "dtr bench swarm " + CommandLine.arguments.dropFirst(3).joined(separator: " ")
+    }
+
+    var coordinatorKind: String {
+        if target != nil { return "elsewhere (--target)" }
+        return inProcess ? "in this process" : "a dtr serve child process"
+    }
+
+    var durationValue: Duration { DurationArgument.parse(duration) ?? .seconds(30) }
+    var rateDurationValue: Duration { DurationArgument.parse(rateDuration) ?? .seconds(10) }
+
+    /// A temporary data directory, removed by `body`'s end.
+    func withDataDirectory<Result>(_ body: (String) async throws -> Result) async throws -> Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dtr-swarm-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try await body(directory)
+    }
+
+    /// The coordinator of a scenario that can run anywhere: `arguments` configure a child process (the in-process one
+    /// gets the same settings through `config`).
+    func coordinator(dataDir: String, arguments: [String], config: CoordinatorConfig) async throws -> BenchCoordinator {
+        if let target, let address = BenchCoordinator.hostPort(target) {
+            let token = workerToken ?? ProcessInfo.processInfo.environment["DTR_WORKER_TOKEN"]
+            return .remote(
+                SwarmTarget(host: address.host, port: address.port, token: token), http: targetHttp, pid: targetPid)
+        }
+        if inProcess { return try await .inProcess(config: config) }
+        return try await .spawn(dataDir: dataDir, arguments: arguments + ["--bench-noop-service"])
+    }
+
+    /// Runs `body` with the swarm's connections open.
+    func withConnections<Result: Sendable>(
+        _ target: SwarmTarget, count: Int? = nil, _ body: (SwarmConnections) async throws -> Result
+    ) async throws -> Result {
+        let connections = try SwarmConnections(target: target, connections: count ?? self.connections)
+        let running = Task { try await connections.run() }
+        do {
+            let result = try await body(connections)
+            connections.shutdown()
+            _ = try? await running.value
+            return result
+        } catch {
+            connections.shutdown()
+            _ = try? await running.value
+            throw error
+        }
+    }
+
+    /// Waits until `condition` holds, checking every 20 ms; false after `timeout`.
+    func waitUntil(timeout: Duration, _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+
+    /// Checks what every scenario checks: no errors, no false deaths (workers told to rejoin or suspected), and no
+    /// error in the coordinator's log.
+    func checkCorrectness(
+        _ report: inout SwarmReport, recorder: SwarmRecorder, live: [SimulatedWorker], coordinator: BenchCoordinator
+    ) {
+        let falseDeaths = live.filter(\.sawRejoin).count
+        let suspected = live.filter(\.sawSuspect).count
+        report.figures["errors"] = recorder.errorCount
+        report.figures["error_kinds"] = recorder.errors
+        report.figures["false_deaths"] = falseDeaths
+        report.figures["false_suspicions"] = suspected
+        report.figures["rate_limited_retries"] = recorder.counted("rate_limited")
+        report.figures["unavailable_retries"] = recorder.counted("unavailable_retries")
+        if recorder.errorCount > 0 {
+            report.problem("\(recorder.errorCount) calls failed (\(recorder.firstErrors.joined(separator: "; ")))")
+        }
+        if falseDeaths > 0 { report.problem("\(falseDeaths) live workers were told to rejoin (false deaths)") }
+        if suspected > 0 { report.problem("\(suspected) live workers were suspected") }
+        let errors = coordinator.errorLines()
+        report.figures["coordinator_log_errors"] = errors.count
+        if !errors.isEmpty {
+            report.problem("the coordinator logged errors: \(errors.prefix(3).joined(separator: " / "))")
+        }
+    }
+
+    /// Workers named `prefix-0`... in `task`, spread over the connections.
+    func makeWorkers(
+        _ count: Int, prefix: String, task: (Int) -> String, maxWorldSize: Int32 = 0, recorder: SwarmRecorder
+    )
+        -> [SimulatedWorker]
+    {
+        (0..<count).map { index in
+            SimulatedWorker(
+                id: "\(prefix)-\(index)", task: task(index), connection: index, maxWorldSize: maxWorldSize,
+                recorder: recorder)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+"""The swarm scenarios of ``dtr bench swarm`` at a small size, on the binary under
+test: correctness only (no errors, no false deaths, every worker ranked). Their speed is measured by ``make bench``
+(bench/RESULTS.md), never asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from dtruntime import LocalCoordinator
+
+
+def run_scenario(dtr_binary: str, scenario: str, *args: str, timeout: float = 420) -> dict[str, Any]:
+    """Runs a scenario; returns its JSON line (the last line of its output) after checking it ended well."""
+    result = subprocess.run(
+        [dtr_binary, "bench", "swarm", scenario, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines, f"no output from {scenario}: {result.stderr}"
+    report = json.loads(lines[-1])
+    assert report["scenario"] == scenario
+    assert report["correct"], f"{report['problems']}\n{result.stdout}"
+    assert result.returncode == 0, result.stderr
+    # The table for people comes first.
+    assert any(line.startswith("| measurement |") for line in lines)
+    return report
+
+
+def assert_clean(report: dict[str, Any]) -> None:
+    assert report["errors"] == 0, report["error_kinds"]
+    assert report["false_deaths"] == 0
+    assert report["false_suspicions"] == 0
+    assert report["coordinator_log_errors"] == 0
+
+
+def test_heartbeat_in_process(dtr_binary: str) -> None:
+    report = run_scenario(
+        dtr_binary, "heartbeat", "--workers", "100", "--duration", "2s", "--rate-duration", "1s", "--in-process"
+    )
+    assert_clean(report)
+    assert report["coordinator"] == "in this process"
+
+
+def test_rendezvous(dtr_binary: str) -> None:
+    report = run_scenario(dtr_binary, "rendezvous", "--workers", "300")
+    assert_clean(report)
+    assert report["ranked"] is True
+    assert report["settled"] == 300
+    assert report["rendezvous_seconds"] >= report["registered_seconds"] > 0
+
+
+def test_rendezvous_against_a_target(dtr_binary: str, coordinator_factory: Callable[..., LocalCoordinator]) -> None:
+    """--target: a coordinator started elsewhere (here, a `dtr serve` of the test's own), with its default limits."""
+    coordinator = coordinator_factory(args=[])
+    report = run_scenario(dtr_binary, "rendezvous", "--workers", "200", "--target", coordinator.grpc_address)
+    assert report["ranked"] is True and report["settled"] == 200
+    assert report["errors"] == 0 and report["false_deaths"] == 0
+    # What it registered is really there.
+    workers = coordinator.get_json("/api/workers")["workers"]
+    assert sum(1 for worker in workers if worker["worker_id"].startswith("rdv-")) == 200
+
+
+def test_memory(dtr_binary: str) -> None:
+    report = run_scenario(dtr_binary, "memory", "--workers", "500", "--task-size", "50")
+    assert_clean(report)
+    assert report["rss_full_bytes"] > 0 and report["rss_empty_bytes"] > 0
+
+
+def test_recovery(dtr_binary: str) -> None:
+    report = run_scenario(
+        dtr_binary, "recovery", "--workers", "200", "--ledger-entries", "5000", "--checkpoints", "10", timeout=600
+    )
+    assert_clean(report)
+    assert report["health_seconds"] > 0 and report["rpc_seconds"] > 0
+    assert report["all_heartbeating_seconds"] > 0
+
+
+def test_failure_detection(dtr_binary: str) -> None:
+    report = run_scenario(dtr_binary, "failure-detection", "--workers", "200", "--task-size", "20", "--deaths", "3")
+    assert_clean(report)
+    assert report["victims"] == 3
+    # Nobody is declared dead before the dead timeout (5 s) since its last heartbeat, and survivors hear of it after.
+    assert report["dead_median_seconds"] >= 5.0
+    assert report["push_median_seconds"] >= report["dead_median_seconds"] - 0.5
+
+
+def test_bad_options_name_the_rule(dtr_binary: str) -> None:
+    result = subprocess.run(
+        [dtr_binary, "bench", "swarm", "recovery", "--in-process"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "starts (and, for recovery, kills) its own coordinator process" in result.stderr
