@@ -10,20 +10,8 @@ extension SwarmBench {
     /// Goal: within one detector tick of the dead timeout.
     func failureDetection() async throws -> SwarmReport {
         let count = workers ?? 10_000
-        return try await withDataDirectory { directory in
-            let coordinator = try await coordinator(
-                dataDir: directory, arguments: [],
-                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
-            do {
-                let report = try await withConnections(coordinator.grpc) { connections in
-                    try await measureFailureDetection(count, connections, coordinator)
-                }
-                await coordinator.stop()
-                return report
-            } catch {
-                await coordinator.stop()
-                throw error
-            }
+        return try await withCoordinator { connections, coordinator, _ in
+            try await measureFailureDetection(count, connections, coordinator)
         }
     }
 

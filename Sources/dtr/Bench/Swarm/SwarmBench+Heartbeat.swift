@@ -10,20 +10,8 @@ extension SwarmBench {
     /// rate, against the same number of streams of no-op messages on the same server.
     func heartbeat() async throws -> SwarmReport {
         let count = workers ?? 10_000
-        return try await withDataDirectory { directory in
-            let coordinator = try await coordinator(
-                dataDir: directory, arguments: [],
-                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
-            do {
-                let report = try await withConnections(coordinator.grpc) { connections in
-                    try await measureHeartbeats(count, connections, coordinator)
-                }
-                await coordinator.stop()
-                return report
-            } catch {
-                await coordinator.stop()
-                throw error
-            }
+        return try await withCoordinator { connections, coordinator, _ in
+            try await measureHeartbeats(count, connections, coordinator)
         }
     }
 

@@ -10,20 +10,13 @@ extension SwarmBench {
     /// RSS with sessions open).
     func memory() async throws -> SwarmReport {
         let count = workers ?? 100_000
-        return try await withDataDirectory { directory in
-            let coordinator = try await BenchCoordinator.spawn(
+        let start = { (directory: String) in
+            try await BenchCoordinator.spawn(
                 dataDir: directory,
                 arguments: ["--heartbeat-interval", "60s", "--suspect-after", "300s", "--dead-after", "600s"])
-            do {
-                let report = try await withConnections(coordinator.grpc) { connections in
-                    try await measureMemory(count, connections, coordinator, directory: directory)
-                }
-                await coordinator.stop()
-                return report
-            } catch {
-                await coordinator.stop()
-                throw error
-            }
+        }
+        return try await withCoordinator(start: start) { connections, coordinator, directory in
+            try await measureMemory(count, connections, coordinator, directory: directory)
         }
     }
 

@@ -12,20 +12,8 @@ extension SwarmBench {
     /// membership epoch (N joins: epoch N), against the floor of the same number of no-op calls and streams.
     func rendezvous() async throws -> SwarmReport {
         let count = workers ?? 4000
-        return try await withDataDirectory { directory in
-            let coordinator = try await coordinator(
-                dataDir: directory, arguments: [],
-                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
-            do {
-                let report = try await withConnections(coordinator.grpc) { connections in
-                    try await measureRendezvous(count, connections, coordinator)
-                }
-                await coordinator.stop()
-                return report
-            } catch {
-                await coordinator.stop()
-                throw error
-            }
+        return try await withCoordinator { connections, coordinator, _ in
+            try await measureRendezvous(count, connections, coordinator)
         }
     }
 

@@ -121,6 +121,35 @@ struct SwarmBench: AsyncParsableCommand {
         return try await .spawn(dataDir: dataDir, arguments: arguments + ["--bench-noop-service"])
     }
 
+    /// Runs `measure` in a temporary data directory against the coordinator `start` gives (by default the one
+    /// ``coordinator(dataDir:arguments:config:)`` picks, on its defaults), with the swarm's connections open; the
+    /// coordinator is stopped however `measure` ends.
+    func withCoordinator(
+        start: ((String) async throws -> BenchCoordinator)? = nil,
+        _ measure: (SwarmConnections, BenchCoordinator, String) async throws -> SwarmReport
+    ) async throws -> SwarmReport {
+        try await withDataDirectory { directory in
+            let coordinator: BenchCoordinator
+            if let start {
+                coordinator = try await start(directory)
+            } else {
+                coordinator = try await self.coordinator(
+                    dataDir: directory, arguments: [],
+                    config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory))
+            }
+            do {
+                let report = try await withConnections(coordinator.grpc) { connections in
+                    try await measure(connections, coordinator, directory)
+                }
+                await coordinator.stop()
+                return report
+            } catch {
+                await coordinator.stop()
+                throw error
+            }
+        }
+    }
+
     /// Runs `body` with the swarm's connections open.
     func withConnections<Result: Sendable>(
         _ target: SwarmTarget, count: Int? = nil, _ body: (SwarmConnections) async throws -> Result
