@@ -208,12 +208,13 @@ struct ServeOptions: ParsableArguments {
             httpMaxConnectionsPerClient, "DTR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
             flag: "--http-max-connections-per-client",
             default: config.httpMaxConnectionsPerClient)
-        guard config.httpMaxConnectionsPerClient >= 1, config.httpIdleTimeout > .zero,
-            config.httpIdleTimeout <= .seconds(24 * 3600)
-        else {
+        guard config.httpMaxConnectionsPerClient >= 1 else {
             throw ValidationError(
-                "--http-max-connections-per-client must be at least 1 and --http-idle-timeout between 0 and 24h (got "
-                    + "\(config.httpMaxConnectionsPerClient) and \(config.httpIdleTimeout))")
+                "--http-max-connections-per-client must be at least 1 (got \(config.httpMaxConnectionsPerClient))")
+        }
+        guard config.httpIdleTimeout > .zero, config.httpIdleTimeout <= .seconds(24 * 3600) else {
+            throw ValidationError(
+                "--http-idle-timeout must be more than 0 and at most 1440m, a day (got \(config.httpIdleTimeout))")
         }
         let loopback = ["127.0.0.1", "::1", "localhost"].contains(config.host) || config.host.hasPrefix("127.")
         if !loopback, !insecure, config.workerToken == nil || config.adminToken == nil {
