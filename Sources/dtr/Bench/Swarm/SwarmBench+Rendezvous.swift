@@ -75,9 +75,12 @@ extension SwarmBench {
         }
         let everyone = await waitUntil(timeout: .seconds(120)) { settled.withLock { $0.count } == count }
         let reached = settled.withLock { $0 }
-        let end = reached.values.max() ?? clock.now
+        // A worker holds its rank once its registration call returned: the last one's view is recorded as the reply
+        // is decoded, microseconds before the call's return is timed, so the end is at least the last return.
+        let registeredAt = lastRegistered.withLock { $0 }
+        let end = max(reached.values.max() ?? clock.now, registeredAt)
         let elapsed = end - start
-        let registered = lastRegistered.withLock { $0 } - start
+        let registered = registeredAt - start
         // Let a few heartbeats go by: nobody may be suspected or told to rejoin.
         try await Task.sleep(for: .seconds(2))
         await sessions.stop()
