@@ -47,6 +47,12 @@ public enum ErrorReason: String, Sendable, Hashable, CaseIterable {
     /// `resource_exhausted`: the task already has its world size of members; details: `worldSize`. Join once a member
     /// leaves or dies.
     case taskFull = "TASK_FULL"
+    /// `permission_denied`: the call names a worker but does not carry that worker's secret (the `dtr-worker-secret`
+    /// its registration returned): make it from the process that registered the worker.
+    case workerSecretWrong = "WORKER_SECRET_WRONG"
+    /// `permission_denied`: registering a worker id that is a live member, without its secret; details: `retryAfter`
+    /// (when the member could be declared dead if it stays silent). Register again then, or use another id.
+    case workerIdInUse = "WORKER_ID_IN_USE"
 
     // MARK: Data, barriers, checkpoints
 

@@ -70,17 +70,27 @@ public struct Membership: Sendable {
 
     /// A worker registers. A live member registering again keeps its rank (idempotent); anyone else joins its task at
     /// the next rank and the task's epoch bumps. A live member registering into its task from another process
-    /// (another incarnation) was restarted: see ``onRestart(_:now:)``.
+    /// (another incarnation) was restarted: see ``onRestart(_:secret:now:)``.
     ///
-    /// - Throws: `failedPrecondition` when the worker is a live member of another task (whichever process asks: a
-    ///   worker id names one worker of one task at a time).
-    public mutating func onRegister(_ spec: WorkerSpec, now: Moment) throws(CoreError) -> (
-        view: MembershipView, directives: [Directive]
-    ) {
+    /// - Parameters:
+    ///   - secret: the digest of the secret this registration hands out; the record keeps it when the worker joins
+    ///     or restarts (a registration repeated by the same incarnation keeps the secret it has).
+    ///   - presented: the digest of the secret the caller sent. Registering a worker id that is a live member needs
+    ///     that member's secret (see ``authenticate(_:presented:)``): a worker token alone cannot take over a
+    ///     live worker's id.
+    /// - Throws: `permissionDenied` (`WORKER_ID_IN_USE`, with how long until the member could be declared dead) for
+    ///   a live member's id without its secret; `failedPrecondition` when the worker is a live member of another
+    ///   task (a worker id names one worker of one task at a time).
+    public mutating func onRegister(
+        _ spec: WorkerSpec, secret: SecretDigest? = nil, presented: SecretDigest? = nil, now: Moment
+    ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
+        if let entry = entries[spec.id], entry.isMember {
+            try Self.claim(entry, presented: presented, config: config, now: now)
+        }
         if let entry = entries[spec.id], entry.isMember, entry.record.spec.taskID == spec.taskID,
             entry.record.spec.isAnotherIncarnation(spec)
         {
-            return onRestart(spec, now: now)
+            return onRestart(spec, secret: secret, now: now)
         }
         if var entry = entries[spec.id], entry.isMember {
             let current = entry.record.spec.taskID
@@ -91,8 +101,9 @@ public struct Membership: Sendable {
                         + "register with another worker_id")
             }
             var directives = refresh(&entry, now: now)
-            if entry.record.spec != spec {
+            if entry.record.spec != spec || (entry.record.secretDigest == nil && secret != nil) {
                 entry.record.spec = spec
+                entry.record.secretDigest = entry.record.secretDigest ?? secret
                 directives.append(.persist(MembershipChange(upserted: [entry.record])))
             }
             entries[spec.id] = entry
@@ -107,7 +118,8 @@ public struct Membership: Sendable {
                 reason: .limitReached)
         }
         let record = WorkerRecord(
-            spec: spec, joinSeq: nextJoinSeq, registeredAtMillis: now.unixMillis, standing: .member)
+            spec: spec, joinSeq: nextJoinSeq, registeredAtMillis: now.unixMillis, standing: .member,
+            secretDigest: secret)
         nextJoinSeq += 1
         let entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
         entries[spec.id] = entry
@@ -131,11 +143,14 @@ public struct Membership: Sendable {
     /// old process counts as gone. Two membership changes follow, each bumping the epoch: one without the worker
     /// (barrier generations and pending checkpoints it took part in fail, its shards move to the others: nobody
     /// waits for, or trusts, the dead process), then one with it again (it takes a fair share of unstarted shards).
-    mutating func onRestart(_ spec: WorkerSpec, now: Moment) -> (view: MembershipView, directives: [Directive]) {
+    mutating func onRestart(_ spec: WorkerSpec, secret: SecretDigest?, now: Moment) -> (
+        view: MembershipView, directives: [Directive]
+    ) {
         guard var entry = entries[spec.id], var group = groups[spec.taskID] else {
             preconditionFailure("onRestart needs a live member")
         }
         entry.record.spec = spec
+        entry.record.secretDigest = secret ?? entry.record.secretDigest
         entry.record.registeredAtMillis = now.unixMillis
         entry.lastSeen = now.monotonic
         entry.health = .healthy
@@ -203,6 +218,49 @@ public struct Membership: Sendable {
         )
     }
 
+    // MARK: Worker secrets
+
+    /// Checks that a call naming `id` carries the secret (`presented`, its digest) of the worker's current
+    /// incarnation: the one rule for every call that acts as a worker (heartbeats and sessions, data, barriers,
+    /// checkpoints, deregistration). A worker whose record predates secrets (nil digest) is accepted until it registers
+    /// again.
+    ///
+    /// - Throws: `UNKNOWN_WORKER` (not_found) for a worker the coordinator does not know (register it), or
+    ///   `permissionDenied` with reason `WORKER_SECRET_WRONG` for a missing or wrong secret.
+    public func authenticate(_ id: WorkerID, presented: SecretDigest?) throws(CoreError) {
+        guard let entry = entries[id] else { throw Self.unknown(id) }
+        guard let expected = entry.record.secretDigest else { return }
+        guard let presented, presented.matches(expected) else {
+            throw CoreError(
+                .permissionDenied,
+                "worker \(id) needs its worker secret (the one its RegisterWorker reply gave, in the dtr-worker-secret "
+                    + "metadata): \(presented == nil ? "this call carries none" : "this call carries another one"). "
+                    + "Make the call from the process that registered the worker (the Python SDK does this "
+                    + "automatically), or register a worker of your own",
+                reason: .workerSecretWrong)
+        }
+    }
+
+    /// Whether registering a live member's id may go on: with its secret (the same worker registering again, or a
+    /// restart that proves itself), or when its record predates secrets.
+    private static func claim(_ entry: Entry, presented: SecretDigest?, config: MembershipConfig, now: Moment)
+        throws(CoreError)
+    {
+        guard let expected = entry.record.secretDigest else { return }
+        if let presented, presented.matches(expected) { return }
+        let id = entry.record.spec.id
+        let silent = now.monotonic - entry.lastSeen
+        // The failure detector ticks about every 100 ms: the member can be declared dead once that has passed too.
+        let wait = max(config.deadAfter - silent, .zero) + .milliseconds(100)
+        throw CoreError(
+            .permissionDenied,
+            "worker_id \(id) is a live member of task \(entry.record.spec.taskID), registered by another process: "
+                + "register it again with its worker secret (dtr-worker-secret), or, if that process is gone, once "
+                + "it is declared dead (it must stay silent for \(config.deadAfter): at the earliest in \(wait)), or "
+                + "use another worker_id",
+            reason: .workerIdInUse, details: ErrorDetails(retryAfter: wait))
+    }
+
     // MARK: Views and queries
 
     /// The view a worker would get in a heartbeat reply now, or nil for an unknown worker.
@@ -232,6 +290,9 @@ public struct Membership: Sendable {
 
     /// The task a known worker belongs (or belonged) to.
     public func task(of id: WorkerID) -> TaskID? { entries[id]?.record.spec.taskID }
+
+    /// The digest of a known worker's secret (nil: unknown worker, or a record from before secrets).
+    public func secretDigest(of id: WorkerID) -> SecretDigest? { entries[id]?.record.secretDigest }
 
     /// A task's membership epoch (0 for a task nobody joined).
     public func epoch(of task: TaskID) -> UInt64 { groups[task]?.epoch ?? 0 }

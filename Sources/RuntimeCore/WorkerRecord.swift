@@ -59,16 +59,20 @@ public struct WorkerRecord: Sendable, Hashable {
     public var standing: Standing
     /// Wall-clock time it stopped being a member, Unix milliseconds.
     public var departedAtMillis: Int64?
+    /// The digest of the secret its registration was given: every call that names the worker must present that
+    /// secret. Nil for a record written before workers had secrets: such a worker is claimed by registering again.
+    public var secretDigest: SecretDigest?
 
     /// Creates a record.
     public init(
         spec: WorkerSpec, joinSeq: UInt64, registeredAtMillis: Int64, standing: Standing,
-        departedAtMillis: Int64? = nil
+        departedAtMillis: Int64? = nil, secretDigest: SecretDigest? = nil
     ) {
         self.spec = spec
         self.joinSeq = joinSeq
         self.registeredAtMillis = registeredAtMillis
         self.standing = standing
         self.departedAtMillis = departedAtMillis
+        self.secretDigest = secretDigest
     }
 }

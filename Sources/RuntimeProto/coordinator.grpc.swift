@@ -227,7 +227,9 @@ extension Dtruntime_V1_Coordinator {
     /// > The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
     /// > 
     /// > Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    /// > barriers, shard ledgers and checkpoints are scoped to that task.
+    /// > barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    /// > worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    /// > client register workers, the secret lets it act as one.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "RegisterWorker" method.
         ///
@@ -471,7 +473,9 @@ extension Dtruntime_V1_Coordinator {
     /// > The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
     /// > 
     /// > Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    /// > barriers, shard ledgers and checkpoints are scoped to that task.
+    /// > barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    /// > worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    /// > client register workers, the secret lets it act as one.
     public protocol ServiceProtocol: Dtruntime_V1_Coordinator.StreamingServiceProtocol {
         /// Handle the "RegisterWorker" method.
         ///
@@ -713,7 +717,9 @@ extension Dtruntime_V1_Coordinator {
     /// > The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
     /// > 
     /// > Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    /// > barriers, shard ledgers and checkpoints are scoped to that task.
+    /// > barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    /// > worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    /// > client register workers, the secret lets it act as one.
     public protocol SimpleServiceProtocol: Dtruntime_V1_Coordinator.ServiceProtocol {
         /// Handle the "RegisterWorker" method.
         ///
@@ -1382,7 +1388,9 @@ extension Dtruntime_V1_Coordinator {
     /// > The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
     /// > 
     /// > Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    /// > barriers, shard ledgers and checkpoints are scoped to that task.
+    /// > barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    /// > worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    /// > client register workers, the secret lets it act as one.
     public protocol ClientProtocol: Sendable {
         /// Call the "RegisterWorker" method.
         ///
@@ -1684,7 +1692,9 @@ extension Dtruntime_V1_Coordinator {
     /// > The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
     /// > 
     /// > Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    /// > barriers, shard ledgers and checkpoints are scoped to that task.
+    /// > barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    /// > worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    /// > client register workers, the secret lets it act as one.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 

@@ -455,6 +455,16 @@ public nonisolated struct Dtruntime_V1_RegisterWorkerResponse: @unchecked Sendab
   /// Clears the value of `task`. Subsequent reads from it will return its default value.
   public mutating func clearTask() {_uniqueStorage()._task = nil}
 
+  /// This worker's secret, bound to its incarnation (256 random bits, hex): every later call that names this worker
+  /// must carry it in the `dtr-worker-secret` metadata (in `BarrierSyncRequest.worker_secret` on a shared
+  /// BarrierStream), or it is refused with PERMISSION_DENIED (reason WORKER_SECRET_WRONG). Registering again while the
+  /// worker is a live member needs it too (reason WORKER_ID_IN_USE without it); the reply then carries the same secret,
+  /// or a new one when the registration came from another incarnation (a restart that proved itself).
+  public var workerSecret: String {
+    get {_storage._workerSecret}
+    set {_uniqueStorage()._workerSecret = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1149,6 +1159,10 @@ public nonisolated struct Dtruntime_V1_BarrierSyncRequest: Sendable {
   /// Clears the value of `payload`. Subsequent reads from it will return its default value.
   public mutating func clearPayload() {self._payload = nil}
 
+  /// The worker's secret (see RegisterWorkerResponse.worker_secret), for a BarrierStream that carries the calls of
+  /// several workers; when empty, the call's (or stream's) `dtr-worker-secret` metadata is used.
+  public var workerSecret: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1476,7 +1490,7 @@ nonisolated extension Dtruntime_V1_TaskSettings: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterWorkerResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}view\0\u{3}heartbeat_interval_ms\0\u{3}suspect_after_ms\0\u{3}dead_after_ms\0\u{3}coordinator_version\0\u{1}task\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}view\0\u{3}heartbeat_interval_ms\0\u{3}suspect_after_ms\0\u{3}dead_after_ms\0\u{3}coordinator_version\0\u{1}task\0\u{3}worker_secret\0")
 
   fileprivate class _StorageClass {
     var _view: Dtruntime_V1_MembershipView? = nil
@@ -1485,6 +1499,7 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
     var _deadAfterMs: UInt32 = 0
     var _coordinatorVersion: String = String()
     var _task: Dtruntime_V1_TaskSettings? = nil
+    var _workerSecret: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1501,6 +1516,7 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
       _deadAfterMs = source._deadAfterMs
       _coordinatorVersion = source._coordinatorVersion
       _task = source._task
+      _workerSecret = source._workerSecret
     }
   }
 
@@ -1525,6 +1541,7 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
         case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._deadAfterMs) }()
         case 5: try { try decoder.decodeSingularStringField(value: &_storage._coordinatorVersion) }()
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._workerSecret) }()
         default: break
         }
       }
@@ -1555,6 +1572,9 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
       try { if let v = _storage._task {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
       } }()
+      if !_storage._workerSecret.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workerSecret, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1570,6 +1590,7 @@ nonisolated extension Dtruntime_V1_RegisterWorkerResponse: SwiftProtobuf.Message
         if _storage._deadAfterMs != rhs_storage._deadAfterMs {return false}
         if _storage._coordinatorVersion != rhs_storage._coordinatorVersion {return false}
         if _storage._task != rhs_storage._task {return false}
+        if _storage._workerSecret != rhs_storage._workerSecret {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2927,7 +2948,7 @@ nonisolated extension Dtruntime_V1_Participant: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Dtruntime_V1_BarrierSyncRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BarrierSyncRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}worker_id\0\u{3}membership_epoch\0\u{1}expected\0\u{3}timeout_ms\0\u{1}payload\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}worker_id\0\u{3}membership_epoch\0\u{1}expected\0\u{3}timeout_ms\0\u{1}payload\0\u{3}worker_secret\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2941,6 +2962,7 @@ nonisolated extension Dtruntime_V1_BarrierSyncRequest: SwiftProtobuf.Message, Sw
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.expected) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.timeoutMs) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._payload) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.workerSecret) }()
       default: break
       }
     }
@@ -2969,6 +2991,9 @@ nonisolated extension Dtruntime_V1_BarrierSyncRequest: SwiftProtobuf.Message, Sw
     try { if let v = self._payload {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if !self.workerSecret.isEmpty {
+      try visitor.visitSingularStringField(value: self.workerSecret, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2979,6 +3004,7 @@ nonisolated extension Dtruntime_V1_BarrierSyncRequest: SwiftProtobuf.Message, Sw
     if lhs.expected != rhs.expected {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs._payload != rhs._payload {return false}
+    if lhs.workerSecret != rhs.workerSecret {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -149,6 +149,11 @@ public final class SQLiteStateStore: Sendable {
         migrator.registerMigration("v5-worker-incarnation") { db in
             try db.execute(sql: "ALTER TABLE worker ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''")
         }
+        // The digest of each worker's secret (never the secret): workers keep acting as themselves across a restart
+        // of the coordinator. NULL for rows written before: such a worker is claimed by registering again.
+        migrator.registerMigration("v6-worker-secret-digest") { db in
+            try db.execute(sql: "ALTER TABLE worker ADD COLUMN secret_sha256 BLOB")
+        }
         return migrator
     }
 
@@ -269,7 +274,8 @@ public final class SQLiteStateStore: Sendable {
             gpuCount: row["gpu_count"], labels: labels, incarnation: row["incarnation"])
         return WorkerRecord(
             spec: spec, joinSeq: UInt64(truncatingIfNeeded: joinSeq), registeredAtMillis: row["registered_at_ms"],
-            standing: standing, departedAtMillis: row["departed_at_ms"])
+            standing: standing, departedAtMillis: row["departed_at_ms"],
+            secretDigest: (row["secret_sha256"] as Data?).map { SecretDigest(Array($0)) })
     }
 
     // MARK: Writing
@@ -375,13 +381,13 @@ public final class SQLiteStateStore: Sendable {
                 sql: """
                     INSERT OR REPLACE INTO worker
                         (id, task_id, host, port, gpu_count, labels, join_seq, registered_at_ms, standing, departed_at_ms,
-                         incarnation)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         incarnation, secret_sha256)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     spec.id.rawValue, spec.taskID.rawValue, spec.host, spec.port, spec.gpuCount, labels,
                     Int64(truncatingIfNeeded: record.joinSeq), record.registeredAtMillis, record.standing.rawValue,
-                    record.departedAtMillis, spec.incarnation,
+                    record.departedAtMillis, spec.incarnation, record.secretDigest.map { Data($0.bytes) },
                 ])
         }
         for id in change.forgotten {

@@ -47,12 +47,18 @@ struct Harness {
     let engine: CoordinatorEngine
     /// Checkpoints go to `<directory>/checkpoints`, a real local store.
     let checkpointStore: LocalBlobStore
+    /// The one secret every registration hands out, which ``withClient(interceptors:_:)``'s client presents on every
+    /// call: tests of other rules act as any worker they registered. Nil: the engine issues real secrets and the
+    /// client presents none of its own (the tests of worker secrets).
+    let sharedSecret: String?
 
     init(
         config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory(),
-        checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus()
+        checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus(),
+        sharedSecret: String? = "harness-worker-secret"
     ) throws {
         self.directory = directory
+        self.sharedSecret = sharedSecret
         store = try SQLiteStateStore(path: directory.databasePath)
         checkpointStore = try LocalBlobStore(root: directory.checkpointsPath)
         let clock = self.clock
@@ -61,7 +67,13 @@ struct Harness {
             checkpoints: checkpoints, checkpointStore: checkpointStore,
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
+            issueSecret: Self.issuer(sharedSecret),
             now: { clock.now }, logger: Logger(label: "test"))
+    }
+
+    private static func issuer(_ shared: String?) -> @Sendable () -> String {
+        guard let shared else { return WorkerSecret.issue }
+        return { shared }
     }
 
     /// Runs `body` with an in-process gRPC client of a server backed by the engine (its queue flushing and its effects
@@ -90,7 +102,8 @@ struct Harness {
                 await effects.run()
                 return nil
             }
-            let result = try await withGRPCClient(transport: transport.client) { client in
+            let presenting: [any ClientInterceptor] = sharedSecret.map { [PresentSecret(secret: $0)] } ?? []
+            let result = try await withGRPCClient(transport: transport.client, interceptors: presenting) { client in
                 try await body(CoordinatorClient(wrapping: client))
             }
             engine.sessions.closeAll()
@@ -100,6 +113,22 @@ struct Harness {
             try await group.waitForAll()
             return result
         }
+    }
+}
+
+/// Adds `secret` as the `dtr-worker-secret` of every call that carries none of its own.
+struct PresentSecret: ClientInterceptor {
+    let secret: String
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>, context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        var request = request
+        if request.metadata[stringValues: WorkerSecret.metadataKey].first(where: { _ in true }) == nil {
+            request.metadata.addString(secret, forKey: WorkerSecret.metadataKey)
+        }
+        return try await next(request, context)
     }
 }
 

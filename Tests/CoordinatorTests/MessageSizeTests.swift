@@ -44,9 +44,14 @@ struct MessageSizeTests {
                     target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
             ) { grpc in
                 let client = Dtruntime_V1_Coordinator.Client(wrapping: grpc)
-                let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
-                let big = barrierRequest(
-                    "w0", name: "big", epoch: epoch, values: [Double](repeating: 1, count: 3 << 17))  // 3 MiB
+                let registered = try await client.registerWorker(registration("w0"))
+                let big = {
+                    var big = barrierRequest(
+                        "w0", name: "big", epoch: registered.view.membershipEpoch,
+                        values: [Double](repeating: 1, count: 3 << 17))  // 3 MiB
+                    big.workerSecret = registered.workerSecret
+                    return big
+                }()
                 let error = await #expect(throws: RPCError.self) {
                     try await client.barrierStream(
                         requestProducer: { writer in

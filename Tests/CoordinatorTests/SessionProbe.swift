@@ -28,13 +28,13 @@ struct SessionProbe {
 
 /// Opens a session, runs `body` with it, then half-closes and waits for the call to end.
 func withSession<T: Sendable>(
-    _ client: CoordinatorClient, _ body: @Sendable (inout SessionProbe) async throws -> T
+    _ client: CoordinatorClient, metadata: Metadata = [:], _ body: @Sendable (inout SessionProbe) async throws -> T
 ) async throws -> T {
     let (requests, send) = AsyncStream.makeStream(of: Dtruntime_V1_SessionRequest.self)
     let (events, sink) = AsyncThrowingStream.makeStream(of: Dtruntime_V1_SessionEvent.self)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
-            try await client.workerSession { writer in
+            try await client.workerSession(metadata: metadata) { writer in
                 for await request in requests { try await writer.write(request) }
             } onResponse: { response in
                 do {

@@ -69,6 +69,8 @@ public actor CoordinatorEngine {
     private var lastChange: [TaskID: (epoch: UInt64, reason: String)] = [:]
     let now: @Sendable () -> Moment
     let logger: Logger
+    /// Makes the secret a registration hands out (``WorkerSecret/issue()``; tests may pass their own).
+    let issueSecret: @Sendable () -> String
 
     /// Creates an engine from the durable state read at start-up. Restored members get one full dead timeout of grace.
     ///
@@ -82,8 +84,10 @@ public actor CoordinatorEngine {
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
         metrics: CoordinatorMetrics = CoordinatorMetrics(), events: EventBus = EventBus(), queue: WriteBehindQueue,
         sessions: SessionRegistry = SessionRegistry(), effects: EffectRunner = EffectRunner(),
+        issueSecret: @escaping @Sendable () -> String = WorkerSecret.issue,
         now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
+        self.issueSecret = issueSecret
         let start = now()
         var checkpoints = CheckpointCatalog(
             timeout: checkpointSettings.timeout, retention: checkpointSettings.retention,
@@ -128,22 +132,42 @@ public actor CoordinatorEngine {
 
     // MARK: Membership
 
-    /// Registers a worker; returns once its membership is durable.
+    /// Registers a worker; returns once its membership is durable. (The secret it was given is dropped: for callers
+    /// inside the coordinator, which do not act as the worker afterwards.)
+    public func register(_ spec: WorkerSpec, hint: WorldSizeHint = WorldSizeHint()) async throws -> MembershipView {
+        try await register(spec, hint: hint, presenting: nil).view
+    }
+
+    /// Registers a worker; returns its view and its secret once its membership is durable.
     ///
     /// A worker that is not a member of the task yet is admitted only below the task's world size (`hint`: the world
-    /// size it asks for, used when its registration creates the task).
-    public func register(_ spec: WorkerSpec, hint: WorldSizeHint = WorldSizeHint()) async throws -> MembershipView {
+    /// size it asks for, used when its registration creates the task). `presented` is the secret the caller sent:
+    /// registering a live member's id needs it (see ``Membership/onRegister(_:secret:presented:now:)``). The secret
+    /// returned is a new one when the worker joined or restarted, else the one it presented.
+    public func register(_ spec: WorkerSpec, hint: WorldSizeHint = WorldSizeHint(), presenting presented: String?)
+        async throws -> (view: MembershipView, secret: String)
+    {
+        let issued = issueSecret()
+        let issuedDigest = WorkerSecret.digest(issued)
         if !membership.members(of: spec.taskID).contains(spec.id) {
             try tasks.admit(spec.taskID, members: membership.members(of: spec.taskID).count, hint: hint)
         }
-        let (view, directives) = try membership.onRegister(spec, now: now())
+        let (view, directives) = try membership.onRegister(
+            spec, secret: issuedDigest, presented: presented.map(WorkerSecret.digest), now: now())
+        let secret = membership.secretDigest(of: spec.id) == issuedDigest ? issued : (presented ?? "")
         // Read by the task lifecycle while the join's directives are carried out (a task the join creates takes it).
         joinHints[spec.taskID] = hint
         carryOut(directives)
         joinHints[spec.taskID] = nil
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settle(spec.taskID)
-        return outgoing(membership.view(of: spec.id) ?? view)
+        return (outgoing(membership.view(of: spec.id) ?? view), secret)
+    }
+
+    /// Checks that a call naming `id` carries that worker's `secret` (see ``Membership/authenticate(_:presented:)``):
+    /// every handler of a call that acts as a worker calls this first.
+    public func authenticate(_ id: WorkerID, secret: String?) throws(CoreError) {
+        try membership.authenticate(id, presented: secret.map(WorkerSecret.digest))
     }
 
     /// Records a heartbeat (memory only) and returns the worker's current view.

@@ -7,6 +7,9 @@ struct BarrierCall {
     var worker: WorkerID
     var membershipEpoch: UInt64
     var arrival: BarrierArrival
+    /// The worker's secret when the call carries its own (a BarrierStream shared by several workers), else nil: the
+    /// call's metadata holds it.
+    var secret: String?
 
     init(validating request: Dtruntime_V1_BarrierSyncRequest) throws(CoreError) {
         name = try Validation.name(request.name, field: "name")
@@ -22,6 +25,7 @@ struct BarrierCall {
         let timeout: Duration = request.timeoutMs == 0 ? .seconds(300) : .milliseconds(request.timeoutMs)
         let payload = request.hasPayload ? try ReduceInput(request.payload) : nil
         membershipEpoch = request.membershipEpoch
+        secret = request.workerSecret.isEmpty ? nil : request.workerSecret
         arrival = BarrierArrival(expected: Int(request.expected), timeout: timeout, payload: payload)
     }
 }

@@ -16,12 +16,13 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         self.engine = engine
     }
 
-    /// The interceptors this service relies on, innermost last: outcomes and metrics, then wire types. Servers put
-    /// their own (rate limits, authentication) before them.
+    /// The interceptors this service relies on, innermost last: outcomes and metrics, wire types, then the worker
+    /// secret a call presents (see ``WorkerSecretInterceptor``). Servers put their own (rate limits, authentication)
+    /// before them.
     public static func interceptors(metrics: CoordinatorMetrics, now: @escaping @Sendable () -> Duration)
         -> [any ServerInterceptor]
     {
-        [RPCCallInterceptor(metrics: metrics, now: now), WireTypeCheckInterceptor()]
+        [RPCCallInterceptor(metrics: metrics, now: now), WireTypeCheckInterceptor(), WorkerSecretInterceptor()]
     }
 
     // MARK: Membership
@@ -30,7 +31,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_RegisterWorkerRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
         let spec = try WorkerSpec(validating: request)
-        let view = try await engine.register(spec, hint: try WorldSizeHint(validating: request))
+        let (view, secret) = try await engine.register(
+            spec, hint: try WorldSizeHint(validating: request), presenting: WorkerSecret.presented)
         let task = await engine.taskRecord(spec.taskID)
         let config = engine.membershipConfig
         return .with {
@@ -40,6 +42,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             $0.suspectAfterMs = config.suspectAfter.protoMillis
             $0.deadAfterMs = config.deadAfter.protoMillis
             $0.coordinatorVersion = DTRuntimeVersion.current
+            $0.workerSecret = secret
         }
     }
 
@@ -47,6 +50,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_HeartbeatRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_HeartbeatResponse {
         let beat = try ValidatedHeartbeat(request)
+        try await authenticate(beat.workerID)
         let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
         return .with { $0.view = Dtruntime_V1_MembershipView(view) }
     }
@@ -59,6 +63,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             throw CoreError.invalid(
                 "reason", "must be at most 1024 bytes", got: "\(request.reason.utf8.count) bytes")
         }
+        try await authenticate(id)
         let epoch = try await engine.deregister(id, reason: request.reason, failed: request.failed)
         return .with { $0.membershipEpoch = epoch }
     }
@@ -108,6 +113,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                     "worker_id", "must stay the same on one session stream (it started as \(worker))",
                     got: Validation.quoted(beat.workerID.rawValue))
             }
+            if worker == nil { try await authenticate(beat.workerID) }
             worker = beat.workerID
             token = try await engine.sessionHeartbeat(
                 beat.workerID, step: beat.step, metrics: beat.metrics, channel: channel, attached: token)
@@ -139,6 +145,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         let dataset = try Validation.name(request.dataset, field: "dataset")
         let worker = try WorkerID(request.workerID)
         let epoch = try Validation.epoch(request.epoch)
+        try await authenticate(worker)
         let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
         return .with {
             $0.dataset = dataset
@@ -154,9 +161,11 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func reportShardProgress(
         request: Dtruntime_V1_ReportShardProgressRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_ReportShardProgressResponse {
+        let worker = try WorkerID(request.workerID)
+        try await authenticate(worker)
         let (record, progress) = try await engine.reportShardProgress(
             dataset: try Validation.name(request.dataset, field: "dataset"),
-            worker: try WorkerID(request.workerID), epoch: try Validation.epoch(request.epoch),
+            worker: worker, epoch: try Validation.epoch(request.epoch),
             membershipEpoch: request.membershipEpoch, shard: request.shardID, consumed: request.consumed)
         return .with {
             $0.consumed = record.consumed
@@ -171,8 +180,10 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     public func saveCheckpoint(
         request: Dtruntime_V1_SaveCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_SaveCheckpointResponse {
+        let worker = try WorkerID(request.workerID)
+        try await authenticate(worker)
         let grant = try await engine.saveCheckpoint(
-            worker: try WorkerID(request.workerID), membershipEpoch: request.membershipEpoch,
+            worker: worker, membershipEpoch: request.membershipEpoch,
             step: try Validation.step(request.step), epoch: try Validation.epoch(request.epoch),
             metrics: try Self.checkpointMetrics(request.metrics),
             metadata: try Validation.metadata(request.metadata))
@@ -202,6 +213,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             }
             failure = request.failure
         }
+        try await authenticate(worker)
         let record = try await engine.reportCheckpointPart(
             id, worker: worker, part: part, failure: failure, wait: request.wait)
         return .with {
@@ -220,6 +232,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
         let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
+        // A worker named is acted as (restore_data rewinds its task's data): it must be the caller.
+        if let worker { try await authenticate(worker) }
         let task: TaskID
         if !request.taskID.isEmpty {
             task = try TaskID(request.taskID)
@@ -249,6 +263,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_BarrierSyncRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_BarrierSyncResponse {
         let call = try BarrierCall(validating: request)
+        try await authenticate(call.worker, secret: call.secret)
         let release = try await engine.barrierSync(
             name: call.name, worker: call.worker, membershipEpoch: call.membershipEpoch, arrival: call.arrival)
         return Dtruntime_V1_BarrierSyncResponse(release)
@@ -287,6 +302,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                         // Here rather than in the interceptor: a bad call is answered in-band and ends only itself.
                         try WireTypeCheck.checkAll(call)
                         let arrival = try BarrierCall(validating: call.arrival)
+                        try await authenticate(arrival.worker, secret: arrival.secret)
                         try await engine.barrierArrive(
                             name: arrival.name, worker: arrival.worker, membershipEpoch: arrival.membershipEpoch,
                             arrival: arrival.arrival, waiter: .streamed(outbox, callID: call.callID))
@@ -300,6 +316,12 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             outbox.inputEnded(abandoning: true)
             throw error
         }
+    }
+
+    /// Refuses a call that names `worker` without that worker's secret: `secret` when the message carries one (a
+    /// shared BarrierStream), else the call's `dtr-worker-secret` metadata.
+    private func authenticate(_ worker: WorkerID, secret: String? = nil) async throws {
+        try await engine.authenticate(worker, secret: secret ?? WorkerSecret.presented)
     }
 
     /// Checkpoint metrics rank checkpoints for retention and go into JSON manifests: they must be finite.

@@ -139,20 +139,22 @@ class TaskSettings(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., min_world_size: _Optional[int] = ..., max_world_size: _Optional[int] = ..., dataset: _Optional[str] = ..., epochs: _Optional[int] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
-    __slots__ = ("view", "heartbeat_interval_ms", "suspect_after_ms", "dead_after_ms", "coordinator_version", "task")
+    __slots__ = ("view", "heartbeat_interval_ms", "suspect_after_ms", "dead_after_ms", "coordinator_version", "task", "worker_secret")
     VIEW_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     SUSPECT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     DEAD_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_SECRET_FIELD_NUMBER: _ClassVar[int]
     view: MembershipView
     heartbeat_interval_ms: int
     suspect_after_ms: int
     dead_after_ms: int
     coordinator_version: str
     task: TaskSettings
-    def __init__(self, view: _Optional[_Union[MembershipView, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., suspect_after_ms: _Optional[int] = ..., dead_after_ms: _Optional[int] = ..., coordinator_version: _Optional[str] = ..., task: _Optional[_Union[TaskSettings, _Mapping]] = ...) -> None: ...
+    worker_secret: str
+    def __init__(self, view: _Optional[_Union[MembershipView, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., suspect_after_ms: _Optional[int] = ..., dead_after_ms: _Optional[int] = ..., coordinator_version: _Optional[str] = ..., task: _Optional[_Union[TaskSettings, _Mapping]] = ..., worker_secret: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("worker_id", "membership_epoch", "step", "metrics")
@@ -520,20 +522,22 @@ class Participant(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class BarrierSyncRequest(_message.Message):
-    __slots__ = ("name", "worker_id", "membership_epoch", "expected", "timeout_ms", "payload")
+    __slots__ = ("name", "worker_id", "membership_epoch", "expected", "timeout_ms", "payload", "worker_secret")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_EPOCH_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WORKER_SECRET_FIELD_NUMBER: _ClassVar[int]
     name: str
     worker_id: str
     membership_epoch: int
     expected: int
     timeout_ms: int
     payload: ReducePayload
-    def __init__(self, name: _Optional[str] = ..., worker_id: _Optional[str] = ..., membership_epoch: _Optional[int] = ..., expected: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., payload: _Optional[_Union[ReducePayload, _Mapping]] = ...) -> None: ...
+    worker_secret: str
+    def __init__(self, name: _Optional[str] = ..., worker_id: _Optional[str] = ..., membership_epoch: _Optional[int] = ..., expected: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., payload: _Optional[_Union[ReducePayload, _Mapping]] = ..., worker_secret: _Optional[str] = ...) -> None: ...
 
 class BarrierSyncResponse(_message.Message):
     __slots__ = ("generation", "participants", "result", "participant_count", "membership_epoch")

@@ -29,7 +29,9 @@ class CoordinatorStub:
     """The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
 
     Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    barriers, shard ledgers and checkpoints are scoped to that task.
+    barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    client register workers, the secret lets it act as one.
     """
 
     def __init__(self, channel):
@@ -104,7 +106,9 @@ class CoordinatorServicer:
     """The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
 
     Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    barriers, shard ledgers and checkpoints are scoped to that task.
+    barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    client register workers, the secret lets it act as one.
     """
 
     def RegisterWorker(self, request, context):
@@ -278,7 +282,9 @@ class Coordinator:
     """The coordinator: membership, data shards, barriers and checkpoints of training jobs ("tasks").
 
     Every call that concerns a worker names it by `worker_id`; the coordinator knows the task the worker joined, so
-    barriers, shard ledgers and checkpoints are scoped to that task.
+    barriers, shard ledgers and checkpoints are scoped to that task. Every such call after RegisterWorker carries the
+    worker's secret (RegisterWorkerResponse.worker_secret) in the `dtr-worker-secret` metadata: the worker token lets a
+    client register workers, the secret lets it act as one.
     """
 
     @staticmethod
