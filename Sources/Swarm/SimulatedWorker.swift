@@ -1,5 +1,5 @@
 import Foundation
-import GRPCCore
+public import GRPCCore
 public import RuntimeProto
 import Synchronization
 
@@ -25,6 +25,8 @@ public final class SimulatedWorker: Sendable {
 
     private struct State {
         var incarnation = SimulatedWorker.newIncarnation()
+        /// The secret its registration returned ("" before): every later call naming the worker carries it.
+        var secret = ""
         var view = Dtruntime_V1_MembershipView()
         var registered = false
         var step: Int64 = 0
@@ -90,7 +92,26 @@ public final class SimulatedWorker: Sendable {
     /// The step its heartbeats carry.
     public var step: Int64 { state.withLock { $0.step } }
 
-    /// Forgets the past process: a new incarnation, no view (what a restarted process starts with).
+    /// The secret its registration returned ("" before the first registration).
+    public var secret: String { state.withLock { $0.secret } }
+
+    /// Takes the secret of a worker registered elsewhere (a bench that wrote the coordinator's state itself): the
+    /// simulated worker then acts as that one.
+    public func adopt(secret: String) {
+        state.withLock { $0.secret = secret }
+    }
+
+    /// The metadata of a call that names this worker: the swarm's (its token) and the worker's secret.
+    public func metadata(_ connections: SwarmConnections) -> Metadata {
+        var metadata = connections.metadata
+        let secret = state.withLock { $0.secret }
+        if !secret.isEmpty { metadata.addString(secret, forKey: "dtr-worker-secret") }
+        return metadata
+    }
+
+    /// Forgets the past process: a new incarnation, no view (what a restarted process starts with). The secret is
+    /// kept, as a supervisor that restarts the process and hands it the old one's secret would: the restart proves
+    /// itself and replaces the old process at once instead of waiting for the dead timeout.
     public func restart() {
         state.withLock {
             $0.incarnation = Self.newIncarnation()
@@ -127,9 +148,10 @@ public final class SimulatedWorker: Sendable {
         }
         let stub = connections.stub(connection)
         let reply = try await retrying(recorder, timeout: timeout) {
-            try await stub.registerWorker(request, metadata: connections.metadata)
+            try await stub.registerWorker(request, metadata: self.metadata(connections))
         }
         state.withLock {
+            $0.secret = reply.workerSecret
             $0.view = reply.view
             $0.registered = true
         }
@@ -142,7 +164,7 @@ public final class SimulatedWorker: Sendable {
         let request = heartbeatRequest()
         let stub = connections.stub(connection)
         let reply = try await retrying(recorder) {
-            try await stub.heartbeat(request, metadata: connections.metadata)
+            try await stub.heartbeat(request, metadata: self.metadata(connections))
         }
         apply(reply.view, kind: .reply)
     }
@@ -159,7 +181,9 @@ public final class SimulatedWorker: Sendable {
             $0.failed = failed
         }
         let stub = connections.stub(connection)
-        _ = try await retrying(recorder) { try await stub.deregisterWorker(request, metadata: connections.metadata) }
+        _ = try await retrying(recorder) {
+            try await stub.deregisterWorker(request, metadata: self.metadata(connections))
+        }
         state.withLock { $0.registered = false }
     }
 
@@ -184,7 +208,7 @@ public final class SimulatedWorker: Sendable {
         }
         let stub = connections.stub(connection)
         try await stub.workerSession(
-            metadata: connections.metadata,
+            metadata: metadata(connections),
             requestProducer: { writer in
                 for await _ in beats {
                     try await writer.write(.with { $0.heartbeat = self.heartbeatRequest(noting: true) })

@@ -148,7 +148,7 @@ public struct TrainingProcess: Sendable {
                                 $0.dataset = settings.dataset.name
                                 $0.workerID = worker.id
                                 $0.epoch = epoch
-                            }, metadata: connections.metadata)
+                            }, metadata: worker.metadata(connections))
                     })
                 {
                     shards = assignment.shards
@@ -176,7 +176,7 @@ public struct TrainingProcess: Sendable {
                                 $0.membershipEpoch = membershipEpoch
                                 $0.shardID = shard.shardID
                                 $0.consumed = consumed
-                            }, metadata: connections.metadata)
+                            }, metadata: worker.metadata(connections))
                     }
                     // Done, or refused (the shard moved to another worker): on to the next one.
                     if finished || committed == nil {
@@ -203,7 +203,7 @@ public struct TrainingProcess: Sendable {
             .with {
                 $0.taskID = worker.task
                 $0.latest = true
-            }, metadata: connections.metadata)
+            }, metadata: worker.metadata(connections))
         return manifest?.manifest.step ?? 0
     }
 
@@ -215,6 +215,7 @@ public struct TrainingProcess: Sendable {
                 .with {
                     $0.name = "grad-sync"
                     $0.workerID = worker.id
+                    $0.workerSecret = worker.secret
                     $0.membershipEpoch = worker.view.membershipEpoch
                     $0.timeoutMs = 30_000
                     $0.payload = .with {
@@ -244,7 +245,7 @@ public struct TrainingProcess: Sendable {
                     $0.epoch = epoch
                     $0.metrics = metrics.filter { $0.value.isFinite }
                     $0.metadata = ["writer": "dtr swarm"]
-                }, metadata: connections.metadata)
+                }, metadata: worker.metadata(connections))
             let started = ContinuousClock.now
             var bytes = [UInt8](repeating: 0, count: settings.checkpointBytes)
             for index in bytes.indices { bytes[index] = UInt8(truncatingIfNeeded: index &+ Int(step)) }
@@ -256,7 +257,7 @@ public struct TrainingProcess: Sendable {
                     $0.sizeBytes = size
                     $0.sha256 = sha256
                     $0.writeSeconds = (ContinuousClock.now - started).seconds
-                }, metadata: connections.metadata)
+                }, metadata: worker.metadata(connections))
         } catch {
             // A rank joined or died meanwhile (stale epoch, aborted checkpoint): the next checkpoint will do.
             worker.recorder.count("checkpoint_failures")

@@ -59,15 +59,20 @@ struct BarrierBench: AsyncParsableCommand {
     {
         let coordinator = Dtruntime_V1_Coordinator.Client(wrapping: client)
         var fanOutEpoch: UInt64 = 0
+        // Each worker's secret, sent in its arrivals (one stream carries the calls of every worker).
+        var secrets: [String: String] = [:]
         for index in 0..<workers {
-            fanOutEpoch = try await coordinator.registerWorker(Self.registration("fan-\(index)", task: "fanout"))
-                .view.membershipEpoch
+            let reply = try await coordinator.registerWorker(Self.registration("fan-\(index)", task: "fanout"))
+            fanOutEpoch = reply.view.membershipEpoch
+            secrets["fan-\(index)"] = reply.workerSecret
         }
         var reduceEpoch: UInt64 = 0
         for index in 0..<reduceWorkers {
-            reduceEpoch = try await coordinator.registerWorker(Self.registration("reduce-\(index)", task: "reduce"))
-                .view.membershipEpoch
+            let reply = try await coordinator.registerWorker(Self.registration("reduce-\(index)", task: "reduce"))
+            reduceEpoch = reply.view.membershipEpoch
+            secrets["reduce-\(index)"] = reply.workerSecret
         }
+        let keys = secrets
 
         // Fan-out: n-1 callers parked, then the last arrival; time until every caller has its reply.
         var barrier = Samples()
@@ -77,15 +82,18 @@ struct BarrierBench: AsyncParsableCommand {
         for round in 0..<rounds + 1 {
             let released = try await fanOut(
                 park: { index in
-                    _ = try await coordinator.barrierSync(Self.arrival("fan-\(index)", epoch: epoch))
+                    _ = try await coordinator.barrierSync(Self.arrival("fan-\(index)", epoch: epoch, secrets: keys))
                 },
                 parked: { await engine.barrierStatus().open.first?.arrived ?? 0 },
-                last: { _ = try await coordinator.barrierSync(Self.arrival("fan-\(workers - 1)", epoch: epoch)) })
+                last: {
+                    _ = try await coordinator.barrierSync(
+                        Self.arrival("fan-\(workers - 1)", epoch: epoch, secrets: keys))
+                })
             let gated = try await fanOut(
                 park: { _ in _ = try await Self.raw(client, BenchService.wait, []) },
                 parked: { gate.count },
                 last: { _ = try await Self.raw(client, BenchService.open, []) })
-            let releasedOnStream = try await fanOutOnStream(coordinator, engine: engine, epoch: epoch)
+            let releasedOnStream = try await fanOutOnStream(coordinator, engine: engine, epoch: epoch, secrets: keys)
             if round > 0 {  // the first round warms up connections and allocations
                 barrier.append(released)
                 streamed.append(releasedOnStream)
@@ -106,6 +114,7 @@ struct BarrierBench: AsyncParsableCommand {
                     .with {
                         $0.name = "allreduce"
                         $0.workerID = "reduce-\(index)"
+                        $0.workerSecret = keys["reduce-\(index)"] ?? ""
                         $0.membershipEpoch = reduceEpoch
                         $0.payload = .with {
                             $0.op = .sum
@@ -176,7 +185,7 @@ struct BarrierBench: AsyncParsableCommand {
     /// arrival until every call has its answer.
     private func fanOutOnStream(
         _ coordinator: Dtruntime_V1_Coordinator.Client<HTTP2ClientTransport.Posix>, engine: CoordinatorEngine,
-        epoch: UInt64
+        epoch: UInt64, secrets: [String: String]
     ) async throws -> Duration {
         let workers = workers
         let clock = ContinuousClock()
@@ -188,7 +197,7 @@ struct BarrierBench: AsyncParsableCommand {
                 let calls = (0..<workers).map { index in
                     Dtruntime_V1_BarrierStreamCall.with {
                         $0.callID = UInt64(index)
-                        $0.arrival = Self.arrival("fan-\(index)", epoch: epoch)
+                        $0.arrival = Self.arrival("fan-\(index)", epoch: epoch, secrets: secrets)
                     }
                 }
                 try await writer.write(.with { $0.calls = Array(calls.dropLast()) })
@@ -242,11 +251,14 @@ struct BarrierBench: AsyncParsableCommand {
         }
     }
 
-    private static func arrival(_ id: String, epoch: UInt64) -> Dtruntime_V1_BarrierSyncRequest {
+    private static func arrival(_ id: String, epoch: UInt64, secrets: [String: String])
+        -> Dtruntime_V1_BarrierSyncRequest
+    {
         .with {
             $0.name = "fan-out"
             $0.workerID = id
             $0.membershipEpoch = epoch
+            $0.workerSecret = secrets[id] ?? ""
         }
     }
 }

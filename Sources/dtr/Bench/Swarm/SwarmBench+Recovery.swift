@@ -26,7 +26,7 @@ extension SwarmBench {
                 "state written through the engine (in this process)",
                 "\(Figure.count(count)) workers, \(Figure.count(ledgerEntries)) ledger entries, "
                     + "\(Figure.count(checkpoints)) checkpoints",
-                "", Figure.seconds(seeded.seconds),
+                "", Figure.seconds(seeded.time.seconds),
             ])
             let arguments = ["--checkpoint-keep-last", "0"]
             let first = try await BenchCoordinator.spawn(dataDir: directory, arguments: arguments)
@@ -34,7 +34,8 @@ extension SwarmBench {
             do {
                 let measured = try await withConnections(first.grpc) { connections in
                     try await measureRecovery(
-                        count, connections, first, directory: directory, arguments: arguments, report: report)
+                        count, connections, first, directory: directory, arguments: arguments, report: report,
+                        secrets: seeded.secrets)
                 }
                 report = measured
             } catch {
@@ -48,11 +49,12 @@ extension SwarmBench {
 
     private func measureRecovery(
         _ count: Int, _ connections: SwarmConnections, _ first: BenchCoordinator, directory: String,
-        arguments: [String], report: SwarmReport
+        arguments: [String], report: SwarmReport, secrets: [String: String]
     ) async throws -> SwarmReport {
         var report = report
         let recorder = SwarmRecorder()
         let workers = recoveryWorkers(count, recorder: recorder)
+        for worker in workers { worker.adopt(secret: secrets[worker.id] ?? "") }
         // The restored members heartbeat on their sessions, as running workers would.
         let sessions = SwarmSessions(workers, connections: connections)
         let clock = ContinuousClock()
@@ -72,7 +74,7 @@ extension SwarmBench {
             arguments + ["--grpc-port", String(first.grpc.port), "--http-port", String(first.http.map(Self.port) ?? 0)]
         async let spawned = BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments)
         let spawnedAt = clock.now
-        let probe = try await probeReadiness(grpc: first.grpc, http: first.http ?? "", worker: workers[0].id)
+        let probe = try await probeReadiness(grpc: first.grpc, http: first.http ?? "", worker: workers[0])
         let second = try await spawned
         let healthSeconds = (probe.health - spawnedAt).seconds
         let rpcSeconds = (probe.rpc - spawnedAt).seconds
@@ -130,7 +132,7 @@ extension SwarmBench {
 
     /// Polls the restarted coordinator: `/api/health` every 2 ms, and, once it answers, a unary `Heartbeat` on a
     /// fresh connection. Returns when each first succeeded.
-    private func probeReadiness(grpc: SwarmTarget, http: String, worker: String) async throws -> (
+    private func probeReadiness(grpc: SwarmTarget, http: String, worker: SimulatedWorker) async throws -> (
         health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
     ) {
         var configuration = HTTPClient.Configuration()
@@ -147,9 +149,11 @@ extension SwarmBench {
         }
     }
 
-    private func probe(_ client: HTTPClient, grpc: SwarmTarget, http: String, worker: String) async throws -> (
-        health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
-    ) {
+    private func probe(_ client: HTTPClient, grpc: SwarmTarget, http: String, worker: SimulatedWorker) async throws
+        -> (
+            health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
+        )
+    {
         let deadline = ContinuousClock.now + .seconds(120)
         var health: ContinuousClock.Instant?
         while health == nil, ContinuousClock.now < deadline {
@@ -162,11 +166,11 @@ extension SwarmBench {
             }
         }
         guard let health else { throw BenchFailure("the restarted coordinator never answered /api/health") }
-        let request = Dtruntime_V1_HeartbeatRequest.with { $0.workerID = worker }
+        let request = Dtruntime_V1_HeartbeatRequest.with { $0.workerID = worker.id }
         let rpc = try await withConnections(grpc, count: 1) { connections in
             while ContinuousClock.now < deadline {
                 do {
-                    _ = try await connections.stub(0).heartbeat(request, metadata: connections.metadata)
+                    _ = try await connections.stub(0).heartbeat(request, metadata: worker.metadata(connections))
                     return ContinuousClock.now
                 } catch {
                     try await Task.sleep(for: .milliseconds(2))
@@ -180,8 +184,11 @@ extension SwarmBench {
     // MARK: Seeding
 
     /// Writes the scenario's state through a coordinator engine in this process (the code paths RPCs take, without
-    /// the network): workers, the ledger's commits and the checkpoints. Returns how long it took.
-    private func seed(_ directory: String, workers count: Int) async throws -> Duration {
+    /// the network): workers, the ledger's commits and the checkpoints. Returns how long it took, and each worker's
+    /// secret (the simulated workers act as the registered ones).
+    private func seed(_ directory: String, workers count: Int) async throws -> (
+        time: Duration, secrets: [String: String]
+    ) {
         let started = ContinuousClock.now
         var logger = Logger(label: "dtr-bench-seed")
         logger.logLevel = .error
@@ -197,13 +204,17 @@ extension SwarmBench {
         let running = Task { try await group.run() }
         _ = try await runtime.waitUntilListening()
         let engine = runtime.engine
+        let secrets = Mutex<[String: String]>([:])
         do {
             let ids = (0..<count).map { "rec-\($0)" }
             // Workers.
             try await forEach(ids, concurrency: 1000) { index, id in
                 let task = index < count - 4 ? "recovery-data" : "recovery-ckpt"
-                _ = try await engine.register(
-                    WorkerSpec(id: try WorkerID(id), taskID: try TaskID(task), host: "127.0.0.1", port: 20_000))
+                let secret = try await engine.register(
+                    WorkerSpec(id: try WorkerID(id), taskID: try TaskID(task), host: "127.0.0.1", port: 20_000),
+                    presenting: nil
+                ).secret
+                secrets.withLock { $0[id] = secret }
             }
             // A dataset epoch whose every shard is committed.
             let spec = try DatasetSpec(
@@ -249,7 +260,7 @@ extension SwarmBench {
         }
         await group.triggerGracefulShutdown()
         try await running.value
-        return ContinuousClock.now - started
+        return (ContinuousClock.now - started, secrets.withLock { $0 })
     }
 
     /// Runs `body` for every element, at most `concurrency` at once; the first error is thrown.
