@@ -57,6 +57,8 @@ from dtruntime.errors import (
     Unauthenticated,
     Unimplemented,
     UnknownWorker,
+    WorkerIdInUse,
+    WorkerSecretWrong,
 )
 from dtruntime.launcher import LocalCoordinator
 from dtruntime.orchestrator import TrainingOrchestrator
@@ -116,6 +118,8 @@ __all__ = [
     "Unimplemented",
     "UnknownWorker",
     "Worker",
+    "WorkerIdInUse",
+    "WorkerSecretWrong",
     "WorkerStatus",
     "expired_checkpoints",
 ]

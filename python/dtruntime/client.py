@@ -273,6 +273,9 @@ class CoordinatorClient:
         self._hub: BarrierHub | None = None
         self._hub_lock = threading.Lock()
         self._stub = pb_grpc.CoordinatorStub(self._channel)
+        # The secret each worker registered through this client was given: every later call naming the worker carries
+        # it (``dtr-worker-secret``), so only this client can act as its workers.
+        self._secrets: dict[str, str] = {}
 
     # MARK: membership
 
@@ -302,7 +305,10 @@ class CoordinatorClient:
             task_min_world_size=world_size[0],
             task_max_world_size=world_size[1],
         )
-        reply = self._call(self._stub.RegisterWorker, request)
+        # A live worker registers again (same process, or a restart that proves itself) with the secret it has.
+        reply = self._call(self._stub.RegisterWorker, request, worker_id=worker_id)
+        if reply.worker_secret:
+            self._secrets[worker_id] = reply.worker_secret
         return Registration(
             view=MembershipView.from_proto(reply.view),
             heartbeat_interval=reply.heartbeat_interval_ms / 1000,
@@ -321,20 +327,21 @@ class CoordinatorClient:
         metrics: Mapping[str, float] | None = None,
     ) -> MembershipView:
         request = heartbeat_request(worker_id, membership_epoch, step, metrics)
-        return MembershipView.from_proto(self._call(self._stub.Heartbeat, request).view)
+        return MembershipView.from_proto(self._call(self._stub.Heartbeat, request, worker_id=worker_id).view)
 
     def deregister_worker(self, worker_id: str, reason: str = "", *, failed: bool = False) -> int:
         """Leaves the task (``failed``: because the worker failed); returns the task's membership epoch after the
         leave."""
         request = pb.DeregisterWorkerRequest(worker_id=worker_id, reason=reason, failed=failed)
-        return int(self._call(self._stub.DeregisterWorker, request).membership_epoch)
+        return int(self._call(self._stub.DeregisterWorker, request, worker_id=worker_id).membership_epoch)
 
-    def worker_session(self, requests: Iterator[pb.SessionRequest]) -> grpc.Call:
-        """Opens a session stream: heartbeats from ``requests`` go up; iterate the result for acks and pushes.
+    def worker_session(self, requests: Iterator[pb.SessionRequest], *, worker_id: str = "") -> grpc.Call:
+        """Opens a session stream for ``worker_id``: heartbeats from ``requests`` go up; iterate the result for acks and
+        pushes.
 
         Errors arrive as ``grpc.RpcError`` while iterating (the caller decides how to reconnect).
         """
-        return self._stub.WorkerSession(requests)
+        return self._stub.WorkerSession(requests, metadata=self._secret_metadata(worker_id))
 
     # MARK: datasets and shards
 
@@ -358,7 +365,7 @@ class CoordinatorClient:
 
     def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int) -> pb.GetShardAssignmentResponse:
         request = pb.GetShardAssignmentRequest(dataset=dataset, worker_id=worker_id, epoch=epoch)
-        return self._call(self._stub.GetShardAssignment, request)
+        return self._call(self._stub.GetShardAssignment, request, worker_id=worker_id)
 
     def report_shard_progress(
         self, dataset: str, worker_id: str, *, epoch: int, membership_epoch: int, shard_id: int, consumed: int
@@ -371,7 +378,7 @@ class CoordinatorClient:
             shard_id=shard_id,
             consumed=consumed,
         )
-        return self._call(self._stub.ReportShardProgress, request)
+        return self._call(self._stub.ReportShardProgress, request, worker_id=worker_id)
 
     # MARK: barriers
 
@@ -397,6 +404,8 @@ class CoordinatorClient:
             expected=expected,
             timeout_ms=0 if timeout is None else max(1, round(timeout * 1000)),
             payload=payload,
+            # In the message: the process's barrier stream carries the calls of all its workers.
+            worker_secret=self._secrets.get(worker_id, ""),
         )
         # The coordinator answers at the barrier's own timeout; the call's deadline only guards against a lost reply.
         deadline = (300.0 if timeout is None else timeout) + 30.0
@@ -427,7 +436,7 @@ class CoordinatorClient:
             metrics={name: float(value) for name, value in (metrics or {}).items()},
             metadata=dict(metadata or {}),
         )
-        return CheckpointTicket.from_proto(self._call(self._stub.SaveCheckpoint, request))
+        return CheckpointTicket.from_proto(self._call(self._stub.SaveCheckpoint, request, worker_id=worker_id))
 
     def report_checkpoint_part(
         self,
@@ -455,7 +464,7 @@ class CoordinatorClient:
             write_seconds=write_seconds,
             wait=wait,
         )
-        reply = self._call(self._stub.ReportCheckpointPart, request, timeout=timeout)
+        reply = self._call(self._stub.ReportCheckpointPart, request, timeout=timeout, worker_id=worker_id)
         return CheckpointReport.from_proto(reply)
 
     def load_checkpoint(
@@ -471,13 +480,29 @@ class CoordinatorClient:
             request.latest = True
         else:
             request.step = step
-        reply = self._call(self._stub.LoadCheckpoint, request)
+        reply = self._call(self._stub.LoadCheckpoint, request, worker_id=worker_id)
         return CheckpointLookup(CheckpointManifest.from_proto(reply.manifest), reply.data_restored)
+
+    # MARK: worker secrets
+
+    def worker_secret(self, worker_id: str) -> str:
+        """The secret of a worker registered through this client ("" when none was): hand it to another client with
+        :meth:`adopt_worker_secret` to let that one act as the worker too."""
+        return self._secrets.get(worker_id, "")
+
+    def adopt_worker_secret(self, worker_id: str, secret: str) -> None:
+        """Acts as ``worker_id`` with the ``secret`` its registration returned (through another client or process)."""
+        self._secrets[worker_id] = secret
+
+    def _secret_metadata(self, worker_id: str) -> list[tuple[str, str]]:
+        secret = self._secrets.get(worker_id, "") if worker_id else ""
+        return [("dtr-worker-secret", secret)] if secret else []
 
     # MARK: plumbing
 
-    def _call(self, method, request, *, timeout: float | None = None):
-        """One unary call, within ``timeout`` seconds (default the client's), retried while it is rate-limited.
+    def _call(self, method, request, *, timeout: float | None = None, worker_id: str = ""):
+        """One unary call, within ``timeout`` seconds (default the client's), retried while it is rate-limited; a call
+        naming ``worker_id`` carries that worker's secret.
 
         The coordinator's --grpc-rate-limit refuses a call with RESOURCE_EXHAUSTED and ``retry-after-ms`` in the
         trailing metadata; the call then waits that long (plus a little jitter, so that the workers sharing one IP's
@@ -493,7 +518,11 @@ class CoordinatorClient:
         for tries in itertools.count(1):
             remaining = budget - (time.monotonic() - started)
             try:
-                return method(request, timeout=None if math.isinf(remaining) else max(remaining, 0.001))
+                return method(
+                    request,
+                    timeout=None if math.isinf(remaining) else max(remaining, 0.001),
+                    metadata=self._secret_metadata(worker_id),
+                )
             except grpc.RpcError as error:
                 wait = rate_limit_wait(error)
                 if wait is None:

@@ -92,6 +92,22 @@ class PermissionDenied(DtrError, PermissionError):
     """The credentials do not allow this."""
 
 
+class WorkerSecretWrong(PermissionDenied):
+    """The call names a worker but does not carry its secret (reason ``WORKER_SECRET_WRONG``): only the client that
+    registered a worker (it remembers the secret its registration returned) may act as it."""
+
+
+class WorkerIdInUse(PermissionDenied):
+    """The worker id is a live member registered by another process (reason ``WORKER_ID_IN_USE``): register again once
+    that process is declared dead (``retry_after`` seconds at the earliest), or use another id."""
+
+    def __init__(
+        self, message: str, code: grpc.StatusCode | None = None, reason: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code, reason)
+        self.retry_after = retry_after
+
+
 class Unimplemented(DtrError, NotImplementedError):
     """The coordinator does not implement this call (an older version)."""
 
@@ -151,6 +167,8 @@ _BY_REASON: dict[str, type[DtrError]] = {
     "STALE_EPOCH": StaleEpoch,
     "SHARD_MOVED": ShardMoved,
     "TASK_FULL": TaskFull,
+    "WORKER_SECRET_WRONG": WorkerSecretWrong,
+    "WORKER_ID_IN_USE": WorkerIdInUse,
     "BARRIER_ABORTED": BarrierAborted,
     "BARRIER_TIMEOUT": BarrierTimeout,
     "BARRIER_MISMATCH": BarrierMismatch,
@@ -196,6 +214,9 @@ def from_status(
     if cls is StaleEpoch:
         epoch = metadata.get("dtr-membership-epoch", "")
         return StaleEpoch(details, code, reason, int(epoch) if epoch.isdigit() else None)
+    if cls is WorkerIdInUse:
+        wait = metadata.get("retry-after-ms", "")
+        return WorkerIdInUse(details, code, reason, int(wait) / 1000 if wait.isdigit() else None)
     if code == grpc.StatusCode.UNAVAILABLE and not reason:
         # No reason: the coordinator did not answer (gRPC's own status). A TLS coordinator reached without its CA
         # looks the same from here (the connection just closes), so the hint names that cause too.

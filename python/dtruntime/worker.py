@@ -34,6 +34,7 @@ from dtruntime.errors import (
     NotAMember,
     NotFound,
     TaskFull,
+    WorkerIdInUse,
     translate,
 )
 from dtruntime.shuffle import sample_order
@@ -144,8 +145,9 @@ class Worker:
     # MARK: lifecycle
 
     def start(self) -> Worker:
-        """Registers (retrying while the coordinator is unreachable, and while the task is full), starts heartbeating,
-        and waits until the task has the members it needs to start."""
+        """Registers (retrying while the coordinator is unreachable, while the task is full, and while a previous
+        process of this worker id is still a live member), starts heartbeating, and waits until the task has the
+        members it needs to start."""
         started = time.monotonic()
         delay = _Backoff()
         announced = False
@@ -166,6 +168,17 @@ class Worker:
                     log.info("worker %s waits for a place: %s", self.worker_id, error)
                     announced = True
                 time.sleep(random.uniform(0.5, 1.0))
+            except WorkerIdInUse as error:
+                # Another process registered this id and may still be alive (this one's restart cannot prove it is
+                # the same worker): the id is free once the coordinator declares that process dead.
+                wait = min(max(error.retry_after or 1.0, 0.1), 5.0)
+                if time.monotonic() + wait > started + self._rendezvous_timeout:
+                    self._client.close()
+                    raise
+                if not announced:
+                    log.warning("worker %s waits for its id: %s", self.worker_id, error)
+                    announced = True
+                time.sleep(wait)
             except DtrError:
                 self._client.close()
                 raise
@@ -540,7 +553,7 @@ class Worker:
             return DtrError(f"unexpected error in the heartbeat thread: {error!r}")
 
     def _stream(self, delay: _Backoff) -> None:
-        call = self._client.worker_session(self._heartbeats())
+        call = self._client.worker_session(self._heartbeats(), worker_id=self.worker_id)
         self._call = call
         if self._closing.is_set():
             call.cancel()

@@ -3,6 +3,7 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import sqlite3
@@ -10,11 +11,20 @@ import time
 import urllib.error
 import urllib.request
 
+import grpc
 import pytest
 
-from conftest import wait_until
-from dtruntime import CoordinatorClient, DatasetRegistry
-from dtruntime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from conftest import DEAD_AFTER, wait_until
+from dtruntime import CheckpointManager, CoordinatorClient, DatasetRegistry
+from dtruntime.client import heartbeat_request
+from dtruntime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    WorkerIdInUse,
+    WorkerSecretWrong,
+)
+from dtruntime.v1 import coordinator_pb2 as pb
 
 
 def test_control_characters_a_client_sends_cannot_forge_log_lines(coordinator_factory):
@@ -189,3 +199,142 @@ def delete(coordinator, path: str) -> tuple[int, dict]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+# MARK: per-worker identity
+
+
+def test_a_worker_token_alone_cannot_act_as_another_worker(coordinator_factory):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("d", total_samples=8, shard_size=1)
+    with (
+        CoordinatorClient(coordinator.grpc_address) as victim,
+        CoordinatorClient(coordinator.grpc_address) as mallory,
+    ):
+        epoch = victim.register_worker("victim", "127.0.0.1", 7000, task_id="a", incarnation="p1").view.membership_epoch
+        secret = victim.worker_secret("victim")
+        assert len(secret) == 64 and int(secret, 16) >= 0, "256 bits, hex"
+        shard = victim.get_shard_assignment("d", "victim", 0).shards[0]
+        ticket = victim.save_checkpoint("victim", membership_epoch=epoch, step=1)
+        mallory.register_worker("mallory", "127.0.0.1", 7001, task_id="b")
+
+        def refused(call, error=WorkerSecretWrong):
+            with pytest.raises(error) as raised:
+                call()
+            assert raised.value.code == grpc.StatusCode.PERMISSION_DENIED
+            return raised.value
+
+        message = str(refused(lambda: mallory.heartbeat("victim", step=99)))
+        assert "worker victim needs its worker secret" in message and "this call carries none" in message
+        refused(lambda: mallory.get_shard_assignment("d", "victim", 0))
+        progress = dict(dataset="d", epoch=0, membership_epoch=epoch, shard_id=shard.shard_id)
+        refused(lambda: mallory.report_shard_progress(worker_id="victim", consumed=1, **progress))
+        refused(lambda: mallory.deregister_worker("victim", "taken over"))
+        refused(lambda: mallory.save_checkpoint("victim", membership_epoch=epoch, step=2))
+        refused(lambda: mallory.report_checkpoint_part("victim", ticket.checkpoint_id, failure="sabotage"))
+        refused(lambda: mallory.load_checkpoint("victim", task_id="a", restore_data=True))
+        refused(lambda: mallory.barrier_sync("sync", "victim", membership_epoch=epoch, timeout=5))
+        # Its id, elsewhere or as a "restart" in its own task: the live member's id is not free.
+        in_use = refused(lambda: mallory.register_worker("victim", "10.0.0.9", 7002, task_id="b"), WorkerIdInUse)
+        assert "register it again with its worker secret" in str(in_use) and in_use.retry_after is not None
+        refused(
+            lambda: mallory.register_worker("victim", "10.0.0.9", 7002, task_id="a", incarnation="p2"), WorkerIdInUse
+        )
+        # Its session stream.
+        session = mallory.worker_session(iter([pb.SessionRequest(heartbeat=heartbeat_request("victim", 0, 0, None))]))
+        with pytest.raises(grpc.RpcError) as broken:
+            next(iter(session))
+        assert broken.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert ("dtr-reason", "WORKER_SECRET_WRONG") in (broken.value.trailing_metadata() or ())
+        # A guessed secret fares no better.
+        mallory.adopt_worker_secret("victim", "0" * 64)
+        assert "this call carries another one" in str(refused(lambda: mallory.deregister_worker("victim")))
+
+        # The victim is unaffected: same rank, epoch, host and step; its shard untouched; its checkpoint pending.
+        workers = {worker["worker_id"]: worker for worker in coordinator.get_json("/api/workers")["workers"]}
+        assert workers["victim"]["status"] == "healthy" and workers["victim"]["rank"] == 0
+        assert workers["victim"]["host"] == "127.0.0.1" and workers["victim"]["step"] == 0
+        assert victim.heartbeat("victim").membership_epoch == epoch
+        again = victim.get_shard_assignment("d", "victim", 0)
+        assert again.shards[0].shard_id == shard.shard_id and again.shards[0].consumed == 0
+        statuses = {c["checkpoint_id"]: c["status"] for c in coordinator.get_json("/api/checkpoints")["checkpoints"]}
+        assert statuses[ticket.checkpoint_id] == "pending"
+
+        # The same calls with the secret succeed, from any client that has it.
+        assert victim.report_shard_progress(worker_id="victim", consumed=1, **progress).consumed == 1
+        with CoordinatorClient(coordinator.grpc_address) as holder:
+            holder.adopt_worker_secret("victim", secret)
+            assert holder.heartbeat("victim", step=5).rank == 0
+            assert holder.register_worker("victim", "127.0.0.1", 7000, task_id="a", incarnation="p1").view.rank == 0
+            assert holder.worker_secret("victim") == secret, "the same incarnation keeps its secret"
+        victim.report_checkpoint_part("victim", ticket.checkpoint_id, failure="superseded")
+        with CheckpointManager(coordinator=victim, worker_id="victim", membership_epoch=epoch) as checkpoints:
+            checkpoints.save({"w": b"x"}, step=3)
+            assert victim.load_checkpoint("victim", restore_data=True).data_restored
+        assert victim.barrier_sync("sync", "victim", membership_epoch=epoch, timeout=5).participant_count == 1
+        victim.deregister_worker("victim", "done")
+    workers = {worker["worker_id"]: worker for worker in coordinator.get_json("/api/workers")["workers"]}
+    assert workers["victim"]["status"] == "left"
+
+
+def test_restore_data_needs_a_member_of_that_task(coordinator_factory):
+    coordinator = coordinator_factory()
+    with CoordinatorClient(coordinator.grpc_address) as owner, CoordinatorClient(coordinator.grpc_address) as other:
+        epoch = owner.register_worker("owner", "127.0.0.1", 7000, task_id="a").view.membership_epoch
+        with CheckpointManager(coordinator=owner, worker_id="owner", membership_epoch=epoch) as checkpoints:
+            checkpoints.save({"w": b"x"}, step=1)
+        other.register_worker("outsider", "127.0.0.1", 7001, task_id="b")
+        # Its own worker, of another task: not a member of a. A member of a, without its secret: refused.
+        with pytest.raises(FailedPrecondition, match="needs the worker_id of a member of task a"):
+            other.load_checkpoint("outsider", task_id="a", restore_data=True)
+        with pytest.raises(WorkerSecretWrong):
+            other.load_checkpoint("owner", task_id="a", restore_data=True)
+        # Reading a manifest changes nothing and names no worker: any client may.
+        assert other.load_checkpoint(task_id="a").manifest.step == 1
+        assert owner.load_checkpoint("owner", restore_data=True).data_restored
+
+
+def test_worker_secrets_survive_a_coordinator_restart(coordinator_factory):
+    coordinator = coordinator_factory()
+    with CoordinatorClient(coordinator.grpc_address) as victim:
+        victim.register_worker("victim", "127.0.0.1", 7000, incarnation="p1")
+        secret = victim.worker_secret("victim")
+    coordinator.kill()
+    with sqlite3.connect(coordinator.data_dir / "coordinator.sqlite") as db:
+        (stored,) = db.execute("SELECT secret_sha256 FROM worker WHERE id = 'victim'").fetchone()
+    assert stored == hashlib.sha256(secret.encode()).digest(), "only the secret's SHA-256 is stored"
+    coordinator = coordinator_factory()
+    with CoordinatorClient(coordinator.grpc_address) as victim, CoordinatorClient(coordinator.grpc_address) as mallory:
+        victim.adopt_worker_secret("victim", secret)
+        assert victim.heartbeat("victim").rank == 0, "the restored worker acts with its secret"
+        with pytest.raises(WorkerSecretWrong):
+            mallory.heartbeat("victim")
+        with pytest.raises(WorkerIdInUse):
+            mallory.register_worker("victim", "127.0.0.1", 7000, incarnation="p2")
+
+
+def test_a_restarted_process_takes_its_id_back_with_the_secret_at_once_or_after_the_dead_timeout(coordinator_factory):
+    coordinator = coordinator_factory()
+    with CoordinatorClient(coordinator.grpc_address) as first, CoordinatorClient(coordinator.grpc_address) as second:
+        view = first.register_worker("w", "127.0.0.1", 7000, incarnation="p1").view
+        old = first.worker_secret("w")
+        # A restart that proves itself (it has the old process's secret): replaces it at once, with a new secret.
+        second.adopt_worker_secret("w", old)
+        restarted = second.register_worker("w", "127.0.0.1", 7000, incarnation="p2").view
+        assert restarted.rank == 0 and restarted.membership_epoch == view.membership_epoch + 2
+        new = second.worker_secret("w")
+        assert new != old
+        with pytest.raises(WorkerSecretWrong):
+            first.heartbeat("w")
+        # A restart that cannot prove itself waits until the silent old process is declared dead.
+        started = time.monotonic()
+        with CoordinatorClient(coordinator.grpc_address) as third:
+            with pytest.raises(WorkerIdInUse) as in_use:
+                third.register_worker("w", "127.0.0.1", 7000, incarnation="p3")
+            assert 0 < in_use.value.retry_after <= DEAD_AFTER + 0.2
+            wait_until(lambda: coordinator.get_json("/api/workers")["workers"][0]["status"] == "dead", timeout=10)
+            assert third.register_worker("w", "127.0.0.1", 7000, incarnation="p3").view.rank == 0
+            assert time.monotonic() - started >= DEAD_AFTER - 0.3
+            assert third.worker_secret("w") not in ("", old, new)
+            with pytest.raises(WorkerSecretWrong):
+                second.heartbeat("w")
