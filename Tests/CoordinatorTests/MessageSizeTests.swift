@@ -74,6 +74,47 @@ struct MessageSizeTests {
         }
     }
 
+    @Test("live: heartbeats have their own 64 KiB limit, on a session stream and unary; the worker keeps its session")
+    func heartbeatLimit() async throws {
+        let directory = TemporaryDirectory()
+        let config = LiveLoopbackTests().config(directory)  // the default 64 MiB payloads: messages up to 65 MiB
+        try await LiveLoopbackTests().withCoordinator(config) { _, ports in
+            try await withGRPCClient(
+                transport: try .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: ports.grpc), transportSecurity: .plaintext)
+            ) { grpc in
+                let client = Dtruntime_V1_Coordinator.Client(wrapping: grpc)
+                let registered = try await client.registerWorker(registration("w0"))
+                let own: Metadata = ["dtr-worker-secret": "\(registered.workerSecret)"]
+                // 65 KiB of worker id: refused from the message's 5-byte prefix, before any of it is buffered.
+                let big = heartbeat(String(repeating: "w", count: 65 << 10))
+                let suffix =
+                    "is larger than this coordinator accepts (65536 bytes: the limit of a heartbeat): a heartbeat "
+                    + "carries at most 256 metrics: send fewer"
+                let streamed = await #expect(throws: RPCError.self) {
+                    try await client.workerSession(
+                        metadata: own,
+                        requestProducer: { try await $0.write(.with { $0.heartbeat = big }) },
+                        onResponse: { for try await _ in $0.messages {} })
+                }
+                #expect(streamed?.code == .resourceExhausted && streamed?.message.hasSuffix(suffix) == true)
+                let unary = await #expect(throws: RPCError.self) { try await client.heartbeat(big, metadata: own) }
+                #expect(unary?.code == .resourceExhausted && unary?.message.hasSuffix(suffix) == true)
+                // The largest valid heartbeat (256 metrics of 128-byte names) is within the limit.
+                let metrics = Dictionary(
+                    uniqueKeysWithValues: (0..<256).map { index in
+                        let name = "m\(index)-"
+                        return (name + String(repeating: "m", count: 128 - name.count), 1.0)
+                    })
+                let largest = heartbeat("w0", metrics: metrics)
+                let bytes: [UInt8] = try largest.serializedBytes()
+                #expect(bytes.count < 64 << 10)
+                let reply = try await client.heartbeat(largest, metadata: own)
+                #expect(reply.view.rank == 0)
+            }
+        }
+    }
+
     @Test("the scanner follows message prefixes across frames, however they are split")
     func scanner() {
         func message(_ length: Int) -> [UInt8] {

@@ -10,6 +10,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -25,6 +26,7 @@ from dtruntime.errors import (
     WorkerSecretWrong,
 )
 from dtruntime.v1 import coordinator_pb2 as pb
+from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 
 def test_control_characters_a_client_sends_cannot_forge_log_lines(coordinator_factory):
@@ -338,3 +340,39 @@ def test_a_restarted_process_takes_its_id_back_with_the_secret_at_once_or_after_
             assert third.worker_secret("w") not in ("", old, new)
             with pytest.raises(WorkerSecretWrong):
                 second.heartbeat("w")
+
+
+# MARK: inbound bytes
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+def test_oversized_heartbeats_on_many_session_streams_are_refused_before_they_take_memory(coordinator_factory):
+    coordinator = coordinator_factory()
+    pid = coordinator.process.pid
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        client.register_worker("w0", "127.0.0.1", 7000)
+        baseline = rss_mib(pid)
+        # 8 streams at once, each a 16 MiB session message (the transport alone would take up to 65 MiB each).
+        big = pb.SessionRequest(heartbeat=pb.HeartbeatRequest(worker_id="w" * (16 << 20)))
+        options = [("grpc.max_send_message_length", 64 << 20)]
+        channels = [grpc.insecure_channel(coordinator.grpc_address, options=options) for _ in range(8)]
+        calls = [pb_grpc.CoordinatorStub(channel).WorkerSession(iter([big]), timeout=30) for channel in channels]
+        peak = baseline
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                next(iter(call))
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the limit of a heartbeat" in (refused.value.details() or "")
+            peak = max(peak, rss_mib(pid))
+            # Meanwhile the coordinator serves people and workers.
+            assert coordinator.get_json("/api/health")["status"] == "ok"
+        assert client.register_worker("w1", "127.0.0.1", 7001).view.world_size == 2
+        assert client.heartbeat("w0").rank == 0
+        for channel in channels:
+            channel.close()
+    assert peak - baseline < 48, f"RSS grew from {baseline:.0f} to {peak:.0f} MiB while 128 MiB were sent"
+    assert rss_mib(pid) - baseline < 48, "memory is back after the streams closed"

@@ -50,12 +50,25 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Methods with a limit of their own, below the transport's, by HTTP/2 `:path`: their limit and what to do.
+    ///
+    /// Heartbeats are small (an id and at most 256 metrics of 128-byte names: under 40 KiB), and a session stream lives
+    /// as long as its worker: without a limit of its own, every open session could hold a message of the transport's
+    /// size (65 MiB) half-received, and the memory it took stays with the process after the stream ends.
     static let methodLimits: [String: (bytes: Int, source: String, advice: String)] = [
         "/dtruntime.v1.Coordinator/BarrierStream": (
             BarrierStreamOutbox.maxMessageBytes, "the limit of a BarrierStream message",
             "send fewer arrivals per message, and large payloads as BarrierSync calls"
-        )
+        ),
+        "/dtruntime.v1.Coordinator/WorkerSession": (
+            maxHeartbeatBytes, "the limit of a heartbeat", "a heartbeat carries at most 256 metrics: send fewer"
+        ),
+        "/dtruntime.v1.Coordinator/Heartbeat": (
+            maxHeartbeatBytes, "the limit of a heartbeat", "a heartbeat carries at most 256 metrics: send fewer"
+        ),
     ]
+
+    /// The largest heartbeat message (unary, or on a session stream): 64 KiB.
+    static let maxHeartbeatBytes = 64 << 10
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
