@@ -78,21 +78,13 @@ public struct Membership: Sendable {
     ///   - presented: the digest of the secret the caller sent. Registering a worker id that is a live member needs
     ///     that member's secret (see ``authenticate(_:presented:)``): a worker token alone cannot take over a
     ///     live worker's id.
-    /// - Throws: `permissionDenied` (`WORKER_ID_IN_USE`, with how long until the member could be declared dead) for
-    ///   a live member's id without its secret; `failedPrecondition` when the worker is a live member of another
-    ///   task (a worker id names one worker of one task at a time).
+    /// - Throws: `failedPrecondition` when the worker is a live member of another task (a worker id names one worker
+    ///   of one task at a time); `permissionDenied` (`WORKER_ID_IN_USE`, with how long until the member could be
+    ///   declared dead) for a live member's id in its task without its secret.
     public mutating func onRegister(
         _ spec: WorkerSpec, secret: SecretDigest? = nil, presented: SecretDigest? = nil, now: Moment
     ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
         if let entry = entries[spec.id], entry.isMember {
-            try Self.claim(entry, presented: presented, config: config, now: now)
-        }
-        if let entry = entries[spec.id], entry.isMember, entry.record.spec.taskID == spec.taskID,
-            entry.record.spec.isAnotherIncarnation(spec)
-        {
-            return onRestart(spec, secret: secret, now: now)
-        }
-        if var entry = entries[spec.id], entry.isMember {
             let current = entry.record.spec.taskID
             guard current == spec.taskID else {
                 throw CoreError(
@@ -100,6 +92,12 @@ public struct Membership: Sendable {
                     "worker_id \(spec.id) is already a live member of task \(current); deregister it first or "
                         + "register with another worker_id")
             }
+            try Self.claim(entry, presented: presented, config: config, now: now)
+        }
+        if let entry = entries[spec.id], entry.isMember, entry.record.spec.isAnotherIncarnation(spec) {
+            return onRestart(spec, secret: secret, now: now)
+        }
+        if var entry = entries[spec.id], entry.isMember {
             var directives = refresh(&entry, now: now)
             if entry.record.spec != spec || (entry.record.secretDigest == nil && secret != nil) {
                 entry.record.spec = spec

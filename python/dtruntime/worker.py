@@ -151,6 +151,7 @@ class Worker:
         started = time.monotonic()
         delay = _Backoff()
         announced = False
+        id_deadline: float | None = None
         while True:
             try:
                 self._register()
@@ -169,16 +170,7 @@ class Worker:
                     announced = True
                 time.sleep(random.uniform(0.5, 1.0))
             except WorkerIdInUse as error:
-                # Another process registered this id and may still be alive (this one's restart cannot prove it is
-                # the same worker): the id is free once the coordinator declares that process dead.
-                wait = min(max(error.retry_after or 1.0, 0.1), 5.0)
-                if time.monotonic() + wait > started + self._rendezvous_timeout:
-                    self._client.close()
-                    raise
-                if not announced:
-                    log.warning("worker %s waits for its id: %s", self.worker_id, error)
-                    announced = True
-                time.sleep(wait)
+                id_deadline = self._wait_for_id(error, started, id_deadline)
             except DtrError:
                 self._client.close()
                 raise
@@ -191,6 +183,26 @@ class Worker:
                 self.close()
                 raise
         return self
+
+    def _wait_for_id(self, error: WorkerIdInUse, started: float, deadline: float | None) -> float:
+        """Another process registered this id and may still be alive (this one's restart cannot prove it is the same
+        worker): the id is free once the coordinator declares that process dead, which it says when at the earliest.
+        Waits for that; still refused well after it, the other process is alive, and the error is raised."""
+        wait = min(max(error.retry_after or 1.0, 0.1), 5.0)
+        if deadline is None:
+            log.warning("worker %s waits for its id: %s", self.worker_id, error)
+            deadline = time.monotonic() + (error.retry_after or 0.0) + 2.0
+        if time.monotonic() + wait > deadline:
+            self._client.close()
+            raise WorkerIdInUse(
+                f"{error} (waited {time.monotonic() - started:.1f} s: another process of this worker_id is alive and "
+                "heartbeating)",
+                error.code,
+                error.reason,
+                error.retry_after,
+            ) from error
+        time.sleep(wait)
+        return deadline
 
     def _rendezvous(self, timeout: float) -> None:
         """Waits until the task has at least its ``min_world_size`` members."""

@@ -236,12 +236,15 @@ def test_a_worker_token_alone_cannot_act_as_another_worker(coordinator_factory):
         refused(lambda: mallory.report_checkpoint_part("victim", ticket.checkpoint_id, failure="sabotage"))
         refused(lambda: mallory.load_checkpoint("victim", task_id="a", restore_data=True))
         refused(lambda: mallory.barrier_sync("sync", "victim", membership_epoch=epoch, timeout=5))
-        # Its id, elsewhere or as a "restart" in its own task: the live member's id is not free.
-        in_use = refused(lambda: mallory.register_worker("victim", "10.0.0.9", 7002, task_id="b"), WorkerIdInUse)
+        # Its id, again or as a "restart" in its own task: the live member's id is not free (nor elsewhere: a worker id
+        # names one worker of one task at a time).
+        in_use = refused(lambda: mallory.register_worker("victim", "10.0.0.9", 7002, task_id="a"), WorkerIdInUse)
         assert "register it again with its worker secret" in str(in_use) and in_use.retry_after is not None
         refused(
             lambda: mallory.register_worker("victim", "10.0.0.9", 7002, task_id="a", incarnation="p2"), WorkerIdInUse
         )
+        with pytest.raises(FailedPrecondition, match="already a live member of task a"):
+            mallory.register_worker("victim", "10.0.0.9", 7002, task_id="b")
         # Its session stream.
         session = mallory.worker_session(iter([pb.SessionRequest(heartbeat=heartbeat_request("victim", 0, 0, None))]))
         with pytest.raises(grpc.RpcError) as broken:

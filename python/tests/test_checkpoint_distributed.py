@@ -31,6 +31,7 @@ from dtruntime import (
     CheckpointNotFound,
     CheckpointStatus,
     CheckpointStorageError,
+    CoordinatorClient,
     DatasetRegistry,
     FailedPrecondition,
     LocalCoordinator,
@@ -276,11 +277,14 @@ def test_a_stale_epoch_is_refused_when_a_lower_rank_left(coordinator_factory, mo
             checkpoints.save({"a": 1}, step=3)
         assert sent == [epoch], "not saved again under the new rank"
         assert w1.rank == 0 and records(coordinator) == []
-        # Without a Worker (coordinator= and worker_id=) no newer view can arrive: the coordinator's answer stands.
+        # Without a Worker (coordinator= and worker_id=) no newer view can arrive: the coordinator's answer stands. The
+        # client acts as w1 with the secret w1's registration returned.
         with (
-            CheckpointManager(coordinator=coordinator.grpc_address, worker_id="w1", membership_epoch=epoch) as old,
+            CoordinatorClient(coordinator.grpc_address) as client,
+            CheckpointManager(coordinator=client, worker_id="w1", membership_epoch=epoch) as old,
             pytest.raises(FailedPrecondition, match=f"membership_epoch {epoch} is stale"),
         ):
+            client.adopt_worker_secret("w1", w1._client.worker_secret("w1"))
             old.save({"a": 1}, step=3)
         assert records(coordinator) == []
 

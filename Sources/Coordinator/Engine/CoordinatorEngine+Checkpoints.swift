@@ -103,12 +103,13 @@ extension CoordinatorEngine {
     }
 
     /// A task's committed checkpoint of `step` (or its latest); with `restoreData`, the task's data ledgers are reset
-    /// to the position recorded with it, once per checkpoint and membership epoch (every rank may ask).
+    /// to the position recorded with it, once per checkpoint and membership epoch (every rank may ask). Restoring needs
+    /// `worker` to be a member of `task` and `secret` (what the caller presented) to be that member's.
     ///
     /// - Returns: the record, and whether this call reset the ledgers.
-    public func loadCheckpoint(task: TaskID, step: Int64?, restoreData: Bool, worker: WorkerID?) async throws -> (
-        record: CheckpointRecord, dataRestored: Bool
-    ) {
+    public func loadCheckpoint(
+        task: TaskID, step: Int64?, restoreData: Bool, worker: WorkerID?, secret: String? = nil
+    ) async throws -> (record: CheckpointRecord, dataRestored: Bool) {
         _ = try checkpointStoreOrThrow()
         if restoreData {
             guard let worker, (try? membership.member(worker))?.task == task else {
@@ -117,6 +118,8 @@ extension CoordinatorEngine {
                     "restore_data resets the data position of the whole task: it needs the worker_id of a member of "
                         + "task \(task)")
             }
+            // Acting as that member: only with its secret. (Reading a manifest names a worker only to find its task.)
+            try authenticate(worker, secret: secret)
         }
         // What a load returns is durable: a commit still being written could be undone by a crash.
         try await settle(task)

@@ -232,8 +232,6 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         request: Dtruntime_V1_LoadCheckpointRequest, context: ServerContext
     ) async throws -> Dtruntime_V1_LoadCheckpointResponse {
         let worker = request.workerID.isEmpty ? nil : try WorkerID(request.workerID)
-        // A worker named is acted as (restore_data rewinds its task's data): it must be the caller.
-        if let worker { try await authenticate(worker) }
         let task: TaskID
         if !request.taskID.isEmpty {
             task = try TaskID(request.taskID)
@@ -245,7 +243,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         var step: Int64?
         if case .step(let value) = request.which { step = try Validation.step(value) }
         let (record, restored) = try await engine.loadCheckpoint(
-            task: task, step: step, restoreData: request.restoreData, worker: worker)
+            task: task, step: step, restoreData: request.restoreData, worker: worker, secret: WorkerSecret.presented)
         guard let location = engine.checkpointLocation else {
             throw CheckpointError(
                 .failedPrecondition, "this coordinator has no checkpoint store: start it with --checkpoint-store",
