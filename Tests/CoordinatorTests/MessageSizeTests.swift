@@ -1,6 +1,8 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hummingbird
+import NIOEmbedded
+import NIOHTTP2
 import RuntimeProto
 import Testing
 
@@ -137,6 +139,49 @@ struct MessageSizeTests {
         }
         var within = GRPCMessageScanner(maxBytes: 64)
         #expect(within.oversizedLength(in: ByteBuffer(bytes: message(64) + message(64))) == nil)
+    }
+
+    @Test("messages being received share one budget: one that would pass it is refused before it is buffered")
+    func inboundBudget() throws {
+        let budget = InboundBudget(limit: 1 << 20)
+        func stream() -> EmbeddedChannel {
+            EmbeddedChannel(handler: GRPCMessageSizeGuard(maxBytes: 4 << 20, limitSource: "test", budget: budget))
+        }
+        func data(prefix length: Int? = nil, body: Int) -> HTTP2Frame.FramePayload {
+            var buffer = ByteBuffer()
+            if let length {
+                buffer.writeInteger(UInt8(0))
+                buffer.writeInteger(UInt32(length))
+            }
+            buffer.writeRepeatingByte(7, count: body)
+            return .data(.init(data: .byteBuffer(buffer)))
+        }
+        // A message of 600 KiB, half-sent: charged in full from its prefix.
+        let first = stream()
+        try first.writeInbound(data(prefix: 600 << 10, body: 1000))
+        #expect(budget.inUse == 600 << 10)
+        // Another of 600 KiB would pass 1 MiB: refused at once, retry later.
+        let second = stream()
+        try second.writeInbound(data(prefix: 600 << 10, body: 10))
+        let refusal = try second.readOutbound(as: HTTP2Frame.FramePayload.self)
+        guard case .headers(let trailers) = refusal else {
+            Issue.record("no trailers: \(String(describing: refusal))")
+            return
+        }
+        #expect(trailers.headers.first(name: "grpc-status") == "8")
+        #expect(trailers.headers.first(name: "dtr-reason") == "LIMIT_REACHED")
+        #expect(trailers.headers.first(name: "retry-after-ms") == "200")
+        let message = trailers.headers.first(name: "grpc-message") ?? ""
+        #expect(message.contains("limit is 1048576 bytes across all calls"), "\(message)")
+        #expect(budget.inUse == 600 << 10, "the refused message charged nothing")
+        // The first message's last byte gives its charge back; so does a stream that ends half-way.
+        try first.writeInbound(data(body: (600 << 10) - 1000))
+        #expect(budget.inUse == 0)
+        let third = stream()
+        try third.writeInbound(data(prefix: 900 << 10, body: 5))
+        #expect(budget.inUse == 900 << 10)
+        _ = try third.finish(acceptAlreadyClosed: true)
+        #expect(budget.inUse == 0)
     }
 
     @Test("grpc-message is percent-encoded")

@@ -78,8 +78,10 @@ public func buildCoordinator(
                 // Barrier payloads up to the configured limit, plus room for the message around them.
                 $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
                 // A larger message gets RESOURCE_EXHAUSTED naming the limit (the transport alone just resets the stream).
+                // Messages being received, on every stream together, are bounded too (half-sent ones included).
                 $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = GRPCMessageSizeGuard.installer(
-                    maxBytes: $0.rpc.maxRequestPayloadSize, limitSource: "--barrier-max-payload + 1 MiB")
+                    maxBytes: $0.rpc.maxRequestPayloadSize, limitSource: "--barrier-max-payload + 1 MiB",
+                    budget: InboundBudget(limit: max(config.grpcInboundBudgetBytes, $0.rpc.maxRequestPayloadSize)))
                 // Many calls may share one connection (a process hosting many workers, or waiting at barriers)...
                 $0.http2.maxConcurrentStreams = 16_384
                 // ...and payloads of megabytes should not wait for a window update every 64 KiB.

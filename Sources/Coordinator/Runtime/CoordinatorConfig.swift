@@ -20,6 +20,10 @@ public struct CoordinatorConfig: Sendable {
     public var logFormat: LogFormat
     /// Largest reduce payload one barrier participant may send, in bytes. Default 64 MiB.
     public var barrierMaxPayloadBytes: Int
+    /// The most bytes of gRPC request messages received at once, across every call (half-sent messages included):
+    /// 512 MiB, and never less than one message of the largest size. Beyond, a message is refused before it is
+    /// buffered (RESOURCE_EXHAUSTED with `retry-after-ms`).
+    public var grpcInboundBudgetBytes = 512 << 20
     /// Where checkpoints go and how long they are kept.
     public var checkpoints: CheckpointSettings
     /// The token every gRPC call must carry (`authorization: Bearer ...`), if any.

@@ -32,21 +32,40 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var serverEnded = false
     /// Whether this handler refused a message: the rest of the stream goes nowhere.
     private var refused = false
+    /// What every stream's messages being received may take together, and what this stream's current one holds.
+    private let budget: InboundBudget?
+    private var charged = 0
 
-    init(maxBytes: Int, limitSource: String) {
+    init(maxBytes: Int, limitSource: String, budget: InboundBudget? = nil) {
         self.maxBytes = maxBytes
         self.limitSource = limitSource
+        self.budget = budget
         scanner = GRPCMessageScanner(maxBytes: maxBytes)
     }
 
     /// A callback for the transport's `onAcceptHTTP2Stream` that puts a guard first in each stream's pipeline.
-    static func installer(maxBytes: Int, limitSource: String) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+    static func installer(maxBytes: Int, limitSource: String, budget: InboundBudget? = nil)
+        -> @Sendable (any Channel) -> EventLoopFuture<Void>
+    {
         { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(
-                    GRPCMessageSizeGuard(maxBytes: maxBytes, limitSource: limitSource), position: .first)
+                    GRPCMessageSizeGuard(maxBytes: maxBytes, limitSource: limitSource, budget: budget),
+                    position: .first)
             }
         }
+    }
+
+    /// The stream ended (or its pipeline went away): a message still being received gives its charge back.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        budget?.release(charged)
+        charged = 0
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        budget?.release(charged)
+        charged = 0
+        context.fireChannelInactive()
     }
 
     /// Methods with a limit of their own, below the transport's, by HTTP/2 `:path`: their limit and what to do.
@@ -78,11 +97,34 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
             (maxBytes, limitSource, advice) = limit
             scanner = GRPCMessageScanner(maxBytes: maxBytes)
         }
-        if !serverEnded, case .data(let frame) = unwrapInboundIn(data), case .byteBuffer(let buffer) = frame.data,
-            let length = scanner.oversizedLength(in: buffer)
-        {
-            refuse(length: length, context: context)
-            return
+        if !serverEnded, case .data(let frame) = unwrapInboundIn(data), case .byteBuffer(let buffer) = frame.data {
+            var overBudget: Int?
+            let oversized = scanner.oversizedLength(in: buffer) { event in
+                guard let budget else { return true }
+                switch event {
+                case .started(let length):
+                    guard budget.reserve(length) else {
+                        overBudget = length
+                        return false
+                    }
+                    charged = length
+                case .finished:
+                    budget.release(charged)
+                    charged = 0
+                }
+                return true
+            }
+            if let length = oversized {
+                refuse(length: length, context: context)
+                return
+            }
+            if let length = overBudget, let budget {
+                refuse(
+                    message: "message of \(length) bytes refused: the coordinator is receiving \(budget.inUse) bytes "
+                        + "of messages at once (its limit is \(budget.limit) bytes across all calls): try again shortly",
+                    retryAfterMs: 200, context: context)
+                return
+            }
         }
         context.fireChannelRead(data)
     }
@@ -105,14 +147,27 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func refuse(length: Int, context: ChannelHandlerContext) {
+        refuse(
+            message: "message of \(length) bytes is larger than this coordinator accepts (\(maxBytes) bytes: "
+                + "\(limitSource)): \(advice)",
+            retryAfterMs: nil, context: context)
+    }
+
+    /// Answers RESOURCE_EXHAUSTED: `TOO_LARGE` (final), or, with `retryAfterMs`, `LIMIT_REACHED` with `retry-after-ms`
+    /// (the SDK waits and sends again: the message was refused before any of it reached a handler).
+    private func refuse(message: String, retryAfterMs: Int?, context: ChannelHandlerContext) {
         refused = true
-        let message =
-            "message of \(length) bytes is larger than this coordinator accepts (\(maxBytes) bytes: \(limitSource)): "
-            + advice
+        budget?.release(charged)
+        charged = 0
         var trailers: HPACKHeaders = respondedHeaders ? [:] : [":status": "200", "content-type": "application/grpc"]
         trailers.add(name: "grpc-status", value: "8")  // RESOURCE_EXHAUSTED
         trailers.add(name: "grpc-message", value: Self.percentEncoded(message))
-        trailers.add(name: ErrorMetadataKey.reason, value: ErrorReason.tooLarge.rawValue)
+        if let retryAfterMs {
+            trailers.add(name: ErrorMetadataKey.reason, value: ErrorReason.limitReached.rawValue)
+            trailers.add(name: ErrorMetadataKey.retryAfterMs, value: String(retryAfterMs))
+        } else {
+            trailers.add(name: ErrorMetadataKey.reason, value: ErrorReason.tooLarge.rawValue)
+        }
         context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
         context.close(promise: nil)
@@ -145,14 +200,24 @@ struct GRPCMessageScanner {
         self.maxBytes = maxBytes
     }
 
-    /// Follows the messages through `buffer`; the declared length of the first one over the limit, if any.
-    mutating func oversizedLength(in buffer: ByteBuffer) -> Int? {
+    /// Where a message is.
+    enum Event {
+        /// Its prefix arrived, declaring this length (within the limit).
+        case started(Int)
+        /// Its last byte passed.
+        case finished
+    }
+
+    /// Follows the messages through `buffer`; the declared length of the first one over the limit, if any. `observe`
+    /// sees each message start and finish; when it returns false the scan stops there (the message is refused).
+    mutating func oversizedLength(in buffer: ByteBuffer, observe: (Event) -> Bool = { _ in true }) -> Int? {
         var buffer = buffer
         while buffer.readableBytes > 0 {
             if remaining > 0 {
                 let skipped = min(remaining, buffer.readableBytes)
                 buffer.moveReaderIndex(forwardBy: skipped)
                 remaining -= skipped
+                if remaining == 0, !observe(.finished) { return nil }
                 continue
             }
             prefix.append(buffer.readInteger(as: UInt8.self) ?? 0)
@@ -160,7 +225,9 @@ struct GRPCMessageScanner {
             let length = prefix[1...].reduce(0) { $0 << 8 | Int($1) }
             prefix.removeAll(keepingCapacity: true)
             if length > maxBytes { return length }
+            guard observe(.started(length)) else { return nil }
             remaining = length
+            if length == 0, !observe(.finished) { return nil }
         }
         return nil
     }
