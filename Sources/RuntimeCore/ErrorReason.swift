@@ -50,8 +50,9 @@ public enum ErrorReason: String, Sendable, Hashable, CaseIterable {
     /// `permission_denied`: the call names a worker but does not carry that worker's secret (the `dtr-worker-secret`
     /// its registration returned): make it from the process that registered the worker.
     case workerSecretWrong = "WORKER_SECRET_WRONG"
-    /// `permission_denied`: registering a worker id that is a live member, without its secret; details: `retryAfter`
-    /// (when the member could be declared dead if it stays silent). Register again then, or use another id.
+    /// `permission_denied`: registering a worker id that is a member heard from within the suspect timeout, without its
+    /// secret; details: `retryAfter` (when it will have been silent that long, if it stays silent). Register again
+    /// then, or use another id.
     case workerIdInUse = "WORKER_ID_IN_USE"
 
     // MARK: Data, barriers, checkpoints

@@ -76,14 +76,16 @@ public struct Membership: Sendable {
     ///   - secret: the digest of the secret this registration hands out; the record keeps it when the worker joins
     ///     or restarts (a registration repeated by the same incarnation keeps the secret it has).
     ///   - presented: the digest of the secret the caller sent. Registering a worker id that is a live member needs
-    ///     that member's secret (see ``authenticate(_:presented:)``): a worker token alone cannot take over a
-    ///     live worker's id.
+    ///     that member's secret (see ``authenticate(_:presented:)``) while the member heartbeats: a worker token
+    ///     alone cannot take over a live worker's id. A member silent for the suspect timeout may be taken over
+    ///     without it (a crashed process's restart), and gets a new secret.
     /// - Throws: `failedPrecondition` when the worker is a live member of another task (a worker id names one worker
-    ///   of one task at a time); `permissionDenied` (`WORKER_ID_IN_USE`, with how long until the member could be
-    ///   declared dead) for a live member's id in its task without its secret.
+    ///   of one task at a time); `permissionDenied` (`WORKER_ID_IN_USE`, with how long until the member has been
+    ///   silent for the suspect timeout) for a heartbeating member's id in its task without its secret.
     public mutating func onRegister(
         _ spec: WorkerSpec, secret: SecretDigest? = nil, presented: SecretDigest? = nil, now: Moment
     ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
+        var proven = true
         if let entry = entries[spec.id], entry.isMember {
             let current = entry.record.spec.taskID
             guard current == spec.taskID else {
@@ -92,16 +94,19 @@ public struct Membership: Sendable {
                     "worker_id \(spec.id) is already a live member of task \(current); deregister it first or "
                         + "register with another worker_id")
             }
-            try Self.claim(entry, presented: presented, config: config, now: now)
+            proven = try Self.claim(entry, presented: presented, config: config, now: now)
         }
         if let entry = entries[spec.id], entry.isMember, entry.record.spec.isAnotherIncarnation(spec) {
             return onRestart(spec, secret: secret, now: now)
         }
         if var entry = entries[spec.id], entry.isMember {
             var directives = refresh(&entry, now: now)
-            if entry.record.spec != spec || (entry.record.secretDigest == nil && secret != nil) {
+            // Proven: the worker keeps its secret. Not (a silent member taken over by its own incarnation, e.g. a
+            // registration retried after its reply was lost): a new one.
+            let digest = proven ? (entry.record.secretDigest ?? secret) : secret
+            if entry.record.spec != spec || entry.record.secretDigest != digest {
                 entry.record.spec = spec
-                entry.record.secretDigest = entry.record.secretDigest ?? secret
+                entry.record.secretDigest = digest
                 directives.append(.persist(MembershipChange(upserted: [entry.record])))
             }
             entries[spec.id] = entry
@@ -239,23 +244,27 @@ public struct Membership: Sendable {
         }
     }
 
-    /// Whether registering a live member's id may go on: with its secret (the same worker registering again, or a
-    /// restart that proves itself), or when its record predates secrets.
+    /// Whether registering a live member's id may go on, and whether the caller proved to be that worker: with its
+    /// secret (the same worker registering again, or a restart that proves itself), or when its record predates
+    /// secrets (proven); or without, once the member has been silent for the suspect timeout (not proven: a crashed
+    /// process's restart takes its place, as it did before secrets, but nobody can take over a worker that heartbeats).
+    ///
+    /// - Throws: `WORKER_ID_IN_USE` for a member heard from within the suspect timeout, without its secret.
     private static func claim(_ entry: Entry, presented: SecretDigest?, config: MembershipConfig, now: Moment)
-        throws(CoreError)
+        throws(CoreError) -> Bool
     {
-        guard let expected = entry.record.secretDigest else { return }
-        if let presented, presented.matches(expected) { return }
-        let id = entry.record.spec.id
+        guard let expected = entry.record.secretDigest else { return true }
+        if let presented, presented.matches(expected) { return true }
         let silent = now.monotonic - entry.lastSeen
-        // The failure detector ticks about every 100 ms: the member can be declared dead once that has passed too.
-        let wait = max(config.deadAfter - silent, .zero) + .milliseconds(100)
+        if silent >= config.suspectAfter { return false }
+        let id = entry.record.spec.id
+        let wait = config.suspectAfter - silent
         throw CoreError(
             .permissionDenied,
-            "worker_id \(id) is a live member of task \(entry.record.spec.taskID), registered by another process: "
-                + "register it again with its worker secret (dtr-worker-secret), or, if that process is gone, once "
-                + "it is declared dead (it must stay silent for \(config.deadAfter): at the earliest in \(wait)), or "
-                + "use another worker_id",
+            "worker_id \(id) is a live member of task \(entry.record.spec.taskID), registered by another process "
+                + "that heartbeats: register it again with its worker secret (dtr-worker-secret); if that process is "
+                + "gone, its id can be taken once it has been silent for \(config.suspectAfter) (in \(wait) at the "
+                + "earliest); or use another worker_id",
             reason: .workerIdInUse, details: ErrorDetails(retryAfter: wait))
     }
 

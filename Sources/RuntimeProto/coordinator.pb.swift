@@ -458,8 +458,9 @@ public nonisolated struct Dtruntime_V1_RegisterWorkerResponse: @unchecked Sendab
   /// This worker's secret, bound to its incarnation (256 random bits, hex): every later call that names this worker
   /// must carry it in the `dtr-worker-secret` metadata (in `BarrierSyncRequest.worker_secret` on a shared
   /// BarrierStream), or it is refused with PERMISSION_DENIED (reason WORKER_SECRET_WRONG). Registering again while the
-  /// worker is a live member needs it too (reason WORKER_ID_IN_USE without it); the reply then carries the same secret,
-  /// or a new one when the registration came from another incarnation (a restart that proved itself).
+  /// worker is a member that heartbeats needs it too (reason WORKER_ID_IN_USE without it); the reply then carries the
+  /// same secret, or a new one when the registration came from another incarnation (a restart that proved itself). A
+  /// member silent for the suspect timeout may be taken over without it (a crashed process's restart): a new secret.
   public var workerSecret: String {
     get {_storage._workerSecret}
     set {_uniqueStorage()._workerSecret = newValue}

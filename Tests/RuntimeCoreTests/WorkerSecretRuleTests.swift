@@ -57,7 +57,7 @@ struct WorkerSecretRuleTests {
     @Test("a live member's id is refused to a registration without its secret; in another task it stays a precondition")
     mutating func idInUse() throws {
         _ = try membership.onRegister(try spec("a"), secret: first, now: clock.now)
-        clock.advance(.seconds(2))
+        clock.advance(.milliseconds(1500))
         for attempt in [try spec("a"), try spec("a", incarnation: "p2")] {
             for presented in [nil, second] {
                 do {
@@ -65,8 +65,8 @@ struct WorkerSecretRuleTests {
                     Issue.record("registered \(attempt) without the secret")
                 } catch {
                     #expect(error.code == .permissionDenied && error.reason == .workerIdInUse)
-                    // The default dead timeout is 5 s; 2 s of it passed, plus a tick.
-                    #expect(error.details.retryAfter == .milliseconds(3100))
+                    // The default suspect timeout is 2 s; 1.5 s of it passed.
+                    #expect(error.details.retryAfter == .milliseconds(500))
                 }
             }
         }
@@ -93,6 +93,23 @@ struct WorkerSecretRuleTests {
         }
         #expect(persisted.map(\.secretDigest) == [second], "the new digest is written")
         #expect(reason { try membership.authenticate(a, presented: first) } == .workerSecretWrong)
+    }
+
+    @Test("a member silent for the suspect timeout is taken over without its secret, with a new one: a crashed restart")
+    mutating func silentMember() throws {
+        _ = try membership.onRegister(try spec("a"), secret: first, now: clock.now)
+        clock.advance(MembershipConfig.defaults.suspectAfter)
+        let (restarted, _) = try membership.onRegister(
+            try spec("a", incarnation: "p2"), secret: second, presented: nil, now: clock.now)
+        #expect(restarted.rank == 0 && restarted.epoch == 3, "the old process left, the new one joined")
+        #expect(membership.secretDigest(of: a) == second)
+        // Its own incarnation, silent again (a registration retried after its reply was lost): a new secret too.
+        clock.advance(MembershipConfig.defaults.suspectAfter)
+        let third = SecretDigest(Array(repeating: 3, count: 32))
+        let (again, _) = try membership.onRegister(
+            try spec("a", incarnation: "p2"), secret: third, presented: nil, now: clock.now)
+        #expect(again.epoch == 3 && membership.secretDigest(of: a) == third)
+        #expect(reason { try membership.authenticate(a, presented: second) } == .workerSecretWrong)
     }
 
     @Test("a dead or departed worker's id is free: registering it needs no secret and gives a new one")

@@ -291,9 +291,10 @@ class CoordinatorClient:
         incarnation: str = "",
         world_size: tuple[int, int] = (0, 0),
     ) -> Registration:
-        """Joins ``task_id``. ``incarnation`` names this process: registering again from another one replaces the
-        old process (it leaves, the new one joins). ``world_size`` is ``(min, max)`` for a task this registration
-        creates (0: not said)."""
+        """Joins ``task_id``; the client keeps the worker's secret for its later calls. ``incarnation`` names this
+        process: registering again from another one (with the worker's secret, or once the old one is silent)
+        replaces the old process (it leaves, the new one joins). ``world_size`` is ``(min, max)`` for a task this
+        registration creates (0: not said)."""
         request = pb.RegisterWorkerRequest(
             worker_id=worker_id,
             host=host,

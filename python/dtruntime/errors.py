@@ -98,8 +98,9 @@ class WorkerSecretWrong(PermissionDenied):
 
 
 class WorkerIdInUse(PermissionDenied):
-    """The worker id is a live member registered by another process (reason ``WORKER_ID_IN_USE``): register again once
-    that process is declared dead (``retry_after`` seconds at the earliest), or use another id."""
+    """The worker id is a member registered by another process that heartbeats (reason ``WORKER_ID_IN_USE``): register
+    again once that process has been silent for the suspect timeout (``retry_after`` seconds at the earliest), or use
+    another id."""
 
     def __init__(
         self, message: str, code: grpc.StatusCode | None = None, reason: str = "", retry_after: float | None = None

@@ -116,8 +116,9 @@ class Worker:
         self._world_size = parse_world_size(os.environ.get("DTR_WORLD_SIZE") if world_size is None else world_size)
         self._wait_for_world = wait_for_world
         self._rendezvous_timeout = rendezvous_timeout
-        # Names this process: registering again from another process (a restart) replaces the old one at once
-        # instead of waiting for the failure detector; re-registrations of this object keep it.
+        # Names this process: registering again from another process (a restart) replaces the old one once it is
+        # silent for the suspect timeout instead of waiting for the failure detector; re-registrations of this object
+        # keep it.
         self._incarnation = uuid.uuid4().hex
         self._host = host or socket.gethostname()
         self._port = port or _free_port()
@@ -186,8 +187,9 @@ class Worker:
 
     def _wait_for_id(self, error: WorkerIdInUse, started: float, deadline: float | None) -> float:
         """Another process registered this id and may still be alive (this one's restart cannot prove it is the same
-        worker): the id is free once the coordinator declares that process dead, which it says when at the earliest.
-        Waits for that; still refused well after it, the other process is alive, and the error is raised."""
+        worker): this one takes its place once it has been silent for the suspect timeout, which the coordinator says
+        when at the earliest. Waits for that; still refused well after it, the other process is alive (it heartbeats),
+        and the error is raised."""
         wait = min(max(error.retry_after or 1.0, 0.1), 5.0)
         if deadline is None:
             log.warning("worker %s waits for its id: %s", self.worker_id, error)
