@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from dtruntime.checkpoint_store import (
     parse_store,
     validate_key,
 )
-from dtruntime.client import CheckpointReport, CheckpointTicket, CoordinatorClient
+from dtruntime.client import CheckpointReport, CheckpointTicket, CoordinatorClient, MembershipView
 from dtruntime.errors import (
     CheckpointAborted,
     CheckpointCorrupted,
@@ -212,8 +212,9 @@ class CheckpointManager:
             self._task_id = task_id or DEFAULT_TASK
             if not _TASK.fullmatch(self._task_id):
                 raise ValueError(f"task_id must be 1-64 characters of [A-Za-z0-9._-] (got {self._task_id!r})")
-            location = store if isinstance(store, StoreLocation) else None
-            if location is None:
+            if isinstance(store, StoreLocation):
+                location = store
+            else:
                 location = parse_store(
                     DEFAULT_STORE if store is None else store, s3_endpoint=s3_endpoint, s3_region=s3_region
                 )
@@ -613,8 +614,7 @@ class CheckpointManager:
                     raise
                 try:
                     view = self._worker.wait_for(
-                        lambda view, sent=membership_epoch: view.membership_epoch > sent,
-                        timeout=max(0.0, deadline - time.monotonic()),
+                        _later_than(membership_epoch), timeout=max(0.0, deadline - time.monotonic())
                     )
                 except (TimeoutError, DtrError):
                     raise error from None
@@ -952,14 +952,19 @@ class _StagingPool:
             self._idle.clear()
 
 
+def _later_than(membership_epoch: int) -> Callable[[MembershipView], bool]:
+    """Whether a view is of a membership epoch after ``membership_epoch``."""
+    return lambda view: view.membership_epoch > membership_epoch
+
+
 # MARK: validation
 
 
 def _count(name: str, value: object) -> int:
     """A step or epoch: an integer (Python or numpy) between 0 and 2^63-1."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise ValueError(f"{name} must be an integer >= 0 (got {value!r})")
-    number = operator.index(value)  # type: ignore[call-overload]
+    number = operator.index(value)
     if not 0 <= number <= _MAX_INT64:
         raise ValueError(f"{name} must be an integer >= 0 (got {number})")
     return number

@@ -27,13 +27,16 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from dtruntime.checkpoint_format import EncodedState
 from dtruntime.checkpoint_manifest import CheckpointPart, StoreLocation
 from dtruntime.errors import CheckpointCorrupted, CheckpointStorageError
+
+if TYPE_CHECKING:  # boto3's types come from boto3-stubs (a development dependency), not from boto3
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 MAX_KEY_BYTES = 512
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
@@ -236,7 +239,7 @@ def _verify(data: np.ndarray, part: CheckpointPart, where: str) -> np.ndarray:
             f"checkpoint part {where} is {data.nbytes} bytes, its manifest says {part.size_bytes}: it was truncated or "
             "replaced after the commit; load another step"
         )
-    digest = hashlib.sha256(memoryview(data)).hexdigest()
+    digest = hashlib.sha256(data.data).hexdigest()
     if digest != part.sha256.lower():
         raise CheckpointCorrupted(
             f"checkpoint part {where} has sha256 {digest}, its manifest says {part.sha256}: its bytes changed after "
@@ -356,7 +359,7 @@ class LocalStore:
                         "truncated or replaced after the commit; load another step"
                     )
                 data = np.empty(size, dtype=np.uint8)
-                view = memoryview(data)
+                view = data.data
                 hasher = _Sha256Pipeline()
                 try:
                     position = 0
@@ -395,7 +398,7 @@ class LocalStore:
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self.root / validate_key(prefix)
-        keys = []
+        keys: list[str] = []
         for directory, _, files in os.walk(base):
             relative = Path(directory).relative_to(self.root).as_posix()
             keys.extend(f"{relative}/{name}" for name in files if ".tmp-" not in name)
@@ -495,7 +498,7 @@ class S3Store:
         hasher = _Sha256Pipeline()
         reader = _ChunkReader(encoded.chunks(), hasher)
         try:
-            self._client.upload_fileobj(reader, self.bucket, self._key(key), Config=self._transfer)
+            self._client.upload_fileobj(_as_file(reader), self.bucket, self._key(key), Config=self._transfer)
         except Exception as error:
             hasher.abandon()
             raise self._error(error, "upload", key) from error
@@ -525,7 +528,7 @@ class S3Store:
             )
         data = np.empty(size, dtype=np.uint8)
         try:
-            self._client.download_fileobj(self.bucket, key, _BufferWriter(data), Config=self._transfer)
+            self._client.download_fileobj(self.bucket, key, _as_file(_BufferWriter(data)), Config=self._transfer)
         except Exception as error:
             raise self._error(error, "download", part.object_key) from error
         return _verify(data, part, self.url(part.object_key))
@@ -548,7 +551,7 @@ class S3Store:
     def list_keys(self, prefix: str) -> list[str]:
         full = self._key(prefix) + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys = []
+        keys: list[str] = []
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(item["Key"][strip:] for item in page.get("Contents", ()))
@@ -566,7 +569,7 @@ class S3Store:
                 self._client.delete_object(Bucket=self.bucket, Key=self._key(first))
             keys = [self._key(key) for key in self.list_keys(prefix)]
             for start in range(0, len(keys), 1000):
-                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
                 self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         except CheckpointStorageError:
             raise
@@ -606,6 +609,12 @@ def _s3_code(error: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _as_file(raw: io.RawIOBase) -> IO[bytes]:
+    """A raw stream as the binary file boto3's transfers take: they call only read, write, seek and tell, which
+    ``io.RawIOBase`` has (its typing does not say it is an ``IO[bytes]``, which is a protocol of more methods)."""
+    return cast(IO[bytes], raw)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -664,7 +673,7 @@ class _BufferWriter(io.RawIOBase):
 
     def __init__(self, data: np.ndarray) -> None:
         super().__init__()
-        self._view = memoryview(data)
+        self._view = data.data
         self._position = 0
 
     def writable(self) -> bool:

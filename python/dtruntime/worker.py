@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import random
@@ -23,6 +24,7 @@ from dtruntime.client import (
     CoordinatorClient,
     MembershipView,
     Registration,
+    ShardLease,
     TaskSettings,
     heartbeat_request,
 )
@@ -138,7 +140,7 @@ class Worker:
         # shard): commit_progress() commits them early.
         self._pending_commits: dict[tuple[str, int, int], _PendingCommit] = {}
         self._wake = threading.Event()
-        self._call: grpc.Call | None = None
+        self._call: grpc._CallIterator[pb.SessionEvent] | None = None
         self._thread: threading.Thread | None = None
 
     # MARK: lifecycle
@@ -445,10 +447,9 @@ class Worker:
         with.
         """
         epoch = self.membership_epoch if membership_epoch is None else membership_epoch
-        reply = self._client.barrier_sync(
+        return self._client.barrier_sync(
             name, self.worker_id, membership_epoch=epoch, expected=expected, timeout=timeout
         )
-        return BarrierResult.from_proto(reply)
 
     def allreduce(
         self,
@@ -477,7 +478,7 @@ class Worker:
         reply = self._client.barrier_sync(
             name, self.worker_id, membership_epoch=epoch, timeout=timeout, payload=payload
         )
-        result = np.frombuffer(reply.result.data, dtype=little.dtype).astype(array.dtype)
+        result = np.frombuffer(reply.reduced, dtype=little.dtype).astype(array.dtype)
         return result.reshape(array.shape)
 
     # MARK: background thread
@@ -644,7 +645,7 @@ class EpochReader:
         self.epoch = epoch
         self.batch_size = batch_size
         self._on_commit = on_commit
-        self._queue: list[pb.Shard] = []
+        self._queue: list[ShardLease] = []
         self._assignment_epoch = 0
         self._shuffle = False
         # The shard batches are handed out from; shards to hand out again first (after drop()).
@@ -742,9 +743,7 @@ class EpochReader:
             batch = shard.order[shard.handed : shard.handed + self.batch_size]
             shard.handed += len(batch)
             target = shard.handed
-            pending = _PendingCommit(
-                lambda shard=shard, target=target: shard.commit(target) is not None, batch, self._on_commit
-            )
+            pending = _PendingCommit(functools.partial(shard.commits, target), batch, self._on_commit)
             handed = _Handed(shard, target, pending)
             self._handed.append(handed)
             return handed
@@ -761,7 +760,7 @@ class EpochReader:
                 # committed as its steps finish, not opened again.
                 fresh = [shard for shard in reply.shards if not self._is_open(shard)]
                 if not fresh:
-                    self._done = not reply.shards and reply.done_shards == reply.total_shards
+                    self._done = reply.complete
                     return None
                 self._queue = fresh
                 self._assignment_epoch = reply.membership_epoch
@@ -781,7 +780,7 @@ class EpochReader:
             )
             return shard
 
-    def _is_open(self, shard: pb.Shard) -> bool:
+    def _is_open(self, shard: ShardLease) -> bool:
         known = self._opened.get(int(shard.shard_id))
         return known is not None and not known.lost
 
@@ -794,7 +793,7 @@ class _OpenShard:
     owner's.
     """
 
-    def __init__(self, reader: EpochReader, shard: pb.Shard, membership_epoch: int) -> None:
+    def __init__(self, reader: EpochReader, shard: ShardLease, membership_epoch: int) -> None:
         self._reader = reader
         self.shard = shard
         self.membership_epoch = membership_epoch
@@ -805,6 +804,10 @@ class _OpenShard:
         self.lost = False
         """True once a commit was refused: the shard moved to another worker."""
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def commits(self, consumed: int) -> bool:
+        """Commits a cursor; True when the coordinator accepted it (the shard is still ours)."""
+        return self.commit(consumed) is not None
 
     def commit(self, consumed: int) -> int | None:
         """Commits a cursor; returns the coordinator's recorded one, or None if the shard is no longer ours."""
@@ -820,7 +823,7 @@ class _OpenShard:
                     consumed=consumed,
                 )
             )
-            return int(reply.consumed)
+            return reply.consumed
         except FailedPrecondition as moved:
             log.info("worker %s: %s", worker.worker_id, moved)
             return None
