@@ -19,7 +19,6 @@ import datetime
 import json
 import logging
 import math
-import operator
 import os
 import re
 import threading
@@ -27,10 +26,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from dtruntime import validation
 from dtruntime.checkpoint_fork import ForkedWrite
 from dtruntime.checkpoint_format import EncodedState, decode, encode
 from dtruntime.checkpoint_manifest import (
@@ -46,7 +46,6 @@ from dtruntime.checkpoint_store import (
     WriteResult,
     open_store,
     parse_store,
-    validate_key,
 )
 from dtruntime.client import CheckpointReport, CheckpointTicket, CoordinatorClient, MembershipView
 from dtruntime.errors import (
@@ -70,9 +69,6 @@ log = logging.getLogger("dtruntime")
 
 DEFAULT_STORE = "./checkpoints"
 DEFAULT_TASK = "local"
-_TASK = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MAX_INT64 = 2**63 - 1
-_MAX_METRICS = 256
 _MAX_FAILURE_CHARS = 1000
 _REPORT_MARGIN = 30.0
 """Seconds a waiting part report may outlast the checkpoint's deadline (the coordinator answers at the deadline)."""
@@ -210,8 +206,7 @@ class CheckpointManager:
             if worker_id is not None or membership_epoch is not None:
                 raise ValueError("worker_id and membership_epoch need a coordinator (pass coordinator= or worker=)")
             self._task_id = task_id or DEFAULT_TASK
-            if not _TASK.fullmatch(self._task_id):
-                raise ValueError(f"task_id must be 1-64 characters of [A-Za-z0-9._-] (got {self._task_id!r})")
+            validation.task_id(self._task_id)
             if isinstance(store, StoreLocation):
                 location = store
             else:
@@ -357,10 +352,10 @@ class CheckpointManager:
         """
         self._check_open()
         request = _Request(
-            step=_count("step", step),
-            epoch=_count("epoch", epoch),
-            metrics=_metrics(metrics),
-            metadata=_metadata(metadata),
+            step=validation.count("step", step),
+            epoch=validation.count("epoch", epoch),
+            metrics=validation.checkpoint_metrics(metrics),
+            metadata=validation.checkpoint_metadata(metadata),
             membership_epoch=self._membership_epoch() if self._distributed else 0,
             rank=self._worker.rank if self._worker is not None else None,
         )
@@ -421,7 +416,7 @@ class CheckpointManager:
     def _fork(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket | None) -> _ForkedPart:
         """Starts a forked write of the part, from the caller's thread (the child sees the state as of now)."""
         if ticket is not None:
-            validate_key(ticket.object_key)
+            validation.object_key(ticket.object_key)
             store = self._store_for(ticket.store, create_root=False)
             return _ForkedPart(
                 request, ticket, None, ForkedWrite.start(store, ticket.object_key, encoded, s3=self._s3_options)
@@ -514,7 +509,7 @@ class CheckpointManager:
     def _write_distributed(self, write: _PartWriter, request: _Request, ticket: CheckpointTicket) -> SavedCheckpoint:
         client = self._require_client()
         try:
-            validate_key(ticket.object_key)
+            validation.object_key(ticket.object_key)
             store = self._store_for(ticket.store, create_root=False)
             written = write(store, ticket.object_key)
         except BaseException as error:
@@ -671,7 +666,7 @@ class CheckpointManager:
         """Like :meth:`load`, with the manifest and the part it came from."""
         self._check_open()
         if step is not None:
-            step = _count("step", step)
+            step = validation.count("step", step)
         if not self._distributed:
             if restore_data:
                 raise ValueError("restore_data needs a coordinator: standalone checkpoints record no data position")
@@ -955,52 +950,6 @@ class _StagingPool:
 def _later_than(membership_epoch: int) -> Callable[[MembershipView], bool]:
     """Whether a view is of a membership epoch after ``membership_epoch``."""
     return lambda view: view.membership_epoch > membership_epoch
-
-
-# MARK: validation
-
-
-def _count(name: str, value: object) -> int:
-    """A step or epoch: an integer (Python or numpy) between 0 and 2^63-1."""
-    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
-        raise ValueError(f"{name} must be an integer >= 0 (got {value!r})")
-    number = operator.index(value)
-    if not 0 <= number <= _MAX_INT64:
-        raise ValueError(f"{name} must be an integer >= 0 (got {number})")
-    return number
-
-
-def _name_ok(name: object) -> bool:
-    return isinstance(name, str) and 1 <= len(name) <= 128 and all(0x21 <= ord(char) <= 0x7E for char in name)
-
-
-def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
-    values = dict(metrics or {})
-    if len(values) > _MAX_METRICS:
-        raise ValueError(f"at most {_MAX_METRICS} metrics per checkpoint (got {len(values)})")
-    result = {}
-    for name, value in values.items():
-        if not _name_ok(name):
-            raise ValueError(f"metric names must be 1-128 printable ASCII characters without spaces (got {name!r})")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"metric {name!r} must be a number (got {value!r})")
-        if not math.isfinite(value):
-            # Metrics rank checkpoints (keep-best retention); the coordinator refuses NaN and infinities too.
-            raise ValueError(f"metric {name!r} must be finite (got {value!r}): leave it out of metrics=")
-        result[name] = float(value)
-    return result
-
-
-def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    values = dict(metadata or {})
-    if len(values) > _MAX_METRICS:
-        raise ValueError(f"at most {_MAX_METRICS} metadata entries per checkpoint (got {len(values)})")
-    for name, value in values.items():
-        if not _name_ok(name):
-            raise ValueError(f"metadata keys must be 1-128 printable ASCII characters without spaces (got {name!r})")
-        if not isinstance(value, str):
-            raise ValueError(f"metadata values must be str (got {type(value).__name__} for {name!r})")
-    return values
 
 
 def _now() -> datetime.datetime:

@@ -34,12 +34,11 @@ import numpy as np
 from dtruntime.checkpoint_format import EncodedState
 from dtruntime.checkpoint_manifest import CheckpointPart, StoreLocation
 from dtruntime.errors import CheckpointCorrupted, CheckpointStorageError
+from dtruntime.validation import object_key as validate_key
 
 if TYPE_CHECKING:  # boto3's types come from boto3-stubs (a development dependency), not from boto3
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-MAX_KEY_BYTES = 512
-_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
 ACCEPTED_STORES = (
     'a directory ("./checkpoints", "/data/ckpt"), "file:///absolute/dir", or "s3://bucket" / "s3://bucket/prefix"'
@@ -119,20 +118,6 @@ class BlobStore(Protocol):
 
 
 # MARK: locations and keys
-
-
-def validate_key(key: str, field: str = "object_key") -> str:
-    """Returns ``key`` if it is a safe relative key; raises ``ValueError`` naming the rule otherwise."""
-    segments = key.split("/")
-    if not (
-        1 <= len(key.encode()) <= MAX_KEY_BYTES
-        and all(_SEGMENT.fullmatch(segment) and segment not in (".", "..") for segment in segments)
-    ):
-        raise ValueError(
-            f"{field} must be 1-{MAX_KEY_BYTES} bytes of /-separated [A-Za-z0-9._-] segments, none empty, . or .. "
-            f"(got {key!r})"
-        )
-    return key
 
 
 def parse_store(

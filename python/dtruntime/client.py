@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from dtruntime import tls_check
 from dtruntime.barrier_hub import HUBS, MAX_CALL_BYTES, BarrierHub
 from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointStatus, StoreLocation
-from dtruntime.errors import ResourceExhausted, rate_limit_wait, translate
+from dtruntime.errors import CoordinatorUnavailable, DtrError, ResourceExhausted, rate_limit_wait, translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
@@ -345,6 +346,7 @@ class CoordinatorClient:
                 raise ValueError(f"cannot read the CA file {ca_file} (DTR_CA_FILE): {error}") from error
         else:
             roots = None
+        self._roots = roots
         self._channel = _open_channel(self.address, token, roots)
         # Barrier calls go over one stream shared by every client of this process that talks to the same coordinator
         # with the same credentials (opened at the first barrier).
@@ -586,7 +588,7 @@ class CoordinatorClient:
             except grpc.RpcError as error:
                 wait = rate_limit_wait(error)
                 if wait is None:
-                    raise translate(error, self.address) from None
+                    raise self.translate(error) from None
                 elapsed = time.monotonic() - started
                 if elapsed + wait >= budget:
                     details = error.details() if isinstance(error, grpc.Call) else str(error)
@@ -597,6 +599,18 @@ class CoordinatorClient:
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                     ) from None
                 time.sleep(wait)
+
+    def translate(self, error: grpc.RpcError) -> DtrError:
+        """The typed error for a failed call of this client. When the coordinator did not answer at all, a TLS
+        mismatch (a TLS coordinator reached in plaintext, a CA that did not sign its certificate) looks the same to
+        gRPC: a probe of the address then says which it is."""
+        typed = translate(error, self.address)
+        if isinstance(typed, CoordinatorUnavailable) and not typed.reason:
+            problem = tls_check.diagnose(self.address, self._roots)
+            if problem is not None:
+                details = error.details() if isinstance(error, grpc.Call) else str(error)
+                return CoordinatorUnavailable(f"{problem} (gRPC: {details})", typed.code, typed.reason)
+        return typed
 
     def _barrier_hub(self) -> BarrierHub:
         """The process's hub for this coordinator, acquired at the first barrier (again in a forked child)."""

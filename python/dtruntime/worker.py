@@ -18,6 +18,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
+from dtruntime import validation
 from dtruntime.client import (
     BarrierResult,
     Command,
@@ -36,7 +37,6 @@ from dtruntime.errors import (
     NotAMember,
     NotFound,
     TaskFull,
-    translate,
 )
 from dtruntime.shuffle import sample_order
 from dtruntime.v1 import coordinator_pb2 as pb
@@ -44,7 +44,6 @@ from dtruntime.v1 import coordinator_pb2 as pb
 log = logging.getLogger("dtruntime")
 T = TypeVar("T")
 
-_MAX_METRICS = 256
 
 # Errors after which retrying cannot help: the worker stops heartbeating and reports the error.
 _FATAL = {
@@ -92,6 +91,10 @@ class Worker:
         on_membership_change: called from the background thread with the new view whenever the rank, world size,
             membership epoch or command changes.
         register_timeout: how long to keep retrying the first registration while the coordinator is unreachable.
+        token: the coordinator's ``--worker-token``, sent with every call; defaults to ``$DTR_WORKER_TOKEN``.
+        ca_file: for a coordinator that serves TLS (``--tls-cert``): the PEM file of the CA that signed its
+            certificate; defaults to ``$DTR_CA_FILE``. Without one the connection is plaintext.
+        timeout: seconds each call to the coordinator may take (default 10; barriers have their own timeout).
     """
 
     def __init__(
@@ -110,8 +113,11 @@ class Worker:
         use_stream: bool = True,
         on_membership_change: Callable[[MembershipView], None] | None = None,
         register_timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
     ) -> None:
-        self._client = CoordinatorClient(coordinator)
+        self._client = CoordinatorClient(coordinator, timeout=timeout, token=token, ca_file=ca_file)
         self.worker_id = worker_id or os.environ.get("DTR_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
         self._task_id = os.environ.get("DTR_TASK", "") if task_id is None else task_id
         self._world_size = parse_world_size(os.environ.get("DTR_WORLD_SIZE") if world_size is None else world_size)
@@ -304,11 +310,7 @@ class Worker:
         """
         if step is not None and (not isinstance(step, int) or step < 0):
             raise ValueError(f"step must be an integer >= 0 (got {step!r})")
-        if len(metrics) > _MAX_METRICS:
-            raise ValueError(f"at most {_MAX_METRICS} metrics per report (got {len(metrics)})")
-        for name in metrics:
-            if not (1 <= len(name) <= 128 and all(0x21 <= ord(char) <= 0x7E for char in name)):
-                raise ValueError(f"metric names must be 1-128 printable ASCII characters without spaces (got {name!r})")
+        validation.metric_names(metrics, "report")
         values = {name: float(value) for name, value in metrics.items()}
         with self._cond:
             if step is not None:
@@ -533,7 +535,7 @@ class Worker:
             action(delay)
             return None
         except grpc.RpcError as error:
-            return translate(error, self._client.address)
+            return self._client.translate(error)
         except DtrError as error:
             return error
         except Exception as error:  # the thread must report and retry, not die silently
