@@ -149,6 +149,12 @@ class Worker:
         self._call: grpc._CallIterator[pb.SessionEvent] | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def client(self) -> CoordinatorClient:
+        """The worker's connection to the coordinator (a distributed ``CheckpointManager`` saves and loads over it,
+        sharing its reconnect behaviour)."""
+        return self._client
+
     # MARK: lifecycle
 
     def start(self) -> Worker:
