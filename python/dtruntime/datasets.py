@@ -6,6 +6,7 @@ from types import TracebackType
 
 from dtruntime import validation
 from dtruntime.client import CoordinatorClient, DatasetInfo
+from dtruntime.errors import InvalidArgument
 
 
 class DatasetRegistry:
@@ -42,8 +43,12 @@ class DatasetRegistry:
         """Registers a dataset; the same spec again is a no-op, another spec under the same name is refused.
 
         ``name`` must be 1-128 characters of ``[A-Za-z0-9._-]`` (not ``.`` or ``..``): it is checked here, before
-        anything is sent."""
-        validation.name(name)
+        anything is sent, and refused with the ``InvalidArgument`` the coordinator would raise (its ``code`` is None:
+        no call was made)."""
+        try:
+            validation.name(name)
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
         return self._client.register_dataset(name, total_samples, shard_size, shuffle=shuffle, seed=seed)
 
     def close(self) -> None:

@@ -143,8 +143,9 @@ def test_a_dataset_name_is_checked_before_anything_is_sent(no_environment):
     # Nothing listens at this address: a check that happened after sending would fail as unreachable instead.
     with DatasetRegistry("127.0.0.1:9", timeout=1) as registry:
         for bad in ["", ".", "..", "a/b", "spaced name", "ünï", "x" * 129]:
-            with pytest.raises(ValueError, match=r"name must be 1-128 characters of \[A-Za-z0-9._-\]"):
+            with pytest.raises(InvalidArgument, match=r"name must be 1-128 characters of \[A-Za-z0-9._-\]") as refused:
                 registry.register(bad, total_samples=10, shard_size=5)
+            assert refused.value.code is None, "refused before any call"
 
 
 def test_an_unregistered_dataset_names_the_sdk_call_that_registers_it(coordinator_factory, no_environment):
