@@ -61,7 +61,8 @@ def _outputs(seed: int, count: int) -> np.ndarray:
         z = np.uint64(seed) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        outputs: np.ndarray = z ^ (z >> np.uint64(31))
+        return outputs
 
 
 def permute(values: np.ndarray, seed: int) -> np.ndarray:
