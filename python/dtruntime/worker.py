@@ -38,6 +38,7 @@ from dtruntime.errors import (
     NotFound,
     TaskFull,
     WorkerIdInUse,
+    WorkerSecretWrong,
 )
 from dtruntime.shuffle import sample_order
 from dtruntime.v1 import coordinator_pb2 as pb
@@ -456,11 +457,13 @@ class Worker:
                 pause = delay.next()
                 log.debug("worker %s: data call failed (%s); retrying in %.2fs", self.worker_id, error, pause)
                 self._closing.wait(pause)
-            except NotAMember as error:
+            except (NotAMember, WorkerSecretWrong) as error:
                 if self._closing.is_set():
                     raise
                 # Declared dead and not re-registered yet: the heartbeat thread is on it (its next heartbeat is
-                # answered REJOIN). Our view may not know yet, so wait a little either way.
+                # answered REJOIN). Our view may not know yet, so wait a little either way. (A call sent with the
+                # secret of the registration the heartbeat thread just replaced is refused the same way, and goes
+                # again with the new one.)
                 log.debug("worker %s: %s; waiting for the re-registration", self.worker_id, error)
                 self._closing.wait(delay.next())
                 self.wait_for(lambda view: view.rank is not None, timeout=30)
