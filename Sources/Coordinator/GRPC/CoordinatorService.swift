@@ -139,7 +139,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         let dataset = try Validation.name(request.dataset, field: "dataset")
         let worker = try WorkerID(request.workerID)
         let epoch = try Validation.epoch(request.epoch)
-        let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
+        let page = try AssignmentPage(token: request.pageToken, maxShards: request.maxShards)
+        let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch, page: page)
         return .with {
             $0.dataset = dataset
             $0.epoch = epoch
@@ -148,6 +149,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             $0.totalShards = Int64(assignment.progress.total)
             $0.doneShards = Int64(assignment.progress.done)
             $0.shuffle = assignment.shuffle
+            $0.nextPageToken = AssignmentPage.token(after: assignment.next)
         }
     }
 
