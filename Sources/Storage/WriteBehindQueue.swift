@@ -34,8 +34,8 @@ public final class WriteBehindQueue: Sendable {
         public var description: String { "#\(sequence)" }
     }
 
-    /// Rows one transaction takes from the bulk lane by default: a few milliseconds of SQLite work in a release
-    /// build, tens in a debug one.
+    /// Rows one transaction takes from the bulk lane by default. Measured in a debug build on a loaded 2-core
+    /// machine: ~0.1-0.2 s per transaction of shard rows, which is what a registration waits for at most.
     public static let defaultMaxRowsPerTransaction = 4096
 
     private struct Entry {

@@ -148,7 +148,8 @@ public actor CoordinatorEngine {
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
         try await settleView(spec.taskID)
         // The worker could not heartbeat while it waited for this answer: its silence starts now.
-        carryOut(membership.onSignOfLife(spec.id, at: now().monotonic, now: now()))
+        let answered = now()
+        carryOut(membership.onSignOfLife(spec.id, at: answered.monotonic, now: answered))
         return outgoing(membership.view(of: spec.id) ?? view)
     }
 
