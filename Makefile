@@ -39,6 +39,7 @@ lint: setup
 	scripts/generate-protos.sh --check
 	$(VENV)/bin/ruff check $(PYTHON_SOURCES)
 	$(VENV)/bin/ruff format --check $(PYTHON_SOURCES)
+	$(VENV)/bin/mypy --config-file python/pyproject.toml python/dtruntime
 	scripts/build-dashboard.sh --check
 
 format: setup

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 command -v protoc >/dev/null || { echo "protoc not found: apt-get install -y protobuf-compiler" >&2; exit 1; }
 python=${PYTHON:-.venv/bin/python}
-"$python" -c 'import grpc_tools' 2>/dev/null \
-  || { echo "grpcio-tools not found for $python: run 'make setup' or set PYTHON" >&2; exit 1; }
+"$python" -c 'import grpc_tools, mypy_protobuf' 2>/dev/null \
+  || { echo "grpcio-tools or mypy-protobuf not found for $python: run 'make setup' or set PYTHON" >&2; exit 1; }
 
 swift build --product protoc-gen-swift >/dev/null
 swift build --product protoc-gen-grpc-swift-2 >/dev/null
@@ -45,8 +45,13 @@ rm "$out/descriptors.pb"
 
 # Python: generated into python/ so that `dtruntime/v1/*_pb2.py` lands inside the dtruntime package and the generated
 # imports (`from dtruntime.v1 import ...`) resolve to it.
+# The typed stubs (*_pb2.pyi, *_pb2_grpc.pyi, which `make lint`'s mypy --strict reads) come from mypy-protobuf's
+# plugins, installed in the same venv.
+plugins=$(dirname "$python")
 "$python" -m grpc_tools.protoc -I proto \
-  --python_out="$out/python" --grpc_python_out="$out/python" --pyi_out="$out/python" $protos
+  --plugin=protoc-gen-mypy="$plugins/protoc-gen-mypy" --plugin=protoc-gen-mypy_grpc="$plugins/protoc-gen-mypy_grpc" \
+  --python_out="$out/python" --grpc_python_out="$out/python" --mypy_out="$out/python" --mypy_grpc_out="$out/python" \
+  $protos
 
 if [[ "${1:-}" == "--check" ]]; then
   status=0

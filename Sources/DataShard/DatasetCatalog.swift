@@ -63,8 +63,10 @@ public enum DataChange: Sendable, Hashable {
     case datasetRegistered(DatasetRecord)
     /// An epoch's ledger was created.
     case ledgerCreated(LedgerHeader)
-    /// Shards of a ledger changed (progress, moves).
+    /// Shards of a ledger changed (progress, a restore's records).
     case shardsChanged(LedgerKey, [ShardRecord])
+    /// Unfinished shards of a ledger changed owner.
+    case shardsMoved(LedgerKey, ShardMove)
     /// A ledger now follows these members (after a membership change of its task).
     case ledgerMembers(LedgerKey, [WorkerID], membershipEpoch: UInt64)
     /// A ledger fell out of the retention and is forgotten.
@@ -72,12 +74,25 @@ public enum DataChange: Sendable, Hashable {
 }
 
 extension DataChange {
+    /// The ledger the change concerns (nil for a dataset registration).
+    public var ledgerKey: LedgerKey? {
+        switch self {
+        case .datasetRegistered: nil
+        case .ledgerCreated(let header): header.key
+        case .shardsChanged(let key, _), .shardsMoved(let key, _), .ledgerMembers(let key, _, _),
+            .ledgerDropped(let key):
+            key
+        }
+    }
+
     /// The task whose ledger the change concerns (nil for a dataset registration).
     public var task: TaskID? {
         switch self {
         case .datasetRegistered: nil
         case .ledgerCreated(let header): header.key.task
-        case .shardsChanged(let key, _), .ledgerMembers(let key, _, _), .ledgerDropped(let key): key.task
+        case .shardsChanged(let key, _), .shardsMoved(let key, _), .ledgerMembers(let key, _, _),
+            .ledgerDropped(let key):
+            key.task
         }
     }
 }
@@ -108,15 +123,15 @@ public struct PersistedLedger: Sendable, Hashable {
     public var members: [WorkerID]
     /// The membership epoch of `members`.
     public var membershipEpoch: UInt64
-    /// Records of the shards that changed since its creation.
-    public var records: [ShardRecord]
+    /// Its changes since its creation, in the order they were made.
+    public var deltas: [LedgerDelta]
 
     /// Creates a persisted ledger.
-    public init(header: LedgerHeader, members: [WorkerID], membershipEpoch: UInt64, records: [ShardRecord]) {
+    public init(header: LedgerHeader, members: [WorkerID], membershipEpoch: UInt64, deltas: [LedgerDelta]) {
         self.header = header
         self.members = members
         self.membershipEpoch = membershipEpoch
-        self.records = records
+        self.deltas = deltas
     }
 }
 
@@ -204,7 +219,7 @@ public struct DatasetCatalog: Sendable {
             let current = membership(header.key.task)
             let (ledger, directives) = ShardLedger.restored(
                 spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
-                initialMembershipEpoch: header.initialMembershipEpoch, config: config, records: persisted.records,
+                initialMembershipEpoch: header.initialMembershipEpoch, config: config, deltas: persisted.deltas,
                 lastMembers: persisted.members, lastMembershipEpoch: persisted.membershipEpoch,
                 members: current.members, membershipEpoch: current.epoch)
             catalog.ledgers[header.key] = ledger
@@ -319,7 +334,8 @@ public struct DatasetCatalog: Sendable {
             let records = (position[key] ?? []).filter { (0..<dataset.spec.shardCount).contains($0.shard) }
             let (ledger, _) = ShardLedger.restored(
                 spec: dataset.spec, epoch: key.epoch, initialMembers: members, initialMembershipEpoch: membershipEpoch,
-                config: config, records: records, lastMembers: members, lastMembershipEpoch: membershipEpoch,
+                config: config, deltas: [.records(records)], lastMembers: members,
+                lastMembershipEpoch: membershipEpoch,
                 members: members, membershipEpoch: membershipEpoch)
             let header = LedgerHeader(
                 key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,
@@ -430,6 +446,7 @@ public struct DatasetCatalog: Sendable {
         directives.map { directive in
             switch directive {
             case .persist(let records): .shardsChanged(key, records)
+            case .moved(let move): .shardsMoved(key, move)
             case .membersChanged(let members, let epoch): .ledgerMembers(key, members, membershipEpoch: epoch)
             }
         }

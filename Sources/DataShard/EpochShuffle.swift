@@ -4,8 +4,8 @@
 /// shared vectors in `testdata/shuffle_vectors.json` hold both sides to it.
 ///
 /// - `mix(x)` is one SplitMix64 step from state `x` (the first output of `SplitMix64(seed: x)`).
-/// - The shard order of epoch `e` is a Fisher–Yates shuffle of `0..<shardCount` driven by
-///   `SplitMix64(seed: mix(mix(seed ^ shardDomain) ^ e))`.
+/// - The shard order of epoch `e` is an ``EpochOrder``: a keyed Feistel permutation of `0..<shardCount` seeded with
+///   `mix(mix(seed ^ shardDomain) ^ e)`, computed per position (a ledger of millions of shards stores no order).
 /// - The sample order of shard `k` in epoch `e` is a Fisher–Yates shuffle of the shard's sample indices driven by
 ///   `SplitMix64(seed: mix(mix(mix(seed ^ sampleDomain) ^ e) ^ k))`.
 /// - Fisher–Yates: for `i` from `n-1` down to `1`, `j = next() % (i+1)`, swap elements `i` and `j`.
@@ -45,9 +45,7 @@ public enum EpochShuffle {
 
     /// The shards of `spec` in the order epoch `epoch` visits them.
     public static func shardOrder(of spec: DatasetSpec, epoch: Int64) -> [Int64] {
-        var order = Array(0..<spec.shardCount)
-        if spec.shuffle { shuffle(&order, seed: shardOrderSeed(seed: spec.seed, epoch: epoch)) }
-        return order
+        EpochOrder(spec: spec, epoch: epoch).shards
     }
 
     /// The sample indices of `shard` in the order epoch `epoch` visits them.

@@ -53,25 +53,76 @@ public struct ShardLease: Sendable, Hashable {
     public var sampleSeed: UInt64
 }
 
+/// Which part of a member's assignment to answer: replies stay bounded however many shards the member holds.
+public struct AssignmentPage: Sendable, Hashable {
+    /// The epoch-order position of the last shard of the previous page; nil for the first page.
+    public var after: Int64?
+    /// Most shards in this page.
+    public var limit: Int
+
+    /// A page of at most `limit` shards after `after`.
+    public init(after: Int64? = nil, limit: Int) {
+        self.after = after
+        self.limit = max(1, limit)
+    }
+}
+
+/// Unfinished shards that went to one owner together (a departure's, a joiner's share, a theft): their state and
+/// cursor do not change; started ones are leased to the new owner as of `membershipEpoch`.
+public struct ShardMove: Sendable, Hashable {
+    /// The shards, ascending.
+    public var shards: [Int64]
+    /// Their new owner; nil when every member departed.
+    public var owner: WorkerID?
+    /// The task's membership epoch of the move.
+    public var membershipEpoch: UInt64
+
+    /// Creates a move.
+    public init(shards: [Int64], owner: WorkerID?, membershipEpoch: UInt64) {
+        self.shards = shards
+        self.owner = owner
+        self.membershipEpoch = membershipEpoch
+    }
+}
+
+/// A durable change of one ledger, replayed in order on top of its initial placement at restore.
+public enum LedgerDelta: Sendable, Hashable {
+    /// These shards' records, whole.
+    case records([ShardRecord])
+    /// These unfinished shards changed owner.
+    case moved(ShardMove)
+}
+
 /// The ledger of one (task, dataset, epoch): which shard is pending, leased or done, and whose it is.
 ///
 /// A pure state machine: every sample of the dataset is committed exactly once per epoch while workers die, leave and
 /// join. Shards are placed by bounded-load consistent hashing (``Placement``); afterwards only these moves happen:
 /// - a worker dies or leaves: only its unfinished shards move, each to the first survivor clockwise with room, keeping
 ///   its committed cursor;
-/// - a worker joins: it takes a fair share of the *unstarted* shards (first from anyone over capacity, then the ones
-///   its ring points claim, then from the most loaded), and nothing else moves;
+/// - a worker joins: it takes a fair share of the *unstarted* shards (first from anyone over capacity, then from the
+///   most loaded, the ones they would reach last), and nothing else moves;
 /// - a worker runs out: it steals the later half of the unstarted shards of the worker with the most.
 /// Reports are idempotent (cursors only move forward) and fenced: only the current owner, at a membership epoch not
-/// older than its lease, may commit.
+/// older than its lease of a started shard, may commit.
+///
+/// Sized for 2^24 shards: each member's shards are an ascending array of positions in the epoch's ``EpochOrder``
+/// (4 bytes a shard; done shards stay, so their owner is known), a bitmap says which are done, and only started,
+/// unfinished shards have a record of their own (cursor and lease epoch). A move, an assignment and a report touch
+/// the members and shards concerned, never the whole dataset.
 public struct ShardLedger: Sendable {
     /// What the shell must persist (together, in order).
     public enum Directive: Sendable, Hashable {
-        /// These shard records changed.
+        /// These shard records changed (a report).
         case persist([ShardRecord])
+        /// These unfinished shards changed owner.
+        case moved(ShardMove)
         /// The ledger now follows these members (rank order), as of this membership epoch.
         case membersChanged([WorkerID], membershipEpoch: UInt64)
     }
+
+    /// Most shards one worker may have claimed and not finished: far more than a reader with prefetching holds, and it
+    /// bounds what a client can make the ledger remember.
+    public static let maxClaimsPerWorker = 4096
 
     /// The dataset.
     public let spec: DatasetSpec
@@ -85,11 +136,9 @@ public struct ShardLedger: Sendable {
     public let initialMembershipEpoch: UInt64
 
     private let salt: UInt64
-    /// The epoch's shard order, and each shard's position in it.
-    private let order: [Int64]
-    private let position: [Int32]
+    private let order: EpochOrder
 
-    /// Every worker that ever owned a shard here; shard owners are indices into it.
+    /// Every worker that ever owned a shard here; per-worker arrays are indexed by these slots.
     private var slots: [WorkerID] = []
     private var slotOf: [WorkerID: Int32] = [:]
     /// Current members in rank order, their slots, and the ring over them.
@@ -97,17 +146,21 @@ public struct ShardLedger: Sendable {
     private var memberSlots: [Int32] = []
     private var ring: ConsistentRing
 
-    private var owner: [Int32]
-    private var state: [ShardState]
-    private var consumed: [Int64]
-    private var leaseEpoch: [UInt64]
-    /// Per slot: owned shards not done, and owned shards pending.
+    /// Per slot: positions of its shards in the epoch order, ascending (done ones included).
+    private var owned: [[UInt32]] = []
+    /// Per slot: every entry of `owned` before this index is done (advanced as assignments skip them).
+    private var doneBefore: [Int] = []
+    /// Positions of the shards nobody owns (every member departed), ascending.
+    private var unownedPositions: [UInt32] = []
+    private var done: ShardBitmap
+    /// Started, unfinished shards (claimed or partly committed): their cursor and the lease epoch of their owner.
+    private var started: [Int64: (leaseEpoch: UInt64, consumed: Int64)] = [:]
+    /// Per slot: owned shards not done, owned shards pending, owned shards started and not done.
     private var remaining: [Int] = []
     private var pending: [Int] = []
+    private var claimed: [Int] = []
     /// Number of done shards.
     public private(set) var doneCount = 0
-    /// Number of shards started (claimed or partly committed) and not done.
-    public private(set) var inProgressCount = 0
     /// Samples committed: the cursors of every shard (a done shard's cursor is its length).
     public private(set) var committedSamples: Int64 = 0
 
@@ -124,44 +177,28 @@ public struct ShardLedger: Sendable {
         self.initialMembers = members
         self.initialMembershipEpoch = membershipEpoch
         salt = Placement.salt(for: spec)
-        order = EpochShuffle.shardOrder(of: spec, epoch: epoch)
-        var position = [Int32](repeating: 0, count: order.count)
-        for (index, shard) in order.enumerated() { position[Int(shard)] = Int32(index) }
-        self.position = position
-        let count = Int(spec.shardCount)
+        order = EpochOrder(spec: spec, epoch: epoch)
         ring = ConsistentRing(members: members, salt: salt, virtualNodes: config.virtualNodes)
-        state = [ShardState](repeating: .pending, count: count)
-        consumed = [Int64](repeating: 0, count: count)
-        leaseEpoch = [UInt64](repeating: membershipEpoch, count: count)
-        owner = [Int32](repeating: -1, count: count)
+        done = ShardBitmap(count: Int(spec.shardCount))
         adopt(members)
-        let placed = Placement.place(shardCount: count, ring: ring, salt: salt, epsilon: config.epsilon)
-        for shard in 0..<count where placed[shard] >= 0 {
-            let slot = memberSlots[Int(placed[shard])]
-            owner[shard] = slot
-            remaining[Int(slot)] += 1
-            pending[Int(slot)] += 1
-        }
+        let placed = Placement.place(shardCount: Int(spec.shardCount), ring: ring, salt: salt, epsilon: config.epsilon)
+        build(owners: placed.map { $0 >= 0 ? memberSlots[Int($0)] : -1 })
     }
 
-    /// A ledger restored from its creation parameters, its persisted shard records and the members it last followed,
-    /// then brought up to date with the task's current members. Nothing moves unless membership really changed, or a
-    /// record names an owner that is not a member (its move was lost in a crash): such shards move now.
+    /// A ledger restored from its creation parameters, its persisted changes (replayed in order) and the members it
+    /// last followed, then brought up to date with the task's current members. Nothing moves unless membership really
+    /// changed, or a shard's owner is not a member (its move was lost in a crash): such shards move now.
     public static func restored(
         spec: DatasetSpec, epoch: Int64, initialMembers: [WorkerID], initialMembershipEpoch: UInt64,
-        config: PlacementConfig = .defaults, records: [ShardRecord], lastMembers: [WorkerID],
+        config: PlacementConfig = .defaults, deltas: [LedgerDelta], lastMembers: [WorkerID],
         lastMembershipEpoch: UInt64, members: [WorkerID], membershipEpoch: UInt64
     ) -> (ledger: ShardLedger, directives: [Directive]) {
         var ledger = ShardLedger(
             spec: spec, epoch: epoch, members: initialMembers, membershipEpoch: initialMembershipEpoch,
             config: config)
-        for record in records where (0..<spec.shardCount).contains(record.shard) {
-            ledger.overwrite(record)
-        }
+        if !deltas.isEmpty { ledger.replay(deltas) }
         ledger.adopt(lastMembers)
-        var directives: [Directive] = []
-        let orphans = ledger.placeOrphans(membershipEpoch: lastMembershipEpoch)
-        if !orphans.isEmpty { directives.append(.persist(orphans.map(ledger.record(of:)))) }
+        var directives = ledger.placeOrphans(membershipEpoch: lastMembershipEpoch).map(Directive.moved)
         directives += ledger.syncMembers(members, membershipEpoch: membershipEpoch)
         return (ledger, directives)
     }
@@ -169,28 +206,55 @@ public struct ShardLedger: Sendable {
     // MARK: Queries
 
     /// Number of shards.
-    public var shardCount: Int { owner.count }
+    public var shardCount: Int { Int(spec.shardCount) }
 
     /// Whether every shard is done.
-    public var isComplete: Bool { doneCount == owner.count }
+    public var isComplete: Bool { doneCount == shardCount }
 
-    /// The record of one shard.
+    /// Number of shards started (claimed or partly committed) and not done.
+    public var inProgressCount: Int { started.count }
+
+    /// The record of one shard (finding its owner looks at every member's shards: not for hot paths).
     public func record(of shard: Int64) -> ShardRecord {
-        let index = Int(shard)
-        return ShardRecord(
-            shard: shard, owner: owner[index] >= 0 ? slots[Int(owner[index])] : nil, leaseEpoch: leaseEpoch[index],
-            consumed: consumed[index], state: state[index])
+        let slot = ownerSlot(of: shard)
+        return record(of: shard, owner: slot >= 0 ? slots[Int(slot)] : nil)
+    }
+
+    /// The owner of every shard, by shard id, in one pass over the members' shards.
+    public func owners() -> [WorkerID?] {
+        var owners = [WorkerID?](repeating: nil, count: shardCount)
+        for (slot, positions) in owned.enumerated() {
+            for position in positions { owners[Int(order.shard(at: Int64(position)))] = slots[slot] }
+        }
+        return owners
+    }
+
+    /// Bytes the ledger holds in its per-shard structures (capacity of its arrays, and its started shards at the
+    /// size of a dictionary entry), for benchmarks.
+    public var approximateBytes: Int {
+        owned.reduce(0) { $0 + $1.capacity * 4 } + unownedPositions.capacity * 4 + (shardCount + 63) / 64 * 8
+            + started.capacity * 24
     }
 
     /// The records of every started shard (partly consumed or done), or only of those `owner` holds, by shard id.
     public func startedShards(ownedBy owner: WorkerID? = nil) -> [ShardRecord] {
-        let slot = owner.map { slotOf[$0] ?? -2 }
-        var started: [ShardRecord] = []
-        for shard in 0..<self.owner.count where consumed[shard] > 0 || state[shard] == .done {
-            if let slot, self.owner[shard] != slot { continue }
-            started.append(record(of: Int64(shard)))
+        var records: [ShardRecord] = []
+        func collect(_ positions: [UInt32], _ worker: WorkerID?) {
+            for position in positions {
+                let shard = order.shard(at: Int64(position))
+                if done[Int(shard)] || (started[shard]?.consumed ?? 0) > 0 {
+                    records.append(record(of: shard, owner: worker))
+                }
+            }
         }
-        return started
+        if let owner {
+            guard let slot = slotOf[owner] else { return [] }
+            collect(owned[Int(slot)], owner)
+        } else {
+            for slot in slots.indices { collect(owned[slot], slots[slot]) }
+            collect(unownedPositions, nil)
+        }
+        return records.sorted { $0.shard < $1.shard }
     }
 
     /// Shards not done, per current member (every member listed, in rank order).
@@ -200,9 +264,7 @@ public struct ShardLedger: Sendable {
 
     /// Shards not done and owned by nobody (every member departed).
     public var unowned: Int {
-        var count = 0
-        for shard in 0..<owner.count where owner[shard] < 0 && state[shard] != .done { count += 1 }
-        return count
+        unownedPositions.count { !done[Int(order.shard(at: Int64($0)))] }
     }
 
     // MARK: Events
@@ -212,23 +274,48 @@ public struct ShardLedger: Sendable {
     public mutating func assignment(for worker: WorkerID, membershipEpoch: UInt64) -> (
         leases: [ShardLease], directives: [Directive]
     ) {
-        guard let slot = memberSlot(of: worker) else { return ([], []) }
-        // Idle and nothing left to steal: answer without looking at the shards (idle workers poll).
-        if remaining[Int(slot)] == 0, !memberSlots.contains(where: { pending[Int($0)] > 0 }) { return ([], []) }
+        let page = assignment(for: worker, membershipEpoch: membershipEpoch, page: AssignmentPage(limit: .max))
+        return (page.leases, page.directives)
+    }
+
+    /// One page of the shards `worker` should read: at most `page.limit` of them, in epoch order, after the position
+    /// `page.after` (from the start when nil), and the position to ask from next (nil after the last). Only the first
+    /// page steals: a member with nothing left takes from the member with the most unstarted shards.
+    public mutating func assignment(for worker: WorkerID, membershipEpoch: UInt64, page: AssignmentPage) -> (
+        leases: [ShardLease], next: Int64?, directives: [Directive]
+    ) {
+        guard let slot = memberSlot(of: worker).map(Int.init) else { return ([], nil, []) }
         var directives: [Directive] = []
-        if remaining[Int(slot)] == 0, !isComplete {
-            let stolen = steal(into: slot, membershipEpoch: membershipEpoch)
-            if !stolen.isEmpty { directives.append(.persist(stolen.map(record(of:)))) }
+        if page.after == nil, remaining[slot] == 0, !isComplete,
+            memberSlots.contains(where: { pending[Int($0)] > 0 }),
+            let stolen = steal(into: Int32(slot), membershipEpoch: membershipEpoch)
+        {
+            directives.append(.moved(stolen))
         }
+        // Idle: answer without looking at the shards (idle workers poll).
+        guard remaining[slot] > 0 else { return ([], nil, directives) }
         var leases: [ShardLease] = []
-        leases.reserveCapacity(remaining[Int(slot)])
-        for shard in order where owner[Int(shard)] == slot && state[Int(shard)] != .done {
+        leases.reserveCapacity(min(remaining[slot], page.limit))
+        var skipping = page.after == nil
+        let start = page.after.map { owned[slot].lowerBound(of: UInt32(clamping: $0 + 1)) } ?? doneBefore[slot]
+        var next: Int64?
+        for index in max(start, doneBefore[slot])..<owned[slot].count {
+            let shard = order.shard(at: Int64(owned[slot][index]))
+            if done[Int(shard)] {
+                if skipping { doneBefore[slot] = index + 1 }
+                continue
+            }
+            skipping = false
+            guard leases.count < page.limit else {
+                next = Int64(owned[slot][index - 1])
+                break
+            }
             leases.append(
                 ShardLease(
-                    shard: shard, samples: spec.sampleRange(ofShard: shard), consumed: consumed[Int(shard)],
+                    shard: shard, samples: spec.sampleRange(ofShard: shard), consumed: started[shard]?.consumed ?? 0,
                     sampleSeed: EpochShuffle.sampleOrderSeed(seed: spec.seed, epoch: epoch, shard: shard)))
         }
-        return (leases, directives)
+        return (leases, next, directives)
     }
 
     /// A worker commits `consumed` samples of `shard` (its cursor in the shard's epoch order); `consumed == 0`
@@ -236,51 +323,66 @@ public struct ShardLedger: Sendable {
     /// changes nothing.
     ///
     /// - Throws: `invalidArgument` for a shard or cursor out of range; `failedPrecondition` when the shard is not
-    ///   leased to this worker or the worker's membership epoch predates the lease (the report is stale).
+    ///   leased to this worker or the worker's membership epoch predates the lease (the report is stale);
+    ///   `LIMIT_REACHED` for a claim beyond ``maxClaimsPerWorker``.
     public mutating func report(
         worker: WorkerID, membershipEpoch: UInt64, shard: Int64, consumed newConsumed: Int64
     ) throws(CoreError) -> (record: ShardRecord, directives: [Directive]) {
         guard (0..<spec.shardCount).contains(shard) else {
             throw .invalid("shard_id", "must be between 0 and \(spec.shardCount - 1)", got: String(shard))
         }
-        let index = Int(shard)
         let length = Int64(spec.sampleRange(ofShard: shard).count)
         guard (0...length).contains(newConsumed) else {
             throw .invalid("consumed", "must be between 0 and the shard's \(length) samples", got: String(newConsumed))
         }
-        let holder = owner[index] >= 0 ? slots[Int(owner[index])] : nil
-        guard holder == worker else {
-            let now = holder.map { "leased to \($0) (since membership epoch \(leaseEpoch[index]))" } ?? "unowned"
+        let position = UInt32(order.position(of: shard))
+        guard let slot = slotOf[worker].map(Int.init), owned[slot].containsSorted(position) else {
+            let holder = ownerSlot(of: shard)
+            let now =
+                holder < 0
+                ? "unowned"
+                : "leased to \(slots[Int(holder)])"
+                    + (started[shard].map { " (since membership epoch \($0.leaseEpoch))" } ?? "")
             throw CoreError(
                 .failedPrecondition,
                 "shard \(shard) of \(spec.name) epoch \(epoch) is \(now), not to \(worker): its lease moved when "
                     + "membership changed; skip it and ask GetShardAssignment again",
                 reason: .shardMoved)
         }
-        guard membershipEpoch >= leaseEpoch[index] else {
+        if let lease = started[shard], membershipEpoch < lease.leaseEpoch {
             throw CoreError(
                 .failedPrecondition,
                 "stale report: shard \(shard) of \(spec.name) epoch \(epoch) was leased to \(worker) at membership "
-                    + "epoch \(leaseEpoch[index]), after this report's epoch \(membershipEpoch)",
+                    + "epoch \(lease.leaseEpoch), after this report's epoch \(membershipEpoch)",
                 reason: .shardMoved)
         }
-        guard newConsumed > consumed[index] || (state[index] == .pending && newConsumed == consumed[index]) else {
-            return (record(of: shard), [])
+        let isDone = done[Int(shard)]
+        let previous = isDone ? length : started[shard]?.consumed
+        guard !isDone, previous.map({ newConsumed > $0 }) ?? true else {
+            return (record(of: shard, owner: worker), [])
         }
-        let slot = Int(owner[index])
-        if state[index] == .pending { pending[slot] -= 1 }
-        if state[index] == .leased { inProgressCount -= 1 }
-        committedSamples += newConsumed - consumed[index]
-        consumed[index] = newConsumed
+        if previous == nil {
+            guard claimed[slot] < Self.maxClaimsPerWorker else {
+                throw CoreError(
+                    .resourceExhausted,
+                    "\(worker) already holds \(claimed[slot]) started, unfinished shards of \(spec.name) epoch "
+                        + "\(epoch) (at most \(Self.maxClaimsPerWorker)): finish some before claiming more",
+                    reason: .limitReached)
+            }
+            pending[slot] -= 1
+            claimed[slot] += 1
+        }
+        committedSamples += newConsumed - (previous ?? 0)
         if newConsumed == length {
-            state[index] = .done
+            started[shard] = nil
+            claimed[slot] -= 1
+            done[Int(shard)] = true
             remaining[slot] -= 1
             doneCount += 1
         } else {
-            state[index] = .leased
-            inProgressCount += 1
+            started[shard] = (started[shard]?.leaseEpoch ?? membershipEpoch, newConsumed)
         }
-        let changed = record(of: shard)
+        let changed = record(of: shard, owner: worker)
         return (changed, [.persist([changed])])
     }
 
@@ -290,16 +392,15 @@ public struct ShardLedger: Sendable {
         let joiners = newMembers.filter { memberSlot(of: $0) == nil }
         guard joiners.count > 0 || newMembers != members else { return [] }
         adopt(newMembers)
-        var changed = placeOrphans(membershipEpoch: membershipEpoch)
+        var moves = placeOrphans(membershipEpoch: membershipEpoch)
         if !isComplete {
             for joiner in joiners {
-                if let slot = memberSlot(of: joiner) { changed += join(slot, membershipEpoch: membershipEpoch) }
+                if let slot = memberSlot(of: joiner), let move = join(slot, membershipEpoch: membershipEpoch) {
+                    moves.append(move)
+                }
             }
         }
-        var directives: [Directive] = []
-        if !changed.isEmpty { directives.append(.persist(changed.sorted().map(record(of:)))) }
-        directives.append(.membersChanged(newMembers, membershipEpoch: membershipEpoch))
-        return directives
+        return moves.map(Directive.moved) + [.membersChanged(newMembers, membershipEpoch: membershipEpoch)]
     }
 
     // MARK: Moves
@@ -316,8 +417,11 @@ public struct ShardLedger: Sendable {
         let slot = Int32(slots.count)
         slots.append(worker)
         slotOf[worker] = slot
+        owned.append([])
+        doneBefore.append(0)
         remaining.append(0)
         pending.append(0)
+        claimed.append(0)
         return slot
     }
 
@@ -326,38 +430,72 @@ public struct ShardLedger: Sendable {
         return slot
     }
 
+    /// The slot owning `shard`, or -1 when nobody does.
+    private func ownerSlot(of shard: Int64) -> Int32 {
+        let position = UInt32(order.position(of: shard))
+        return Int32(owned.firstIndex { $0.containsSorted(position) } ?? -1)
+    }
+
+    private func record(of shard: Int64, owner: WorkerID?) -> ShardRecord {
+        if done[Int(shard)] {
+            return ShardRecord(
+                shard: shard, owner: owner, leaseEpoch: 0, consumed: Int64(spec.sampleRange(ofShard: shard).count),
+                state: .done)
+        }
+        if let lease = started[shard] {
+            return ShardRecord(
+                shard: shard, owner: owner, leaseEpoch: lease.leaseEpoch, consumed: lease.consumed, state: .leased)
+        }
+        return ShardRecord(shard: shard, owner: owner, leaseEpoch: 0, consumed: 0, state: .pending)
+    }
+
     /// Moves every unfinished shard whose owner is not a member to the first member clockwise with room (or the least
-    /// loaded when everyone is full), keeping its state and cursor. Returns the moved shards.
-    private mutating func placeOrphans(membershipEpoch: UInt64) -> [Int64] {
+    /// loaded when everyone is full), keeping its state and cursor. Returns the moves, one per new owner.
+    private mutating func placeOrphans(membershipEpoch: UInt64) -> [ShardMove] {
         var isMember = [Bool](repeating: false, count: slots.count)
         for slot in memberSlots { isMember[Int(slot)] = true }
-        var orphans: [Int] = []
-        for shard in 0..<owner.count where state[shard] != .done && (owner[shard] < 0 || !isMember[Int(owner[shard])]) {
-            orphans.append(shard)
+        // Orphans in epoch order: from departed members, and unowned ones.
+        var orphans: [UInt32] = []
+        for slot in slots.indices where !isMember[slot] && remaining[slot] > 0 {
+            let taken = owned[slot].filter { !done[Int(order.shard(at: Int64($0)))] }
+            owned[slot].removeSorted(taken)
+            doneBefore[slot] = 0
+            (remaining[slot], pending[slot], claimed[slot]) = (0, 0, 0)
+            orphans.mergeSorted(taken)
         }
+        let unownedOrphans = unownedPositions.filter { !done[Int(order.shard(at: Int64($0)))] }
+        guard !members.isEmpty else {
+            guard !orphans.isEmpty else { return [] }
+            unownedPositions.mergeSorted(orphans)
+            return [move(orphans, to: nil, membershipEpoch: membershipEpoch)]
+        }
+        unownedPositions.removeSorted(unownedOrphans)
+        orphans.mergeSorted(unownedOrphans)
         guard !orphans.isEmpty else { return [] }
-        for shard in orphans where owner[shard] >= 0 {
-            let slot = Int(owner[shard])
-            remaining[slot] -= 1
-            if state[shard] == .pending { pending[slot] -= 1 }
-            owner[shard] = -1
-        }
-        guard !members.isEmpty else { return orphans.map(Int64.init) }
         let cap = Placement.capacity(items: shardCount - doneCount, bins: members.count, epsilon: config.epsilon)
-        for shard in orphans {
-            let point = ConsistentRing.point(ofShard: Int64(shard), salt: salt)
+        var targets = [[UInt32]](repeating: [], count: members.count)
+        var loads = memberSlots.map { remaining[Int($0)] }
+        for position in orphans {
+            let point = ConsistentRing.point(ofShard: order.shard(at: Int64(position)), salt: salt)
             let member =
-                ring.firstMember(from: point) { remaining[Int(memberSlots[$0])] < cap }
-                ?? leastLoadedMember()
-            give(shard, to: memberSlots[member], membershipEpoch: membershipEpoch)
+                ring.firstMember(from: point) { loads[$0] < cap }
+                ?? (members.indices.min { loads[$0] < loads[$1] } ?? 0)
+            loads[member] += 1
+            targets[member].append(position)
         }
-        return orphans.map(Int64.init)
+        var moves: [ShardMove] = []
+        for (member, positions) in targets.enumerated() where !positions.isEmpty {
+            let slot = Int(memberSlots[member])
+            give(positions, to: slot, membershipEpoch: membershipEpoch)
+            moves.append(move(positions, to: slots[slot], membershipEpoch: membershipEpoch))
+        }
+        return moves
     }
 
     /// A joiner takes a fair share of the unstarted shards: first everything above the new capacity from those who
-    /// hold more, then up to `unstarted / members`, preferring shards its own ring points claim, then taking from the
-    /// most loaded. Returns the moved shards.
-    private mutating func join(_ joiner: Int32, membershipEpoch: UInt64) -> [Int64] {
+    /// hold more, then up to `unstarted / members`, levelling from the most loaded; from each donor, the unstarted
+    /// shards it would reach last. Returns the move.
+    private mutating func join(_ joiner: Int32, membershipEpoch: UInt64) -> ShardMove? {
         let n = members.count
         let cap = Placement.capacity(items: shardCount - doneCount, bins: n, epsilon: config.epsilon)
         let others = memberSlots.filter { $0 != joiner }
@@ -368,7 +506,6 @@ public struct ShardLedger: Sendable {
         // first), then, water-filling from the most loaded, whatever brings the joiner to its fair share (never taking
         // anyone below the fair share). The joiner itself never goes over the capacity.
         var budget = max(0, cap - remaining[Int(joiner)])
-        // Per slot (an array, not a dictionary: the passes below visit every shard).
         var gives = [Int](repeating: 0, count: slots.count)
         var given = 0
         let excesses = others.map { (slot: $0, excess: min(max(0, remaining[Int($0)] - cap), pending[Int($0)])) }
@@ -399,92 +536,123 @@ public struct ShardLedger: Sendable {
                 donors.sort { $0.spare != $1.spare ? $0.spare > $1.spare : $0.slot < $1.slot }
             }
         }
-        var left = gives.reduce(0, +)
-        guard left > 0 else { return [] }
-
-        // Which shards: first those whose first choice on the ring is the joiner (the next epoch's placement will
-        // likely give them the same owner), then the donors' last ones in epoch order (the ones they would reach
-        // last).
-        var moved: [Int64] = []
-        guard let joinerIndex = members.firstIndex(where: { slotOf[$0] == joiner }) else { return [] }
-        let claimed = ring.arcs(of: joinerIndex)
-        for shard in 0..<owner.count where left > 0 && state[shard] == .pending {
-            let from = Int(owner[shard])
-            guard gives[from] > 0, claimed.contains(ConsistentRing.point(ofShard: Int64(shard), salt: salt)) else {
-                continue
-            }
-            gives[from] -= 1
-            left -= 1
-            take(shard, from: Int32(from), to: joiner, membershipEpoch: membershipEpoch)
-            moved.append(Int64(shard))
+        var taken: [UInt32] = []
+        for donor in others where gives[Int(donor)] > 0 {
+            taken.mergeSorted(takeLast(gives[Int(donor)], unstartedFrom: Int(donor)))
         }
-        for shard in order.reversed() where left > 0 && state[Int(shard)] == .pending {
-            let from = Int(owner[Int(shard)])
-            guard gives[from] > 0 else { continue }
-            gives[from] -= 1
-            left -= 1
-            take(Int(shard), from: Int32(from), to: joiner, membershipEpoch: membershipEpoch)
-            moved.append(shard)
-        }
-        return moved
+        guard !taken.isEmpty else { return nil }
+        give(taken, to: Int(joiner), membershipEpoch: membershipEpoch)
+        return move(taken, to: slots[Int(joiner)], membershipEpoch: membershipEpoch)
     }
 
-    /// The later half of the unstarted shards of the member with the most go to `thief`. Returns them.
-    private mutating func steal(into thief: Int32, membershipEpoch: UInt64) -> [Int64] {
+    /// The later half of the unstarted shards of the member with the most go to `thief`. Returns the move.
+    private mutating func steal(into thief: Int32, membershipEpoch: UInt64) -> ShardMove? {
         guard
             let victim = memberSlots.filter({ $0 != thief && pending[Int($0)] > 0 })
                 .max(by: { pending[Int($0)] != pending[Int($1)] ? pending[Int($0)] < pending[Int($1)] : $0 > $1 })
-        else { return [] }
-        var left = (pending[Int(victim)] + 1) / 2
-        var stolen: [Int64] = []
-        for shard in order.reversed() where left > 0 && owner[Int(shard)] == victim && state[Int(shard)] == .pending {
-            take(Int(shard), from: victim, to: thief, membershipEpoch: membershipEpoch)
-            stolen.append(shard)
-            left -= 1
+        else { return nil }
+        let taken = takeLast((pending[Int(victim)] + 1) / 2, unstartedFrom: Int(victim))
+        give(taken, to: Int(thief), membershipEpoch: membershipEpoch)
+        return move(taken, to: slots[Int(thief)], membershipEpoch: membershipEpoch)
+    }
+
+    /// Removes the last `count` unstarted shards (in epoch order) from `slot`; returns their positions, ascending.
+    private mutating func takeLast(_ count: Int, unstartedFrom slot: Int) -> [UInt32] {
+        var taken: [UInt32] = []
+        var index = owned[slot].count - 1
+        while taken.count < count, index >= 0 {
+            let position = owned[slot][index]
+            let shard = order.shard(at: Int64(position))
+            if !done[Int(shard)], started[shard] == nil { taken.append(position) }
+            index -= 1
         }
-        return stolen
+        taken.reverse()
+        owned[slot].removeSorted(taken)
+        doneBefore[slot] = min(doneBefore[slot], owned[slot].count)
+        remaining[slot] -= taken.count
+        pending[slot] -= taken.count
+        return taken
     }
 
-    private mutating func take(_ shard: Int, from: Int32, to: Int32, membershipEpoch: UInt64) {
-        remaining[Int(from)] -= 1
-        pending[Int(from)] -= 1
-        owner[shard] = -1
-        give(shard, to: to, membershipEpoch: membershipEpoch)
-    }
-
-    private mutating func give(_ shard: Int, to slot: Int32, membershipEpoch: UInt64) {
-        owner[shard] = slot
-        leaseEpoch[shard] = membershipEpoch
-        remaining[Int(slot)] += 1
-        if state[shard] == .pending { pending[Int(slot)] += 1 }
-    }
-
-    private func leastLoadedMember() -> Int {
-        members.indices.min { remaining[Int(memberSlots[$0])] < remaining[Int(memberSlots[$1])] } ?? 0
-    }
-
-    /// Replaces a shard's state with a persisted record (restore).
-    private mutating func overwrite(_ record: ShardRecord) {
-        let index = Int(record.shard)
-        if owner[index] >= 0 {
-            let slot = Int(owner[index])
-            if state[index] != .done { remaining[slot] -= 1 }
-            if state[index] == .pending { pending[slot] -= 1 }
+    /// Unfinished shards (ascending positions, taken from their old owner) go to `slot`; started ones are leased to it
+    /// as of `membershipEpoch`.
+    private mutating func give(_ positions: [UInt32], to slot: Int, membershipEpoch: UInt64) {
+        owned[slot].mergeSorted(positions)
+        doneBefore[slot] = 0
+        for position in positions {
+            let shard = order.shard(at: Int64(position))
+            remaining[slot] += 1
+            if let lease = started[shard] {
+                started[shard] = (membershipEpoch, lease.consumed)
+                claimed[slot] += 1
+            } else {
+                pending[slot] += 1
+            }
         }
-        if state[index] == .done { doneCount -= 1 }
-        if state[index] == .leased { inProgressCount -= 1 }
-        committedSamples -= consumed[index]
-        owner[index] = record.owner.map { slot(for: $0) } ?? -1
-        state[index] = record.state
-        consumed[index] = record.consumed
-        leaseEpoch[index] = record.leaseEpoch
-        if owner[index] >= 0 {
-            let slot = Int(owner[index])
-            if state[index] != .done { remaining[slot] += 1 }
-            if state[index] == .pending { pending[slot] += 1 }
+    }
+
+    private func move(_ positions: [UInt32], to owner: WorkerID?, membershipEpoch: UInt64) -> ShardMove {
+        ShardMove(
+            shards: positions.map { order.shard(at: Int64($0)) }.sorted(), owner: owner,
+            membershipEpoch: membershipEpoch)
+    }
+
+    // MARK: Building
+
+    /// Fills the per-slot position arrays and counters from an owner slot per shard (-1: nobody).
+    private mutating func build(owners: [Int32]) {
+        for slot in owned.indices {
+            owned[slot] = []
+            doneBefore[slot] = 0
+            (remaining[slot], pending[slot], claimed[slot]) = (0, 0, 0)
         }
-        if state[index] == .done { doneCount += 1 }
-        if state[index] == .leased { inProgressCount += 1 }
-        committedSamples += consumed[index]
+        unownedPositions = []
+        var counts = [Int](repeating: 0, count: slots.count)
+        for owner in owners where owner >= 0 { counts[Int(owner)] += 1 }
+        for slot in owned.indices { owned[slot].reserveCapacity(counts[slot]) }
+        for position in 0..<spec.shardCount {
+            let shard = order.shard(at: position)
+            let slot = owners[Int(shard)]
+            guard slot >= 0 else {
+                unownedPositions.append(UInt32(position))
+                continue
+            }
+            owned[Int(slot)].append(UInt32(position))
+            if done[Int(shard)] { continue }
+            remaining[Int(slot)] += 1
+            if started[shard] != nil { claimed[Int(slot)] += 1 } else { pending[Int(slot)] += 1 }
+        }
+    }
+
+    /// Replays persisted changes on top of the current placement (restore).
+    private mutating func replay(_ deltas: [LedgerDelta]) {
+        var owners = [Int32](repeating: -1, count: shardCount)
+        for (slot, positions) in owned.enumerated() {
+            for position in positions { owners[Int(order.shard(at: Int64(position)))] = Int32(slot) }
+        }
+        for delta in deltas {
+            switch delta {
+            case .records(let records):
+                for record in records where (0..<spec.shardCount).contains(record.shard) {
+                    let index = Int(record.shard)
+                    committedSamples -= done[index] ? Int64(spec.sampleRange(ofShard: record.shard).count) : 0
+                    committedSamples -= started[record.shard]?.consumed ?? 0
+                    if done[index] { doneCount -= 1 }
+                    owners[index] = record.owner.map { slot(for: $0) } ?? -1
+                    done[index] = record.state == .done
+                    started[record.shard] = record.state == .leased ? (record.leaseEpoch, record.consumed) : nil
+                    committedSamples += done[index] ? Int64(spec.sampleRange(ofShard: record.shard).count) : 0
+                    committedSamples += started[record.shard]?.consumed ?? 0
+                    if done[index] { doneCount += 1 }
+                }
+            case .moved(let move):
+                let target = move.owner.map { slot(for: $0) } ?? -1
+                for shard in move.shards where (0..<spec.shardCount).contains(shard) && !done[Int(shard)] {
+                    owners[Int(shard)] = target
+                    if let lease = started[shard] { started[shard] = (move.membershipEpoch, lease.consumed) }
+                }
+            }
+        }
+        build(owners: owners)
     }
 }

@@ -149,8 +149,30 @@ public final class SQLiteStateStore: Sendable {
         migrator.registerMigration("v5-worker-incarnation") { db in
             try db.execute(sql: "ALTER TABLE worker ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''")
         }
+        // A ledger's changes as compact rows in the order they were made (LedgerDeltaCoding), replacing a row per
+        // shard; rows of ledger_shard written by earlier versions are read as a ledger's first change.
+        migrator.registerMigration("v6-ledger-deltas") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE ledger_delta (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        task_id TEXT NOT NULL,
+                        dataset TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        kind TEXT NOT NULL,
+                        payload BLOB NOT NULL
+                    );
+                    CREATE INDEX ledger_delta_by_ledger ON ledger_delta (task_id, dataset, epoch, seq);
+                    """)
+        }
         return migrator
     }
+
+    /// A ledger's rows are folded into one when there are more than this many...
+    static let foldAfterRows = 256
+    /// ...and the rows after the first hold at least half its bytes (so folding costs at most three times what was
+    /// written since the last fold), or in any case beyond this many rows.
+    static let foldAlwaysAfterRows = 65_536
 
     // MARK: Reading
 
@@ -193,14 +215,12 @@ public final class SQLiteStateStore: Sendable {
                         key: key, initialMembers: try Self.workers(row["initial_members"]),
                         initialMembershipEpoch: UInt64(truncatingIfNeeded: initialEpoch),
                         createdAtMillis: row["created_at_ms"])
-                    let records = try Row.fetchAll(
-                        db, sql: "SELECT * FROM ledger_shard WHERE task_id = ? AND dataset = ? AND epoch = ?",
-                        arguments: [key.task.rawValue, key.dataset, key.epoch]
-                    ).map(Self.shardRecord)
+                    guard let spec = datasets.first(where: { $0.spec.name == key.dataset })?.spec else { continue }
                     ledgers.append(
                         PersistedLedger(
                             header: header, members: try Self.workers(row["members"]),
-                            membershipEpoch: UInt64(truncatingIfNeeded: epoch), records: records))
+                            membershipEpoch: UInt64(truncatingIfNeeded: epoch),
+                            deltas: try Self.deltas(of: key, spec: spec, in: db)))
                 }
                 return PersistedData(datasets: datasets, ledgers: ledgers)
             }
@@ -244,6 +264,29 @@ public final class SQLiteStateStore: Sendable {
         String(decoding: try JSONEncoder().encode(workers.map(\.rawValue)), as: UTF8.self)
     }
 
+    /// A ledger's changes in order: rows of the old per-shard table first, then its compact rows.
+    private static func deltas(of key: LedgerKey, spec: DatasetSpec, in db: Database) throws -> [LedgerDelta] {
+        let arguments: StatementArguments = [key.task.rawValue, key.dataset, key.epoch]
+        var deltas: [LedgerDelta] = []
+        let old = try Row.fetchAll(
+            db, sql: "SELECT * FROM ledger_shard WHERE task_id = ? AND dataset = ? AND epoch = ?", arguments: arguments
+        ).map(Self.shardRecord)
+        if !old.isEmpty { deltas.append(.records(old)) }
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT kind, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ? ORDER BY seq",
+            arguments: arguments)
+        while let row = try rows.next() {
+            let kind: String = row["kind"]
+            let payload: Data = row["payload"]
+            switch kind {
+            case "records": deltas.append(.records(try LedgerDeltaCoding.decodeRecords(Array(payload), spec: spec)))
+            case "moved": deltas.append(.moved(try LedgerDeltaCoding.decodeMove(Array(payload), spec: spec)))
+            default: throw StorageError(.internal, "unknown ledger change kind \(kind) in the state database")
+            }
+        }
+        return deltas
+    }
+
     private static func shardRecord(_ row: Row) throws -> ShardRecord {
         let stateName: String = row["state"]
         guard let state = ShardState(rawValue: stateName) else {
@@ -278,11 +321,16 @@ public final class SQLiteStateStore: Sendable {
     public func commit(_ changes: [StateChange]) async throws(StorageError) {
         do {
             try await pool.write { db in
+                var ledgerRecords = LedgerRecordBatch()
                 for change in changes {
                     switch change {
                     case .membership(let membership):
                         try Self.apply(membership, to: db)
+                    case .data(.shardsChanged(let key, let records)):
+                        ledgerRecords.add(records, to: key)
                     case .data(let data):
+                        // A ledger's records written before its other changes, in the order they were made.
+                        if let key = data.ledgerKey { try Self.write(ledgerRecords.take(key), of: key, to: db) }
                         try Self.apply(data, to: db)
                     case .task(let record):
                         try db.execute(
@@ -303,10 +351,60 @@ public final class SQLiteStateStore: Sendable {
                             ])
                     }
                 }
+                for (key, records) in ledgerRecords.takeAll() { try Self.write(records, of: key, to: db) }
+                let ledgers = changes.compactMap { change in
+                    if case .data(let data) = change { data.ledgerKey } else { nil }
+                }
+                for key in Set(ledgers) { try Self.foldIfDue(key, in: db) }
             }
         } catch {
             throw StorageError(.unavailable, "cannot write the state database: \(error)")
         }
+    }
+
+    /// Appends one compact row of records to a ledger's changes.
+    private static func write(_ records: [ShardRecord], of key: LedgerKey, to db: Database) throws {
+        guard !records.isEmpty else { return }
+        try append(kind: "records", payload: LedgerDeltaCoding.encode(records), of: key, to: db)
+    }
+
+    private static func append(kind: String, payload: [UInt8], of key: LedgerKey, to db: Database) throws {
+        try db.execute(
+            sql: "INSERT INTO ledger_delta (task_id, dataset, epoch, kind, payload) VALUES (?, ?, ?, ?, ?)",
+            arguments: [key.task.rawValue, key.dataset, key.epoch, kind, Data(payload)])
+    }
+
+    /// Folds a ledger's rows into one (``LedgerDeltaCoding/fold(_:)``) when they pile up, so the database holds a
+    /// few bytes per shard touched, not per change.
+    private static func foldIfDue(_ key: LedgerKey, in db: Database) throws {
+        let arguments: StatementArguments = [key.task.rawValue, key.dataset, key.epoch]
+        let where_ = "task_id = ? AND dataset = ? AND epoch = ?"
+        guard
+            let counts = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*) AS rows, COALESCE(SUM(length(payload)), 0) AS bytes FROM ledger_delta WHERE \(where_)",
+                arguments: arguments)
+        else { return }
+        let rows: Int = counts["rows"]
+        let bytes: Int = counts["bytes"]
+        guard rows > foldAfterRows else { return }
+        let first =
+            try Int.fetchOne(
+                db, sql: "SELECT length(payload) FROM ledger_delta WHERE \(where_) ORDER BY seq LIMIT 1",
+                arguments: arguments) ?? 0
+        guard bytes - first >= first / 2 || rows > foldAlwaysAfterRows else { return }
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM dataset WHERE name = ?", arguments: [key.dataset])
+        else { return }
+        let seed: Int64 = row["seed"]
+        let spec = try DatasetSpec(
+            name: row["name"], totalSamples: row["total_samples"], shardSize: row["shard_size"], shuffle: row["shuffle"],
+            seed: UInt64(bitPattern: seed))
+        let folded = LedgerDeltaCoding.fold(try deltas(of: key, spec: spec, in: db))
+        for table in ["ledger_shard", "ledger_delta"] {
+            try db.execute(sql: "DELETE FROM \(table) WHERE \(where_)", arguments: arguments)
+        }
+        try write(folded, of: key, to: db)
     }
 
     private static func apply(_ change: DataChange, to db: Database) throws {
@@ -344,20 +442,11 @@ public final class SQLiteStateStore: Sendable {
                     key.epoch,
                 ])
         case .shardsChanged(let key, let records):
-            let statement = try db.cachedStatement(
-                sql: """
-                    INSERT OR REPLACE INTO ledger_shard
-                        (task_id, dataset, epoch, shard, owner, lease_epoch, consumed, state)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-            for record in records {
-                try statement.execute(arguments: [
-                    key.task.rawValue, key.dataset, key.epoch, record.shard, record.owner?.rawValue,
-                    Int64(truncatingIfNeeded: record.leaseEpoch), record.consumed, record.state.rawValue,
-                ])
-            }
+            try write(records, of: key, to: db)
+        case .shardsMoved(let key, let move):
+            try append(kind: "moved", payload: LedgerDeltaCoding.encode(move), of: key, to: db)
         case .ledgerDropped(let key):
-            for table in ["ledger", "ledger_shard"] {
+            for table in ["ledger", "ledger_shard", "ledger_delta"] {
                 try db.execute(
                     sql: "DELETE FROM \(table) WHERE task_id = ? AND dataset = ? AND epoch = ?",
                     arguments: [key.task.rawValue, key.dataset, key.epoch])

@@ -39,7 +39,7 @@ struct LedgerSimulation {
 
     mutating func pick(_ count: Int) -> Int { Int(random.next() % UInt64(count)) }
 
-    var owners: [WorkerID?] { (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner } }
+    var owners: [WorkerID?] { ledger.owners() }
 
     /// A worker joins: a new one, or (sometimes) a departed one again under its old id.
     mutating func join() throws {

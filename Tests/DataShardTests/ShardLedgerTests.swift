@@ -8,7 +8,9 @@ struct ShardLedgerTests {
     let workers = (0..<4).map { try! WorkerID("w\($0)") }
 
     func owners(_ ledger: ShardLedger) -> [WorkerID?] {
-        (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner }
+        let owners = (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner }
+        #expect(ledger.owners() == owners, "the bulk owners agree with the records")
+        return owners
     }
 
     @Test("assignments come in epoch order, cover every shard once, and skip what is done")
@@ -79,8 +81,11 @@ struct ShardLedgerTests {
         }
         #expect(after[Int(leases[0].shard)] == workers[2], "its done shard stays done where it was")
         #expect(ledger.record(of: leases[1].shard).consumed == 4, "the cursor travels with the shard")
-        guard case .persist(let records) = try #require(directives.first) else { return }
-        #expect(records.count == leases.count - 1)
+        let moved = directives.flatMap { directive -> [Int64] in
+            if case .moved(let move) = directive { move.shards } else { [] }
+        }
+        #expect(moved.count == leases.count - 1, "every unfinished shard of w2, in moves")
+        #expect(Set(moved) == Set(leases.dropFirst().map(\.shard)))
     }
 
     @Test("a joiner gets a fair share of unstarted shards, nothing else moves, started shards stay")
@@ -100,7 +105,52 @@ struct ShardLedgerTests {
         #expect(moved.allSatisfy { after[$0] == joiner }, "every move goes to the joiner")
         #expect(moved.count == (100 - 4) / 5, "a fair share of the 96 unstarted shards")
         #expect(started.allSatisfy { !moved.contains(Int($0)) })
-        #expect(moved.allSatisfy { ledger.record(of: Int64($0)).leaseEpoch == 5 })
+        #expect(moved.allSatisfy { ledger.record(of: Int64($0)).state == .pending })
+    }
+
+    @Test("pages cover the assignment exactly once, in order, each bounded; only the first page steals")
+    func pages() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 1, members: Array(workers.prefix(2)), membershipEpoch: 2)
+        let whole = ledger.assignment(for: workers[0], membershipEpoch: 2).leases
+        var paged: [ShardLease] = []
+        var after: Int64?
+        repeat {
+            let page = ledger.assignment(for: workers[0], membershipEpoch: 2, page: AssignmentPage(after: after, limit: 7))
+            #expect(page.leases.count <= 7 && page.directives.isEmpty)
+            paged += page.leases
+            after = page.next
+        } while after != nil
+        #expect(paged == whole && whole.count > 7)
+        // w0 finishes; a later page asks nothing of the ledger, the first page steals.
+        for lease in whole {
+            _ = try ledger.report(worker: workers[0], membershipEpoch: 2, shard: lease.shard, consumed: 10)
+        }
+        let later = ledger.assignment(for: workers[0], membershipEpoch: 2, page: AssignmentPage(after: 3, limit: 7))
+        #expect(later.leases.isEmpty && later.directives.isEmpty)
+        let first = ledger.assignment(for: workers[0], membershipEpoch: 2, page: AssignmentPage(limit: 7))
+        #expect(first.leases.count == 7 && first.directives.count == 1 && first.next != nil)
+    }
+
+    @Test("a worker may hold at most maxClaimsPerWorker started, unfinished shards")
+    func claimCap() throws {
+        let big = try DatasetSpec(name: "d", totalSamples: 10_000, shardSize: 1, shuffle: true, seed: 5)
+        var ledger = ShardLedger(spec: big, epoch: 0, members: [workers[0]], membershipEpoch: 1)
+        let leases = ledger.assignment(for: workers[0], membershipEpoch: 1).leases
+        for lease in leases.prefix(ShardLedger.maxClaimsPerWorker) {
+            _ = try ledger.report(worker: workers[0], membershipEpoch: 1, shard: lease.shard, consumed: 0)
+        }
+        let refused = #expect(throws: CoreError.self) {
+            try ledger.report(
+                worker: workers[0], membershipEpoch: 1, shard: leases[ShardLedger.maxClaimsPerWorker].shard,
+                consumed: 0)
+        }
+        #expect(refused?.code == .resourceExhausted && refused?.message.contains("finish some") == true)
+        // Finishing one makes room; the refused claim changed nothing.
+        #expect(ledger.inProgressCount == ShardLedger.maxClaimsPerWorker)
+        _ = try ledger.report(worker: workers[0], membershipEpoch: 1, shard: leases[0].shard, consumed: 1)
+        _ = try ledger.report(
+            worker: workers[0], membershipEpoch: 1, shard: leases[ShardLedger.maxClaimsPerWorker].shard, consumed: 0)
+        #expect(ledger.inProgressCount == ShardLedger.maxClaimsPerWorker)
     }
 
     @Test("a worker that runs out steals the later half of the unstarted shards of the most loaded")
@@ -120,14 +170,15 @@ struct ShardLedgerTests {
 
     /// What the database would hold for a ledger, fed by its directives.
     struct Persisted {
-        var records: [Int64: ShardRecord] = [:]
+        var deltas: [LedgerDelta] = []
         var members: [WorkerID]
         var membershipEpoch: UInt64
 
         mutating func keep(_ directives: [ShardLedger.Directive]) {
             for directive in directives {
                 switch directive {
-                case .persist(let changed): for record in changed { records[record.shard] = record }
+                case .persist(let changed): deltas.append(.records(changed))
+                case .moved(let move): deltas.append(.moved(move))
                 case .membersChanged(let list, let epoch): (members, membershipEpoch) = (list, epoch)
                 }
             }
@@ -138,7 +189,7 @@ struct ShardLedgerTests {
         ) -> (ledger: ShardLedger, directives: [ShardLedger.Directive]) {
             ShardLedger.restored(
                 spec: spec, epoch: 2, initialMembers: initial, initialMembershipEpoch: 4,
-                records: Array(records.values),
+                deltas: deltas,
                 lastMembers: members, lastMembershipEpoch: membershipEpoch, members: current, membershipEpoch: epoch)
         }
     }

@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -22,7 +22,13 @@ from dtruntime.errors import DeadlineExceeded, DtrError, from_status, rate_limit
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
-_END = object()
+
+class _EndOfStream:
+    """Put in a stream's request queue: the request iterator ends there."""
+
+
+_END = _EndOfStream()
+_Requests = queue.SimpleQueue[pb.BarrierStreamCall | _EndOfStream]
 # The largest stream message: every coordinator accepts it (its limit is 1 MiB above its --barrier-max-payload), so a
 # message never ends the stream for the calls that share it. Arrivals over half of it go as unary BarrierSync calls.
 MAX_MESSAGE_BYTES = 1 << 20
@@ -52,7 +58,7 @@ class _Stream:
     """One BarrierStream call: its outgoing queue and the calls sent on it that wait for an answer."""
 
     def __init__(self) -> None:
-        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.requests: _Requests = queue.SimpleQueue()
         self.pending: dict[int, _Call] = {}
 
 
@@ -97,6 +103,7 @@ class BarrierHub:
         if call.error is not None:
             raise call.error
         reply = call.reply
+        assert reply is not None, "a call is finished with a reply or an error"
         if reply.HasField("response"):
             return reply.response
         # The reply carries what BarrierSync's trailing metadata would: dtr-reason and its details.
@@ -126,8 +133,8 @@ class BarrierHub:
             try:
                 for reply in self._stub.BarrierStream(_batches(stream.requests)):
                     with self._lock:
-                        calls = [stream.pending.pop(call_id, None) for call_id in reply.call_ids]
-                    for call in calls:
+                        answered = [stream.pending.pop(call_id, None) for call_id in reply.call_ids]
+                    for call in answered:
                         if call is not None:
                             call.finish(reply)
             except grpc.RpcError as failure:
@@ -154,22 +161,22 @@ class BarrierHub:
             call.finish(error=failed)
 
 
-def _batches(requests: queue.SimpleQueue):
+def _batches(requests: _Requests) -> Iterator[pb.BarrierStreamRequest]:
     """The stream's messages: each carries the arrivals waiting when grpcio asks for the next one (up to
     ``MAX_MESSAGE_BYTES``), so arrivals that come together while a message is on its way leave together in the next."""
-    held = None
+    held: pb.BarrierStreamCall | _EndOfStream | None = None
     while True:
-        call = held if held is not None else requests.get()
+        first = held if held is not None else requests.get()
         held = None
-        if call is _END:
+        if isinstance(first, _EndOfStream):
             return
-        calls, size = [call], call.ByteSize() + _FIELD_OVERHEAD
+        calls, size = [first], first.ByteSize() + _FIELD_OVERHEAD
         while True:
             try:
                 call = requests.get_nowait()
             except queue.Empty:
                 break
-            if call is _END or size + call.ByteSize() + _FIELD_OVERHEAD > MAX_MESSAGE_BYTES:
+            if isinstance(call, _EndOfStream) or size + call.ByteSize() + _FIELD_OVERHEAD > MAX_MESSAGE_BYTES:
                 held = call
                 break
             calls.append(call)
@@ -177,14 +184,18 @@ def _batches(requests: queue.SimpleQueue):
         yield pb.BarrierStreamRequest(calls=calls)
 
 
+HubKey = tuple[str, str | None, bytes | None]
+"""A coordinator as the hubs know it: its address, the token and the CA certificates used to reach it."""
+
+
 class HubRegistry:
     """One hub per coordinator (address and credentials) for the whole process, counted by the clients using it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._hubs: dict[tuple, tuple[BarrierHub, int]] = {}
+        self._hubs: dict[HubKey, tuple[BarrierHub, int]] = {}
 
-    def acquire(self, key: tuple, open_channel: Callable[[], grpc.Channel], address: str) -> BarrierHub:
+    def acquire(self, key: HubKey, open_channel: Callable[[], grpc.Channel], address: str) -> BarrierHub:
         with self._lock:
             hub, users = self._hubs.get(key) or (BarrierHub(open_channel(), address), 0)
             self._hubs[key] = (hub, users + 1)
@@ -195,7 +206,7 @@ class HubRegistry:
         self._lock = threading.Lock()
         self._hubs = {}
 
-    def release(self, key: tuple) -> None:
+    def release(self, key: HubKey) -> None:
         with self._lock:
             hub, users = self._hubs[key]
             if users > 1:

@@ -9,59 +9,33 @@ with the part's size and sha256, atomically, last; a checkpoint exists once its 
 :class:`~dtruntime.worker.Worker`, or a coordinator and a worker id), it is one rank of a two-phase commit whose commit
 point is the coordinator: ``SaveCheckpoint`` says where to write, the rank writes and reports size and sha256 (or the
 failure), and the coordinator commits the manifest once every rank reported. The layout, the byte format and the
-guarantees are in docs/CHECKPOINTS.md.
+guarantees are in docs/CHECKPOINTS.md. The committers and the snapshotter are modules of their own
+(``checkpoint_standalone``, ``checkpoint_distributed``, ``checkpoint_snapshot``); this one puts them together.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
-import json
 import logging
-import math
-import operator
 import os
-import re
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import numpy as np
-
-from dtruntime.checkpoint_fork import ForkedWrite
+from dtruntime import validation
+from dtruntime.checkpoint_distributed import DistributedCommitter
 from dtruntime.checkpoint_format import EncodedState, decode, encode
-from dtruntime.checkpoint_manifest import (
-    CheckpointManifest,
-    CheckpointPart,
-    CheckpointStatus,
-    StoreLocation,
-)
-from dtruntime.checkpoint_store import (
-    BlobStore,
-    LocalStore,
-    S3Options,
-    WriteResult,
-    open_store,
-    parse_store,
-    validate_key,
-)
-from dtruntime.client import CheckpointReport, CheckpointTicket, CoordinatorClient
-from dtruntime.errors import (
-    CheckpointAborted,
-    CheckpointCorrupted,
-    CheckpointError,
-    CheckpointNotFound,
-    CheckpointStorageError,
-    CoordinatorUnavailable,
-    DeadlineExceeded,
-    DtrError,
-    FailedPrecondition,
-    NotFound,
-    StaleEpoch,
-)
+from dtruntime.checkpoint_keys import CheckpointKey
+from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointPart, StoreLocation
+from dtruntime.checkpoint_retention import RetentionPolicy, expired_checkpoints
+from dtruntime.checkpoint_save import PartWriter, SavedCheckpoint, SaveRequest
+from dtruntime.checkpoint_snapshot import Snapshot, Snapshotter
+from dtruntime.checkpoint_standalone import StandaloneCommitter
+from dtruntime.checkpoint_store import BlobStore, S3Options, WriteResult, open_store, parse_store
+from dtruntime.client import CheckpointTicket, CoordinatorClient
+from dtruntime.errors import CheckpointNotFound
 
 if TYPE_CHECKING:
     from dtruntime.worker import Worker
@@ -70,39 +44,15 @@ log = logging.getLogger("dtruntime")
 
 DEFAULT_STORE = "./checkpoints"
 DEFAULT_TASK = "local"
-_TASK = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MAX_INT64 = 2**63 - 1
-_MAX_METRICS = 256
-_MAX_FAILURE_CHARS = 1000
-_REPORT_MARGIN = 30.0
-"""Seconds a waiting part report may outlast the checkpoint's deadline (the coordinator answers at the deadline)."""
-_DEFAULT_WAIT = 600.0
-"""How long a waiting part report may take when the coordinator set no deadline."""
-_STALE_RETRY_SECONDS = 30.0
-"""How long a save waits for this worker's view to catch up with a membership change the coordinator already saw."""
-_REPORT_RETRY_FIRST_PAUSE = 0.05
-_REPORT_RETRY_MAX_PAUSE = 1.0
-"""Pauses between retries of a part report while the coordinator is unreachable: doubling, at most this long (a
-restarted coordinator is heard from within a second)."""
 
-
-@dataclass(frozen=True)
-class SavedCheckpoint:
-    """A finished save: the checkpoint, this rank's part and, once committed, the manifest."""
-
-    checkpoint_id: str
-    step: int
-    epoch: int
-    rank: int
-    world_size: int
-    status: CheckpointStatus
-    path: str
-    """Where this rank's part is: a file path or an ``s3://bucket/key`` URL."""
-    object_key: str
-    size_bytes: int
-    sha256: str
-    write_seconds: float
-    manifest: CheckpointManifest | None
+__all__ = [
+    "DEFAULT_STORE",
+    "DEFAULT_TASK",
+    "CheckpointManager",
+    "LoadedCheckpoint",
+    "SavedCheckpoint",
+    "expired_checkpoints",
+]
 
 
 @dataclass(frozen=True)
@@ -114,17 +64,6 @@ class LoadedCheckpoint:
     manifest: CheckpointManifest
     part: CheckpointPart
     data_restored: bool = False
-
-
-@dataclass(frozen=True)
-class _Request:
-    step: int
-    epoch: int
-    metrics: dict[str, float]
-    metadata: dict[str, str]
-    membership_epoch: int
-    rank: int | None
-    """The worker's rank when save() was called: the rank whose state this is."""
 
 
 class CheckpointManager:
@@ -181,28 +120,26 @@ class CheckpointManager:
             raise ValueError(f"snapshot must be 'copy' or 'fork' (got {snapshot!r})")
         if snapshot == "fork" and not hasattr(os, "fork"):
             raise ValueError("snapshot='fork' needs os.fork (Linux or macOS): use snapshot='copy'")
-        self._snapshot = snapshot
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ValueError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
-        self._distributed = worker is not None or coordinator is not None
-        self._worker = worker
-        self._client: CoordinatorClient | None = None
-        self._owns_client = False
-        self._worker_id = ""
-        self._epoch_source = membership_epoch
-        self._last_rank: int | None = None
-        self._task_id = task_id or ""
-        self._s3_options = s3_options or S3Options()
+        s3 = s3_options or S3Options()
         self._allow_pickle = allow_pickle
+        self._task_id = task_id or ""
+        # Exactly one of the two committers: the manager itself commits standalone, the coordinator distributed.
+        self._standalone: StandaloneCommitter | None = None
+        self._distributed: DistributedCommitter | None = None
+        self._owned_client: CoordinatorClient | None = None
         self._store: BlobStore | None = None
-        self._stores: dict[StoreLocation, BlobStore] = {}
+        """The standalone store."""
 
-        if self._distributed:
-            self._init_distributed(
+        if worker is not None or coordinator is not None:
+            self._distributed = self._distributed_committer(
                 store=store,
                 worker=worker,
                 coordinator=coordinator,
                 worker_id=worker_id,
+                membership_epoch=membership_epoch,
+                s3=s3,
                 location_given=bool(s3_endpoint or s3_region),
                 retention_given=keep_last is not None or bool(keep_best) or bool(best_metric),
             )
@@ -210,38 +147,37 @@ class CheckpointManager:
             if worker_id is not None or membership_epoch is not None:
                 raise ValueError("worker_id and membership_epoch need a coordinator (pass coordinator= or worker=)")
             self._task_id = task_id or DEFAULT_TASK
-            if not _TASK.fullmatch(self._task_id):
-                raise ValueError(f"task_id must be 1-64 characters of [A-Za-z0-9._-] (got {self._task_id!r})")
-            location = store if isinstance(store, StoreLocation) else None
-            if location is None:
+            validation.task_id(self._task_id)
+            if isinstance(store, StoreLocation):
+                location = store
+            else:
                 location = parse_store(
                     DEFAULT_STORE if store is None else store, s3_endpoint=s3_endpoint, s3_region=s3_region
                 )
-            self._store = open_store(location, s3=self._s3_options)
-        self._retention = _Retention.checked(keep_last, keep_best, best_metric, best_mode)
+            retention = RetentionPolicy.checked(keep_last, keep_best, best_metric, best_mode)
+            self._store = open_store(location, s3=s3)
+            self._standalone = StandaloneCommitter(self._store, self._task_id, retention)
 
-        self._lock = threading.Lock()  # the small shared state: caches, pending futures, executor, stores
-        self._claim_lock = threading.Lock()  # one attempt number per save
-        self._retention_lock = threading.Lock()  # one retention pass at a time
+        self._lock = threading.Lock()  # the pending futures and the executor
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
-        self._staging = _StagingPool(max_in_flight)
+        self._snapshotter = Snapshotter(snapshot, max_in_flight, s3)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future[SavedCheckpoint]] = []
-        self._manifests: dict[str, CheckpointManifest] = {}
-        self._last_commit: datetime.datetime | None = None
         self._closed = False
 
-    def _init_distributed(
+    def _distributed_committer(
         self,
         *,
         store: object,
         worker: Worker | None,
         coordinator: str | CoordinatorClient | None,
         worker_id: str | None,
+        membership_epoch: int | Callable[[], int] | None,
+        s3: S3Options,
         location_given: bool,
         retention_given: bool,
-    ) -> None:
+    ) -> DistributedCommitter:
         if store is not None or location_given:
             raise ValueError(
                 "in distributed mode the coordinator chooses the checkpoint store (its --checkpoint-store setting): "
@@ -255,36 +191,35 @@ class CheckpointManager:
             if coordinator is not None or worker_id is not None:
                 raise ValueError("pass either worker= or coordinator= with worker_id=, not both")
             # The worker's own channel: saves and loads share its connection (and its reconnect behaviour).
-            self._client = worker._client
-            self._worker_id = worker.worker_id
-            return
+            return DistributedCommitter(
+                worker.client, worker.worker_id, worker=worker, membership_epoch=membership_epoch, s3=s3
+            )
         if not worker_id:
             raise ValueError("coordinator= needs worker_id= (the id of a registered worker of the task)")
-        if self._epoch_source is None:
+        if membership_epoch is None:
             raise ValueError(
                 "coordinator= needs membership_epoch= (the worker's current membership epoch, or a function returning "
                 "it: the coordinator refuses saves with a stale one); or pass worker= instead"
             )
         if isinstance(coordinator, CoordinatorClient):
-            self._client = coordinator
+            client = coordinator
         else:
-            self._client = CoordinatorClient(coordinator)
-            self._owns_client = True
-        self._worker_id = worker_id
+            client = self._owned_client = CoordinatorClient(coordinator)
+        return DistributedCommitter(client, worker_id, worker=None, membership_epoch=membership_epoch, s3=s3)
 
     # MARK: properties
 
     @property
     def distributed(self) -> bool:
         """True when saves go through the coordinator's two-phase commit."""
-        return self._distributed
+        return self._distributed is not None
 
     @property
     def location(self) -> StoreLocation | None:
         """The store (standalone), or the coordinator's store once a save or load has used it (distributed)."""
-        if self._store is not None:
-            return self._store.location
-        return next(iter(self._stores), None)
+        if self._standalone is not None:
+            return self._standalone.store.location
+        return self._require_distributed().location
 
     @property
     def in_flight(self) -> int:
@@ -355,48 +290,42 @@ class CheckpointManager:
         :class:`CheckpointStorageError`, or :class:`CheckpointAborted` when the coordinator aborted the checkpoint.
         """
         self._check_open()
-        request = _Request(
-            step=_count("step", step),
-            epoch=_count("epoch", epoch),
-            metrics=_metrics(metrics),
-            metadata=_metadata(metadata),
-            membership_epoch=self._membership_epoch() if self._distributed else 0,
-            rank=self._worker.rank if self._worker is not None else None,
+        distributed = self._distributed
+        request = SaveRequest(
+            step=validation.count("step", step),
+            epoch=validation.count("epoch", epoch),
+            metrics=validation.checkpoint_metrics(metrics),
+            metadata=validation.checkpoint_metadata(metadata),
+            membership_epoch=distributed.membership_epoch() if distributed is not None else 0,
+            rank=distributed.worker_rank() if distributed is not None else None,
         )
         if blocking:
-            return self._write(encode(state, allow_pickle=self._allow_pickle), request, None)
+            encoded = encode(state, allow_pickle=self._allow_pickle)
+            return self._commit(_writer(encoded), request, None, None)
 
         self._slots.acquire()
-        buffers: list[np.ndarray] = []
         try:
             encoded = encode(state, allow_pickle=self._allow_pickle)
             # Phase one here, not on the background thread: the coordinator records the data position when a rank
             # opens its checkpoint, and it must be the position of the state being captured now.
-            ticket = self._begin(request) if self._distributed else None
-
-            def allocate(size: int) -> np.ndarray:
-                buffers.append(self._staging.take(size))
-                return buffers[-1]
-
+            ticket = distributed.begin(request) if distributed is not None else None
             try:
-                if self._snapshot == "fork":
-                    future = self._pool().submit(
-                        self._write_part_with, self._fork(encoded, request, ticket), request, ticket
-                    )
-                else:
-                    snapshot = encoded.snapshot(allocate)
-                    future = self._pool().submit(self._write, snapshot, request, ticket)
+                snapshot, claimed = self._capture(encoded, request, ticket)
+                try:
+                    future = self._pool().submit(self._commit, snapshot.write, request, ticket, claimed)
+                except BaseException:
+                    self._snapshotter.release(snapshot)
+                    raise
             except BaseException as error:
-                if ticket is not None:
-                    self._report_failure(ticket, error)
+                if distributed is not None and ticket is not None:
+                    distributed.report_failure(ticket, error)
                 raise
         except BaseException:
-            self._staging.give(*buffers)
             self._slots.release()
             raise
 
         def finished(_: concurrent.futures.Future[SavedCheckpoint]) -> None:
-            self._staging.give(*buffers)
+            self._snapshotter.release(snapshot)
             self._slots.release()
 
         future.add_done_callback(finished)
@@ -404,236 +333,27 @@ class CheckpointManager:
             self._pending.append(future)
         return future
 
-    def _write(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket | None) -> SavedCheckpoint:
-        return self._write_part_with(lambda store, key: store.write_part(key, encoded), request, ticket)
+    def _capture(
+        self, encoded: EncodedState, request: SaveRequest, ticket: CheckpointTicket | None
+    ) -> tuple[Snapshot, CheckpointKey | None]:
+        """The state as of now, for a background save; with a fork, also the standalone checkpoint it writes to (the
+        child writes at once, so the destination is decided here)."""
+        if self._snapshotter.mode == "copy":
+            return self._snapshotter.copy(encoded), None
+        if ticket is not None:
+            store = self._require_distributed().destination(ticket)
+            return self._snapshotter.fork(encoded, store, ticket.object_key), None
+        standalone = self._require_standalone()
+        claimed = standalone.claim(request.step)
+        return self._snapshotter.fork(encoded, standalone.store, claimed.part_key(0)), claimed
 
-    def _write_part_with(
-        self, write: _PartWriter | _ForkedPart, request: _Request, ticket: CheckpointTicket | None
+    def _commit(
+        self, write: PartWriter, request: SaveRequest, ticket: CheckpointTicket | None, claimed: CheckpointKey | None
     ) -> SavedCheckpoint:
         """The rest of a save once it is known how the part gets written (here, or by a forked child)."""
-        if isinstance(write, _ForkedPart):
-            return write.finish(self)
-        if self._distributed:
-            return self._write_distributed(write, request, ticket or self._begin(request))
-        return self._write_standalone(write, request)
-
-    def _fork(self, encoded: EncodedState, request: _Request, ticket: CheckpointTicket | None) -> _ForkedPart:
-        """Starts a forked write of the part, from the caller's thread (the child sees the state as of now)."""
-        if ticket is not None:
-            validate_key(ticket.object_key)
-            store = self._store_for(ticket.store, create_root=False)
-            return _ForkedPart(
-                request, ticket, None, ForkedWrite.start(store, ticket.object_key, encoded, s3=self._s3_options)
-            )
-        store = self._require_store()
-        prefix = self._claim(store, request.step)
-        key = f"{prefix}/rank-00000.part"
-        return _ForkedPart(request, None, prefix, ForkedWrite.start(store, key, encoded, s3=self._s3_options))
-
-    def _write_standalone(self, write: _PartWriter, request: _Request, prefix: str | None = None) -> SavedCheckpoint:
-        store = self._require_store()
-        created = _now()
-        prefix = prefix or self._claim(store, request.step)
-        part_key = f"{prefix}/rank-00000.part"
-        manifest_key = f"{prefix}/manifest.json"
-        try:
-            written = write(store, part_key)
-            manifest = CheckpointManifest(
-                checkpoint_id=prefix,
-                task_id=self._task_id,
-                step=request.step,
-                epoch=request.epoch,
-                world_size=1,
-                parts=(CheckpointPart(0, part_key, written.size_bytes, written.sha256),),
-                metrics=request.metrics,
-                metadata=request.metadata,
-                created_at=created,
-                committed_at=self._commit_time(store),
-                store=store.location,
-                manifest_key=manifest_key,
-            )
-            # The commit point: the checkpoint is visible once its manifest exists, and the manifest is written whole.
-            store.put(manifest_key, json.dumps(manifest.to_json(), indent=1, allow_nan=False).encode() + b"\n")
-        except BaseException:
-            try:
-                store.delete_prefix(prefix)
-            except CheckpointError as cleanup:
-                log.warning("could not remove the unfinished checkpoint %s: %s", prefix, cleanup)
-            raise
-        with self._lock:
-            self._manifests[prefix] = manifest
-        self._apply_retention(store)
-        return SavedCheckpoint(
-            checkpoint_id=prefix,
-            step=request.step,
-            epoch=request.epoch,
-            rank=0,
-            world_size=1,
-            status=CheckpointStatus.COMMITTED,
-            path=store.url(part_key),
-            object_key=part_key,
-            size_bytes=written.size_bytes,
-            sha256=written.sha256,
-            write_seconds=written.seconds,
-            manifest=manifest,
-        )
-
-    def _commit_time(self, store: BlobStore) -> datetime.datetime:
-        """Now, but strictly after every commit this store has seen: commit order decides which checkpoint is the
-        latest, and two saves within one millisecond must not tie."""
-        with self._claim_lock:
-            if self._last_commit is None:
-                committed = self._committed(store)
-                self._last_commit = committed[-1].committed_at if committed else _now()
-            moment = max(_now(), self._last_commit + datetime.timedelta(milliseconds=1))
-            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)  # the manifest keeps milliseconds
-            self._last_commit = moment
-            return moment
-
-    def _claim(self, store: BlobStore, step: int) -> str:
-        """A fresh ``task/step-…-aN`` prefix for a save of ``step``: attempt numbers go up when a step is saved again
-        (the last committed attempt of a step is the one loaded)."""
-        with self._claim_lock:
-            for attempt in range(1, 100_000):
-                prefix = f"{self._task_id}/step-{step:012d}-a{attempt}"
-                if store.claim(prefix):
-                    return prefix
-        raise CheckpointError(f"step {step} of task {self._task_id!r} was saved 100000 times: clean up the store")
-
-    def _begin(self, request: _Request) -> CheckpointTicket:
-        """Phase one, from the caller's thread: first the batches the worker handed out are committed (so the data
-        position includes the batch the model was just trained on), then the checkpoint is opened."""
-        commit_progress = getattr(self._worker, "commit_progress", None)
-        if commit_progress is not None:
-            commit_progress()
-        ticket = self._open(self._require_client(), request)
-        self._last_rank = ticket.rank
-        return ticket
-
-    def _write_distributed(self, write: _PartWriter, request: _Request, ticket: CheckpointTicket) -> SavedCheckpoint:
-        client = self._require_client()
-        try:
-            validate_key(ticket.object_key)
-            store = self._store_for(ticket.store, create_root=False)
-            written = write(store, ticket.object_key)
-        except BaseException as error:
-            # Tell the coordinator at once, so the checkpoint aborts now rather than at its deadline.
-            self._report_failure(ticket, error)
-            raise
-        report = self._report_part(client, ticket, request, written)
-        if report.status == CheckpointStatus.ABORTED:
-            raise CheckpointAborted(
-                f"checkpoint {ticket.checkpoint_id} (step {request.step}) was aborted by the coordinator: "
-                f"{report.abort_reason or 'no reason given'}; nothing of it is visible, save again"
-            )
-        if report.status != CheckpointStatus.COMMITTED:
-            raise CheckpointError(
-                f"checkpoint {ticket.checkpoint_id} (step {request.step}) is still {report.status.name} after its "
-                f"deadline ({report.reported_parts} of {report.world_size} parts reported): is a rank stuck?"
-            )
-        return SavedCheckpoint(
-            checkpoint_id=ticket.checkpoint_id,
-            step=request.step,
-            epoch=request.epoch,
-            rank=ticket.rank,
-            world_size=ticket.world_size,
-            status=report.status,
-            path=store.url(ticket.object_key),
-            object_key=ticket.object_key,
-            size_bytes=written.size_bytes,
-            sha256=written.sha256,
-            write_seconds=written.seconds,
-            manifest=report.manifest,
-        )
-
-    def _report_part(
-        self, client: CoordinatorClient, ticket: CheckpointTicket, request: _Request, written: WriteResult
-    ) -> CheckpointReport:
-        """Phase two: reports the written part and waits for the outcome. The coordinator takes the same report (same
-        worker, checkpoint, size and sha256) again without effect, so when it is unreachable or the call times out (a
-        restart, a network blip) the report is sent again, pausing up to a second between tries, until the
-        checkpoint's deadline: a part already written is not given up for an outage the commit can outlive."""
-        give_up = time.monotonic() + (
-            _DEFAULT_WAIT if ticket.deadline is None else (ticket.deadline - _now()).total_seconds()
-        )
-        pause = _REPORT_RETRY_FIRST_PAUSE
-        while True:
-            try:
-                return client.report_checkpoint_part(
-                    self._worker_id,
-                    ticket.checkpoint_id,
-                    size_bytes=written.size_bytes,
-                    sha256=written.sha256,
-                    write_seconds=written.seconds,
-                    wait=True,
-                    timeout=_report_timeout(ticket),
-                )
-            except (CoordinatorUnavailable, DeadlineExceeded) as error:
-                remaining = give_up - time.monotonic()
-                if remaining <= 0:
-                    raise
-                log.warning(
-                    "reporting the part of %s failed (%s); retrying in %.2fs, for up to %.0fs (its deadline)",
-                    ticket.checkpoint_id,
-                    error,
-                    min(pause, remaining),
-                    remaining,
-                )
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, _REPORT_RETRY_MAX_PAUSE)
-            except FailedPrecondition as error:
-                # A report that arrives after the abort (a peer's failure came first, or the checkpoint was aborted
-                # while the coordinator was out of reach) is refused; it is the same outcome as an ABORTED reply.
-                if error.reason != "CHECKPOINT_ABORTED":
-                    raise
-                raise CheckpointAborted(
-                    f"checkpoint {ticket.checkpoint_id} (step {request.step}) was aborted by the coordinator before "
-                    f"this rank's report arrived: {error.message}",
-                    error.code,
-                ) from None
-
-    def _open(self, client: CoordinatorClient, request: _Request) -> CheckpointTicket:
-        """Phase one. When the coordinator refuses a stale membership epoch (a worker joined or left since the state
-        was captured) and this worker's rank is still the same, the state is still this rank's: retry with the
-        current epoch. When the rank changed, the state belongs to the old rank; the caller must decide."""
-        membership_epoch = request.membership_epoch
-        deadline = time.monotonic() + _STALE_RETRY_SECONDS
-        while True:
-            try:
-                return client.save_checkpoint(
-                    self._worker_id,
-                    membership_epoch=membership_epoch,
-                    step=request.step,
-                    epoch=request.epoch,
-                    metrics=request.metrics,
-                    metadata=request.metadata,
-                )
-            except StaleEpoch as error:
-                if self._worker is None:
-                    raise
-                try:
-                    view = self._worker.wait_for(
-                        lambda view, sent=membership_epoch: view.membership_epoch > sent,
-                        timeout=max(0.0, deadline - time.monotonic()),
-                    )
-                except (TimeoutError, DtrError):
-                    raise error from None
-                if view.rank != request.rank:
-                    raise StaleEpoch(
-                        f"{error.message} (this worker's rank changed from {request.rank} to {view.rank} since the "
-                        "state was captured: save the new rank's state)",
-                        error.code,
-                        error.reason,
-                        error.membership_epoch,
-                    ) from None
-                membership_epoch = view.membership_epoch
-
-    def _report_failure(self, ticket: CheckpointTicket, error: BaseException) -> None:
-        reason = (f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)[:_MAX_FAILURE_CHARS]
-        try:
-            self._require_client().report_checkpoint_part(self._worker_id, ticket.checkpoint_id, failure=reason)
-        except DtrError as report_error:
-            log.warning("could not report the failed part of %s: %s", ticket.checkpoint_id, report_error)
+        if self._distributed is not None:
+            return self._distributed.commit(write, request, ticket or self._distributed.begin(request))
+        return self._require_standalone().commit(write, request, claimed)
 
     # MARK: loading
 
@@ -661,7 +381,7 @@ class CheckpointManager:
         its state from the others (:meth:`DataParallel.resume <dtruntime.DataParallel.resume>` does both right).
         """
         try:
-            return self.load_checkpoint(restore_data=self._distributed)
+            return self.load_checkpoint(restore_data=self._distributed is not None)
         except CheckpointNotFound:
             return None
 
@@ -671,24 +391,19 @@ class CheckpointManager:
         """Like :meth:`load`, with the manifest and the part it came from."""
         self._check_open()
         if step is not None:
-            step = _count("step", step)
-        if not self._distributed:
+            step = validation.count("step", step)
+        if self._standalone is not None:
             if restore_data:
                 raise ValueError("restore_data needs a coordinator: standalone checkpoints record no data position")
-            store = self._require_store()
-            manifest = self._find(store, step)
+            manifest = self._standalone.find(step)
             part = manifest.part_for(0 if rank is None else rank)
-            data_restored = False
+            store, data_restored = self._standalone.store, False
         else:
-            try:
-                lookup = self._require_client().load_checkpoint(
-                    self._worker_id, task_id=self._task_id, step=step, restore_data=restore_data
-                )
-            except NotFound as error:
-                raise CheckpointNotFound(error.message, error.code) from None
+            committer = self._require_distributed()
+            lookup = committer.lookup(step, task_id=self._task_id, restore_data=restore_data)
             manifest, data_restored = lookup.manifest, lookup.data_restored
-            part = manifest.part_for(self._rank() if rank is None else rank)
-            store = self._store_for(manifest.store, create_root=False)
+            part = manifest.part_for(committer.rank() if rank is None else rank)
+            store = committer.store_for(manifest.store)
         data = store.read_part(part)
         state = decode(data, allow_pickle=self._allow_pickle, source=store.url(part.object_key))
         return LoadedCheckpoint(state, manifest, part, data_restored)
@@ -697,60 +412,7 @@ class CheckpointManager:
         """Committed checkpoints of this store and task, in commit order (the last is the latest). Standalone only:
         the coordinator lists distributed ones (``GET /api/checkpoints``)."""
         self._check_open()
-        return self._committed(self._require_store())
-
-    def _committed(self, store: BlobStore) -> list[CheckpointManifest]:
-        """Manifests of the committed checkpoints (those with a manifest), in commit order.
-
-        "Latest" is the last committed, not the highest step: a job that rolled back to an earlier checkpoint saves
-        the steps it reaches again as new attempts, and those are newer than the abandoned higher steps.
-        """
-        pattern = re.compile(rf"({re.escape(self._task_id)}/step-\d{{12,}}-a[1-9]\d*)/manifest\.json")
-        ids = [match[1] for key in store.list_keys(self._task_id) if (match := pattern.fullmatch(key))]
-        return sorted((self._manifest(store, checkpoint_id) for checkpoint_id in ids), key=_commit_order)
-
-    def _manifest(self, store: BlobStore, checkpoint_id: str) -> CheckpointManifest:
-        with self._lock:
-            cached = self._manifests.get(checkpoint_id)
-        if cached is not None:
-            return cached
-        key = f"{checkpoint_id}/manifest.json"
-        raw = store.get(key)
-        if raw is None:
-            raise CheckpointNotFound(f"checkpoint {checkpoint_id} was deleted meanwhile ({store.url(key)})")
-        try:
-            manifest = CheckpointManifest.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CheckpointCorrupted(f"the manifest {store.url(key)} is unreadable: {error!r}") from error
-        if manifest.checkpoint_id != checkpoint_id or not manifest.parts:
-            raise CheckpointCorrupted(f"the manifest {store.url(key)} does not describe checkpoint {checkpoint_id}")
-        with self._lock:
-            self._manifests[checkpoint_id] = manifest
-        return manifest
-
-    def _find(self, store: BlobStore, step: int | None) -> CheckpointManifest:
-        committed = self._committed(store)
-        matching = [manifest for manifest in committed if step is None or manifest.step == step]
-        if not matching:
-            where = f"{store.location.uri} (task {self._task_id!r})"
-            if not committed:
-                raise CheckpointNotFound(f"no checkpoint in {where} yet")
-            steps = ", ".join(str(s) for s in sorted({manifest.step for manifest in committed}))
-            raise CheckpointNotFound(f"no checkpoint of step {step} in {where}; saved steps: {steps}")
-        return matching[-1]
-
-    # MARK: retention
-
-    def _apply_retention(self, store: BlobStore) -> None:
-        if self._retention is None:
-            return
-        # One pass at a time: concurrent saves must not delete each other's choices.
-        with self._retention_lock:
-            for manifest in expired_checkpoints(self._committed(store), **self._retention.arguments()):
-                log.info("checkpoint retention deletes %s", manifest.checkpoint_id)
-                store.delete_prefix(manifest.checkpoint_id, first=manifest.manifest_key or None)
-                with self._lock:
-                    self._manifests.pop(manifest.checkpoint_id, None)
+        return self._require_standalone().committed()
 
     # MARK: draining and closing
 
@@ -782,11 +444,13 @@ class CheckpointManager:
             self._closed = True
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
-            self._staging.clear()
-            for store in [*self._stores.values(), *([self._store] if self._store is not None else [])]:
-                store.close()
-            if self._owns_client and self._client is not None:
-                self._client.close()
+            self._snapshotter.clear()
+            if self._standalone is not None:
+                self._standalone.close()
+            if self._distributed is not None:
+                self._distributed.close()
+            if self._owned_client is not None:
+                self._owned_client.close()
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -816,216 +480,20 @@ class CheckpointManager:
                 )
             return self._executor
 
-    def _require_store(self) -> BlobStore:
-        if self._store is None:
+    def _require_standalone(self) -> StandaloneCommitter:
+        if self._standalone is None:
             raise ValueError("listing checkpoints is standalone only: the coordinator lists distributed ones")
-        return self._store
+        return self._standalone
 
-    def _require_client(self) -> CoordinatorClient:
-        assert self._client is not None, "distributed mode always has a client"
-        return self._client
-
-    def _store_for(self, location: StoreLocation, *, create_root: bool) -> BlobStore:
-        with self._lock:
-            store = self._stores.get(location)
-            if store is None:
-                if not location.uri:
-                    raise CheckpointError("the coordinator sent no checkpoint store location: is it configured?")
-                store = open_store(location, s3=self._s3_options)
-                if isinstance(store, LocalStore) and not create_root and not store.root.is_dir():
-                    raise CheckpointStorageError(
-                        f"the coordinator's checkpoint store {location.uri} is not a directory on this machine: a "
-                        "local store must be a directory every worker and the coordinator share (e.g. NFS); use an "
-                        "s3:// store otherwise"
-                    )
-                self._stores[location] = store
-            return store
-
-    def _membership_epoch(self) -> int:
-        if self._worker is not None:
-            return self._worker.membership_epoch
-        source = self._epoch_source
-        if callable(source):
-            return int(source())
-        return int(source or 0)
-
-    def _rank(self) -> int | None:
-        if self._worker is not None:
-            return self._worker.rank
-        return self._last_rank
+    def _require_distributed(self) -> DistributedCommitter:
+        assert self._distributed is not None, "a manager is standalone or distributed"
+        return self._distributed
 
 
-# MARK: retention policy
+def _writer(encoded: EncodedState) -> PartWriter:
+    """Writes the part straight from the state's memory (a blocking save)."""
 
+    def write(store: BlobStore, key: str) -> WriteResult:
+        return store.write_part(key, encoded)
 
-@dataclass(frozen=True)
-class _Retention:
-    keep_last: int
-    keep_best: int
-    metric: str | None
-    mode: Literal["min", "max"]
-
-    @classmethod
-    def checked(
-        cls, keep_last: int | None, keep_best: int, metric: str | None, mode: Literal["min", "max"]
-    ) -> _Retention | None:
-        if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
-            raise ValueError(f"keep_last must be an integer >= 1, or None to keep every checkpoint (got {keep_last!r})")
-        if not isinstance(keep_best, int) or keep_best < 0:
-            raise ValueError(f"keep_best must be an integer >= 0 (got {keep_best!r})")
-        if keep_best and not metric:
-            raise ValueError("keep_best needs best_metric, the metric that ranks checkpoints (e.g. best_metric='loss')")
-        if keep_best and keep_last is None:
-            raise ValueError("keep_best needs keep_last (without keep_last every checkpoint is kept anyway)")
-        if mode not in ("min", "max"):
-            raise ValueError(f"best_mode must be 'min' (lower is better) or 'max' (got {mode!r})")
-        return None if keep_last is None else cls(keep_last, keep_best, metric, mode)
-
-    def arguments(self) -> dict[str, Any]:
-        return {"keep_last": self.keep_last, "keep_best": self.keep_best, "metric": self.metric, "mode": self.mode}
-
-
-def expired_checkpoints(
-    manifests: Iterable[CheckpointManifest],
-    *,
-    keep_last: int,
-    keep_best: int = 0,
-    metric: str | None = None,
-    mode: Literal["min", "max"] = "min",
-) -> list[CheckpointManifest]:
-    """The checkpoints a retention policy deletes, in commit order: all but the ``keep_last`` last committed and the
-    ``keep_best`` best by ``metric`` (ties go to the newer; a missing or NaN metric never counts as best). The latest
-    checkpoint is always kept.
-
-    The coordinator's ``RetentionPolicy`` rules; "last" is by commit order (``committed_at``, then step and attempt),
-    which after a rollback is not the highest step.
-    """
-    newest_first = sorted(manifests, key=_commit_order, reverse=True)
-    keep = {manifest.checkpoint_id for manifest in newest_first[: max(1, keep_last)]}
-    if keep_best > 0 and metric:
-        ranked = [m for m in newest_first if not math.isnan(m.metrics.get(metric, math.nan))]
-        ranked.sort(key=lambda m: m.metrics[metric] if mode == "min" else -m.metrics[metric])  # stable: newer first
-        keep.update(manifest.checkpoint_id for manifest in ranked[:keep_best])
-    return [manifest for manifest in reversed(newest_first) if manifest.checkpoint_id not in keep]
-
-
-def _commit_order(manifest: CheckpointManifest) -> tuple[datetime.datetime, int, int]:
-    match = re.search(r"-a(\d+)$", manifest.checkpoint_id)
-    return (manifest.committed_at, manifest.step, int(match[1]) if match else 0)
-
-
-# MARK: staging buffers
-
-
-class _StagingPool:
-    """Host buffers for the snapshots of background saves, reused from one save to the next.
-
-    Copying into memory that is already mapped is several times faster than into fresh pages (the first touch of each
-    page costs a fault), which is most of what ``save(blocking=False)`` costs the caller. At most ``capacity`` idle
-    buffers are kept; :meth:`clear` frees them.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._idle: list[np.ndarray] = []
-        self._lock = threading.Lock()
-
-    def take(self, size: int) -> np.ndarray:
-        with self._lock:
-            fitting = [buffer for buffer in self._idle if buffer.nbytes >= size]
-            if fitting:
-                best = min(fitting, key=lambda buffer: buffer.nbytes)
-                self._idle = [buffer for buffer in self._idle if buffer is not best]
-                return best
-            if self._idle:  # too small for this state: free one before allocating, so memory stays bounded
-                self._idle.remove(max(self._idle, key=lambda buffer: buffer.nbytes))
-        return np.empty(max(size, 1), dtype=np.uint8)
-
-    def give(self, *buffers: np.ndarray) -> None:
-        with self._lock:
-            self._idle.extend(buffers)
-            while len(self._idle) > self._capacity:
-                self._idle.remove(min(self._idle, key=lambda buffer: buffer.nbytes))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._idle.clear()
-
-
-# MARK: validation
-
-
-def _count(name: str, value: object) -> int:
-    """A step or epoch: an integer (Python or numpy) between 0 and 2^63-1."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be an integer >= 0 (got {value!r})")
-    number = operator.index(value)  # type: ignore[call-overload]
-    if not 0 <= number <= _MAX_INT64:
-        raise ValueError(f"{name} must be an integer >= 0 (got {number})")
-    return number
-
-
-def _name_ok(name: object) -> bool:
-    return isinstance(name, str) and 1 <= len(name) <= 128 and all(0x21 <= ord(char) <= 0x7E for char in name)
-
-
-def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
-    values = dict(metrics or {})
-    if len(values) > _MAX_METRICS:
-        raise ValueError(f"at most {_MAX_METRICS} metrics per checkpoint (got {len(values)})")
-    result = {}
-    for name, value in values.items():
-        if not _name_ok(name):
-            raise ValueError(f"metric names must be 1-128 printable ASCII characters without spaces (got {name!r})")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"metric {name!r} must be a number (got {value!r})")
-        if not math.isfinite(value):
-            # Metrics rank checkpoints (keep-best retention); the coordinator refuses NaN and infinities too.
-            raise ValueError(f"metric {name!r} must be finite (got {value!r}): leave it out of metrics=")
-        result[name] = float(value)
-    return result
-
-
-def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    values = dict(metadata or {})
-    if len(values) > _MAX_METRICS:
-        raise ValueError(f"at most {_MAX_METRICS} metadata entries per checkpoint (got {len(values)})")
-    for name, value in values.items():
-        if not _name_ok(name):
-            raise ValueError(f"metadata keys must be 1-128 printable ASCII characters without spaces (got {name!r})")
-        if not isinstance(value, str):
-            raise ValueError(f"metadata values must be str (got {type(value).__name__} for {name!r})")
-    return values
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.timezone.utc)
-
-
-def _report_timeout(ticket: CheckpointTicket) -> float:
-    if ticket.deadline is None:
-        return _DEFAULT_WAIT
-    return max(0.0, (ticket.deadline - _now()).total_seconds()) + _REPORT_MARGIN
-
-
-_PartWriter = Callable[[BlobStore, str], WriteResult]
-"""Writes the part to a key of a store."""
-
-
-@dataclass(frozen=True)
-class _ForkedPart:
-    """A background save whose part a forked child is writing: the rest of the save waits for it."""
-
-    request: _Request
-    ticket: CheckpointTicket | None
-    prefix: str | None
-    child: ForkedWrite
-
-    def finish(self, manager: CheckpointManager) -> SavedCheckpoint:
-        # The child already writes; the writer just waits for its result.
-        def written(_store: BlobStore, _key: str) -> WriteResult:
-            return self.child.result()
-
-        if self.ticket is not None:
-            return manager._write_distributed(written, self.request, self.ticket)
-        return manager._write_standalone(written, self.request, self.prefix)
+    return write

@@ -283,7 +283,7 @@ def _source_chunks(source: Source, chunk_bytes: int) -> Iterator[memoryview]:
     if source.nbytes == 0:
         return
     if source.flags.c_contiguous:
-        flat = memoryview(source.reshape(-1).view(np.uint8))
+        flat = source.reshape(-1).view(np.uint8).data
         for start in range(0, len(flat), chunk_bytes):
             yield flat[start : start + chunk_bytes]
         return
@@ -462,7 +462,7 @@ class _Decoder:
         if raw.nbytes == 0:
             tensor = torch.empty(shape, dtype=dtype)
         else:
-            tensor = torch.frombuffer(memoryview(raw), dtype=dtype).reshape(shape)
+            tensor = torch.frombuffer(raw.data, dtype=dtype).reshape(shape)
         if node.get("requires_grad"):
             tensor.requires_grad_(True)
         return tensor
@@ -476,7 +476,7 @@ class _Decoder:
             )
         blob = self._buffer(node)
         try:
-            return pickle.loads(memoryview(blob))
+            return pickle.loads(blob.data)
         except Exception as error:
             raise CheckpointError(
                 f"{self.source}: cannot unpickle {path} (a {kind}): {error!r}; is the module defining it importable?"

@@ -27,16 +27,18 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from dtruntime.checkpoint_format import EncodedState
 from dtruntime.checkpoint_manifest import CheckpointPart, StoreLocation
 from dtruntime.errors import CheckpointCorrupted, CheckpointStorageError
+from dtruntime.validation import object_key as validate_key
 
-MAX_KEY_BYTES = 512
-_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+if TYPE_CHECKING:  # boto3's types come from boto3-stubs (a development dependency), not from boto3
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
 ACCEPTED_STORES = (
     'a directory ("./checkpoints", "/data/ckpt"), "file:///absolute/dir", or "s3://bucket" / "s3://bucket/prefix"'
@@ -116,20 +118,6 @@ class BlobStore(Protocol):
 
 
 # MARK: locations and keys
-
-
-def validate_key(key: str, field: str = "object_key") -> str:
-    """Returns ``key`` if it is a safe relative key; raises ``ValueError`` naming the rule otherwise."""
-    segments = key.split("/")
-    if not (
-        1 <= len(key.encode()) <= MAX_KEY_BYTES
-        and all(_SEGMENT.fullmatch(segment) and segment not in (".", "..") for segment in segments)
-    ):
-        raise ValueError(
-            f"{field} must be 1-{MAX_KEY_BYTES} bytes of /-separated [A-Za-z0-9._-] segments, none empty, . or .. "
-            f"(got {key!r})"
-        )
-    return key
 
 
 def parse_store(
@@ -236,7 +224,7 @@ def _verify(data: np.ndarray, part: CheckpointPart, where: str) -> np.ndarray:
             f"checkpoint part {where} is {data.nbytes} bytes, its manifest says {part.size_bytes}: it was truncated or "
             "replaced after the commit; load another step"
         )
-    digest = hashlib.sha256(memoryview(data)).hexdigest()
+    digest = hashlib.sha256(data.data).hexdigest()
     if digest != part.sha256.lower():
         raise CheckpointCorrupted(
             f"checkpoint part {where} has sha256 {digest}, its manifest says {part.sha256}: its bytes changed after "
@@ -356,7 +344,7 @@ class LocalStore:
                         "truncated or replaced after the commit; load another step"
                     )
                 data = np.empty(size, dtype=np.uint8)
-                view = memoryview(data)
+                view = data.data
                 hasher = _Sha256Pipeline()
                 try:
                     position = 0
@@ -395,7 +383,7 @@ class LocalStore:
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self.root / validate_key(prefix)
-        keys = []
+        keys: list[str] = []
         for directory, _, files in os.walk(base):
             relative = Path(directory).relative_to(self.root).as_posix()
             keys.extend(f"{relative}/{name}" for name in files if ".tmp-" not in name)
@@ -495,7 +483,7 @@ class S3Store:
         hasher = _Sha256Pipeline()
         reader = _ChunkReader(encoded.chunks(), hasher)
         try:
-            self._client.upload_fileobj(reader, self.bucket, self._key(key), Config=self._transfer)
+            self._client.upload_fileobj(_as_file(reader), self.bucket, self._key(key), Config=self._transfer)
         except Exception as error:
             hasher.abandon()
             raise self._error(error, "upload", key) from error
@@ -525,7 +513,7 @@ class S3Store:
             )
         data = np.empty(size, dtype=np.uint8)
         try:
-            self._client.download_fileobj(self.bucket, key, _BufferWriter(data), Config=self._transfer)
+            self._client.download_fileobj(self.bucket, key, _as_file(_BufferWriter(data)), Config=self._transfer)
         except Exception as error:
             raise self._error(error, "download", part.object_key) from error
         return _verify(data, part, self.url(part.object_key))
@@ -548,7 +536,7 @@ class S3Store:
     def list_keys(self, prefix: str) -> list[str]:
         full = self._key(prefix) + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys = []
+        keys: list[str] = []
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(item["Key"][strip:] for item in page.get("Contents", ()))
@@ -566,7 +554,7 @@ class S3Store:
                 self._client.delete_object(Bucket=self.bucket, Key=self._key(first))
             keys = [self._key(key) for key in self.list_keys(prefix)]
             for start in range(0, len(keys), 1000):
-                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
                 self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         except CheckpointStorageError:
             raise
@@ -606,6 +594,12 @@ def _s3_code(error: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _as_file(raw: io.RawIOBase) -> IO[bytes]:
+    """A raw stream as the binary file boto3's transfers take: they call only read, write, seek and tell, which
+    ``io.RawIOBase`` has (its typing does not say it is an ``IO[bytes]``, which is a protocol of more methods)."""
+    return cast(IO[bytes], raw)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -664,7 +658,7 @@ class _BufferWriter(io.RawIOBase):
 
     def __init__(self, data: np.ndarray) -> None:
         super().__init__()
-        self._view = memoryview(data)
+        self._view = data.data
         self._position = 0
 
     def writable(self) -> bool:

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import datetime
 import enum
-import itertools
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
+from dtruntime import tls_check
 from dtruntime.barrier_hub import HUBS, MAX_CALL_BYTES, BarrierHub
 from dtruntime.checkpoint_manifest import CheckpointManifest, CheckpointStatus, StoreLocation
-from dtruntime.errors import ResourceExhausted, rate_limit_wait, translate
+from dtruntime.errors import CoordinatorUnavailable, DtrError, ResourceExhausted, rate_limit_wait, translate
 from dtruntime.v1 import coordinator_pb2 as pb
 from dtruntime.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
 MAX_MESSAGE_BYTES = 1 << 30
 E = TypeVar("E", bound=enum.Enum)
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 def resolve_address(address: str | None) -> str:
@@ -165,6 +170,8 @@ class BarrierResult:
     participants: list[tuple[int, str]]
     """``(rank, worker_id)`` of every participant, by rank, for barriers of a fixed count; empty for a barrier of
     every member, whose participants are exactly the members at ``membership_epoch``."""
+    reduced: bytes = b""
+    """The reduced values of an allreduce (little-endian, of the payload's type); empty for a plain barrier."""
 
     @classmethod
     def from_proto(cls, reply: pb.BarrierSyncResponse) -> BarrierResult:
@@ -173,6 +180,79 @@ class BarrierResult:
             participant_count=reply.participant_count,
             membership_epoch=reply.membership_epoch,
             participants=[(p.rank, p.worker_id) for p in reply.participants],
+            reduced=reply.result.data,
+        )
+
+
+@dataclass(frozen=True)
+class ShardLease:
+    """One shard of a worker's assignment: the sample indices ``[start, end)`` of a dataset, leased for one epoch."""
+
+    shard_id: int
+    start: int
+    end: int
+    sample_seed: int
+    """Seed of the order of the shard's samples (``dtruntime.shuffle.sample_order``; the same on every side)."""
+    consumed: int
+    """Samples of that order already committed: resume after them."""
+
+
+@dataclass(frozen=True)
+class ShardAssignment:
+    """A worker's shards of one epoch of a dataset, in epoch order, minus those already done."""
+
+    dataset: str
+    epoch: int
+    membership_epoch: int
+    """The task's membership epoch the assignment was made at: progress reports carry it."""
+    shards: list[ShardLease]
+    total_shards: int
+    done_shards: int
+    shuffle: bool
+    """Whether sample orders are shuffled (with each shard's ``sample_seed``) or ascending."""
+
+    @property
+    def complete(self) -> bool:
+        """True when the epoch has nothing left for anyone: no shard listed and every shard done."""
+        return not self.shards and self.done_shards == self.total_shards
+
+
+def shard_assignment(reply: pb.GetShardAssignmentResponse) -> ShardAssignment:
+    """The SDK's view of a GetShardAssignment reply (the one place that reads that message)."""
+    return ShardAssignment(
+        dataset=reply.dataset,
+        epoch=reply.epoch,
+        membership_epoch=reply.membership_epoch,
+        shards=[
+            ShardLease(
+                shard_id=shard.shard_id,
+                start=shard.start,
+                end=shard.end,
+                sample_seed=shard.sample_seed,
+                consumed=shard.consumed,
+            )
+            for shard in reply.shards
+        ],
+        total_shards=reply.total_shards,
+        done_shards=reply.done_shards,
+        shuffle=reply.shuffle,
+    )
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    """The coordinator's record of a shard after a progress report."""
+
+    consumed: int
+    """The shard's recorded cursor (may be ahead of the report's, which was then a no-op)."""
+    done: bool
+    done_shards: int
+    total_shards: int
+
+    @classmethod
+    def from_proto(cls, reply: pb.ReportShardProgressResponse) -> ShardProgress:
+        return cls(
+            consumed=reply.consumed, done=reply.done, done_shards=reply.done_shards, total_shards=reply.total_shards
         )
 
 
@@ -266,6 +346,7 @@ class CoordinatorClient:
                 raise ValueError(f"cannot read the CA file {ca_file} (DTR_CA_FILE): {error}") from error
         else:
             roots = None
+        self._roots = roots
         self._channel = _open_channel(self.address, token, roots)
         # Barrier calls go over one stream shared by every client of this process that talks to the same coordinator
         # with the same credentials (opened at the first barrier).
@@ -329,7 +410,7 @@ class CoordinatorClient:
         request = pb.DeregisterWorkerRequest(worker_id=worker_id, reason=reason, failed=failed)
         return int(self._call(self._stub.DeregisterWorker, request).membership_epoch)
 
-    def worker_session(self, requests: Iterator[pb.SessionRequest]) -> grpc.Call:
+    def worker_session(self, requests: Iterator[pb.SessionRequest]) -> grpc._CallIterator[pb.SessionEvent]:
         """Opens a session stream: heartbeats from ``requests`` go up; iterate the result for acks and pushes.
 
         Errors arrive as ``grpc.RpcError`` while iterating (the caller decides how to reconnect).
@@ -356,13 +437,16 @@ class CoordinatorClient:
             created=reply.created,
         )
 
-    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int) -> pb.GetShardAssignmentResponse:
+    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int) -> ShardAssignment:
+        """This worker's shards of ``epoch`` that are not done yet (the coordinator assigns them at the first ask)."""
         request = pb.GetShardAssignmentRequest(dataset=dataset, worker_id=worker_id, epoch=epoch)
-        return self._call(self._stub.GetShardAssignment, request)
+        return shard_assignment(self._call(self._stub.GetShardAssignment, request))
 
     def report_shard_progress(
         self, dataset: str, worker_id: str, *, epoch: int, membership_epoch: int, shard_id: int, consumed: int
-    ) -> pb.ReportShardProgressResponse:
+    ) -> ShardProgress:
+        """Commits a shard's cursor: 0 claims the shard, its length completes it. ``membership_epoch`` is the
+        assignment's: a report from before the shard moved is refused (``ShardMoved`` or ``StaleEpoch``)."""
         request = pb.ReportShardProgressRequest(
             dataset=dataset,
             worker_id=worker_id,
@@ -371,7 +455,7 @@ class CoordinatorClient:
             shard_id=shard_id,
             consumed=consumed,
         )
-        return self._call(self._stub.ReportShardProgress, request)
+        return ShardProgress.from_proto(self._call(self._stub.ReportShardProgress, request))
 
     # MARK: barriers
 
@@ -384,11 +468,10 @@ class CoordinatorClient:
         expected: int = 0,
         timeout: float | None = None,
         payload: pb.ReducePayload | None = None,
-    ) -> pb.BarrierSyncResponse:
+    ) -> BarrierResult:
         """Arrives at a barrier and waits for its release (``timeout`` seconds, default the coordinator's 300).
 
-        The calls of every client of this process to the same coordinator share one stream (see ``barrier_hub``), and
-        the calls one generation releases share one reply: treat the returned message as read-only.
+        The calls of every client of this process to the same coordinator share one stream (see ``barrier_hub``).
         """
         request = pb.BarrierSyncRequest(
             name=name,
@@ -403,8 +486,8 @@ class CoordinatorClient:
         if request.ByteSize() > MAX_CALL_BYTES:
             # A large payload gains nothing from sharing a message, and may be over the coordinator's limit: it goes
             # alone, so that its error is its own.
-            return self._call(self._stub.BarrierSync, request, timeout=deadline)
-        return self._barrier_hub().call(request, deadline)
+            return BarrierResult.from_proto(self._call(self._stub.BarrierSync, request, timeout=deadline))
+        return BarrierResult.from_proto(self._barrier_hub().call(request, deadline))
 
     # MARK: checkpoints
 
@@ -476,7 +559,13 @@ class CoordinatorClient:
 
     # MARK: plumbing
 
-    def _call(self, method, request, *, timeout: float | None = None):
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+    ) -> ResponseT:
         """One unary call, within ``timeout`` seconds (default the client's), retried while it is rate-limited.
 
         The coordinator's --grpc-rate-limit refuses a call with RESOURCE_EXHAUSTED and ``retry-after-ms`` in the
@@ -490,14 +579,16 @@ class CoordinatorClient:
         if budget is None:  # no deadline at all
             budget = math.inf
         started = time.monotonic()
-        for tries in itertools.count(1):
+        tries = 0
+        while True:
+            tries += 1
             remaining = budget - (time.monotonic() - started)
             try:
                 return method(request, timeout=None if math.isinf(remaining) else max(remaining, 0.001))
             except grpc.RpcError as error:
                 wait = rate_limit_wait(error)
                 if wait is None:
-                    raise translate(error, self.address) from None
+                    raise self.translate(error) from None
                 elapsed = time.monotonic() - started
                 if elapsed + wait >= budget:
                     details = error.details() if isinstance(error, grpc.Call) else str(error)
@@ -508,6 +599,18 @@ class CoordinatorClient:
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                     ) from None
                 time.sleep(wait)
+
+    def translate(self, error: grpc.RpcError) -> DtrError:
+        """The typed error for a failed call of this client. When the coordinator did not answer at all, a TLS
+        mismatch (a TLS coordinator reached in plaintext, a CA that did not sign its certificate) looks the same to
+        gRPC: a probe of the address then says which it is."""
+        typed = translate(error, self.address)
+        if isinstance(typed, CoordinatorUnavailable) and not typed.reason:
+            problem = tls_check.diagnose(self.address, self._roots)
+            if problem is not None:
+                details = error.details() if isinstance(error, grpc.Call) else str(error)
+                return CoordinatorUnavailable(f"{problem} (gRPC: {details})", typed.code, typed.reason)
+        return typed
 
     def _barrier_hub(self) -> BarrierHub:
         """The process's hub for this coordinator, acquired at the first barrier (again in a forked child)."""
@@ -575,26 +678,47 @@ class _BearerToken(
         self._header = ("authorization", f"Bearer {token}")
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = [*(details.metadata or ()), self._header]
-        return _CallDetails(details, metadata)
+        return _CallDetails(details, (*(details.metadata or ()), self._header))
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
+    # grpc's stubs type the continuations' results with classes they only declare for type checking (_CallFuture,
+    # _CallIterator): the annotations name them, nothing at run time does.
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, In], grpc._CallFuture[Out]],
+        client_call_details: grpc.ClientCallDetails,
+        request: In,
+    ) -> grpc._CallFuture[Out]:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_unary_stream(self, continuation, client_call_details, request):
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, In], grpc._CallIterator[Out]],
+        client_call_details: grpc.ClientCallDetails,
+        request: In,
+    ) -> grpc._CallIterator[Out]:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Iterator[In]], grpc._CallFuture[Out]],
+        client_call_details: grpc.ClientCallDetails,
+        request_iterator: Iterator[In],
+    ) -> grpc._CallFuture[Out]:
         return continuation(self._details(client_call_details), request_iterator)
 
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+    def intercept_stream_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Iterator[In]], grpc._CallIterator[Out]],
+        client_call_details: grpc.ClientCallDetails,
+        request_iterator: Iterator[In],
+    ) -> grpc._CallIterator[Out]:
         return continuation(self._details(client_call_details), request_iterator)
 
 
 class _CallDetails(grpc.ClientCallDetails):
     """A call's details with other metadata."""
 
-    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+    def __init__(self, details: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
         self.method = details.method
         self.timeout = details.timeout
         self.metadata = metadata

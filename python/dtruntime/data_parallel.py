@@ -265,7 +265,8 @@ class DataParallel:
         if weight < 0 or not math.isfinite(weight):
             raise ValueError(f"weight must be a finite number >= 0 (got {weight})")
         layout = [(key, np.shape(value), np.asarray(value).dtype) for key, value in gradients.items()]
-        flat = np.concatenate([np.asarray(value, dtype=np.float64).ravel() for value in gradients.values()] or [[]])
+        parts = [np.asarray(value, dtype=np.float64).ravel() for value in gradients.values()]
+        flat = np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
         tag = self._tag(phase=1)
         payload = np.concatenate(([1.0, tag, tag * tag, float(weight)], flat * weight))
         try:

@@ -17,10 +17,24 @@ class TrainingOrchestrator:
 
     The address defaults to ``$DTR_COORDINATOR``, then ``localhost:50051``. For a training process that should stay
     registered, heartbeat and follow membership changes, use :class:`dtruntime.Worker` instead.
+
+    Args:
+        address: the coordinator's gRPC address.
+        token: the coordinator's ``--worker-token``, sent with every call; defaults to ``$DTR_WORKER_TOKEN``.
+        ca_file: for a coordinator that serves TLS (``--tls-cert``): the PEM file of the CA that signed its
+            certificate; defaults to ``$DTR_CA_FILE``. Without one the connection is plaintext.
+        timeout: seconds each call to the coordinator may take (default 10; barriers have their own timeout).
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
-        self._client = CoordinatorClient(address, timeout=timeout)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        self._client = CoordinatorClient(address, timeout=timeout, token=token, ca_file=ca_file)
 
     @property
     def address(self) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dtruntime import validation
 from dtruntime.client import DEFAULT_ADDRESS, CoordinatorClient
 from dtruntime.errors import (
     CoordinatorUnavailable,
@@ -38,7 +39,6 @@ from dtruntime.supervisor import ChildSpec, Output, RestartPolicy, Supervisor
 
 EXIT_USAGE = 2
 """dtrun's exit status when it cannot start the job (bad flags, no script, no coordinator); no child ran."""
-_TASK_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _WORKER_ID_MAX = 128
 
 
@@ -178,8 +178,8 @@ def parse_options(args: argparse.Namespace) -> LaunchOptions:
         raise UsageError("--data-dir is the state directory of a --standalone coordinator: add --standalone")
     default_task = _check_entry(args.script, module=args.module)
     if args.task is not None:
-        if not _TASK_NAME.match(args.task):
-            raise UsageError(f"--task must be 1-64 characters of [A-Za-z0-9._-] (got {args.task!r})")
+        if not validation.is_task_id(args.task):
+            raise UsageError(f"--task must be 1-64 characters of [A-Za-z0-9._-], not . or .. (got {args.task!r})")
         task = args.task
     else:
         # A file name may hold characters a task name cannot.

@@ -1,7 +1,11 @@
 """Deterministic per-epoch orders, bit-identical to the coordinator's (docs/SHARDING.md).
 
 - ``mix(x)``: one SplitMix64 step from state ``x``.
-- Shard order of epoch ``e``: Fisher-Yates over ``0..shards-1`` driven by ``SplitMix64(mix(mix(seed ^ SHARD) ^ e))``.
+- Shard order of epoch ``e``: a keyed Feistel permutation of ``0..shards-1`` with cycle walking, seeded with
+  ``s = mix(mix(seed ^ SHARD) ^ e)``: ``bits`` is the smallest even number >= 2 with ``2**bits >= shards``, ``half =
+  bits // 2``, round keys ``k_r = mix(s ^ r)`` for r in 0..3; a pass splits ``x`` into ``L = x >> half`` and ``R = x &
+  (2**half - 1)`` and four times sets ``(L, R) = (R, L ^ (mix(R ^ k_r) & (2**half - 1)))``; the shard at position
+  ``p`` is the first of ``pass(p), pass(pass(p)), ...`` below ``shards``.
 - Sample order of shard ``k`` in epoch ``e``: Fisher-Yates over the shard's indices driven by
   ``SplitMix64(mix(mix(mix(seed ^ SAMPLE) ^ e) ^ k))`` (the coordinator sends it as the shard's ``sample_seed``).
 - Fisher-Yates: for ``i`` from ``n-1`` down to ``1``, ``j = next() % (i+1)``, swap elements ``i`` and ``j``.
@@ -33,13 +37,32 @@ def sample_order_seed(seed: int, epoch: int, shard: int) -> int:
     return mix(mix(mix(seed ^ SAMPLE_DOMAIN) ^ (epoch & MASK)) ^ (shard & MASK))
 
 
+def _mix_array(x: np.ndarray) -> np.ndarray:
+    """``mix`` of every element of a uint64 array."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(GAMMA)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _feistel(x: np.ndarray, keys: list[int], half: int) -> np.ndarray:
+    """One pass of the shard-order Feistel network over every element of ``x``."""
+    mask = np.uint64((1 << half) - 1)
+    left, right = x >> np.uint64(half), x & mask
+    for key in keys:
+        left, right = right, left ^ (_mix_array(right ^ np.uint64(key)) & mask)
+    return (left << np.uint64(half)) | right
+
+
 def _outputs(seed: int, count: int) -> np.ndarray:
     """The first ``count`` outputs of ``SplitMix64(seed)``, computed at once (output k mixes seed + (k+1)·gamma)."""
     with np.errstate(over="ignore"):
         z = np.uint64(seed) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        outputs: np.ndarray = z ^ (z >> np.uint64(31))
+        return outputs
 
 
 def permute(values: np.ndarray, seed: int) -> np.ndarray:
@@ -56,8 +79,17 @@ def permute(values: np.ndarray, seed: int) -> np.ndarray:
 
 def shard_order(shard_count: int, seed: int, epoch: int, *, shuffle: bool = True) -> np.ndarray:
     """The shards of a dataset in the order epoch ``epoch`` visits them."""
-    order = np.arange(shard_count, dtype=np.int64)
-    return permute(order, shard_order_seed(seed, epoch)) if shuffle else order
+    if not shuffle or shard_count <= 1:
+        return np.arange(shard_count, dtype=np.int64)
+    bits = 2
+    while (1 << bits) < shard_count:
+        bits += 2
+    order_seed = shard_order_seed(seed, epoch)
+    keys = [mix(order_seed ^ r) for r in range(4)]
+    x = _feistel(np.arange(shard_count, dtype=np.uint64), keys, bits // 2)
+    while (outside := x >= np.uint64(shard_count)).any():
+        x[outside] = _feistel(x[outside], keys, bits // 2)
+    return x.astype(np.int64)
 
 
 def sample_order(start: int, end: int, sample_seed: int, *, shuffle: bool = True) -> np.ndarray:

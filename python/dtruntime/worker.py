@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import random
@@ -17,12 +18,14 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
+from dtruntime import validation
 from dtruntime.client import (
     BarrierResult,
     Command,
     CoordinatorClient,
     MembershipView,
     Registration,
+    ShardLease,
     TaskSettings,
     heartbeat_request,
 )
@@ -34,7 +37,6 @@ from dtruntime.errors import (
     NotAMember,
     NotFound,
     TaskFull,
-    translate,
 )
 from dtruntime.shuffle import sample_order
 from dtruntime.v1 import coordinator_pb2 as pb
@@ -42,7 +44,6 @@ from dtruntime.v1 import coordinator_pb2 as pb
 log = logging.getLogger("dtruntime")
 T = TypeVar("T")
 
-_MAX_METRICS = 256
 
 # Errors after which retrying cannot help: the worker stops heartbeating and reports the error.
 _FATAL = {
@@ -90,6 +91,10 @@ class Worker:
         on_membership_change: called from the background thread with the new view whenever the rank, world size,
             membership epoch or command changes.
         register_timeout: how long to keep retrying the first registration while the coordinator is unreachable.
+        token: the coordinator's ``--worker-token``, sent with every call; defaults to ``$DTR_WORKER_TOKEN``.
+        ca_file: for a coordinator that serves TLS (``--tls-cert``): the PEM file of the CA that signed its
+            certificate; defaults to ``$DTR_CA_FILE``. Without one the connection is plaintext.
+        timeout: seconds each call to the coordinator may take (default 10; barriers have their own timeout).
     """
 
     def __init__(
@@ -108,8 +113,11 @@ class Worker:
         use_stream: bool = True,
         on_membership_change: Callable[[MembershipView], None] | None = None,
         register_timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
     ) -> None:
-        self._client = CoordinatorClient(coordinator)
+        self._client = CoordinatorClient(coordinator, timeout=timeout, token=token, ca_file=ca_file)
         self.worker_id = worker_id or os.environ.get("DTR_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
         self._task_id = os.environ.get("DTR_TASK", "") if task_id is None else task_id
         self._world_size = parse_world_size(os.environ.get("DTR_WORLD_SIZE") if world_size is None else world_size)
@@ -138,8 +146,14 @@ class Worker:
         # shard): commit_progress() commits them early.
         self._pending_commits: dict[tuple[str, int, int], _PendingCommit] = {}
         self._wake = threading.Event()
-        self._call: grpc.Call | None = None
+        self._call: grpc._CallIterator[pb.SessionEvent] | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def client(self) -> CoordinatorClient:
+        """The worker's connection to the coordinator (a distributed ``CheckpointManager`` saves and loads over it,
+        sharing its reconnect behaviour)."""
+        return self._client
 
     # MARK: lifecycle
 
@@ -302,11 +316,7 @@ class Worker:
         """
         if step is not None and (not isinstance(step, int) or step < 0):
             raise ValueError(f"step must be an integer >= 0 (got {step!r})")
-        if len(metrics) > _MAX_METRICS:
-            raise ValueError(f"at most {_MAX_METRICS} metrics per report (got {len(metrics)})")
-        for name in metrics:
-            if not (1 <= len(name) <= 128 and all(0x21 <= ord(char) <= 0x7E for char in name)):
-                raise ValueError(f"metric names must be 1-128 printable ASCII characters without spaces (got {name!r})")
+        validation.metric_names(metrics, "report")
         values = {name: float(value) for name, value in metrics.items()}
         with self._cond:
             if step is not None:
@@ -445,10 +455,9 @@ class Worker:
         with.
         """
         epoch = self.membership_epoch if membership_epoch is None else membership_epoch
-        reply = self._client.barrier_sync(
+        return self._client.barrier_sync(
             name, self.worker_id, membership_epoch=epoch, expected=expected, timeout=timeout
         )
-        return BarrierResult.from_proto(reply)
 
     def allreduce(
         self,
@@ -477,7 +486,7 @@ class Worker:
         reply = self._client.barrier_sync(
             name, self.worker_id, membership_epoch=epoch, timeout=timeout, payload=payload
         )
-        result = np.frombuffer(reply.result.data, dtype=little.dtype).astype(array.dtype)
+        result = np.frombuffer(reply.reduced, dtype=little.dtype).astype(array.dtype)
         return result.reshape(array.shape)
 
     # MARK: background thread
@@ -532,7 +541,7 @@ class Worker:
             action(delay)
             return None
         except grpc.RpcError as error:
-            return translate(error, self._client.address)
+            return self._client.translate(error)
         except DtrError as error:
             return error
         except Exception as error:  # the thread must report and retry, not die silently
@@ -644,7 +653,7 @@ class EpochReader:
         self.epoch = epoch
         self.batch_size = batch_size
         self._on_commit = on_commit
-        self._queue: list[pb.Shard] = []
+        self._queue: list[ShardLease] = []
         self._assignment_epoch = 0
         self._shuffle = False
         # The shard batches are handed out from; shards to hand out again first (after drop()).
@@ -742,9 +751,7 @@ class EpochReader:
             batch = shard.order[shard.handed : shard.handed + self.batch_size]
             shard.handed += len(batch)
             target = shard.handed
-            pending = _PendingCommit(
-                lambda shard=shard, target=target: shard.commit(target) is not None, batch, self._on_commit
-            )
+            pending = _PendingCommit(functools.partial(shard.commits, target), batch, self._on_commit)
             handed = _Handed(shard, target, pending)
             self._handed.append(handed)
             return handed
@@ -761,7 +768,7 @@ class EpochReader:
                 # committed as its steps finish, not opened again.
                 fresh = [shard for shard in reply.shards if not self._is_open(shard)]
                 if not fresh:
-                    self._done = not reply.shards and reply.done_shards == reply.total_shards
+                    self._done = reply.complete
                     return None
                 self._queue = fresh
                 self._assignment_epoch = reply.membership_epoch
@@ -781,7 +788,7 @@ class EpochReader:
             )
             return shard
 
-    def _is_open(self, shard: pb.Shard) -> bool:
+    def _is_open(self, shard: ShardLease) -> bool:
         known = self._opened.get(int(shard.shard_id))
         return known is not None and not known.lost
 
@@ -794,7 +801,7 @@ class _OpenShard:
     owner's.
     """
 
-    def __init__(self, reader: EpochReader, shard: pb.Shard, membership_epoch: int) -> None:
+    def __init__(self, reader: EpochReader, shard: ShardLease, membership_epoch: int) -> None:
         self._reader = reader
         self.shard = shard
         self.membership_epoch = membership_epoch
@@ -805,6 +812,10 @@ class _OpenShard:
         self.lost = False
         """True once a commit was refused: the shard moved to another worker."""
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def commits(self, consumed: int) -> bool:
+        """Commits a cursor; True when the coordinator accepted it (the shard is still ours)."""
+        return self.commit(consumed) is not None
 
     def commit(self, consumed: int) -> int | None:
         """Commits a cursor; returns the coordinator's recorded one, or None if the shard is no longer ours."""
@@ -820,7 +831,7 @@ class _OpenShard:
                     consumed=consumed,
                 )
             )
-            return int(reply.consumed)
+            return reply.consumed
         except FailedPrecondition as moved:
             log.info("worker %s: %s", worker.worker_id, moved)
             return None

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import free_port, wait_until
 from dtruntime import (
+    BarrierResult,
     BarrierTimeout,
     CoordinatorClient,
     CoordinatorUnavailable,
@@ -184,7 +185,7 @@ def test_threads_of_one_process_share_one_barrier_stream(coordinator_factory):
             epoch = client.register_worker(f"t{index}", "127.0.0.1", 1, task_id="threads").membership_epoch
         for round_ in range(3):
             replies = _arrive_all(clients, epoch, "sync", timeout=20)
-            assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+            assert all(isinstance(reply, BarrierResult) for reply in replies), replies
             assert {reply.generation for reply in replies} == {round_ + 1}
             assert {reply.participant_count for reply in replies} == {24}
         # A stale epoch fails only its own call, with the typed error a unary call would raise.
@@ -222,7 +223,7 @@ def test_barrier_stream_fails_waiters_when_the_coordinator_dies_and_reopens_afte
         restarted = coordinator_factory(args=NO_DEATHS, **ports)
         assert restarted.grpc_port == ports["grpc_port"]
         replies = _arrive_all(clients, epoch, "after-restart", timeout=20)
-        assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+        assert all(isinstance(reply, BarrierResult) for reply in replies), replies
         assert {reply.participant_count for reply in replies} == {3}
     finally:
         for client in clients:
@@ -244,7 +245,7 @@ def test_barrier_stream_refused_by_the_rate_limit_is_opened_again_when_allowed(c
         # ...so the barrier stream's opening is refused too, and the hub opens it again once the limit allows,
         # sending the arrivals it holds: both calls are released, nothing fails.
         replies = _arrive_all(clients, epoch, "limited", timeout=20)
-        assert all(isinstance(reply, pb.BarrierSyncResponse) for reply in replies), replies
+        assert all(isinstance(reply, BarrierResult) for reply in replies), replies
         assert {reply.participant_count for reply in replies} == {2}
     finally:
         for client in clients:
@@ -274,7 +275,7 @@ def test_an_oversize_payload_fails_alone_and_the_shared_stream_carries_on(coordi
         assert waiting.threads[0].is_alive()
         reply = clients[1].barrier_sync("steady", "t1", membership_epoch=epoch, timeout=10)
         waiting.threads[0].join(timeout=10)
-        assert isinstance(waiting.results[0], pb.BarrierSyncResponse), waiting.results
+        assert isinstance(waiting.results[0], BarrierResult), waiting.results
         assert waiting.results[0].generation == reply.generation == 1
     finally:
         for client in clients:

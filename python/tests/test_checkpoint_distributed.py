@@ -39,9 +39,10 @@ from dtruntime import (
     Unimplemented,
     Worker,
 )
-from dtruntime.checkpoint_store import LocalStore, validate_key
+from dtruntime.checkpoint_store import LocalStore
 from dtruntime.errors import translate
 from dtruntime.v1 import coordinator_pb2 as pb
+from dtruntime.validation import object_key as validate_key
 
 # Coordinator restarts: worker timeouts long enough that an outage does not get the workers declared dead.
 SURVIVES_RESTARTS = ["--heartbeat-interval", "200ms", "--suspect-after", "3s", "--dead-after", "10s"]

@@ -154,9 +154,7 @@ private func balance(_ owners: [Int32], _ workers: Int) -> Double {
     return Double(loads.max() ?? 0) / (Double(owners.count) / Double(workers))
 }
 
-private func owners(_ ledger: ShardLedger) -> [WorkerID?] {
-    (0..<Int64(ledger.shardCount)).map { ledger.record(of: $0).owner }
-}
+private func owners(_ ledger: ShardLedger) -> [WorkerID?] { ledger.owners() }
 
 private func ledgerBalance(_ ledger: ShardLedger) -> Double {
     let loads = ledger.remainingPerMember().map(\.remaining)

@@ -560,8 +560,7 @@ class ElasticTrainer:
                 self._broadcast_state(source)
                 self._has_state = True
                 ddp = DistributedDataParallel(self._model, **self._ddp_options)
-                # (torch 1.13's annotations hide this method from type checkers; it exists in 1.8 and later.)
-                ddp.register_comm_hook(self._weights, _weighted_average)  # type: ignore[operator]
+                ddp.register_comm_hook(self._weights, _weighted_average)
                 self._ddp = ddp
             except RuntimeError as error:
                 if time.monotonic() > deadline:
