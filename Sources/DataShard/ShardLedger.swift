@@ -77,7 +77,8 @@ public struct AssignmentPage: Sendable, Hashable {
     /// - Throws: `invalidArgument` for a token no reply gave, or `maxShards` above ``maxLimit``.
     public init(token: String, maxShards: UInt32) throws(CoreError) {
         guard maxShards <= Self.maxLimit else {
-            throw .invalid("max_shards", "must be at most \(Self.maxLimit) (0: \(Self.defaultLimit))", got: String(maxShards))
+            throw .invalid(
+                "max_shards", "must be at most \(Self.maxLimit) (0: \(Self.defaultLimit))", got: String(maxShards))
         }
         limit = maxShards == 0 ? Self.defaultLimit : Int(maxShards)
         guard !token.isEmpty else {

@@ -442,9 +442,7 @@ class CoordinatorClient:
             created=reply.created,
         )
 
-    def get_shard_assignment(
-        self, dataset: str, worker_id: str, epoch: int, *, page_size: int = 0
-    ) -> ShardAssignment:
+    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int, *, page_size: int = 0) -> ShardAssignment:
         """This worker's shards of ``epoch`` that are not done yet (the coordinator assigns them at the first ask).
 
         The coordinator answers in pages of at most ``page_size`` shards (0: its default, 16,384); this gathers them
