@@ -135,7 +135,8 @@ let package = Package(
             name: "CheckpointTests", dependencies: ["Checkpoint", "DataShard", "RuntimeCore"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "StorageTests", dependencies: ["Storage", "RuntimeCore", "Checkpoint"], swiftSettings: strictSettings),
+            name: "StorageTests", dependencies: ["Storage", "RuntimeCore", "Checkpoint", "DataShard"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "RuntimeProtoTests",
             dependencies: [

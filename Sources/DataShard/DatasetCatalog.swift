@@ -265,15 +265,17 @@ public struct DatasetCatalog: Sendable {
     ///
     /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention.
     public mutating func assignment(
-        key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64, now: Moment
-    ) throws(CoreError) -> (leases: [ShardLease], progress: LedgerProgress, directives: [DataDirective]) {
+        key: LedgerKey, worker: WorkerID, members: [WorkerID], membershipEpoch: UInt64,
+        page: AssignmentPage = AssignmentPage(limit: .max), now: Moment
+    ) throws(CoreError) -> (leases: [ShardLease], next: Int64?, progress: LedgerProgress, directives: [DataDirective]) {
         var changes = try ensureLedger(key, members: members, membershipEpoch: membershipEpoch, now: now)
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         // Mutated in place (no copy of the shard arrays): a ledger can hold millions of shards.
-        let (leases, directives) = ledgers[key]!.assignment(for: worker, membershipEpoch: membershipEpoch)
+        let (leases, next, directives) = ledgers[key]!.assignment(
+            for: worker, membershipEpoch: membershipEpoch, page: page)
         changes += Self.changes(key, directives)
         // A new ledger, or stolen shards; idle workers poll, and their empty answers change nothing.
-        return (leases, progress(ledgers[key]!), Self.directives(changes, progressOf: [key]))
+        return (leases, next, progress(ledgers[key]!), Self.directives(changes, progressOf: [key]))
     }
 
     /// A worker commits progress through a shard.

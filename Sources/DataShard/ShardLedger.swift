@@ -60,10 +60,44 @@ public struct AssignmentPage: Sendable, Hashable {
     /// Most shards in this page.
     public var limit: Int
 
+    /// Shards in a page when the client does not say.
+    public static let defaultLimit = 16_384
+    /// Most shards in a page.
+    public static let maxLimit = 65_536
+
     /// A page of at most `limit` shards after `after`.
     public init(after: Int64? = nil, limit: Int) {
         self.after = after
         self.limit = max(1, limit)
+    }
+
+    /// A page as a client asks for it: `token` is empty or a previous reply's ``token(after:)``; `maxShards` is 0 for
+    /// ``defaultLimit``.
+    ///
+    /// - Throws: `invalidArgument` for a token no reply gave, or `maxShards` above ``maxLimit``.
+    public init(token: String, maxShards: UInt32) throws(CoreError) {
+        guard maxShards <= Self.maxLimit else {
+            throw .invalid(
+                "max_shards", "must be at most \(Self.maxLimit) (0: \(Self.defaultLimit))", got: String(maxShards))
+        }
+        limit = maxShards == 0 ? Self.defaultLimit : Int(maxShards)
+        guard !token.isEmpty else {
+            after = nil
+            return
+        }
+        guard token.hasPrefix("p"), token.count <= 12, let position = Int64(token.dropFirst()), position >= 0,
+            position < DatasetSpec.maxShards
+        else {
+            throw .invalid(
+                "page_token", "must be empty (first page) or the next_page_token of the previous reply",
+                got: String(token.prefix(40)))
+        }
+        after = position
+    }
+
+    /// The token that asks for the page after `position` (empty when there is none).
+    public static func token(after position: Int64?) -> String {
+        position.map { "p\($0)" } ?? ""
     }
 }
 

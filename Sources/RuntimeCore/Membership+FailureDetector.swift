@@ -5,7 +5,13 @@ extension Membership {
     /// The deaths of one tick bump each affected task's epoch once and are persisted in one change. If the previous
     /// tick is longer ago than ``MembershipConfig/stallThreshold``, the coordinator itself stalled: the time it lost
     /// is not counted as the members' silence.
-    public mutating func onTick(now: Moment) -> [Directive] {
+    ///
+    /// `arrivals` are the heartbeats that reached the coordinator since the last tick (worker, latest arrival moment,
+    /// monotonic), recorded where they arrived and not yet seen by ``onHeartbeat(_:step:metrics:arrivedAt:now:)``
+    /// because the engine was busy: they count as signs of life (``onSignOfLife(_:at:now:)``) before anyone is
+    /// judged, after the stall rule moved every member's last sign of life forward (an arrival during the stall is
+    /// newer still).
+    public mutating func onTick(now: Moment, arrivals: [WorkerID: Duration] = [:]) -> [Directive] {
         var directives: [Directive] = []
         let t = now.monotonic
         if let last = lastTick, t - last > config.stallThreshold {
@@ -18,6 +24,9 @@ extension Membership {
             directives.append(.log(.coordinatorStalled(gap: t - last)))
         }
         lastTick = t
+        for (id, moment) in arrivals.sorted(by: { $0.key < $1.key }) {
+            directives += onSignOfLife(id, at: moment, now: now)
+        }
 
         var dying: [Entry] = []
         var suspected: [Entry] = []

@@ -100,7 +100,7 @@ public struct Membership: Sendable {
             return onRestart(spec, secret: secret, now: now)
         }
         if var entry = entries[spec.id], entry.isMember {
-            var directives = refresh(&entry, now: now)
+            var directives = refresh(&entry, at: now.monotonic, now: now)
             // Proven: the worker keeps its secret. Not (a silent member taken over by its own incarnation, e.g. a
             // registration retried after its reply was lost): a new one.
             let digest = proven ? (entry.record.secretDigest ?? secret) : secret
@@ -183,14 +183,16 @@ public struct Membership: Sendable {
     /// A heartbeat. Members are marked healthy and their progress is recorded; a worker that is no longer a member
     /// is told to rejoin. Soft state only: never produces a `persist`.
     ///
-    /// `metrics` replaces the previous metrics unless it is empty (an empty map means "nothing new").
+    /// `metrics` replaces the previous metrics unless it is empty (an empty map means "nothing new"). `arrivedAt` is
+    /// when the heartbeat reached the coordinator (monotonic; `now` when not given): the worker is judged by when it
+    /// spoke, not by when the coordinator got round to the message.
     /// - Throws: `notFound` when the coordinator does not know the worker.
     public mutating func onHeartbeat(
-        _ id: WorkerID, step: Int64, metrics: [String: Double], now: Moment
+        _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration? = nil, now: Moment
     ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
         guard var entry = entries[id] else { throw Self.unknown(id) }
         guard entry.isMember else { return (view(of: entry), []) }
-        let directives = refresh(&entry, now: now)
+        let directives = refresh(&entry, at: arrivedAt ?? now.monotonic, now: now)
         entry.step = step
         if !metrics.isEmpty { entry.metrics = metrics }
         entries[id] = entry
@@ -361,10 +363,22 @@ public struct Membership: Sendable {
             reason: reason)
     }
 
-    /// A sign of life from a member: fresh timeout, healthy again.
-    private func refresh(_ entry: inout Entry, now: Moment) -> [Directive] {
-        entry.lastSeen = now.monotonic
-        guard entry.health == .suspect else { return [] }
+    /// A sign of life from a worker at `moment` (monotonic): a member's silence is measured from it (a later sign
+    /// of life already recorded stays), and a suspect member is healthy again. Anything else is ignored: a departed or
+    /// unknown worker is not brought back by this. The engine records heartbeats here as they arrive, before they
+    /// queue for the engine, and the moment a registration is answered (the worker cannot heartbeat before).
+    public mutating func onSignOfLife(_ id: WorkerID, at moment: Duration, now: Moment) -> [Directive] {
+        guard var entry = entries[id], entry.isMember else { return [] }
+        let directives = refresh(&entry, at: moment, now: now)
+        entries[id] = entry
+        return directives
+    }
+
+    /// A sign of life from a member: fresh timeout (never moved back), healthy again unless the sign is itself
+    /// older than the suspect timeout (a heartbeat that waited in a queue proves nothing about now).
+    private func refresh(_ entry: inout Entry, at moment: Duration, now: Moment) -> [Directive] {
+        entry.lastSeen = max(entry.lastSeen, moment)
+        guard entry.health == .suspect, now.monotonic - entry.lastSeen < config.suspectAfter else { return [] }
         entry.health = .healthy
         return [.log(.recovered(entry.record.spec.id, entry.record.spec.taskID))]
     }

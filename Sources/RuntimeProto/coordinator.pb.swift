@@ -681,6 +681,12 @@ public nonisolated struct Dtruntime_V1_GetShardAssignmentRequest: Sendable {
 
   public var membershipEpoch: UInt64 = 0
 
+  /// Most shards in the reply: 0 means 16,384; at most 65,536. A worker holding more gets them in pages.
+  public var maxShards: UInt32 = 0
+
+  /// Empty for the first page, else the previous reply's next_page_token. Only the first page may steal shards.
+  public var pageToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -729,6 +735,10 @@ public nonisolated struct Dtruntime_V1_GetShardAssignmentResponse: Sendable {
 
   /// Whether sample orders are shuffled (with each shard's sample_seed) or ascending.
   public var shuffle: Bool = false
+
+  /// Non-empty when more shards follow: ask again with it as page_token. A page answered at another membership_epoch
+  /// than the first belongs to another assignment: start over from the first page.
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1970,7 +1980,7 @@ nonisolated extension Dtruntime_V1_RegisterDatasetResponse: SwiftProtobuf.Messag
 
 nonisolated extension Dtruntime_V1_GetShardAssignmentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetShardAssignmentRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{3}worker_id\0\u{1}epoch\0\u{3}membership_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{3}worker_id\0\u{1}epoch\0\u{3}membership_epoch\0\u{3}max_shards\0\u{3}page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1982,6 +1992,8 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentRequest: SwiftProtobuf.Mess
       case 2: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.membershipEpoch) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxShards) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       default: break
       }
     }
@@ -2000,6 +2012,12 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentRequest: SwiftProtobuf.Mess
     if self.membershipEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.membershipEpoch, fieldNumber: 4)
     }
+    if self.maxShards != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxShards, fieldNumber: 5)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2008,6 +2026,8 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentRequest: SwiftProtobuf.Mess
     if lhs.workerID != rhs.workerID {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.membershipEpoch != rhs.membershipEpoch {return false}
+    if lhs.maxShards != rhs.maxShards {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2065,7 +2085,7 @@ nonisolated extension Dtruntime_V1_Shard: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetShardAssignmentResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}membership_epoch\0\u{1}shards\0\u{3}total_shards\0\u{3}done_shards\0\u{1}shuffle\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dataset\0\u{1}epoch\0\u{3}membership_epoch\0\u{1}shards\0\u{3}total_shards\0\u{3}done_shards\0\u{1}shuffle\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2080,6 +2100,7 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.totalShards) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.doneShards) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.shuffle) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -2107,6 +2128,9 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
     if self.shuffle != false {
       try visitor.visitSingularBoolField(value: self.shuffle, fieldNumber: 7)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2118,6 +2142,7 @@ nonisolated extension Dtruntime_V1_GetShardAssignmentResponse: SwiftProtobuf.Mes
     if lhs.totalShards != rhs.totalShards {return false}
     if lhs.doneShards != rhs.doneShards {return false}
     if lhs.shuffle != rhs.shuffle {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -278,7 +278,8 @@ public final class SQLiteStateStore: Sendable {
         ).map(Self.shardRecord)
         if !old.isEmpty { deltas.append(.records(old)) }
         let rows = try Row.fetchCursor(
-            db, sql: "SELECT kind, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ? ORDER BY seq",
+            db,
+            sql: "SELECT kind, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ? ORDER BY seq",
             arguments: arguments)
         while let row = try rows.next() {
             let kind: String = row["kind"]
@@ -384,10 +385,12 @@ public final class SQLiteStateStore: Sendable {
     /// few bytes per shard touched, not per change.
     private static func foldIfDue(_ key: LedgerKey, in db: Database) throws {
         let arguments: StatementArguments = [key.task.rawValue, key.dataset, key.epoch]
-        let where_ = "task_id = ? AND dataset = ? AND epoch = ?"
+        let ledgerFilter = "task_id = ? AND dataset = ? AND epoch = ?"
         guard
             let counts = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*) AS rows, COALESCE(SUM(length(payload)), 0) AS bytes FROM ledger_delta WHERE \(where_)",
+                db,
+                sql:
+                    "SELECT COUNT(*) AS rows, COALESCE(SUM(length(payload)), 0) AS bytes FROM ledger_delta WHERE \(ledgerFilter)",
                 arguments: arguments)
         else { return }
         let rows: Int = counts["rows"]
@@ -395,7 +398,7 @@ public final class SQLiteStateStore: Sendable {
         guard rows > foldAfterRows else { return }
         let first =
             try Int.fetchOne(
-                db, sql: "SELECT length(payload) FROM ledger_delta WHERE \(where_) ORDER BY seq LIMIT 1",
+                db, sql: "SELECT length(payload) FROM ledger_delta WHERE \(ledgerFilter) ORDER BY seq LIMIT 1",
                 arguments: arguments) ?? 0
         guard bytes - first >= first / 2 || rows > foldAlwaysAfterRows else { return }
         guard
@@ -404,11 +407,12 @@ public final class SQLiteStateStore: Sendable {
         else { return }
         let seed: Int64 = row["seed"]
         let spec = try DatasetSpec(
-            name: row["name"], totalSamples: row["total_samples"], shardSize: row["shard_size"], shuffle: row["shuffle"],
+            name: row["name"], totalSamples: row["total_samples"], shardSize: row["shard_size"],
+            shuffle: row["shuffle"],
             seed: UInt64(bitPattern: seed))
         let folded = LedgerDeltaCoding.fold(try deltas(of: key, spec: spec, in: db))
         for table in ["ledger_shard", "ledger_delta"] {
-            try db.execute(sql: "DELETE FROM \(table) WHERE \(where_)", arguments: arguments)
+            try db.execute(sql: "DELETE FROM \(table) WHERE \(ledgerFilter)", arguments: arguments)
         }
         try write(folded, of: key, to: db)
     }

@@ -3,7 +3,9 @@ import Testing
 
 @Suite("Epoch order")
 struct EpochOrderTests {
-    @Test("a bijection between positions and shards for every size, computed both ways", arguments: [1, 2, 3, 4, 5, 17, 64, 65, 1_000, 4_097])
+    @Test(
+        "a bijection between positions and shards for every size, computed both ways",
+        arguments: [1, 2, 3, 4, 5, 17, 64, 65, 1_000, 4_097])
     func bijection(count: Int64) {
         let order = EpochOrder(shardCount: count, shuffle: true, seed: 99)
         let shards = order.shards

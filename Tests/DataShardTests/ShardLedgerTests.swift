@@ -115,7 +115,8 @@ struct ShardLedgerTests {
         var paged: [ShardLease] = []
         var after: Int64?
         repeat {
-            let page = ledger.assignment(for: workers[0], membershipEpoch: 2, page: AssignmentPage(after: after, limit: 7))
+            let page = ledger.assignment(
+                for: workers[0], membershipEpoch: 2, page: AssignmentPage(after: after, limit: 7))
             #expect(page.leases.count <= 7 && page.directives.isEmpty)
             paged += page.leases
             after = page.next

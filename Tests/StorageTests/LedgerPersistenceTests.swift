@@ -105,7 +105,11 @@ struct LedgerPersistenceTests {
             let worker = members[Int(random.next() % UInt64(members.count))]
             if round % 40 == 39 {
                 epoch += 1
-                if members.count > 2 { members.removeAll { $0 == worker } } else { members.append(try WorkerID("j\(round)")) }
+                if members.count > 2 {
+                    members.removeAll { $0 == worker }
+                } else {
+                    members.append(try WorkerID("j\(round)"))
+                }
                 keep(ledger.syncMembers(members, membershipEpoch: epoch))
                 continue
             }
@@ -113,7 +117,9 @@ struct LedgerPersistenceTests {
             keep(directives)
             guard let lease = leases.first else { continue }
             let consumed = min(Int64(lease.samples.count), lease.consumed + Int64(random.next() % 3))
-            keep(try ledger.report(worker: worker, membershipEpoch: epoch, shard: lease.shard, consumed: consumed).directives)
+            keep(
+                try ledger.report(worker: worker, membershipEpoch: epoch, shard: lease.shard, consumed: consumed)
+                    .directives)
         }
         func restore(_ deltas: [LedgerDelta]) -> [ShardRecord] {
             let (restored, _) = ShardLedger.restored(
@@ -146,7 +152,9 @@ struct LedgerPersistenceTests {
         let done = (0..<4_000).map { ShardRecord(shard: $0, owner: a, leaseEpoch: 0, consumed: 5, state: .done) }
         #expect(LedgerDeltaCoding.encode(done).count < 2 * 4_000 + 16, "two bytes per done shard")
         for cut in [1, bytes.count / 2, bytes.count - 1] {
-            #expect(throws: StorageError.self) { try LedgerDeltaCoding.decodeRecords(Array(bytes.prefix(cut)), spec: spec) }
+            #expect(throws: StorageError.self) {
+                try LedgerDeltaCoding.decodeRecords(Array(bytes.prefix(cut)), spec: spec)
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import DataShard
 import RuntimeCore
 import Storage
 import Synchronization
@@ -87,7 +88,7 @@ struct WriteBehindQueueTests {
     @Test("waiting for ticket 0 (nothing enqueued yet) returns at once")
     func nothingToWaitFor() async throws {
         let queue = WriteBehindQueue(commit: RecordingCommitter().commit)
-        #expect(queue.lastTicket == 0)
+        #expect(queue.lastTicket.sequence == 0)
         try await queue.waitUntilDurable(queue.lastTicket)
     }
 }
@@ -98,12 +99,126 @@ struct WriteBehindQueueCancellationTests {
     func cancelled() async throws {
         let committer = RecordingCommitter()
         let queue = WriteBehindQueue(commit: committer.commit)
-        let flusher = Task { await queue.run() }
+        let flusher = Task { _ = await queue.run() }
         try await queue.waitUntilDurable(queue.enqueue(change(1)))
         let pending = queue.enqueue(change(2))
         flusher.cancel()
         await flusher.value
         #expect(queue.isDurable(pending))
         #expect(committer.batches.flatMap { $0 } == [change(1), change(2)])
+    }
+}
+
+/// `rows` shard records of one ledger, shards `from..<from+rows`.
+func shards(_ rows: Int, from: Int = 0) -> StateChange {
+    let key = LedgerKey(task: .default, dataset: "big", epoch: 0)
+    return .data(
+        .shardsChanged(
+            key,
+            (from..<from + rows).map {
+                ShardRecord(shard: Int64($0), owner: nil, leaseEpoch: 1, consumed: 0, state: .pending)
+            }))
+}
+
+/// The shard records (of every `shardsChanged`) and the other changes of a list of batches, flattened in order.
+func rows(_ batches: [[StateChange]]) -> [Int64] {
+    batches.joined().flatMap { change -> [Int64] in
+        if case .data(.shardsChanged(_, let records)) = change { return records.map(\.shard) }
+        return []
+    }
+}
+
+@Suite("Write-behind queue: lanes and bounded transactions")
+struct WriteBehindQueueLaneTests {
+    @Test("a membership change enqueued behind a huge ledger change waits for one bounded transaction, not for it")
+    func membershipOvertakesBulk() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 1000, commit: committer.commit)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let big = queue.enqueue(shards(20_000))
+            let small = queue.enqueue(change(1))
+            #expect(big.lane == .bulk && small.lane == .membership)
+            group.addTask { await queue.run() }
+            try await queue.waitUntilDurable(small)
+            #expect(!queue.isDurable(big), "the membership change did not wait for the 21 transactions of the ledger")
+            try await queue.waitUntilDurable(big)
+            queue.finish()
+            try await group.waitForAll()
+        }
+        let batches = committer.batches
+        #expect(batches[0].contains(change(1)), "written in the first transaction: \(batches.map(\.count))")
+        #expect(batches.count == 21, "999 rows beside the membership change, then 1,000 per transaction")
+        #expect(batches.allSatisfy { rows([$0]).count <= 1000 })
+        #expect(rows(batches) == (0..<20_000).map(Int64.init), "every row once, in order")
+    }
+
+    @Test("a bulk change never overtakes an earlier membership change, and each lane keeps its order")
+    func ordering() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 100, commit: committer.commit)
+        let tickets = [
+            queue.enqueue(change(1)), queue.enqueue(shards(250)), queue.enqueue(change(2)),
+            queue.enqueue(shards(50, from: 250)), queue.enqueue(change(3)),
+        ]
+        queue.finish()
+        await queue.run()
+        for ticket in tickets { #expect(queue.isDurable(ticket)) }
+        let flat = Array(committer.batches.joined())
+        let memberships = flat.filter { if case .membership = $0 { true } else { false } }
+        #expect(memberships == [change(1), change(2), change(3)])
+        #expect(rows(committer.batches) == (0..<300).map(Int64.init))
+        // The first membership change is in the first transaction, before any ledger row.
+        #expect(committer.batches[0].first == change(1))
+    }
+
+    @Test("a waiter of a split change is woken only once its last piece is written")
+    func splitChangeDurableAtTheEnd() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 10, commit: committer.commit)
+        let big = queue.enqueue(shards(35))
+        let after = queue.enqueue(shards(1, from: 35))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await queue.run() }
+            try await queue.waitUntilDurable(big)
+            #expect(rows(committer.batches).count >= 35, "all four pieces written")
+            try await queue.waitUntilDurable(after)
+            queue.finish()
+            try await group.waitForAll()
+        }
+        #expect(committer.batches.map { rows([$0]).count } == [10, 10, 10, 6])
+    }
+
+    @Test("a failed piece fails its waiter and is retried in order")
+    func failedPieceRetried() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 10, commit: committer.commit)
+        committer.failNext(1)
+        let big = queue.enqueue(shards(25))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await queue.run() }
+            let error = await #expect(throws: StorageError.self) { try await queue.waitUntilDurable(big) }
+            #expect(error?.message == "disk full")
+            let next = queue.enqueue(change(1))
+            try await queue.waitUntilDurable(next)
+            try await queue.waitUntilDurable(big)
+            queue.finish()
+            try await group.waitForAll()
+        }
+        #expect(rows(committer.batches) == (0..<25).map(Int64.init))
+    }
+
+    @Test("limitWrites bounds the flusher: what is still pending when the budget runs out is dropped, its waiters told")
+    func limitedShutdown() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 10, commit: committer.commit)
+        // 1,000 transactions of 20 ms each: 20 s to write all of it.
+        let big = queue.enqueue(shards(10_000))
+        queue.limitWrites(to: .milliseconds(200))
+        queue.finish()
+        let dropped = await queue.run()
+        #expect(dropped == 1, "the rest of the one big change")
+        #expect(!committer.batches.isEmpty && rows(committer.batches).count < 10_000)
+        let error = await #expect(throws: StorageError.self) { try await queue.waitUntilDurable(big) }
+        #expect(error?.code == .unavailable)
     }
 }

@@ -9,7 +9,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -217,8 +217,12 @@ class ShardAssignment:
         return not self.shards and self.done_shards == self.total_shards
 
 
-def shard_assignment(reply: pb.GetShardAssignmentResponse) -> ShardAssignment:
-    """The SDK's view of a GetShardAssignment reply (the one place that reads that message)."""
+def shard_assignment(
+    reply: pb.GetShardAssignmentResponse, pages: Sequence[pb.GetShardAssignmentResponse] = ()
+) -> ShardAssignment:
+    """The SDK's view of a GetShardAssignment reply and the pages that followed it (the one place that reads that
+    message)."""
+    last = pages[-1] if pages else reply
     return ShardAssignment(
         dataset=reply.dataset,
         epoch=reply.epoch,
@@ -231,10 +235,11 @@ def shard_assignment(reply: pb.GetShardAssignmentResponse) -> ShardAssignment:
                 sample_seed=shard.sample_seed,
                 consumed=shard.consumed,
             )
-            for shard in reply.shards
+            for page in (reply, *pages)
+            for shard in page.shards
         ],
-        total_shards=reply.total_shards,
-        done_shards=reply.done_shards,
+        total_shards=last.total_shards,
+        done_shards=last.done_shards,
         shuffle=reply.shuffle,
     )
 
@@ -447,10 +452,27 @@ class CoordinatorClient:
             created=reply.created,
         )
 
-    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int) -> ShardAssignment:
-        """This worker's shards of ``epoch`` that are not done yet (the coordinator assigns them at the first ask)."""
-        request = pb.GetShardAssignmentRequest(dataset=dataset, worker_id=worker_id, epoch=epoch)
-        return shard_assignment(self._call(self._stub.GetShardAssignment, request, worker_id=worker_id))
+    def get_shard_assignment(self, dataset: str, worker_id: str, epoch: int, *, page_size: int = 0) -> ShardAssignment:
+        """This worker's shards of ``epoch`` that are not done yet (the coordinator assigns them at the first ask).
+
+        The coordinator answers in pages of at most ``page_size`` shards (0: its default, 16,384); this gathers them
+        all, starting over when membership changed between two pages (the later ones belong to another assignment).
+        """
+        for _ in range(8):
+            request = pb.GetShardAssignmentRequest(
+                dataset=dataset, worker_id=worker_id, epoch=epoch, max_shards=page_size
+            )
+            first = self._call(self._stub.GetShardAssignment, request, worker_id=worker_id)
+            replies = [first]
+            while replies[-1].next_page_token and replies[-1].membership_epoch == first.membership_epoch:
+                request.page_token = replies[-1].next_page_token
+                replies.append(self._call(self._stub.GetShardAssignment, request, worker_id=worker_id))
+            if replies[-1].membership_epoch == first.membership_epoch:
+                return shard_assignment(first, pages=replies[1:])
+        raise CoordinatorUnavailable(
+            f"the assignment of {dataset} epoch {epoch} kept changing while it was read (membership changes "
+            "between pages); ask again once the task's membership settles"
+        )
 
     def report_shard_progress(
         self, dataset: str, worker_id: str, *, epoch: int, membership_epoch: int, shard_id: int, consumed: int

@@ -43,7 +43,8 @@ def _mix_array(x: np.ndarray) -> np.ndarray:
         z = x + np.uint64(GAMMA)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        mixed: np.ndarray = z ^ (z >> np.uint64(31))
+        return mixed
 
 
 def _feistel(x: np.ndarray, keys: list[int], half: int) -> np.ndarray:
@@ -52,7 +53,8 @@ def _feistel(x: np.ndarray, keys: list[int], half: int) -> np.ndarray:
     left, right = x >> np.uint64(half), x & mask
     for key in keys:
         left, right = right, left ^ (_mix_array(right ^ np.uint64(key)) & mask)
-    return (left << np.uint64(half)) | right
+    passed: np.ndarray = (left << np.uint64(half)) | right
+    return passed
 
 
 def _outputs(seed: int, count: int) -> np.ndarray:

@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from conftest import FAST, free_port, wait_until
 from dtruntime import DatasetRegistry, FailedPrecondition, InvalidArgument, NotFound, Worker
+from dtruntime.v1 import coordinator_pb2 as pb
 
 TOTAL = 10_000
 
@@ -80,6 +82,33 @@ def test_registry_reference_call_and_bad_specs(coordinator_factory):
                 registry.register(*args)
     listed = coordinator.get_json("/api/datasets")["datasets"]
     assert [(d["name"], d["num_shards"], d["shuffle"]) for d in listed] == [("imagenet", 129, True)]
+
+
+def test_assignments_come_in_bounded_pages_that_add_up_to_the_whole(coordinator_factory):
+    coordinator = coordinator_factory()
+    DatasetRegistry(coordinator.grpc_address).register("paged", total_samples=5000, shard_size=1, shuffle=True)
+    with Worker(coordinator.grpc_address, "solo") as worker:
+        client = worker.client
+        whole = client.get_shard_assignment("paged", "solo", 0)
+        paged = client.get_shard_assignment("paged", "solo", 0, page_size=333)
+        assert len(whole.shards) == 5000 and paged.shards == whole.shards
+        request = pb.GetShardAssignmentRequest(dataset="paged", worker_id="solo", epoch=0, max_shards=1000)
+        first = client._stub.GetShardAssignment(request)
+        assert len(first.shards) == 1000 and first.next_page_token
+        request.page_token = first.next_page_token
+        second = client._stub.GetShardAssignment(request)
+        assert [s.shard_id for s in second.shards] == [s.shard_id for s in whole.shards[1000:2000]]
+        for field, value, message in [
+            ("page_token", "p-1", "page_token must be empty (first page) or the next_page_token"),
+            ("page_token", "garbage", "page_token must be empty (first page) or the next_page_token"),
+            ("max_shards", 65_537, "max_shards must be at most 65536"),
+        ]:
+            bad = pb.GetShardAssignmentRequest(dataset="paged", worker_id="solo", epoch=0, **{field: value})
+            with pytest.raises(grpc.RpcError) as refused:
+                client._stub.GetShardAssignment(bad)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert message in (refused.value.details() or "")
+        assert client.get_shard_assignment("paged", "solo", 0).shards == whole.shards, "bad pages changed nothing"
 
 
 def test_epoch_iterator_resumes_after_the_committed_samples(coordinator_factory):

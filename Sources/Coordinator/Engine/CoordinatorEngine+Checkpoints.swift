@@ -161,7 +161,7 @@ extension CoordinatorEngine {
         for directive in directives {
             switch directive {
             case .persist(let record):
-                latestChange[record.id.task] = queue.enqueue(.checkpoint(record))
+                noteChange(queue.enqueue(.checkpoint(record)), of: record.id.task)
             case .commit(let record):
                 effects.submit { await self.writeManifest(of: record) }
             case .settled(let record):
@@ -200,7 +200,7 @@ extension CoordinatorEngine {
 
     /// Deletes a forgotten record, whose objects are gone.
     private func forget(_ id: CheckpointID) {
-        latestChange[id.task] = queue.enqueue(.checkpointForgotten(id))
+        noteChange(queue.enqueue(.checkpointForgotten(id)), of: id.task)
         checkpoints.forgotten(id)
     }
 

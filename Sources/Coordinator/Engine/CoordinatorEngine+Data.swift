@@ -22,16 +22,18 @@ extension CoordinatorEngine {
     /// The shards `worker` should read in `epoch` of `dataset`, once everything they reflect is durable.
     ///
     /// - Throws: `notFound` for an unknown worker or dataset; `NOT_A_MEMBER` when the worker is not a member.
-    public func shardAssignment(dataset: String, worker: WorkerID, epoch: Int64) async throws -> ShardAssignment {
+    public func shardAssignment(
+        dataset: String, worker: WorkerID, epoch: Int64, page: AssignmentPage = AssignmentPage(limit: .max)
+    ) async throws -> ShardAssignment {
         let member = try membership.member(worker)
         let key = LedgerKey(task: member.task, dataset: dataset, epoch: epoch)
-        let (leases, progress, directives) = try catalog.assignment(
+        let (leases, next, progress, directives) = try catalog.assignment(
             key: key, worker: worker, members: membership.members(of: member.task), membershipEpoch: member.epoch,
-            now: now())
+            page: page, now: now())
         carryOut(directives)
         try await settle(member.task)
         return ShardAssignment(
-            leases: leases, progress: progress, membershipEpoch: membership.epoch(of: member.task),
+            leases: leases, next: next, progress: progress, membershipEpoch: membership.epoch(of: member.task),
             shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
@@ -70,8 +72,10 @@ extension CoordinatorEngine {
 
 /// A worker's shards for an epoch, as `GetShardAssignment` answers.
 public struct ShardAssignment: Sendable {
-    /// The shards to read, in epoch order.
+    /// The shards to read, in epoch order (one page of them).
     public var leases: [ShardLease]
+    /// Where the next page starts (nil after the last).
+    public var next: Int64?
     /// The ledger's progress.
     public var progress: LedgerProgress
     /// The task's membership epoch the assignment is valid at.

@@ -17,6 +17,8 @@ public actor CoordinatorEngine {
     public nonisolated let barrierStreams = ShutdownLatch()
     /// The write-behind queue durable changes go through.
     public nonisolated let queue: WriteBehindQueue
+    /// When each worker's latest heartbeat arrived, recorded before it queues for this actor (see ``heard(_:)``).
+    public nonisolated let liveness = LivenessBoard()
     /// When the engine started.
     public nonisolated let startedAt: Moment
     /// Counters, timers and gauges for `/metrics` and `/api/metrics`.
@@ -58,10 +60,12 @@ public actor CoordinatorEngine {
         .unavailable, "the coordinator is shutting down: retry once it is back", reason: .shuttingDown)
     /// Per task, the checkpoint its data ledgers were last reset to, and at which membership epoch.
     var dataRestoredFrom: [TaskID: (CheckpointID, UInt64)] = [:]
-    /// Per task, the ticket of the latest durable change that concerns it. No view of the task leaves the
-    /// coordinator (reply, acknowledgement, push) before that ticket is committed: a worker must never see a
-    /// membership epoch that a crash could take back and hand out again for a different membership.
-    var latestChange: [TaskID: WriteBehindQueue.Ticket] = [:]
+    /// Per task and queue lane, the ticket of the latest durable change that concerns it. No view of the task leaves
+    /// the coordinator (reply, acknowledgement, push) before its membership lane's ticket is committed: a worker must
+    /// never see a membership epoch that a crash could take back and hand out again for a different membership. Data
+    /// and checkpoint replies wait for both lanes (``settle(_:)``); views only for the membership lane
+    /// (``settleView(_:)``), so one task's big ledger write never holds heartbeats up.
+    var latestChange: [TaskID: [WriteBehindQueue.Lane: WriteBehindQueue.Ticket]] = [:]
     /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
     private var pendingPushes: [TaskID: [String]] = [:]
     /// Per task, why its membership last changed and the epoch it changed to: every view at that epoch says why,
@@ -111,7 +115,7 @@ public actor CoordinatorEngine {
         self.catalog = catalog
         for change in reconciled.changes {
             let ticket = queue.enqueue(.data(change))
-            if let task = change.task { latestChange[task] = ticket }
+            if let task = change.task, let lane = ticket.lane { latestChange[task, default: [:]][lane] = ticket }
         }
         self.queue = queue
         self.sessions = sessions
@@ -160,7 +164,10 @@ public actor CoordinatorEngine {
         carryOut(directives)
         joinHints[spec.taskID] = nil
         // Also covers a repeated registration, which must not be acknowledged before the first one is durable.
-        try await settle(spec.taskID)
+        try await settleView(spec.taskID)
+        // The worker could not heartbeat while it waited for this answer: its silence starts now.
+        let answered = now()
+        carryOut(membership.onSignOfLife(spec.id, at: answered.monotonic, now: answered))
         return (outgoing(membership.view(of: spec.id) ?? view), secret)
     }
 
@@ -170,13 +177,26 @@ public actor CoordinatorEngine {
         try membership.authenticate(id, presented: secret.map(WorkerSecret.digest))
     }
 
+    /// A heartbeat of `worker` arrived: recorded on the ``liveness`` board at once, without waiting for this actor.
+    /// The gRPC handlers call this before they hand the heartbeat to the engine.
+    ///
+    /// - Returns: the arrival moment (monotonic), to pass on with the heartbeat.
+    public nonisolated func heard(_ worker: WorkerID) -> Duration {
+        let moment = now().monotonic
+        liveness.record(worker, at: moment)
+        return moment
+    }
+
     /// Records a heartbeat (memory only) and returns the worker's current view.
     ///
-    /// Liveness is recorded first: if the disk is failing, the reply fails (UNAVAILABLE) but the worker is not
-    /// declared dead for the coordinator's trouble.
-    public func heartbeat(_ id: WorkerID, step: Int64, metrics: [String: Double]) async throws -> MembershipView {
-        let view = try record(id, step: step, metrics: metrics)
-        try await settle(view.taskID)
+    /// Liveness is recorded first (as of `arrivedAt`, when the caller stamped it with ``heard(_:)``): if the disk is
+    /// failing, the reply fails (UNAVAILABLE) but the worker is not declared dead for the coordinator's trouble. The
+    /// reply waits for the task's membership changes to be durable, not for its data ledgers' writes.
+    public func heartbeat(
+        _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration? = nil
+    ) async throws -> MembershipView {
+        let view = try record(id, step: step, metrics: metrics, arrivedAt: arrivedAt)
+        try await settleView(view.taskID)
         return outgoing(membership.view(of: id) ?? view)
     }
 
@@ -187,13 +207,13 @@ public actor CoordinatorEngine {
     ///
     /// - Returns: the stream's attachment token, or nil when the coordinator is shutting down.
     public func sessionHeartbeat(
-        _ id: WorkerID, step: Int64, metrics: [String: Double], channel: SessionChannel,
+        _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration? = nil, channel: SessionChannel,
         attached token: SessionRegistry.Token?
     ) async throws -> SessionRegistry.Token? {
-        let recorded = try record(id, step: step, metrics: metrics)
+        let recorded = try record(id, step: step, metrics: metrics, arrivedAt: arrivedAt)
         guard let token = token ?? sessions.attach(id, channel: channel) else { return nil }
         do {
-            try await settle(recorded.taskID)
+            try await settleView(recorded.taskID)
         } catch {
             return token
         }
@@ -216,9 +236,12 @@ public actor CoordinatorEngine {
     }
 
     /// Records a heartbeat in the membership; returns the view as of now (possibly not durable yet).
-    private func record(_ id: WorkerID, step: Int64, metrics: [String: Double]) throws(CoreError) -> MembershipView {
+    private func record(
+        _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration?
+    ) throws(CoreError) -> MembershipView {
         let moment = now()
-        let (view, directives) = try membership.onHeartbeat(id, step: step, metrics: metrics, now: moment)
+        let (view, directives) = try membership.onHeartbeat(
+            id, step: step, metrics: metrics, arrivedAt: arrivedAt, now: moment)
         self.metrics.recordHeartbeat(at: moment.monotonic)
         observeHeartbeat(id, view: view, step: step, metrics: metrics, at: moment)
         if !directives.isEmpty { carryOut(directives) }
@@ -238,14 +261,15 @@ public actor CoordinatorEngine {
             }
             carryOut(directives)
         }
-        if let task = membership.task(of: id) { try await settle(task) }
+        if let task = membership.task(of: id) { try await settleView(task) }
         return epoch
     }
 
-    /// Runs the failure detector once (the engine service calls this every tick).
+    /// Runs the failure detector once (the engine service calls this every tick), counting the heartbeats that
+    /// arrived since the last tick (``liveness``) whether or not the engine has handled them yet.
     public func tick() {
         let moment = now()
-        carryOut(membership.onTick(now: moment))
+        carryOut(membership.onTick(now: moment, arrivals: liveness.take()))
         carryOut(barriers.onTick(now: moment.monotonic))
         carryOut(checkpoints.onTick(now: moment.monotonic))
         observeTick(moment)
@@ -292,7 +316,7 @@ public actor CoordinatorEngine {
             case .persist(let change):
                 let ticket = queue.enqueue(.membership(change))
                 let tasks = Set(change.epochs.keys).union(change.upserted.map(\.spec.taskID))
-                for task in tasks { latestChange[task] = ticket }
+                for task in tasks { noteChange(ticket, of: task) }
             case .membershipChanged(let task, let members, let epoch, let cause):
                 let reason = cause.description
                 lastChange[task] = (epoch, reason)
@@ -319,7 +343,7 @@ public actor CoordinatorEngine {
             switch directive {
             case .persist(let change):
                 let ticket = queue.enqueue(.data(change))
-                if let task = change.task { latestChange[task] = ticket }
+                if let task = change.task { noteChange(ticket, of: task) }
             case .progressChanged(let key):
                 noteDatasetProgress(key)
             }
@@ -331,7 +355,7 @@ public actor CoordinatorEngine {
         for directive in directives {
             switch directive {
             case .persist(let record):
-                latestChange[record.taskID] = queue.enqueue(.task(record))
+                noteChange(queue.enqueue(.task(record)), of: record.taskID)
                 publishTaskEvent(record.taskID)
             case .push(let task, let reason):
                 schedulePush(task, reason: reason)
@@ -346,10 +370,29 @@ public actor CoordinatorEngine {
         }
     }
 
+    /// Records `ticket` as the latest change of `task` in its lane.
+    func noteChange(_ ticket: WriteBehindQueue.Ticket, of task: TaskID) {
+        guard let lane = ticket.lane else { return }
+        latestChange[task, default: [:]][lane] = ticket
+    }
+
     /// Waits until every durable change concerning `task` is committed. On return (with no suspension after it) the
-    /// task's in-memory membership is exactly what is on disk.
+    /// task's in-memory state is exactly what is on disk.
     func settle(_ task: TaskID) async throws {
-        while let ticket = latestChange[task], !queue.isDurable(ticket) {
+        try await settle(task, lanes: WriteBehindQueue.Lane.allCases)
+    }
+
+    /// Waits until the changes of `task` that views reflect (membership, task record) are committed; its data
+    /// ledgers' and checkpoints' writes may still be pending. On return (with no suspension after it) the task's
+    /// in-memory membership is exactly what is on disk.
+    func settleView(_ task: TaskID) async throws {
+        try await settle(task, lanes: [.membership])
+    }
+
+    private func settle(_ task: TaskID, lanes: [WriteBehindQueue.Lane]) async throws {
+        while let ticket = lanes.lazy.compactMap({ self.latestChange[task]?[$0] }).first(where: {
+            !self.queue.isDurable($0)
+        }) {
             try await queue.waitUntilDurable(ticket)
         }
     }
@@ -368,7 +411,7 @@ public actor CoordinatorEngine {
 
     private func push(_ task: TaskID) async {
         do {
-            try await settle(task)
+            try await settleView(task)
         } catch {
             // Not durable: nobody may see it. Workers learn the state from their next acknowledged heartbeat.
             pendingPushes[task] = nil

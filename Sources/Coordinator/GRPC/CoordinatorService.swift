@@ -51,7 +51,10 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     ) async throws -> Dtruntime_V1_HeartbeatResponse {
         let beat = try ValidatedHeartbeat(request)
         try await authenticate(beat.workerID)
-        let view = try await engine.heartbeat(beat.workerID, step: beat.step, metrics: beat.metrics)
+        // Stamped before the call queues for the engine: the failure detector counts it even if the engine is busy.
+        let arrivedAt = engine.heard(beat.workerID)
+        let view = try await engine.heartbeat(
+            beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: arrivedAt)
         return .with { $0.view = Dtruntime_V1_MembershipView(view) }
     }
 
@@ -70,53 +73,79 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
 
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
     ///
-    /// A reader task handles each heartbeat and queues its acknowledgement; the handler itself writes whatever the
-    /// session's stream holds (acknowledgements and the engine's pushes). The stream ends when the worker closes
-    /// its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the coordinator closes the session
-    /// (UNAVAILABLE: shutting down, or replaced by a newer stream of the same worker).
+    /// A reader task reads the heartbeats, records each one's arrival (``CoordinatorEngine/heard(_:)``) and leaves it
+    /// in the session's ``SessionInbox``, never waiting for the engine; a second task hands them to the engine, which
+    /// queues their acknowledgements; the handler itself writes whatever the session's stream holds
+    /// (acknowledgements and the engine's pushes). The stream ends when the worker closes its side (OK), sends
+    /// something invalid (INVALID_ARGUMENT / NOT_FOUND), or the coordinator closes the session (UNAVAILABLE: shutting
+    /// down, or replaced by a newer stream of the same worker).
     public func workerSession(
         request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
         response: RPCWriter<Dtruntime_V1_SessionEvent>,
         context: ServerContext
     ) async throws {
         let (updates, channel) = SessionChannel.make()
-        // The reader is not a child task: reading the request stream does not stop on cancellation, so when the
-        // coordinator closes the session the handler returns without it, and the transport ends the stream.
-        let reader = Task { try await readHeartbeats(from: request, into: channel) }
-        defer { reader.cancel() }
+        let inbox = SessionInbox()
+        // Neither is a child task: reading the request stream does not stop on cancellation, so when the coordinator
+        // closes the session the handler returns without them, and the transport ends the stream.
+        let reader = Task { await readHeartbeats(from: request, into: inbox) }
+        let handing = Task { try await handHeartbeats(from: inbox, to: channel) }
+        defer {
+            reader.cancel()
+            handing.cancel()
+        }
         for await update in updates {
             try await response.write(Dtruntime_V1_SessionEvent(update))
         }
         if let reason = channel.closeReason {
             throw RPCError(code: .unavailable, message: reason)
         }
-        // The reader ended the stream: the worker closed its side (OK) or sent something invalid (its error).
-        try await reader.value
+        // The stream ended from the worker's side: it closed its side (OK) or sent something invalid (its error).
+        try await handing.value
     }
 
+    /// Reads the session's heartbeats as they arrive, checks them, and leaves them in `inbox`.
     private func readHeartbeats(
-        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into channel: SessionChannel
-    ) async throws {
+        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into inbox: SessionInbox
+    ) async {
+        var worker: WorkerID?
+        do {
+            for try await message in request {
+                guard case .heartbeat(let heartbeat) = message.kind else {
+                    throw CoreError.invalid(
+                        "kind", "must be a heartbeat (the only session message this coordinator knows)")
+                }
+                let beat = try ValidatedHeartbeat(heartbeat)
+                if let worker, worker != beat.workerID {
+                    throw CoreError.invalid(
+                        "worker_id", "must stay the same on one session stream (it started as \(worker))",
+                        got: Validation.quoted(beat.workerID.rawValue))
+                }
+                worker = beat.workerID
+                inbox.put(beat, arrivedAt: engine.heard(beat.workerID))
+            }
+            inbox.end(nil)
+        } catch {
+            inbox.end(error)
+        }
+    }
+
+    /// Hands the session's heartbeats to the engine, one at a time (those that arrive meanwhile fold into one), and
+    /// attaches the stream to the worker on the first.
+    private func handHeartbeats(from inbox: SessionInbox, to channel: SessionChannel) async throws {
         var worker: WorkerID?
         var token: SessionRegistry.Token?
         defer {
             if let worker, let token { engine.sessions.detach(worker, token: token) }
             channel.finish()
         }
-        for try await message in request {
-            guard case .heartbeat(let heartbeat) = message.kind else {
-                throw CoreError.invalid("kind", "must be a heartbeat (the only session message this coordinator knows)")
-            }
-            let beat = try ValidatedHeartbeat(heartbeat)
-            if let worker, worker != beat.workerID {
-                throw CoreError.invalid(
-                    "worker_id", "must stay the same on one session stream (it started as \(worker))",
-                    got: Validation.quoted(beat.workerID.rawValue))
-            }
+        while let pending = try await inbox.next() {
+            let beat = pending.heartbeat
             if worker == nil { try await authenticate(beat.workerID) }
             worker = beat.workerID
             token = try await engine.sessionHeartbeat(
-                beat.workerID, step: beat.step, metrics: beat.metrics, channel: channel, attached: token)
+                beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
+                channel: channel, attached: token)
             if token == nil { return }
         }
     }
@@ -146,7 +175,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         let worker = try WorkerID(request.workerID)
         let epoch = try Validation.epoch(request.epoch)
         try await authenticate(worker)
-        let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch)
+        let page = try AssignmentPage(token: request.pageToken, maxShards: request.maxShards)
+        let assignment = try await engine.shardAssignment(dataset: dataset, worker: worker, epoch: epoch, page: page)
         return .with {
             $0.dataset = dataset
             $0.epoch = epoch
@@ -155,6 +185,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             $0.totalShards = Int64(assignment.progress.total)
             $0.doneShards = Int64(assignment.progress.done)
             $0.shuffle = assignment.shuffle
+            $0.nextPageToken = AssignmentPage.token(after: assignment.next)
         }
     }
 

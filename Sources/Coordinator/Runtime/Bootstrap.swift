@@ -14,8 +14,8 @@ public import Storage
 public struct CoordinatorRuntime: Sendable {
     /// The engine (for tests and in-process use).
     public let engine: CoordinatorEngine
-    /// The services, in start order: engine, gRPC server, HTTP server, event bus. A `ServiceGroup` shuts them down in
-    /// reverse.
+    /// The services, in start order: engine, gRPC server, HTTP server, event bus, shutdown write budget. A
+    /// `ServiceGroup` shuts them down in reverse.
     public let services: [any Service]
     /// The bound ports, once known.
     public let listeners: Listeners
@@ -120,8 +120,10 @@ public func buildCoordinator(
             EngineService(engine: engine),
             GRPCServerService(server: grpcServer, engine: engine, listeners: listeners),
             app,
-            // Last, so that it shuts down first: open event streams end before the HTTP server drains.
+            // Late, so that it shuts down early: open event streams end before the HTTP server drains.
             EventBusService(bus: events, logs: logs, observer: logEvents),
+            // Last, so that the queue's write budget starts with the shutdown, before any server drains.
+            ShutdownWriteBudget(queue: queue),
         ],
         listeners: listeners, dataDirectory: dataDirectory)
 }

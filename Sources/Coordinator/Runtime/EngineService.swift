@@ -6,8 +6,8 @@ import Storage
 /// engine's side effects (``EffectRunner``).
 ///
 /// On graceful shutdown the ticks stop, the effects still running are cancelled (and awaited), and the queue writes
-/// what is pending before the service returns; it is the first service of the group, so it shuts down last, after the
-/// servers have drained.
+/// what is pending before the service returns (within ``ShutdownWriteBudget``'s time); it is the first service of the
+/// group, so it shuts down last, after the servers have drained.
 public struct EngineService: Service {
     let engine: CoordinatorEngine
 
@@ -17,7 +17,16 @@ public struct EngineService: Service {
         let tick = engine.membershipConfig.tickInterval
         await withTaskCancellationOrGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await queue.run() }
+                group.addTask {
+                    let dropped = await queue.run()
+                    if dropped > 0 {
+                        engine.logger.warning(
+                            """
+                            shutdown: pending changes not written within the shutdown's write budget; the restart \
+                            recovers as after a crash (nothing unwritten was acknowledged)
+                            """, metadata: ["changes": "\(dropped)"])
+                    }
+                }
                 group.addTask { await effects.run() }
                 group.addTask {
                     while !Task.isShuttingDownGracefully, !Task.isCancelled {

@@ -1,8 +1,8 @@
 public import ServiceLifecycle
 
 /// Runs the event bus: keep-alive comments on every stream, and at shutdown the end of every stream, so that the HTTP
-/// server's graceful shutdown (which waits for responses in flight) is not held by open event streams. It is the
-/// last service of the group, so it shuts down first.
+/// server's graceful shutdown (which waits for responses in flight) is not held by open event streams. It comes after
+/// the HTTP server in the group, so it shuts down before it.
 public struct EventBusService: Service {
     let bus: EventBus
     /// The log buffer whose entries become `log` events, and the observer that publishes them.

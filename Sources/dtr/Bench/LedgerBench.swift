@@ -97,12 +97,12 @@ struct LedgerBench: AsyncParsableCommand {
         do {
             let store = try SQLiteStateStore(path: path)
             try await store.commit([
-                    .data(.datasetRegistered(DatasetRecord(spec: spec, registeredAtMillis: 0))),
-                    .data(
-                        .ledgerCreated(
-                            LedgerHeader(key: key, initialMembers: members, initialMembershipEpoch: 1, createdAtMillis: 0))),
-                    .data(.shardsChanged(key, done)),
-                ])
+                .data(.datasetRegistered(DatasetRecord(spec: spec, registeredAtMillis: 0))),
+                .data(
+                    .ledgerCreated(
+                        LedgerHeader(key: key, initialMembers: members, initialMembershipEpoch: 1, createdAtMillis: 0))),
+                .data(.shardsChanged(key, done)),
+            ])
         }
         let databaseBytes = ["", "-wal"].reduce(0) { total, suffix in
             total + ((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
@@ -133,4 +133,3 @@ struct LedgerBench: AsyncParsableCommand {
         return ContinuousClock.now - start
     }
 }
-

@@ -646,10 +646,16 @@ class GetShardAssignmentRequest(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     MEMBERSHIP_EPOCH_FIELD_NUMBER: _builtins.int
+    MAX_SHARDS_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     worker_id: _builtins.str
     epoch: _builtins.int
     membership_epoch: _builtins.int
+    max_shards: _builtins.int
+    """Most shards in the reply: 0 means 16,384; at most 65,536. A worker holding more gets them in pages."""
+    page_token: _builtins.str
+    """Empty for the first page, else the previous reply's next_page_token. Only the first page may steal shards."""
     def __init__(
         self,
         *,
@@ -657,10 +663,12 @@ class GetShardAssignmentRequest(_message.Message):
         worker_id: _builtins.str = ...,
         epoch: _builtins.int = ...,
         membership_epoch: _builtins.int = ...,
+        max_shards: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "epoch", b"epoch", "membership_epoch", b"membership_epoch", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "epoch", b"epoch", "max_shards", b"max_shards", "membership_epoch", b"membership_epoch", "page_token", b"page_token", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -712,6 +720,7 @@ class GetShardAssignmentResponse(_message.Message):
     TOTAL_SHARDS_FIELD_NUMBER: _builtins.int
     DONE_SHARDS_FIELD_NUMBER: _builtins.int
     SHUFFLE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     epoch: _builtins.int
     membership_epoch: _builtins.int
@@ -719,6 +728,10 @@ class GetShardAssignmentResponse(_message.Message):
     done_shards: _builtins.int
     shuffle: _builtins.bool
     """Whether sample orders are shuffled (with each shard's sample_seed) or ascending."""
+    next_page_token: _builtins.str
+    """Non-empty when more shards follow: ask again with it as page_token. A page answered at another membership_epoch
+    than the first belongs to another assignment: start over from the first page.
+    """
     @_builtins.property
     def shards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shard]:
         """This worker's shards in epoch order, minus those already done."""
@@ -733,10 +746,11 @@ class GetShardAssignmentResponse(_message.Message):
         total_shards: _builtins.int = ...,
         done_shards: _builtins.int = ...,
         shuffle: _builtins.bool = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "done_shards", b"done_shards", "epoch", b"epoch", "membership_epoch", b"membership_epoch", "shards", b"shards", "shuffle", b"shuffle", "total_shards", b"total_shards"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "done_shards", b"done_shards", "epoch", b"epoch", "membership_epoch", b"membership_epoch", "next_page_token", b"next_page_token", "shards", b"shards", "shuffle", b"shuffle", "total_shards", b"total_shards"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
