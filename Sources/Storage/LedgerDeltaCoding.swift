@@ -133,7 +133,9 @@ public enum LedgerDeltaCoding {
             }
         }
         return [.records(Array(latest.values))]
-            + gained.sorted { $0.key < $1.key }.map { .moved(ShardMove(shards: [], owner: $0.key, membershipEpoch: $0.value)) }
+            + gained.sorted { $0.key < $1.key }.map {
+                .moved(ShardMove(shards: [], owner: $0.key, membershipEpoch: $0.value))
+            }
     }
 
     private struct Writer {
