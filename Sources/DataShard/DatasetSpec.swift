@@ -7,7 +7,7 @@ public import RuntimeCore
 public struct DatasetSpec: Sendable, Hashable {
     /// Largest accepted number of samples (2^40).
     public static let maxSamples: Int64 = 1 << 40
-    /// Largest accepted number of shards (2^24): a ledger keeps a few dozen bytes per shard per retained epoch.
+    /// Largest accepted number of shards (2^24): a ledger keeps about 4 bytes per shard per retained epoch.
     public static let maxShards: Int64 = 1 << 24
 
     /// 1-128 characters of `[A-Za-z0-9._-]`.

@@ -193,6 +193,10 @@ public struct ShardLedger: Sendable {
     private var remaining: [Int] = []
     private var pending: [Int] = []
     private var claimed: [Int] = []
+    /// Per slot: the newest membership epoch at which it was given shards. A pending shard has no lease epoch of its
+    /// own, so a claim from a view older than this may come from a process that last saw another assignment (a
+    /// restarted worker's old process, say): it is refused as stale, and the worker asks again.
+    private var gainedEpoch: [UInt64] = []
     /// Number of done shards.
     public private(set) var doneCount = 0
     /// Samples committed: the cursors of every shard (a done shard's cursor is its length).
@@ -348,6 +352,8 @@ public struct ShardLedger: Sendable {
                 ShardLease(
                     shard: shard, samples: spec.sampleRange(ofShard: shard), consumed: started[shard]?.consumed ?? 0,
                     sampleSeed: EpochShuffle.sampleOrderSeed(seed: spec.seed, epoch: epoch, shard: shard)))
+            // A first page holding all the member's unfinished shards is the whole answer: skip the done ones after.
+            if page.after == nil, leases.count == remaining[slot] { break }
         }
         return (leases, next, directives)
     }
@@ -396,6 +402,14 @@ public struct ShardLedger: Sendable {
             return (record(of: shard, owner: worker), [])
         }
         if previous == nil {
+            guard membershipEpoch >= gainedEpoch[slot] else {
+                throw CoreError(
+                    .failedPrecondition,
+                    "stale claim: shard \(shard) of \(spec.name) epoch \(epoch) came to \(worker) again at membership "
+                        + "epoch \(gainedEpoch[slot]), after this report's epoch \(membershipEpoch): ask "
+                        + "GetShardAssignment again",
+                    reason: .shardMoved)
+            }
             guard claimed[slot] < Self.maxClaimsPerWorker else {
                 throw CoreError(
                     .resourceExhausted,
@@ -456,6 +470,7 @@ public struct ShardLedger: Sendable {
         remaining.append(0)
         pending.append(0)
         claimed.append(0)
+        gainedEpoch.append(0)
         return slot
     }
 
@@ -501,6 +516,10 @@ public struct ShardLedger: Sendable {
         guard !members.isEmpty else {
             guard !orphans.isEmpty else { return [] }
             unownedPositions.mergeSorted(orphans)
+            for position in orphans {
+                let shard = order.shard(at: Int64(position))
+                if let lease = started[shard] { started[shard] = (membershipEpoch, lease.consumed) }
+            }
             return [move(orphans, to: nil, membershipEpoch: membershipEpoch)]
         }
         unownedPositions.removeSorted(unownedOrphans)
@@ -542,9 +561,11 @@ public struct ShardLedger: Sendable {
         var budget = max(0, cap - remaining[Int(joiner)])
         var gives = [Int](repeating: 0, count: slots.count)
         var given = 0
-        let excesses = others.map { (slot: $0, excess: min(max(0, remaining[Int($0)] - cap), pending[Int($0)])) }
-            .filter { $0.excess > 0 }
-            .sorted { $0.excess != $1.excess ? $0.excess > $1.excess : $0.slot < $1.slot }
+        let excesses: [(slot: Int32, excess: Int)] = others.map { slot -> (slot: Int32, excess: Int) in
+            (slot, min(max(0, remaining[Int(slot)] - cap), pending[Int(slot)]))
+        }
+        .filter { $0.excess > 0 }
+        .sorted { largerFirst(($0.slot, $0.excess), ($1.slot, $1.excess)) }
         for (slot, excess) in excesses where budget > 0 {
             let amount = min(excess, budget)
             gives[Int(slot)] = amount
@@ -553,9 +574,11 @@ public struct ShardLedger: Sendable {
         }
         var want = min(budget, max(0, fairShare - pending[Int(joiner)] - given))
         if want > 0 {
-            var donors = others.map { (slot: $0, spare: pending[Int($0)] - gives[Int($0)] - fairShare) }
-                .filter { $0.spare > 0 }
-            donors.sort { $0.spare != $1.spare ? $0.spare > $1.spare : $0.slot < $1.slot }
+            var donors: [(slot: Int32, spare: Int)] = others.map { slot -> (slot: Int32, spare: Int) in
+                (slot, pending[Int(slot)] - gives[Int(slot)] - fairShare)
+            }
+            .filter { $0.spare > 0 }
+            donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
             // Level the donors' spare shards down from the top, one level at a time.
             while want > 0, let top = donors.first, top.spare > 0 {
                 let tied = donors.prefix { $0.spare == top.spare }.count
@@ -567,7 +590,7 @@ public struct ShardLedger: Sendable {
                     donors[index].spare -= amount
                     want -= amount
                 }
-                donors.sort { $0.spare != $1.spare ? $0.spare > $1.spare : $0.slot < $1.slot }
+                donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
             }
         }
         var taken: [UInt32] = []
@@ -579,11 +602,17 @@ public struct ShardLedger: Sendable {
         return move(taken, to: slots[Int(joiner)], membershipEpoch: membershipEpoch)
     }
 
+    /// Orders (slot, amount) pairs by amount, larger first, ties by worker id: the same after a restore, whatever
+    /// order the slots were created in.
+    private func largerFirst(_ a: (Int32, Int), _ b: (Int32, Int)) -> Bool {
+        a.1 != b.1 ? a.1 > b.1 : slots[Int(a.0)] < slots[Int(b.0)]
+    }
+
     /// The later half of the unstarted shards of the member with the most go to `thief`. Returns the move.
     private mutating func steal(into thief: Int32, membershipEpoch: UInt64) -> ShardMove? {
         guard
             let victim = memberSlots.filter({ $0 != thief && pending[Int($0)] > 0 })
-                .max(by: { pending[Int($0)] != pending[Int($1)] ? pending[Int($0)] < pending[Int($1)] : $0 > $1 })
+                .min(by: { largerFirst(($0, pending[Int($0)]), ($1, pending[Int($1)])) })
         else { return nil }
         let taken = takeLast((pending[Int(victim)] + 1) / 2, unstartedFrom: Int(victim))
         give(taken, to: Int(thief), membershipEpoch: membershipEpoch)
@@ -611,8 +640,11 @@ public struct ShardLedger: Sendable {
     /// Unfinished shards (ascending positions, taken from their old owner) go to `slot`; started ones are leased to it
     /// as of `membershipEpoch`.
     private mutating func give(_ positions: [UInt32], to slot: Int, membershipEpoch: UInt64) {
+        if let first = positions.first {
+            doneBefore[slot] = min(doneBefore[slot], owned[slot].lowerBound(of: first))
+        }
         owned[slot].mergeSorted(positions)
-        doneBefore[slot] = 0
+        gainedEpoch[slot] = max(gainedEpoch[slot], membershipEpoch)
         for position in positions {
             let shard = order.shard(at: Int64(position))
             remaining[slot] += 1
@@ -681,6 +713,7 @@ public struct ShardLedger: Sendable {
                 }
             case .moved(let move):
                 let target = move.owner.map { slot(for: $0) } ?? -1
+                if target >= 0 { gainedEpoch[Int(target)] = max(gainedEpoch[Int(target)], move.membershipEpoch) }
                 for shard in move.shards where (0..<spec.shardCount).contains(shard) && !done[Int(shard)] {
                     owners[Int(shard)] = target
                     if let lease = started[shard] { started[shard] = (move.membershipEpoch, lease.consumed) }

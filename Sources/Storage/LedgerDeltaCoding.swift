@@ -77,7 +77,8 @@ public enum LedgerDeltaCoding {
                 records.append(ShardRecord(shard: shard, owner: owner, leaseEpoch: 0, consumed: 0, state: .pending))
             case 1:
                 let lease = try reader.varint()
-                let consumed = Int64(try reader.varint(limit: UInt64(spec.shardSize)))
+                let length = UInt64(spec.sampleRange(ofShard: shard).count)
+                let consumed = Int64(try reader.varint(limit: length - 1))
                 records.append(
                     ShardRecord(shard: shard, owner: owner, leaseEpoch: lease, consumed: consumed, state: .leased))
             case 2:
@@ -108,15 +109,18 @@ public enum LedgerDeltaCoding {
         return ShardMove(shards: shards, owner: owner, membershipEpoch: epoch)
     }
 
-    /// The records that restore the same ledger as `deltas` replayed in order on its initial placement: the last
-    /// state of every shard they touch (a moved shard with no record yet is a pending one with a new owner).
-    public static func fold(_ deltas: [LedgerDelta]) -> [ShardRecord] {
+    /// The changes that restore the same ledger as `deltas` replayed in order on its initial placement: the last
+    /// record of every shard they touch (a moved shard with no record yet is a pending one with a new owner), then,
+    /// per owner, an empty move at the newest epoch it was given shards (the fence of its stale claims).
+    public static func fold(_ deltas: [LedgerDelta]) -> [LedgerDelta] {
         var latest: [Int64: ShardRecord] = [:]
+        var gained: [WorkerID: UInt64] = [:]
         for delta in deltas {
             switch delta {
             case .records(let records):
                 for record in records { latest[record.shard] = record }
             case .moved(let move):
+                if let owner = move.owner { gained[owner] = max(gained[owner] ?? 0, move.membershipEpoch) }
                 for shard in move.shards {
                     var record =
                         latest[shard]
@@ -128,7 +132,10 @@ public enum LedgerDeltaCoding {
                 }
             }
         }
-        return Array(latest.values)
+        return [.records(Array(latest.values))]
+            + gained.sorted { $0.key < $1.key }.map {
+                .moved(ShardMove(shards: [], owner: $0.key, membershipEpoch: $0.value))
+            }
     }
 
     private struct Writer {

@@ -275,7 +275,11 @@ public final class SQLiteStateStore: Sendable {
         var deltas: [LedgerDelta] = []
         let old = try Row.fetchAll(
             db, sql: "SELECT * FROM ledger_shard WHERE task_id = ? AND dataset = ? AND epoch = ?", arguments: arguments
-        ).map(Self.shardRecord)
+        ).map(Self.shardRecord).filter { record in
+            // Rows of earlier versions, checked as the compact rows are: a record no ledger could hold is dropped.
+            (0..<spec.shardCount).contains(record.shard) && record.consumed >= 0
+                && record.consumed <= Int64(spec.sampleRange(ofShard: record.shard).count)
+        }
         if !old.isEmpty { deltas.append(.records(old)) }
         let rows = try Row.fetchCursor(
             db,
@@ -410,11 +414,19 @@ public final class SQLiteStateStore: Sendable {
             name: row["name"], totalSamples: row["total_samples"], shardSize: row["shard_size"],
             shuffle: row["shuffle"],
             seed: UInt64(bitPattern: seed))
-        let folded = LedgerDeltaCoding.fold(try deltas(of: key, spec: spec, in: db))
+        // A row this version cannot read is left as it is (a restart reports it); folding is only an optimisation.
+        guard let deltas = try? deltas(of: key, spec: spec, in: db) else { return }
+        let folded = LedgerDeltaCoding.fold(deltas)
         for table in ["ledger_shard", "ledger_delta"] {
             try db.execute(sql: "DELETE FROM \(table) WHERE \(ledgerFilter)", arguments: arguments)
         }
-        try write(folded, of: key, to: db)
+        for delta in folded {
+            switch delta {
+            case .records(let records): try write(records, of: key, to: db)
+            case .moved(let move):
+                try append(kind: "moved", payload: LedgerDeltaCoding.encode(move), of: key, to: db)
+            }
+        }
     }
 
     private static func apply(_ change: DataChange, to db: Database) throws {

@@ -67,6 +67,22 @@ struct ShardLedgerTests {
         #expect(stale?.code == .failedPrecondition)
     }
 
+    @Test("a claim from a view older than the worker's latest gain of shards is refused as stale")
+    func staleClaim() throws {
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: workers, membershipEpoch: 4)
+        // w1 restarts: its old process leaves (epoch 5) and its new one joins (epoch 6), taking donors' shards.
+        _ = ledger.syncMembers([workers[0], workers[2], workers[3]], membershipEpoch: 5)
+        _ = ledger.syncMembers([workers[0], workers[2], workers[3], workers[1]], membershipEpoch: 6)
+        let shard = try #require(ledger.assignment(for: workers[1], membershipEpoch: 6).leases.first).shard
+        let stale = #expect(throws: CoreError.self) {
+            try ledger.report(worker: workers[1], membershipEpoch: 4, shard: shard, consumed: 0)
+        }
+        #expect(stale?.code == .failedPrecondition && stale?.message.contains("stale claim") == true)
+        #expect(ledger.record(of: shard).state == .pending, "the refused claim changed nothing")
+        let (claimed, _) = try ledger.report(worker: workers[1], membershipEpoch: 6, shard: shard, consumed: 0)
+        #expect(claimed.state == .leased && claimed.leaseEpoch == 6)
+    }
+
     @Test("a death moves only the dead worker's unfinished shards, with their cursors")
     func death() throws {
         var ledger = ShardLedger(spec: spec, epoch: 0, members: workers, membershipEpoch: 4)

@@ -130,7 +130,7 @@ struct LedgerPersistenceTests {
         }
         let live = (0..<small.shardCount).map(ledger.record(of:))
         #expect(restore(deltas) == live)
-        #expect(restore([.records(LedgerDeltaCoding.fold(deltas))]) == live)
+        #expect(restore(LedgerDeltaCoding.fold(deltas)) == live)
         #expect(live.contains { $0.state == .leased && $0.leaseEpoch > 1 }, "moved started shards exist")
     }
 
