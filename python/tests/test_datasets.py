@@ -93,10 +93,10 @@ def test_assignments_come_in_bounded_pages_that_add_up_to_the_whole(coordinator_
         paged = client.get_shard_assignment("paged", "solo", 0, page_size=333)
         assert len(whole.shards) == 5000 and paged.shards == whole.shards
         request = pb.GetShardAssignmentRequest(dataset="paged", worker_id="solo", epoch=0, max_shards=1000)
-        first = client._stub.GetShardAssignment(request)
+        first = client._stub.GetShardAssignment(request, metadata=client._secret_metadata("solo"))
         assert len(first.shards) == 1000 and first.next_page_token
         request.page_token = first.next_page_token
-        second = client._stub.GetShardAssignment(request)
+        second = client._stub.GetShardAssignment(request, metadata=client._secret_metadata("solo"))
         assert [s.shard_id for s in second.shards] == [s.shard_id for s in whole.shards[1000:2000]]
         for field, value, message in [
             ("page_token", "p-1", "page_token must be empty (first page) or the next_page_token"),
@@ -105,7 +105,7 @@ def test_assignments_come_in_bounded_pages_that_add_up_to_the_whole(coordinator_
         ]:
             bad = pb.GetShardAssignmentRequest(dataset="paged", worker_id="solo", epoch=0, **{field: value})
             with pytest.raises(grpc.RpcError) as refused:
-                client._stub.GetShardAssignment(bad)
+                client._stub.GetShardAssignment(bad, metadata=client._secret_metadata("solo"))
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert message in (refused.value.details() or "")
         assert client.get_shard_assignment("paged", "solo", 0).shards == whole.shards, "bad pages changed nothing"
