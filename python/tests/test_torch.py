@@ -490,7 +490,8 @@ def test_a_stopped_job_restarted_resumes_model_optimizer_and_data_from_its_last_
         if checkpoint["task_id"] == "resume" and checkpoint["status"] == "committed"
     )
     step, epoch = latest["step"], latest["epoch"]
-    assert step % 5 == 0 and step < stopped[0]["global_step"], "the job trained on after its last checkpoint"
+    # The stop may land right after a checkpoint (then nothing was trained after it); the checks below hold either way.
+    assert step % 5 == 0 and step <= stopped[0]["global_step"], "the last checkpoint is one the job reached"
     saved_state = {summary["saved"][str(step)] for summary in stopped}
     assert len(saved_state) == 1
 
