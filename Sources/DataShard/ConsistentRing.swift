@@ -12,6 +12,11 @@ public struct ConsistentRing: Sendable {
     /// Ring points in increasing order, and the member index owning each.
     private let points: [UInt64]
     private let owners: [Int32]
+    /// Per bucket of the hash space (its top `bucketBits` bits), the index of the first point at or after the
+    /// bucket's start: a lookup jumps there and walks the bucket's few points instead of binary-searching the whole
+    /// ring (creating a ledger looks up every shard, 2^24 of them at most).
+    private let bucketStarts: [Int32]
+    private let bucketShift: UInt64
 
     /// Builds the ring of `members` (which must not repeat) with `virtualNodes` points each.
     public init(members: [WorkerID], salt: UInt64, virtualNodes: Int) {
@@ -30,6 +35,19 @@ public struct ConsistentRing: Sendable {
         }
         points = entries.map(\.point)
         owners = entries.map(\.owner)
+        // About one point per bucket, between 2^4 and 2^20 buckets.
+        var bits: UInt64 = 4
+        while bits < 20, (1 << bits) < entries.count { bits += 1 }
+        bucketShift = 64 - bits
+        var starts = [Int32](repeating: 0, count: (1 << Int(bits)) + 1)
+        var index = 0
+        for bucket in 0..<(1 << Int(bits)) {
+            let start = UInt64(bucket) << (64 - bits)
+            while index < entries.count, entries[index].point < start { index += 1 }
+            starts[bucket] = Int32(index)
+        }
+        starts[1 << Int(bits)] = Int32(entries.count)
+        bucketStarts = starts
     }
 
     /// The point of a shard on rings with this salt.
@@ -77,8 +95,9 @@ public struct ConsistentRing: Sendable {
 
     /// Index of the first point at or after `point`, wrapping to 0.
     private func successor(of point: UInt64) -> Int {
-        var low = 0
-        var high = points.count
+        let bucket = Int(point >> bucketShift)
+        var low = Int(bucketStarts[bucket])
+        var high = Int(bucketStarts[bucket + 1])
         while low < high {
             let middle = (low + high) / 2
             if points[middle] < point { low = middle + 1 } else { high = middle }
