@@ -71,6 +71,8 @@ public enum DataChange: Sendable, Hashable {
     case ledgerMembers(LedgerKey, [WorkerID], membershipEpoch: UInt64)
     /// A ledger fell out of the retention and is forgotten.
     case ledgerDropped(LedgerKey)
+    /// A ledger's whole state: it replaces every change of the ledger written before it.
+    case ledgerSnapshot(LedgerKey, LedgerSnapshot)
 }
 
 extension DataChange {
@@ -80,7 +82,7 @@ extension DataChange {
         case .datasetRegistered: nil
         case .ledgerCreated(let header): header.key
         case .shardsChanged(let key, _), .shardsMoved(let key, _), .ledgerMembers(let key, _, _),
-            .ledgerDropped(let key):
+            .ledgerDropped(let key), .ledgerSnapshot(let key, _):
             key
         }
     }
@@ -91,7 +93,7 @@ extension DataChange {
         case .datasetRegistered: nil
         case .ledgerCreated(let header): header.key.task
         case .shardsChanged(let key, _), .shardsMoved(let key, _), .ledgerMembers(let key, _, _),
-            .ledgerDropped(let key):
+            .ledgerDropped(let key), .ledgerSnapshot(let key, _):
             key.task
         }
     }
@@ -123,14 +125,20 @@ public struct PersistedLedger: Sendable, Hashable {
     public var members: [WorkerID]
     /// The membership epoch of `members`.
     public var membershipEpoch: UInt64
-    /// Its changes since its creation, in the order they were made.
+    /// Its newest snapshot (checked), if one was written; nil for ledgers written before snapshots existed.
+    public var snapshot: LedgerSnapshot?
+    /// Its changes since the snapshot (since its creation when there is none), in the order they were made.
     public var deltas: [LedgerDelta]
 
     /// Creates a persisted ledger.
-    public init(header: LedgerHeader, members: [WorkerID], membershipEpoch: UInt64, deltas: [LedgerDelta]) {
+    public init(
+        header: LedgerHeader, members: [WorkerID], membershipEpoch: UInt64, snapshot: LedgerSnapshot? = nil,
+        deltas: [LedgerDelta]
+    ) {
         self.header = header
         self.members = members
         self.membershipEpoch = membershipEpoch
+        self.snapshot = snapshot
         self.deltas = deltas
     }
 }
@@ -196,6 +204,9 @@ public struct DatasetCatalog: Sendable {
     private var datasets: [String: DatasetRecord] = [:]
     private var ledgers: [LedgerKey: ShardLedger] = [:]
     private var headers: [LedgerKey: LedgerHeader] = [:]
+    /// Per ledger, the changes written since its last snapshot: rows (at most; a batch may share one) and estimated
+    /// bytes. A new snapshot replaces them once they weigh half a snapshot (see ``snapshotIfDue(_:)``).
+    private var sinceSnapshot: [LedgerKey: (rows: Int, bytes: Int)] = [:]
 
     /// An empty catalog.
     public init(config: PlacementConfig = .defaults) {
@@ -217,14 +228,38 @@ public struct DatasetCatalog: Sendable {
             let header = persisted.header
             guard let dataset = catalog.datasets[header.key.dataset] else { continue }
             let current = membership(header.key.task)
-            let (ledger, directives) = ShardLedger.restored(
-                spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
-                initialMembershipEpoch: header.initialMembershipEpoch, config: config, deltas: persisted.deltas,
-                lastMembers: persisted.members, lastMembershipEpoch: persisted.membershipEpoch,
-                members: current.members, membershipEpoch: current.epoch)
+            let (ledger, directives) =
+                if let snapshot = persisted.snapshot {
+                    ShardLedger.restored(
+                        spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
+                        initialMembershipEpoch: header.initialMembershipEpoch, config: config, snapshot: snapshot,
+                        deltas: persisted.deltas, lastMembers: persisted.members,
+                        lastMembershipEpoch: persisted.membershipEpoch, members: current.members,
+                        membershipEpoch: current.epoch)
+                } else {
+                    ShardLedger.restored(
+                        spec: dataset.spec, epoch: header.key.epoch, initialMembers: header.initialMembers,
+                        initialMembershipEpoch: header.initialMembershipEpoch, config: config, deltas: persisted.deltas,
+                        lastMembers: persisted.members, lastMembershipEpoch: persisted.membershipEpoch,
+                        members: current.members, membershipEpoch: current.epoch)
+                }
             catalog.ledgers[header.key] = ledger
             catalog.headers[header.key] = header
-            changes += Self.changes(header.key, directives)
+            let reconciled = Self.changes(header.key, directives)
+            if persisted.snapshot == nil {
+                // Written before snapshots existed: one now, so that the next restart need not place every shard.
+                changes += reconciled + [.ledgerSnapshot(header.key, ledger.snapshot())]
+                catalog.sinceSnapshot[header.key] = (0, 0)
+            } else {
+                catalog.sinceSnapshot[header.key] = Self.weight(
+                    persisted.deltas.map { delta in
+                        switch delta {
+                        case .records(let records): .shardsChanged(header.key, records)
+                        case .moved(let move): .shardsMoved(header.key, move)
+                        }
+                    })
+                changes += catalog.snapshotIfDue(header.key, after: reconciled)
+            }
         }
         return (catalog, changes.map(DataDirective.persist))
     }
@@ -273,7 +308,7 @@ public struct DatasetCatalog: Sendable {
         // Mutated in place (no copy of the shard arrays): a ledger can hold millions of shards.
         let (leases, next, directives) = ledgers[key]!.assignment(
             for: worker, membershipEpoch: membershipEpoch, page: page)
-        changes += Self.changes(key, directives)
+        changes += snapshotIfDue(key, after: Self.changes(key, directives))
         // A new ledger, or stolen shards; idle workers poll, and their empty answers change nothing.
         return (leases, next, progress(ledgers[key]!), Self.directives(changes, progressOf: [key]))
     }
@@ -289,7 +324,8 @@ public struct DatasetCatalog: Sendable {
         guard ledgers[key] != nil else { throw Self.noLedger(key) }
         let (record, directives) = try ledgers[key]!.report(
             worker: worker, membershipEpoch: membershipEpoch, shard: shard, consumed: consumed)
-        return (record, progress(ledgers[key]!), Self.directives(Self.changes(key, directives), progressOf: [key]))
+        let changes = snapshotIfDue(key, after: Self.changes(key, directives))
+        return (record, progress(ledgers[key]!), Self.directives(changes, progressOf: [key]))
     }
 
     /// Drops one epoch's ledger, finished or not: the operator's way out when a client opened epochs no job will
@@ -303,6 +339,7 @@ public struct DatasetCatalog: Sendable {
             throw CoreError(.notFound, "no ledger for \(key): GET /api/datasets lists the retained ones")
         }
         headers[key] = nil
+        sinceSnapshot[key] = nil
         return [.persist(.ledgerDropped(key)), .progressChanged(key)]
     }
 
@@ -312,7 +349,8 @@ public struct DatasetCatalog: Sendable {
     {
         var changes: [DataChange] = []
         for key in ledgers.keys.sorted() where key.task == task && ledgers[key]?.isComplete == false {
-            changes += Self.changes(key, ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch))
+            changes += snapshotIfDue(
+                key, after: Self.changes(key, ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch)))
         }
         return changes.map(DataDirective.persist)
     }
@@ -329,6 +367,7 @@ public struct DatasetCatalog: Sendable {
         for key in ledgers.keys.sorted() where key.task == task {
             ledgers[key] = nil
             headers[key] = nil
+            sinceSnapshot[key] = nil
             changes.append(.ledgerDropped(key))
         }
         for key in position.keys.sorted() where key.task == task {
@@ -344,8 +383,10 @@ public struct DatasetCatalog: Sendable {
                 createdAtMillis: now.unixMillis)
             ledgers[key] = ledger
             headers[key] = header
+            sinceSnapshot[key] = (0, 0)
             changes.append(.ledgerCreated(header))
             if !records.isEmpty { changes.append(.shardsChanged(key, records.map { ledger.record(of: $0.shard) })) }
+            changes.append(.ledgerSnapshot(key, ledger.snapshot()))
         }
         return changes.map(DataDirective.persist) + position.keys.sorted().map(DataDirective.progressChanged)
     }
@@ -357,6 +398,12 @@ public struct DatasetCatalog: Sendable {
 
     /// The spec of a dataset.
     public func spec(named name: String) -> DatasetSpec? { datasets[name]?.spec }
+
+    /// The tasks that have retained ledgers.
+    public var tasks: Set<TaskID> { Set(ledgers.keys.map(\.task)) }
+
+    /// Number of retained ledgers.
+    public var ledgerCount: Int { ledgers.count }
 
     /// The started shards of every retained ledger of a task (or only those `owner` holds), by ledger.
     public func startedShards(of task: TaskID, ownedBy owner: WorkerID? = nil) -> [LedgerKey: [ShardRecord]] {
@@ -393,8 +440,21 @@ public struct DatasetCatalog: Sendable {
     private mutating func ensureLedger(
         _ key: LedgerKey, members: [WorkerID], membershipEpoch: UInt64, now: Moment
     ) throws(CoreError) -> [DataChange] {
+        guard let spec = try ledgerToCreate(key) else { return [] }
+        let ledger = ShardLedger(
+            spec: spec, epoch: key.epoch, members: members, membershipEpoch: membershipEpoch, config: config)
+        return install(ledger, key: key, now: now)
+    }
+
+    /// The spec of `key`'s dataset when its ledger does not exist yet and may be created now (see
+    /// ``install(_:key:members:membershipEpoch:now:)``: a shell builds big ledgers off its actor, then installs them);
+    /// nil when it exists.
+    ///
+    /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention or
+    ///   when too many epochs are unfinished; `invalidArgument` for an epoch too far ahead.
+    public func ledgerToCreate(_ key: LedgerKey) throws(CoreError) -> DatasetSpec? {
         guard let dataset = datasets[key.dataset] else { throw Self.unknown(key.dataset) }
-        guard ledgers[key] == nil else { return [] }
+        guard ledgers[key] == nil else { return nil }
         let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.sorted()
         if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest.epoch {
             throw CoreError(
@@ -418,21 +478,91 @@ public struct DatasetCatalog: Sendable {
                     + "epoch \(key.epoch), or drop one no job will finish with "
                     + "DELETE /api/datasets/\(key.dataset)/ledgers/\(key.task)/<epoch>")
         }
+        return dataset.spec
+    }
+
+    /// Installs a new ledger of `key` that was built (``ShardLedger/init(spec:epoch:members:membershipEpoch:config:)``)
+    /// for the spec ``ledgerToCreate(_:)`` returned, then brings it up to date with the task's current `members`
+    /// (they may have changed while it was built). Nothing happens when the ledger exists by now.
+    ///
+    /// - Throws: what ``ledgerToCreate(_:)`` throws, as things stand now; `failedPrecondition` when the dataset's
+    ///   spec changed meanwhile.
+    public mutating func install(
+        _ ledger: ShardLedger, key: LedgerKey, members: [WorkerID], membershipEpoch: UInt64, now: Moment
+    ) throws(CoreError) -> [DataDirective] {
+        guard let spec = try ledgerToCreate(key) else { return [] }
+        guard spec == ledger.spec, ledger.epoch == key.epoch else {
+            throw CoreError(
+                .failedPrecondition, "dataset \(key.dataset) changed while its ledger was built: ask again")
+        }
+        var changes = install(ledger, key: key, now: now)
+        if ledger.initialMembers != members || ledger.initialMembershipEpoch != membershipEpoch {
+            changes += snapshotIfDue(
+                key, after: Self.changes(key, ledgers[key]!.syncMembers(members, membershipEpoch: membershipEpoch)))
+        }
+        return Self.directives(changes, progressOf: [key])
+    }
+
+    /// Installs a new ledger (``ledgerToCreate(_:)`` said it may be) and drops finished ones beyond the retention.
+    private mutating func install(_ ledger: ShardLedger, key: LedgerKey, now: Moment) -> [DataChange] {
+        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.sorted()
         let header = LedgerHeader(
-            key: key, initialMembers: members, initialMembershipEpoch: membershipEpoch,
+            key: key, initialMembers: ledger.initialMembers, initialMembershipEpoch: ledger.initialMembershipEpoch,
             createdAtMillis: now.unixMillis)
-        ledgers[key] = ShardLedger(
-            spec: dataset.spec, epoch: key.epoch, members: members, membershipEpoch: membershipEpoch, config: config)
+        ledgers[key] = ledger
         headers[key] = header
-        var changes: [DataChange] = [.ledgerCreated(header)]
+        sinceSnapshot[key] = (0, 0)
+        // The snapshot spares a restart the initial placement (it replaces nothing: the ledger is new).
+        var changes: [DataChange] = [.ledgerCreated(header), .ledgerSnapshot(key, ledger.snapshot())]
         var count = siblings.count + 1
         for old in siblings where count > Self.retainedEpochs && ledgers[old]?.isComplete == true {
             ledgers[old] = nil
             headers[old] = nil
+            sinceSnapshot[old] = nil
             changes.append(.ledgerDropped(old))
             count -= 1
         }
         return changes
+    }
+
+    /// `changes` of `key`'s ledger, followed by a snapshot of it when the changes written since the last one weigh
+    /// half a snapshot, or number more than ``snapshotAlwaysAfterRows`` rows: the database then holds at most about
+    /// one and a half snapshots' worth, writing snapshots costs at most about twice what the changes cost, and a
+    /// restart reads a snapshot and less than half a snapshot's worth of changes.
+    private mutating func snapshotIfDue(_ key: LedgerKey, after changes: [DataChange]) -> [DataChange] {
+        guard let ledger = ledgers[key], !changes.isEmpty else { return changes }
+        var weight = sinceSnapshot[key] ?? (0, 0)
+        let added = Self.weight(changes)
+        weight.rows += added.rows
+        weight.bytes += added.bytes
+        guard weight.rows > Self.snapshotAlwaysAfterRows || weight.bytes * 2 >= Self.snapshotBytes(ledger) else {
+            sinceSnapshot[key] = weight
+            return changes
+        }
+        sinceSnapshot[key] = (0, 0)
+        return changes + [.ledgerSnapshot(key, ledger.snapshot())]
+    }
+
+    /// A ledger gets a new snapshot beyond this many rows since the last one, however small they are.
+    static let snapshotAlwaysAfterRows = 4_096
+
+    /// About what a ledger's snapshot weighs: a byte or two a shard for the positions (two with hundreds of members),
+    /// the done bitmap, and the slots.
+    private static func snapshotBytes(_ ledger: ShardLedger) -> Int {
+        let members = ledger.remainingPerMember().count
+        return ledger.shardCount * (members > 64 ? 2 : 1) + ledger.shardCount / 8 + 64 * (members + 1)
+    }
+
+    /// The rows and estimated bytes these changes write (a record a few bytes, a moved shard one to three, a row's
+    /// own overhead in SQLite a few dozen).
+    private static func weight(_ changes: [DataChange]) -> (rows: Int, bytes: Int) {
+        changes.reduce((0, 0)) { total, change in
+            switch change {
+            case .shardsChanged(_, let records): (total.0 + 1, total.1 + 4 * records.count + 40)
+            case .shardsMoved(_, let move): (total.0 + 1, total.1 + 2 * move.shards.count + 40)
+            default: total
+            }
+        }
     }
 
     private func progress(_ ledger: ShardLedger) -> LedgerProgress {

@@ -209,18 +209,27 @@ public struct ShardLedger: Sendable {
         spec: DatasetSpec, epoch: Int64, members: [WorkerID], membershipEpoch: UInt64,
         config: PlacementConfig = .defaults
     ) {
-        self.spec = spec
-        self.epoch = epoch
-        self.config = config
-        self.initialMembers = members
-        self.initialMembershipEpoch = membershipEpoch
-        salt = Placement.salt(for: spec)
-        order = EpochOrder(spec: spec, epoch: epoch)
-        ring = ConsistentRing(members: members, salt: salt, virtualNodes: config.virtualNodes)
-        done = ShardBitmap(count: Int(spec.shardCount))
+        self.init(
+            empty: spec, epoch: epoch, initialMembers: members, initialMembershipEpoch: membershipEpoch, config: config)
         adopt(members)
         let placed = Placement.place(shardCount: Int(spec.shardCount), ring: ring, salt: salt, epsilon: config.epsilon)
         build(owners: placed.map { $0 >= 0 ? memberSlots[Int($0)] : -1 })
+    }
+
+    /// A ledger with no slots and no shards placed, for the initialisers to fill.
+    private init(
+        empty spec: DatasetSpec, epoch: Int64, initialMembers: [WorkerID], initialMembershipEpoch: UInt64,
+        config: PlacementConfig
+    ) {
+        self.spec = spec
+        self.epoch = epoch
+        self.config = config
+        self.initialMembers = initialMembers
+        self.initialMembershipEpoch = initialMembershipEpoch
+        salt = Placement.salt(for: spec)
+        order = EpochOrder(spec: spec, epoch: epoch)
+        ring = ConsistentRing(members: [], salt: salt, virtualNodes: config.virtualNodes)
+        done = ShardBitmap(count: Int(spec.shardCount))
     }
 
     /// A ledger restored from its creation parameters, its persisted changes (replayed in order) and the members it
@@ -235,10 +244,81 @@ public struct ShardLedger: Sendable {
             spec: spec, epoch: epoch, members: initialMembers, membershipEpoch: initialMembershipEpoch,
             config: config)
         if !deltas.isEmpty { ledger.replay(deltas) }
+        return ledger.reconciled(
+            lastMembers: lastMembers, lastMembershipEpoch: lastMembershipEpoch, members: members,
+            membershipEpoch: membershipEpoch)
+    }
+
+    /// A ledger restored from a snapshot (``snapshot()``, checked with ``LedgerSnapshot/problem(spec:)``) and the
+    /// changes persisted after it, then brought up to date with the task's current members as
+    /// ``restored(spec:epoch:initialMembers:initialMembershipEpoch:config:deltas:lastMembers:lastMembershipEpoch:members:membershipEpoch:)``
+    /// does. Nothing looks at every shard: the snapshot's arrays become the ledger's, and the later changes touch only
+    /// the shards they name.
+    public static func restored(
+        spec: DatasetSpec, epoch: Int64, initialMembers: [WorkerID], initialMembershipEpoch: UInt64,
+        config: PlacementConfig = .defaults, snapshot: LedgerSnapshot, deltas: [LedgerDelta],
+        lastMembers: [WorkerID], lastMembershipEpoch: UInt64, members: [WorkerID], membershipEpoch: UInt64
+    ) -> (ledger: ShardLedger, directives: [Directive]) {
+        var ledger = ShardLedger(
+            empty: spec, epoch: epoch, initialMembers: initialMembers, initialMembershipEpoch: initialMembershipEpoch,
+            config: config)
+        ledger.load(snapshot)
+        if !deltas.isEmpty { ledger.apply(deltas) }
+        return ledger.reconciled(
+            lastMembers: lastMembers, lastMembershipEpoch: lastMembershipEpoch, members: members,
+            membershipEpoch: membershipEpoch)
+    }
+
+    /// After a restore: the members the ledger last followed, the moves a crash lost, then the current members.
+    private func reconciled(
+        lastMembers: [WorkerID], lastMembershipEpoch: UInt64, members: [WorkerID], membershipEpoch: UInt64
+    ) -> (ledger: ShardLedger, directives: [Directive]) {
+        var ledger = self
         ledger.adopt(lastMembers)
         var directives = ledger.placeOrphans(membershipEpoch: lastMembershipEpoch).map(Directive.moved)
         directives += ledger.syncMembers(members, membershipEpoch: membershipEpoch)
         return (ledger, directives)
+    }
+
+    // MARK: Snapshots
+
+    /// The ledger's whole state, to persist: it shares the ledger's arrays (copy-on-write), so taking it copies
+    /// nothing but the started shards.
+    public func snapshot() -> LedgerSnapshot {
+        LedgerSnapshot(
+            shardCount: shardCount,
+            slots: slots.indices.map { slot in
+                LedgerSnapshot.Slot(
+                    worker: slots[slot], positions: owned[slot], remaining: remaining[slot], claimed: claimed[slot],
+                    gainedEpoch: gainedEpoch[slot])
+            },
+            members: memberSlots, unownedPositions: unownedPositions, doneWords: done.words,
+            started: started.map { LedgerSnapshot.Started(shard: $0.key, leaseEpoch: $0.value.0, consumed: $0.value.1) }
+                .sorted { $0.shard < $1.shard },
+            doneCount: doneCount, committedSamples: committedSamples)
+    }
+
+    /// Takes a checked snapshot's state as the ledger's.
+    private mutating func load(_ snapshot: LedgerSnapshot) {
+        slots = snapshot.slots.map(\.worker)
+        slotOf = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($1, Int32($0)) })
+        owned = snapshot.slots.map(\.positions)
+        doneBefore = [Int](repeating: 0, count: slots.count)
+        remaining = snapshot.slots.map(\.remaining)
+        claimed = snapshot.slots.map(\.claimed)
+        pending = snapshot.slots.map { $0.remaining - $0.claimed }
+        gainedEpoch = snapshot.slots.map(\.gainedEpoch)
+        unownedPositions = snapshot.unownedPositions
+        done = ShardBitmap(words: snapshot.doneWords)
+        started = Dictionary(
+            uniqueKeysWithValues: snapshot.started.map {
+                ($0.shard, (leaseEpoch: $0.leaseEpoch, consumed: $0.consumed))
+            })
+        doneCount = snapshot.doneCount
+        committedSamples = snapshot.committedSamples
+        // The ring over them is built when the restore adopts the members it last followed.
+        members = snapshot.members.map { slots[Int($0)] }
+        memberSlots = snapshot.members
     }
 
     // MARK: Queries
@@ -721,5 +801,124 @@ public struct ShardLedger: Sendable {
             }
         }
         build(owners: owners)
+    }
+
+    /// Applies persisted changes on top of the current state (a snapshot's later changes), with the effect
+    /// ``replay(_:)`` has, looking only at the shards they name.
+    private mutating func apply(_ deltas: [LedgerDelta]) {
+        let count = spec.shardCount
+        // The shards the changes name, and who owns each now.
+        var named = Set<Int64>()
+        for delta in deltas {
+            switch delta {
+            case .records(let records):
+                for record in records where (0..<count).contains(record.shard) {
+                    named.insert(record.shard)
+                }
+            case .moved(let move): for shard in move.shards where (0..<count).contains(shard) { named.insert(shard) }
+            }
+        }
+        let positions = named.map { UInt32(order.position(of: $0)) }.sorted()
+        let before = ownerSlots(ofPositions: positions)
+        // Each named shard's owner, whether it is done, and its lease, as the changes leave them.
+        typealias State = (owner: Int32, done: Bool, lease: (leaseEpoch: UInt64, consumed: Int64)?)
+        var after: [Int64: State] = [:]
+        for (index, position) in positions.enumerated() {
+            let shard = order.shard(at: Int64(position))
+            after[shard] = (before[index], done[Int(shard)], started[shard])
+        }
+        for delta in deltas {
+            switch delta {
+            case .records(let records):
+                for record in records where (0..<count).contains(record.shard) {
+                    after[record.shard] = (
+                        record.owner.map { slot(for: $0) } ?? -1, record.state == .done,
+                        record.state == .leased ? (record.leaseEpoch, record.consumed) : nil
+                    )
+                }
+            case .moved(let move):
+                let target = move.owner.map { slot(for: $0) } ?? -1
+                if target >= 0 { gainedEpoch[Int(target)] = max(gainedEpoch[Int(target)], move.membershipEpoch) }
+                for shard in move.shards where (0..<count).contains(shard) {
+                    guard var state = after[shard], !state.done else { continue }
+                    state.owner = target
+                    if let lease = state.lease { state.lease = (move.membershipEpoch, lease.consumed) }
+                    after[shard] = state
+                }
+            }
+        }
+        // Take each named shard out of its old owner's counts and put it into its new one's.
+        var removed = [Int32: [UInt32]]()
+        var added = [Int32: [UInt32]]()
+        for (index, position) in positions.enumerated() {
+            let shard = order.shard(at: Int64(position))
+            let length = Int64(spec.sampleRange(ofShard: shard).count)
+            let old = (owner: before[index], done: done[Int(shard)], lease: started[shard])
+            guard let new = after[shard] else { continue }
+            if old.owner >= 0, !old.done {
+                remaining[Int(old.owner)] -= 1
+                if old.lease != nil { claimed[Int(old.owner)] -= 1 } else { pending[Int(old.owner)] -= 1 }
+            }
+            if new.owner >= 0, !new.done {
+                remaining[Int(new.owner)] += 1
+                if new.lease != nil { claimed[Int(new.owner)] += 1 } else { pending[Int(new.owner)] += 1 }
+            }
+            committedSamples +=
+                (new.done ? length : new.lease?.consumed ?? 0) - (old.done ? length : old.lease?.consumed ?? 0)
+            doneCount += (new.done ? 1 : 0) - (old.done ? 1 : 0)
+            done[Int(shard)] = new.done
+            started[shard] = new.done ? nil : new.lease
+            if old.owner != new.owner {
+                removed[old.owner, default: []].append(position)
+                added[new.owner, default: []].append(position)
+            }
+        }
+        // Positions were visited ascending, so every list is ascending.
+        for (slot, positions) in removed {
+            if slot >= 0 { owned[Int(slot)].removeSorted(positions) } else { unownedPositions.removeSorted(positions) }
+        }
+        for (slot, positions) in added {
+            if slot >= 0 { owned[Int(slot)].mergeSorted(positions) } else { unownedPositions.mergeSorted(positions) }
+        }
+        for slot in doneBefore.indices { doneBefore[slot] = 0 }
+    }
+
+    /// The slot owning each of `positions` (ascending), -1 for none: per slot, a binary search per position or one
+    /// merge, whichever is cheaper; when there are too many for that, a table over every position.
+    private func ownerSlots(ofPositions positions: [UInt32]) -> [Int32] {
+        var owners = [Int32](repeating: -1, count: positions.count)
+        guard !positions.isEmpty else { return owners }
+        if slots.count * positions.count > 4 * shardCount {
+            var table = [Int32](repeating: -1, count: shardCount)
+            for (slot, mine) in owned.enumerated() {
+                for position in mine { table[Int(position)] = Int32(slot) }
+            }
+            for (index, position) in positions.enumerated() { owners[index] = table[Int(position)] }
+            return owners
+        }
+        for (slot, mine) in owned.enumerated() where !mine.isEmpty {
+            var steps = 1
+            while 1 << steps < mine.count { steps += 1 }
+            if positions.count * steps < mine.count + positions.count {
+                for (index, position) in positions.enumerated() where mine.containsSorted(position) {
+                    owners[index] = Int32(slot)
+                }
+            } else {
+                var i = 0
+                var j = 0
+                while i < mine.count, j < positions.count {
+                    if mine[i] < positions[j] {
+                        i += 1
+                    } else if mine[i] > positions[j] {
+                        j += 1
+                    } else {
+                        owners[j] = Int32(slot)
+                        i += 1
+                        j += 1
+                    }
+                }
+            }
+        }
+        return owners
     }
 }

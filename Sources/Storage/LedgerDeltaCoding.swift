@@ -138,7 +138,7 @@ public enum LedgerDeltaCoding {
             }
     }
 
-    private struct Writer {
+    struct Writer {
         var bytes: [UInt8] = []
 
         mutating func varint(_ value: UInt64) {
@@ -160,12 +160,15 @@ public enum LedgerDeltaCoding {
         }
     }
 
-    private struct Reader {
+    struct Reader {
         let bytes: [UInt8]
         var offset = 0
 
         static func corrupt(_ what: String) -> StorageError {
-            StorageError(.internal, "a ledger change in the state database holds \(what): the database is damaged")
+            StorageError(
+                .internal,
+                "a ledger change in the state database holds \(what): the database is damaged; restore it from a "
+                    + "backup (docs/DEPLOYMENT.md)")
         }
 
         mutating func varint(limit: UInt64 = .max) throws(StorageError) -> UInt64 {

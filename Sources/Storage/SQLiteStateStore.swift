@@ -221,11 +221,11 @@ public final class SQLiteStateStore: Sendable {
                         initialMembershipEpoch: UInt64(truncatingIfNeeded: initialEpoch),
                         createdAtMillis: row["created_at_ms"])
                     guard let spec = datasets.first(where: { $0.spec.name == key.dataset })?.spec else { continue }
+                    let (snapshot, deltas) = try Self.changes(of: key, spec: spec, in: db)
                     ledgers.append(
                         PersistedLedger(
                             header: header, members: try Self.workers(row["members"]),
-                            membershipEpoch: UInt64(truncatingIfNeeded: epoch),
-                            deltas: try Self.deltas(of: key, spec: spec, in: db)))
+                            membershipEpoch: UInt64(truncatingIfNeeded: epoch), snapshot: snapshot, deltas: deltas))
                 }
                 return PersistedData(datasets: datasets, ledgers: ledgers)
             }
@@ -269,6 +269,28 @@ public final class SQLiteStateStore: Sendable {
         String(decoding: try JSONEncoder().encode(workers.map(\.rawValue)), as: UTF8.self)
     }
 
+    /// A ledger's newest snapshot (nil when it has none) and its changes after it, in order. Without a snapshot: rows
+    /// of the old per-shard table first, then its compact rows. Rows before the newest snapshot are ignored (a
+    /// snapshot's write deletes them in the same transaction; ignoring them keeps that an optimisation).
+    private static func changes(of key: LedgerKey, spec: DatasetSpec, in db: Database) throws -> (
+        LedgerSnapshot?, [LedgerDelta]
+    ) {
+        let arguments: StatementArguments = [key.task.rawValue, key.dataset, key.epoch]
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT seq, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ?
+                        AND kind = 'snapshot' ORDER BY seq DESC LIMIT 1
+                    """,
+                arguments: arguments)
+        else { return (nil, try deltas(of: key, spec: spec, in: db)) }
+        let seq: Int64 = row["seq"]
+        let payload: Data = row["payload"]
+        let snapshot = try LedgerSnapshotCoding.decode(Array(payload), spec: spec)
+        return (snapshot, try compactDeltas(of: key, after: seq, spec: spec, in: db))
+    }
+
     /// A ledger's changes in order: rows of the old per-shard table first, then its compact rows.
     private static func deltas(of key: LedgerKey, spec: DatasetSpec, in db: Database) throws -> [LedgerDelta] {
         let arguments: StatementArguments = [key.task.rawValue, key.dataset, key.epoch]
@@ -281,17 +303,32 @@ public final class SQLiteStateStore: Sendable {
                 && record.consumed <= Int64(spec.sampleRange(ofShard: record.shard).count)
         }
         if !old.isEmpty { deltas.append(.records(old)) }
+        return deltas + (try compactDeltas(of: key, after: -1, spec: spec, in: db))
+    }
+
+    /// A ledger's compact rows after the sequence number `after`, in order.
+    private static func compactDeltas(of key: LedgerKey, after: Int64, spec: DatasetSpec, in db: Database) throws
+        -> [LedgerDelta]
+    {
+        var deltas: [LedgerDelta] = []
         let rows = try Row.fetchCursor(
             db,
-            sql: "SELECT kind, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ? ORDER BY seq",
-            arguments: arguments)
+            sql: """
+                SELECT kind, payload FROM ledger_delta WHERE task_id = ? AND dataset = ? AND epoch = ? AND seq > ?
+                    ORDER BY seq
+                """,
+            arguments: [key.task.rawValue, key.dataset, key.epoch, after])
         while let row = try rows.next() {
             let kind: String = row["kind"]
             let payload: Data = row["payload"]
             switch kind {
             case "records": deltas.append(.records(try LedgerDeltaCoding.decodeRecords(Array(payload), spec: spec)))
             case "moved": deltas.append(.moved(try LedgerDeltaCoding.decodeMove(Array(payload), spec: spec)))
-            default: throw StorageError(.internal, "unknown ledger change kind \(kind) in the state database")
+            default:
+                throw StorageError(
+                    .internal,
+                    "unknown ledger change kind \(kind) in the state database: another version of the coordinator "
+                        + "wrote it; run that version")
             }
         }
         return deltas
@@ -400,6 +437,13 @@ public final class SQLiteStateStore: Sendable {
         let rows: Int = counts["rows"]
         let bytes: Int = counts["bytes"]
         guard rows > foldAfterRows else { return }
+        // A ledger with a snapshot is folded by the engine writing a newer snapshot (this fold replays changes on the
+        // initial placement, which the changes after a snapshot do not start from).
+        let snapshots =
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM ledger_delta WHERE \(ledgerFilter) AND kind = 'snapshot'",
+                arguments: arguments) ?? 0
+        guard snapshots == 0 else { return }
         let first =
             try Int.fetchOne(
                 db, sql: "SELECT length(payload) FROM ledger_delta WHERE \(ledgerFilter) ORDER BY seq LIMIT 1",
@@ -467,6 +511,15 @@ public final class SQLiteStateStore: Sendable {
             try write(records, of: key, to: db)
         case .shardsMoved(let key, let move):
             try append(kind: "moved", payload: LedgerDeltaCoding.encode(move), of: key, to: db)
+        case .ledgerSnapshot(let key, let snapshot):
+            // Everything written before is in the snapshot: one transaction replaces it, so a crash leaves either the
+            // old rows or the snapshot.
+            for table in ["ledger_shard", "ledger_delta"] {
+                try db.execute(
+                    sql: "DELETE FROM \(table) WHERE task_id = ? AND dataset = ? AND epoch = ?",
+                    arguments: [key.task.rawValue, key.dataset, key.epoch])
+            }
+            try append(kind: "snapshot", payload: LedgerSnapshotCoding.encode(snapshot), of: key, to: db)
         case .ledgerDropped(let key):
             for table in ["ledger", "ledger_shard", "ledger_delta"] {
                 try db.execute(
