@@ -62,8 +62,10 @@ struct Harness {
         store = try SQLiteStateStore(path: directory.databasePath)
         checkpointStore = try LocalBlobStore(root: directory.checkpointsPath)
         let clock = self.clock
+        let store = self.store
+        // As `dtr serve` does: datasets and ledgers load off the engine's actor, data calls wait for them.
         engine = CoordinatorEngine(
-            membershipConfig: config, restoring: try store.loadMembership(), data: try store.loadData(),
+            membershipConfig: config, restoring: try store.loadMembership(), loadingData: { try store.loadData() },
             checkpoints: checkpoints, checkpointStore: checkpointStore,
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),

@@ -7,6 +7,7 @@ import hashlib
 import json
 import socket
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -388,3 +389,64 @@ def test_oversized_heartbeats_on_many_session_streams_are_refused_before_they_ta
             channel.close()
     assert peak - baseline < 48, f"RSS grew from {baseline:.0f} to {peak:.0f} MiB while 128 MiB were sent"
     assert rss_mib(pid) - baseline < 48, "memory is back after the streams closed"
+
+
+# MARK: big datasets
+
+BIG_SHARDS = 1 << 21
+
+
+def first_page(address: str, worker: str, secret: str) -> pb.GetShardAssignmentResponse:
+    """The first page (10 shards) of ``worker``'s assignment of epoch 0 of ``huge``, asking again while the
+    coordinator answers that the ledger is still being built or loaded (its UNAVAILABLE says to retry)."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.CoordinatorStub(channel)
+        request = pb.GetShardAssignmentRequest(dataset="huge", worker_id=worker, epoch=0, max_shards=10)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                return stub.GetShardAssignment(request, metadata=[("dtr-worker-secret", secret)], timeout=60)
+            except grpc.RpcError as error:
+                retry = error.code() == grpc.StatusCode.UNAVAILABLE and "retry in a few seconds" in error.details()
+                if not retry or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+def served_while(address: str, call, worker: str) -> object:
+    """Runs ``call`` in a thread; once it has had time to reach the coordinator, a worker of another task registers
+    and heartbeats. Asserts that ``call`` was still running when that worker was served, and returns its result."""
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(value=call()), daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    with CoordinatorClient(address) as other:
+        other.register_worker(worker, "127.0.0.1", 7001, task_id=f"{worker}-task")
+        for _ in range(3):
+            other.heartbeat(worker)
+    assert thread.is_alive(), "the big ledger's call answered first: the other task may have waited for it"
+    thread.join(300)
+    assert "value" in result, "the big ledger's call failed"
+    return result["value"]
+
+
+def test_a_big_ledger_is_built_and_reloaded_while_other_tasks_are_served(coordinator_factory):
+    """Building an epoch's ledger of 2^21 shards, and loading it after a restart, take seconds (a debug build takes
+    more): meanwhile a worker of another task registers and heartbeats, instead of waiting for it."""
+    coordinator = coordinator_factory(args=PATIENT)
+    DatasetRegistry(coordinator.grpc_address).register("huge", total_samples=BIG_SHARDS, shard_size=1)
+    with CoordinatorClient(coordinator.grpc_address) as reader:
+        reader.register_worker("reader", "127.0.0.1", 7000, task_id="big")
+        secret = reader.worker_secret("reader")
+    address = coordinator.grpc_address
+    built = served_while(address, lambda: first_page(address, "reader", secret), "bystander")
+    assert built.total_shards == BIG_SHARDS and len(built.shards) == 10
+
+    coordinator.kill()
+    coordinator = coordinator_factory(args=PATIENT)
+    address = coordinator.grpc_address
+    loaded = served_while(address, lambda: first_page(address, "reader", secret), "newcomer")
+    assert [shard.shard_id for shard in loaded.shards] == [shard.shard_id for shard in built.shards]
+    with sqlite3.connect(coordinator.data_dir / "coordinator.sqlite") as db:
+        (size,) = db.execute("SELECT sum(length(payload)) FROM ledger_delta WHERE kind = 'snapshot'").fetchone()
+    assert size < 2 * BIG_SHARDS, f"the ledger's snapshot is about a byte a shard: {size / BIG_SHARDS:.2f}"

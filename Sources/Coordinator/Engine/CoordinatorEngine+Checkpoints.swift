@@ -30,6 +30,8 @@ extension CoordinatorEngine {
         metadata: [String: String]
     ) async throws -> CheckpointGrant {
         let store = try checkpointStoreOrThrow()
+        // The checkpoint records the data position: the ledgers must be loaded.
+        try await dataReady()
         // Ranks are parts: a worker whose view of the membership is old may hold a different rank now, and would
         // save its old rank's state under its new rank's key.
         let member = try membership.member(
@@ -110,6 +112,7 @@ extension CoordinatorEngine {
     public func loadCheckpoint(
         task: TaskID, step: Int64?, restoreData: Bool, worker: WorkerID?, secret: String? = nil
     ) async throws -> (record: CheckpointRecord, dataRestored: Bool) {
+        if restoreData { try await dataReady() }
         _ = try checkpointStoreOrThrow()
         if restoreData {
             guard let worker, (try? membership.member(worker))?.task == task else {

@@ -5,6 +5,7 @@ public import RuntimeCore
 extension CoordinatorEngine {
     /// Registers a dataset (idempotent for the same spec); returns once it is durable.
     public func registerDataset(_ spec: DatasetSpec) async throws -> (record: DatasetRecord, created: Bool) {
+        try await dataReady()
         let (record, created, directives) = try catalog.register(spec, now: now())
         carryOut(directives)
         if created {
@@ -25,8 +26,14 @@ extension CoordinatorEngine {
     public func shardAssignment(
         dataset: String, worker: WorkerID, epoch: Int64, page: AssignmentPage = AssignmentPage(limit: .max)
     ) async throws -> ShardAssignment {
-        let member = try membership.member(worker)
+        try await dataReady()
+        var member = try membership.member(worker)
         let key = LedgerKey(task: member.task, dataset: dataset, epoch: epoch)
+        while let spec = try catalog.ledgerToCreate(key) {
+            try await awaitLedger(key, spec: spec)
+            // The membership may have changed while the ledger was built.
+            member = try membership.member(worker)
+        }
         let (leases, next, progress, directives) = try catalog.assignment(
             key: key, worker: worker, members: membership.members(of: member.task), membershipEpoch: member.epoch,
             page: page, now: now())
@@ -37,6 +44,58 @@ extension CoordinatorEngine {
             shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
+    /// Longest a call waits for a new ledger to be built before it is told to retry (the build goes on).
+    static let ledgerBuildWait: Duration = .seconds(8)
+
+    /// Waits until `key`'s new ledger is built and installed, or at most ``ledgerBuildWait``. Placing every shard is
+    /// the one step that looks at each of them (seconds at 2^24 shards), so it runs off this actor: heartbeats and the
+    /// calls of every other ledger and task go on meanwhile; callers for this ledger share one build.
+    ///
+    /// - Throws: `unavailable` (retry after 2 s) when the build takes longer than ``ledgerBuildWait``; what installing
+    ///   it throws (``DatasetCatalog/install(_:key:members:membershipEpoch:now:)``).
+    func awaitLedger(_ key: LedgerKey, spec: DatasetSpec) async throws {
+        let build: Task<Void, any Error>
+        if let running = ledgerBuilds[key] {
+            build = running
+        } else {
+            let members = membership.members(of: key.task)
+            let epoch = membership.epoch(of: key.task)
+            let config = catalog.config
+            let started = ContinuousClock.now
+            build = Task {
+                let ledger = await Task.detached {
+                    ShardLedger(spec: spec, epoch: key.epoch, members: members, membershipEpoch: epoch, config: config)
+                }.value
+                try self.installLedger(ledger, key: key, took: ContinuousClock.now - started)
+            }
+            ledgerBuilds[key] = build
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await build.value }
+            group.addTask {
+                try await Task.sleep(for: Self.ledgerBuildWait)
+                throw CoreError(
+                    .unavailable,
+                    "the ledger of \(key) (\(spec.shardCount) shards) is still being built: retry in a few seconds "
+                        + "(the build goes on)", details: ErrorDetails(retryAfter: .seconds(2)))
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Installs a ledger built off the actor, brought up to date with its task's members as they are now.
+    private func installLedger(_ ledger: ShardLedger, key: LedgerKey, took: Duration) throws {
+        ledgerBuilds[key] = nil
+        carryOut(
+            try catalog.install(
+                ledger, key: key, members: membership.members(of: key.task),
+                membershipEpoch: membership.epoch(of: key.task), now: now()))
+        logger.info(
+            "dataset epoch ledger created",
+            metadata: ["ledger": "\(key)", "shards": "\(ledger.shardCount)", "took": "\(took)"])
+    }
+
     /// Commits `worker`'s cursor in `shard`; returns once it is durable.
     ///
     /// - Throws: what ``Membership/member(_:seenEpoch:rule:advice:)`` throws (an unknown worker, a non-member, a
@@ -44,6 +103,7 @@ extension CoordinatorEngine {
     public func reportShardProgress(
         dataset: String, worker: WorkerID, epoch: Int64, membershipEpoch: UInt64, shard: Int64, consumed: Int64
     ) async throws -> (record: ShardRecord, progress: LedgerProgress) {
+        try await dataReady()
         let member = try membership.member(worker, seenEpoch: membershipEpoch, rule: .notAhead)
         let (record, progress, directives) = try catalog.report(
             key: LedgerKey(task: member.task, dataset: dataset, epoch: epoch), worker: worker,
@@ -57,6 +117,7 @@ extension CoordinatorEngine {
     ///
     /// - Throws: `notFound` for an unknown dataset or ledger.
     public func dropLedger(_ key: LedgerKey) async throws -> (record: DatasetRecord, ledgers: [LedgerSummary]) {
+        try await dataReady()
         carryOut(try catalog.dropLedger(key))
         try await settle(key.task)
         logger.notice("dataset epoch ledger dropped", metadata: ["task_id": "\(key.task)", "ledger": "\(key)"])
@@ -64,9 +125,17 @@ extension CoordinatorEngine {
         return (record, catalog.summaries(of: key.dataset))
     }
 
-    /// Every registered dataset with the summaries of its retained ledgers, for `/api/datasets`.
+    /// Every registered dataset with the summaries of its retained ledgers, as loaded so far (none while the data
+    /// plane loads after a restart): for the dashboard's snapshot, which must not wait.
     public func datasets() -> [(record: DatasetRecord, ledgers: [LedgerSummary])] {
         catalog.registered.map { ($0, catalog.summaries(of: $0.spec.name)) }
+    }
+
+    /// Every registered dataset with the summaries of its retained ledgers, for `/api/datasets`, once the data plane
+    /// is loaded (``dataReady()``).
+    public func loadedDatasets() async throws -> [(record: DatasetRecord, ledgers: [LedgerSummary])] {
+        try await dataReady()
+        return datasets()
     }
 }
 

@@ -34,6 +34,15 @@ public actor CoordinatorEngine {
     var membership: Membership
     /// Registered datasets and the recent epochs' shard ledgers.
     var catalog: DatasetCatalog
+    /// New ledgers being built off this actor, each installed by its task when built (see ``awaitLedger(_:spec:)``).
+    var ledgerBuilds: [LedgerKey: Task<Void, any Error>] = [:]
+    /// The durable data plane (datasets and ledgers) being read and rebuilt off this actor after a restart; nil once
+    /// installed (see CoordinatorEngine+DataLoading.swift).
+    var dataLoading: Task<(DatasetCatalog, [DataDirective]), any Error>?
+    /// Why the data plane could not be loaded, if it could not: every data call answers with it.
+    var dataLoadFailure: CoreError?
+    /// When the engine was created, for the log line that says how long loading the data plane took.
+    let createdAt = ContinuousClock.now
     /// Every task's barriers, and the calls parked on their open generations.
     var barriers: BarrierTable
     var barrierWaiters: [BarrierID: [BarrierWaiter]] = [:]
@@ -79,10 +88,13 @@ public actor CoordinatorEngine {
     /// Creates an engine from the durable state read at start-up. Restored members get one full dead timeout of grace.
     ///
     /// Shard ledgers are reconciled with the restored membership: shards of workers that departed before their
-    /// moves were written move now.
+    /// moves were written move now. With `loadingData`, the data plane is read by it and rebuilt off this actor
+    /// instead of from `data`: the engine answers at once, and data calls wait for it (see
+    /// CoordinatorEngine+DataLoading.swift).
     public init(
         membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
-        data: PersistedData = PersistedData(), barrierMaxPayloadBytes: Int = 64 << 20,
+        data: PersistedData = PersistedData(), loadingData: (@Sendable () throws -> PersistedData)? = nil,
+        barrierMaxPayloadBytes: Int = 64 << 20,
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
@@ -113,6 +125,15 @@ public actor CoordinatorEngine {
             datasets: data.datasets, ledgers: data.ledgers,
             membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
         self.catalog = catalog
+        if let loadingData {
+            dataLoading = Task.detached {
+                let data = try loadingData()
+                // Reconciled with the membership as restored; changes since are applied when it is installed.
+                return DatasetCatalog.restored(
+                    datasets: data.datasets, ledgers: data.ledgers,
+                    membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
+            }
+        }
         for change in reconciled.changes {
             let ticket = queue.enqueue(.data(change))
             if let task = change.task, let lane = ticket.lane { latestChange[task, default: [:]][lane] = ticket }
@@ -126,6 +147,7 @@ public actor CoordinatorEngine {
             logger.info("resuming checkpoint commits (or forgetting old records) after the restart")
             effects.submit { await self.carryOut(resumedCommits) }
         }
+        if loadingData != nil { Task { await self.finishLoadingData() } }
         let members = persisted.records.filter { $0.standing == .member }.count
         if !persisted.records.isEmpty {
             logger.info(

@@ -35,7 +35,8 @@ public func buildRouter(
     }
 
     router.get("/api/datasets") { _, _ -> DatasetsBody in
-        DatasetsBody(datasets: await engine.datasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) })
+        DatasetsBody(
+            datasets: try await engine.loadedDatasets().map { DatasetBody(record: $0.record, ledgers: $0.ledgers) })
     }
 
     router.get("/api/barriers") { _, _ -> BarriersBody in

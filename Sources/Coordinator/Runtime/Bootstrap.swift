@@ -52,7 +52,10 @@ public func buildCoordinator(
     let metrics = CoordinatorMetrics()
     let events = EventBus(configuration: config.events, metrics: metrics, now: { clock.now().monotonic })
     let engine = CoordinatorEngine(
-        membershipConfig: config.membership, restoring: try store.loadMembership(), data: try store.loadData(),
+        // Datasets and ledgers load off the engine's actor after it starts: a restart answers heartbeats and other
+        // calls at once, however big the ledgers are.
+        membershipConfig: config.membership, restoring: try store.loadMembership(),
+        loadingData: { try store.loadData() },
         barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
         checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(),
         restoringTasks: try store.loadTasks(), metrics: metrics, events: events, queue: queue,
