@@ -1,12 +1,14 @@
 import ArgumentParser
+import Coordinator
 import DataShard
 import Foundation
+import Logging
 import RuntimeCore
 import Storage
 
 /// `dtr bench ledger`: what one big dataset costs the coordinator: creating an epoch's ledger, a join, a leave and a
-/// steal mid-epoch, a report and an assignment; memory and database bytes per shard; and a restart's load of the
-/// ledger from SQLite. Each time is also given as a multiple of one pass over the epoch's order (computing every
+/// steal mid-epoch, a report and an assignment; memory, snapshot and database bytes per shard; and a restart's load of
+/// the ledger from SQLite (reading its rows, then rebuilding it). Each time is also given as a multiple of one pass over the epoch's order (computing every
 /// shard's position), measured in the same run: the floor of anything that looks at every shard.
 struct LedgerBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,8 +28,9 @@ struct LedgerBench: AsyncParsableCommand {
                 + "\(ProcessStats.loadAverage.map { String(format: "%.1f", $0) }.joined(separator: " "))",
             "",
             "| shards | one pass (floor) | create | join | leave | steal | report | assignment (shards) | memory/shard "
-                + "(RSS, structures) | join row | DB/shard at epoch end | restart load |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                + "(RSS, structures) | join row | snapshot/shard | DB/shard at epoch end | restart: read rows | "
+                + "restart: rebuild | restart to serving | restart to ledger ready |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for exponent in sizes {
             lines.append(try await row(shards: 1 << exponent))
@@ -83,17 +86,27 @@ struct LedgerBench: AsyncParsableCommand {
         }
         _ = stolen
 
-        // The database at the end of the epoch: every shard done, folded into one row, in a real SQLite file.
+        // The database as the coordinator writes it: the ledger and its snapshot at creation, then every shard done
+        // (one row of records), then the snapshot that many changes call for; in a real SQLite file.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dtr-ledger-bench-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("state.sqlite").path
         let key = LedgerKey(task: .default, dataset: "bench", epoch: 0)
+        let midEpoch = ledger.snapshot()
+        let snapshotBytes = LedgerSnapshotCoding.encode(midEpoch).count
         let owners = ledger.owners()
         let done = (0..<shards).map {
             ShardRecord(shard: Int64($0), owner: owners[$0], leaseEpoch: 0, consumed: 1, state: .done)
         }
+        let current = members.dropFirst() + [joiner]
+        let finished = ShardLedger.restored(
+            spec: spec, epoch: 0, initialMembers: members, initialMembershipEpoch: 1, snapshot: midEpoch,
+            deltas: [.records(done)], lastMembers: Array(current), lastMembershipEpoch: 3, members: Array(current),
+            membershipEpoch: 3
+        ).ledger
+        guard finished.isComplete else { throw ValidationError("the finished ledger is not complete") }
         do {
             let store = try SQLiteStateStore(path: path)
             try await store.commit([
@@ -101,20 +114,27 @@ struct LedgerBench: AsyncParsableCommand {
                 .data(
                     .ledgerCreated(
                         LedgerHeader(key: key, initialMembers: members, initialMembershipEpoch: 1, createdAtMillis: 0))),
-                .data(.shardsChanged(key, done)),
+                .data(.ledgerSnapshot(key, midEpoch)),
             ])
+            try await store.commit([.data(.ledgerMembers(key, Array(current), membershipEpoch: 3))])
+            try await store.commit([.data(.shardsChanged(key, done))])
+            try await store.commit([.data(.ledgerSnapshot(key, finished.snapshot()))])
         }
         let databaseBytes = ["", "-wal"].reduce(0) { total, suffix in
             total + ((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
         }
+        // A restart: read the rows (the snapshot decoded and checked), then rebuild the catalog from them.
+        var data = PersistedData()
+        let load = try time { data = try SQLiteStateStore(path: path).loadData() }
         var restored = 0
-        let load = try time {
-            let data = try SQLiteStateStore(path: path).loadData()
+        let rebuild = time {
             let (catalog, _) = DatasetCatalog.restored(
-                datasets: data.datasets, ledgers: data.ledgers, membership: { _ in (members, 1) })
+                datasets: data.datasets, ledgers: data.ledgers, membership: { _ in (Array(current), 3) })
             restored = catalog.counts(of: key)?.done ?? 0
         }
         guard restored == shards else { throw ValidationError("the restored ledger has \(restored) of \(shards) done") }
+        data = PersistedData()
+        let (serving, ready) = try await restart(path: path)
 
         let ms = { (d: Duration) in "\(d.report) (\(String(format: "%.2f", d.ratio(to: pass)))×)" }
         return "| 2^\(Int(log2(Double(shards)))) | \(pass.report) | \(ms(create)) | \(ms(join)) | \(ms(leave)) | "
@@ -124,7 +144,32 @@ struct LedgerBench: AsyncParsableCommand {
                 format: "%.1f B, %.1f B", Double(resident) / Double(shards),
                 Double(ledger.approximateBytes) / Double(shards))
             + String(format: " | %.1f KiB | ", Double(joinBytes) / 1024)
-            + String(format: "%.2f B", Double(databaseBytes) / Double(shards)) + " | \(ms(load)) |"
+            + String(format: "%.2f B | ", Double(snapshotBytes) / Double(shards))
+            + String(format: "%.2f B", Double(databaseBytes) / Double(shards))
+            + " | \(ms(load)) | \(ms(rebuild)) | \(ms(serving)) | \(ms(ready)) |"
+    }
+
+    /// Restarts an engine on the database as `dtr serve` does (datasets and ledgers load off its actor): how long until
+    /// it answers (its status), and until its datasets and ledgers are loaded (what a data call waits for).
+    private func restart(path: String) async throws -> (serving: Duration, ready: Duration) {
+        let start = ContinuousClock.now
+        let store = try SQLiteStateStore(path: path)
+        let queue = WriteBehindQueue(commit: store.commit)
+        let clock = SystemMoments()
+        let engine = CoordinatorEngine(
+            membershipConfig: .defaults, restoring: try store.loadMembership(), loadingData: { try store.loadData() },
+            queue: queue, now: { clock.now() }, logger: Logger(label: "bench"))
+        _ = await engine.status()
+        let serving = ContinuousClock.now - start
+        while true {
+            do {
+                _ = try await engine.loadedDatasets()
+                break
+            } catch let error as CoreError where error.code == .unavailable && error.message.contains("retry") {
+                continue  // still loading after the engine's bound: ask again, as a client would
+            }
+        }
+        return (serving, ContinuousClock.now - start)
     }
 
     private func time(_ body: () throws -> Void) rethrows -> Duration {
