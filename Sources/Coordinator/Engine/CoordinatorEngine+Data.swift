@@ -45,7 +45,7 @@ extension CoordinatorEngine {
     }
 
     /// Longest a call waits for a new ledger to be built before it is told to retry (the build goes on).
-    static let ledgerBuildWait: Duration = .seconds(8)
+    static let ledgerBuildWait: Duration = .seconds(60)
 
     /// Waits until `key`'s new ledger is built and installed, or at most ``ledgerBuildWait``. Placing every shard is
     /// the one step that looks at each of them (seconds at 2^24 shards), so it runs off this actor: heartbeats and the

@@ -8,7 +8,7 @@ import RuntimeCore
 /// (``dataReady()``).
 extension CoordinatorEngine {
     /// Longest a call waits for the data plane to load before it is told to retry (the loading goes on).
-    static let dataLoadWait: Duration = .seconds(8)
+    static let dataLoadWait: Duration = .seconds(60)
 
     /// Returns once the data plane is loaded, or at most ``dataLoadWait``.
     ///
