@@ -311,15 +311,19 @@ public final class WriteBehindQueue: Sendable {
         var taken: [Entry] = []
         var served: [TaskID] = []
         var unserved: [TaskID] = []
-        let sorted = needs.sorted { ($0.need, position[$0.task] ?? 0) < ($1.need, position[$1.task] ?? 0) }
-        for (index, task) in sorted.map(\.task).enumerated() {
-            let share = room / (sorted.count - index)
-            guard share > 0 || (room > 0 && taken.isEmpty) else {
+        // More tasks than rows: one row each, in rotation order (those left out go first next time); else max-min.
+        let sorted =
+            order.count > room
+            ? order
+            : needs.sorted { ($0.need, position[$0.task] ?? 0) < ($1.need, position[$1.task] ?? 0) }.map(\.task)
+        for (index, task) in sorted.enumerated() {
+            guard room > 0 else {
                 unserved.append(task)
                 continue
             }
-            var quota = max(share, 1)
-            var entries = state.bulk[task] ?? []
+            var quota = max(room / (sorted.count - index), 1)
+            // Out of the state while it changes, so that the array is not copied.
+            var entries = state.bulk.removeValue(forKey: task) ?? []
             var count = 0
             while count < entries.count, quota > 0 {
                 let cost = entries[count].change.cost

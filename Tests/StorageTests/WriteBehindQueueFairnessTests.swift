@@ -77,6 +77,23 @@ struct WriteBehindQueueFairnessTests {
         }
     }
 
+    @Test("with more tasks pending than rows in a transaction, each gets a row in turn")
+    func moreTasksThanRows() async throws {
+        let committer = RecordingCommitter()
+        let queue = WriteBehindQueue(maxRowsPerTransaction: 4, commit: committer.commit)
+        let tasks = ["a", "b", "c", "d", "e", "f"]
+        for task in tasks { _ = queue.enqueue(try shards(3, task: task)) }
+        queue.finish()
+        await queue.run()
+        let batches = committer.batches
+        #expect(batches.count == 5, "18 rows, 4 per transaction")
+        for task in tasks {
+            let own = rows(of: task, in: batches)
+            #expect(own.prefix(2).joined().count >= 1, "\(task) had a row in the first two transactions")
+            #expect(own.joined().elementsEqual([0, 1, 2]), "\(task)'s rows in order")
+        }
+    }
+
     @Test("a dataset registration (no task) is written no later than the task rows enqueued after it")
     func untaskedChangesFirst() async throws {
         let committer = RecordingCommitter()
