@@ -3,6 +3,7 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -513,10 +514,8 @@ class RawGRPCConnection:
 
     def close(self) -> None:
         # Shut down first: a bare close() leaves the connection open while the reader thread blocks in recv().
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
