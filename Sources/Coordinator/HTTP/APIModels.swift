@@ -64,7 +64,8 @@ struct StatusBody: ResponseEncodable {
         var left: Int
     }
 
-    struct Task: Encodable {
+    /// One task's membership: its epoch and world size.
+    struct TaskMembership: Encodable {
         var taskID: String
         var membershipEpoch: UInt64
         var worldSize: Int
@@ -84,7 +85,7 @@ struct StatusBody: ResponseEncodable {
     var heartbeat: Heartbeat
     var workers: Workers
     var sessions: Int
-    var tasks: [Task]
+    var tasks: [TaskMembership]
 
     enum CodingKeys: String, CodingKey {
         case version, host, heartbeat, workers, sessions, tasks
@@ -178,7 +179,8 @@ struct DatasetBody: ResponseEncodable {
         }
     }
 
-    struct Task: Encodable {
+    /// One task's progress through the dataset: its current epoch and the retained epochs.
+    struct TaskProgress: Encodable {
         var taskID: String
         var currentEpoch: Int64
         var epochs: [Epoch]
@@ -197,7 +199,7 @@ struct DatasetBody: ResponseEncodable {
     var seed: UInt64
     var numShards: Int64
     var registeredAt: Date
-    var tasks: [Task]
+    var tasks: [TaskProgress]
 
     enum CodingKeys: String, CodingKey {
         case name, shuffle, seed, tasks
@@ -219,7 +221,7 @@ struct DatasetBody: ResponseEncodable {
         let byTask = Dictionary(grouping: ledgers, by: \.key.task)
         tasks = byTask.keys.sorted().map { task in
             let epochs = (byTask[task] ?? []).sorted { $0.key.epoch < $1.key.epoch }
-            return Task(
+            return TaskProgress(
                 taskID: task.rawValue, currentEpoch: epochs.last?.key.epoch ?? 0,
                 epochs: epochs.map { summary in
                     Epoch(
