@@ -55,10 +55,11 @@ python-test: setup
 	swift build --product dtr
 	DTR_BIN=$(DTR) $(PYTHON) -m pytest python/tests
 
-## torch-test: dtruntime.torch and examples/torch_ddp.py with real PyTorch (Debian's, in .venv-torch).
+## torch-test: dtruntime.torch, examples/torch_ddp.py and bench/barrier_processes.py (small) with real PyTorch
+## (Debian's, in .venv-torch).
 torch-test: setup
 	swift build --product dtr
-	DTR_BIN=$(DTR) $(TORCH_PYTHON) -m pytest python/tests/test_torch.py
+	DTR_BIN=$(DTR) $(TORCH_PYTHON) -m pytest python/tests/test_torch.py python/tests/test_barrier_processes.py
 
 ## dashboard: rebuild the committed bundle dashboard/dist from dashboard/src (esbuild and React from Debian's packages).
 dashboard: setup
@@ -83,6 +84,13 @@ bench: setup
 	.build/release/dtr bench barrier --workers 1024
 	$(PYTHON) bench/barrier_vs_tcpstore.py --threads 64 256 --rounds 40
 	$(PYTHON) bench/checkpoint_bench.py --rounds 9 --s3-rounds 5
+	.build/release/dtr bench ledger --log2-shards 20,22,24 --workers 1000
+	.build/release/dtr bench swarm heartbeat --workers 10000
+	.build/release/dtr bench swarm rendezvous --workers 4000
+	.build/release/dtr bench swarm memory --workers 100000
+	.build/release/dtr bench swarm recovery --workers 10000
+	.build/release/dtr bench swarm failure-detection
+	$(PYTHON) bench/barrier_processes.py --processes 8 32 --rounds 200
 
 clean:
 	rm -rf .build $(VENV) .venv-torch dtr-data

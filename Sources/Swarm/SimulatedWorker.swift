@@ -31,8 +31,12 @@ public final class SimulatedWorker: Sendable {
         var registered = false
         var step: Int64 = 0
         var metrics: [String: Double] = [:]
-        /// When each heartbeat not acknowledged yet was sent, oldest first (acknowledgements come in order).
-        var unacknowledged: [ContinuousClock.Instant] = []
+        /// When the oldest heartbeat not acknowledged yet was sent. Not one entry per heartbeat: heartbeats that reach
+        /// the coordinator while it is busy with this session's previous one are folded into one and acknowledged
+        /// once, so matching acknowledgements to heartbeats one for one would, after the first fold, time every later
+        /// heartbeat from the one before it (a round trip one interval too long). An acknowledgement answers every
+        /// heartbeat sent before it; the round trip recorded is the oldest one's, the longest wait.
+        var oldestUnacknowledged: ContinuousClock.Instant?
         /// The open session's request side: a heartbeat is sent for each element.
         var beats: AsyncStream<Void>.Continuation?
         /// Send the next heartbeat as soon as the previous one is acknowledged (the maximum-rate measurement).
@@ -197,7 +201,7 @@ public final class SimulatedWorker: Sendable {
         let silent = state.withLock {
             $0.beats?.finish()
             $0.beats = continuation
-            $0.unacknowledged = []
+            $0.oldestUnacknowledged = nil
             return $0.silent
         }
         // As the SDK: a heartbeat at once, so the coordinator attaches the stream without waiting an interval.
@@ -254,9 +258,7 @@ public final class SimulatedWorker: Sendable {
             if sent {
                 let now = ContinuousClock.now
                 state.lastSent = now
-                state.unacknowledged.append(now)
-                // Acknowledgements are not sent while the coordinator cannot write its state: do not let the list grow.
-                if state.unacknowledged.count > 64 { state.unacknowledged.removeFirst(32) }
+                if state.oldestUnacknowledged == nil { state.oldestUnacknowledged = now }
             }
             return .with {
                 $0.workerID = id
@@ -271,7 +273,8 @@ public final class SimulatedWorker: Sendable {
         let now = ContinuousClock.now
         if event.kind == .heartbeatAck {
             let (sent, again) = state.withLock { state -> (ContinuousClock.Instant?, AsyncStream<Void>.Continuation?) in
-                let sent = state.unacknowledged.isEmpty ? nil : state.unacknowledged.removeFirst()
+                let sent = state.oldestUnacknowledged
+                state.oldestUnacknowledged = nil
                 state.acknowledged += 1
                 return (sent, state.closedLoop ? state.beats : nil)
             }

@@ -23,6 +23,10 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: ArgumentHelp("Also serve the benchmarks' no-op service (dtr bench swarm).", visibility: .hidden))
     var benchNoopService = false
 
+    // Hidden: a child coordinator of `dtr bench swarm` ends when the benchmark does, however it ends.
+    @Flag(help: ArgumentHelp("Shut down when the parent process exits (dtr bench swarm).", visibility: .hidden))
+    var exitWithParent = false
+
     /// Checks flags and environment variables while parsing, so that a bad value is reported with `dtr serve`'s usage
     /// (an error thrown from `run()` would get the root command's `Usage: dtr <subcommand>`).
     func validate() throws {
@@ -85,7 +89,18 @@ struct Serve: AsyncParsableCommand {
                         ])
                     return false
                 }
-                // Ends when the service group ends; the readiness task is cancelled if still waiting.
+                if exitWithParent {
+                    let parent = getppid()
+                    tasks.addTask {
+                        await ParentWatch.waitUntilGone(parent: parent)
+                        if !Task.isCancelled {
+                            logger.warning("the parent process exited: shutting down (--exit-with-parent)")
+                            await group.triggerGracefulShutdown()
+                        }
+                        return false
+                    }
+                }
+                // Ends when the service group ends; the readiness and parent-watch tasks are cancelled if still waiting.
                 while let groupEnded = try await tasks.next(), !groupEnded {}
                 tasks.cancelAll()
             }

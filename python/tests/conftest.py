@@ -23,9 +23,9 @@ from s3server import SeaweedS3, find_weed
 from dtruntime import LocalCoordinator
 
 REPO = Path(__file__).resolve().parents[2]
-# dtruntime.torch's tests need PyTorch: `make torch-test` runs them with .venv-torch (Debian's python3 and its torch);
-# other interpreters leave the file out instead of failing to import it.
-collect_ignore = [] if importlib.util.find_spec("torch") else ["test_torch.py"]
+# dtruntime.torch's tests and the process barrier benchmark's need PyTorch: `make torch-test` runs them with .venv-torch
+# (Debian's python3 and its torch); other interpreters leave the files out instead of failing to import torch.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["test_torch.py", "test_barrier_processes.py"]
 # Short timeouts so failure detection is quick; the defaults (1 s / 2 s / 5 s) are covered by the Swift tests.
 FAST = ["--heartbeat-interval", "200ms", "--suspect-after", "600ms", "--dead-after", "1500ms"]
 INTERVAL, DEAD_AFTER = 0.2, 1.5

@@ -5,8 +5,12 @@ test: correctness only (no errors, no false deaths, every worker ranked). Their 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dtruntime import LocalCoordinator
@@ -84,6 +88,65 @@ def test_failure_detection(dtr_binary: str) -> None:
     # Nobody is declared dead before the dead timeout (5 s) since its last heartbeat, and survivors hear of it after.
     assert report["dead_median_seconds"] >= 5.0
     assert report["push_median_seconds"] >= report["dead_median_seconds"] - 0.5
+
+
+def test_big_dataset(dtr_binary: str) -> None:
+    report = run_scenario(dtr_binary, "big-dataset", "--workers", "100", "--log2-shards", "14", "--duration", "2s")
+    assert_clean(report)
+    assert report["shards"] == 1 << 14
+    # The joiner was given shards of the big task's ledger; the others' heartbeats were answered in both windows.
+    assert report["joined_shards"] > 0
+    assert report["idle_p99_ms"] > 0 and report["busy_p99_ms"] > 0
+    assert report["create_seconds"] > 0 and report["join_seconds"] > 0 and report["leave_seconds"] > 0
+
+
+def test_a_killed_bench_takes_its_coordinator_with_it(dtr_binary: str) -> None:
+    """The child `dtr serve` of a benchmark killed with SIGKILL (a CI timeout, a Ctrl-\\) shuts down by itself."""
+    bench = subprocess.Popen(
+        [dtr_binary, "bench", "swarm", "heartbeat", "--workers", "20", "--duration", "600s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        child = None
+        deadline = time.monotonic() + 120
+        while child is None and time.monotonic() < deadline:
+            child = next(iter(children_of(bench.pid)), None)
+            time.sleep(0.2)
+        assert child is not None, "the benchmark started no coordinator"
+        assert b"serve" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+    finally:
+        bench.kill()
+        bench.wait()
+    deadline = time.monotonic() + 30
+    while is_running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    outlived = is_running(child)
+    if outlived:
+        os.kill(child, signal.SIGKILL)
+    assert not outlived, "the coordinator outlived the benchmark that started it"
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child of an init that does not reap shows as `Z`)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_bad_options_name_the_rule(dtr_binary: str) -> None:

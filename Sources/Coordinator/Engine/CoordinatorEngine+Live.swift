@@ -32,6 +32,9 @@ struct LiveState: Sendable {
     var workerMetrics = Coalescer<WorkerID>(interval: coalescing)
     var datasetProgress = Coalescer<LedgerKey>(interval: coalescing)
     var barrierArrivals: [BarrierID: Arrivals] = [:]
+    /// Per task, its straggler threshold and when it was computed: worker events reuse it for `coalescing` (it looks
+    /// at every member's step rate, and a rendezvous publishes an event per join).
+    var stragglerThresholds: [TaskID: (at: Duration, threshold: Double?)] = [:]
 }
 
 /// The dashboard's live view: hooks the engine calls where things happen, and the queries of `/api/workers`,
@@ -123,7 +126,7 @@ extension CoordinatorEngine {
             return
         }
         guard let snapshot = membership.worker(id, now: now()) else { return }
-        let threshold = snapshot.rank == nil ? nil : stragglerThreshold(of: snapshot.record.spec.taskID)
+        let threshold = snapshot.rank == nil ? nil : recentStragglerThreshold(of: snapshot.record.spec.taskID)
         let status = workerStatus(snapshot, threshold: threshold)
         events.publish(.worker) { WorkerEventBody(change: change, worker: WorkerBody(status)) }
     }
@@ -216,6 +219,17 @@ extension CoordinatorEngine {
         return WorkerStatus(
             snapshot: snapshot, stepsPerSecond: rate,
             straggler: StragglerRule.isStraggler(rate: rate, threshold: threshold))
+    }
+
+    /// The straggler threshold of a task's members as of at most `LiveState.coalescing` ago.
+    private func recentStragglerThreshold(of task: TaskID) -> Double? {
+        let moment = now().monotonic
+        if let cached = live.stragglerThresholds[task], moment - cached.at < LiveState.coalescing {
+            return cached.threshold
+        }
+        let threshold = stragglerThreshold(of: task)
+        live.stragglerThresholds[task] = membership.members(of: task).isEmpty ? nil : (moment, threshold)
+        return threshold
     }
 
     /// The straggler threshold of a task's current members.

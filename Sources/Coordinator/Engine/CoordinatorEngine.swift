@@ -68,6 +68,8 @@ public actor CoordinatorEngine {
     var latestChange: [TaskID: [WriteBehindQueue.Lane: WriteBehindQueue.Ticket]] = [:]
     /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
     private var pendingPushes: [TaskID: [String]] = [:]
+    /// When each task's members were last pushed a view (monotonic), for ``pushSpacing(members:)``.
+    private var lastPush: [TaskID: Duration] = [:]
     /// Per task, why its membership last changed and the epoch it changed to: every view at that epoch says why,
     /// whether it reaches the worker as a push or as a heartbeat reply that overtook the push.
     private var lastChange: [TaskID: (epoch: UInt64, reason: String)] = [:]
@@ -409,7 +411,21 @@ public actor CoordinatorEngine {
         pendingPushes[task, default: []].append(reason)
     }
 
+    /// The least time between two pushes to a task's members: proportional to their number (20 µs a member, at
+    /// most 250 ms), so that a task whose membership changes continuously (thousands of workers registering at once)
+    /// spends at most about half the coordinator on pushing views, instead of pushing every member a view per
+    /// committed batch of joins: that made a rendezvous quadratic (10,000 registrations took 72 s). A task of 100
+    /// members waits 2 ms at most; each push carries the newest view, and the changes folded into it.
+    static func pushSpacing(members: Int) -> Duration {
+        min(.microseconds(20) * members, .milliseconds(250))
+    }
+
     private func push(_ task: TaskID) async {
+        if let last = lastPush[task] {
+            let next = last + Self.pushSpacing(members: membership.members(of: task).count)
+            let wait = next - now().monotonic
+            if wait > .zero { try? await Task.sleep(for: wait) }
+        }
         do {
             try await settleView(task)
         } catch {
@@ -423,7 +439,9 @@ public actor CoordinatorEngine {
             reasons.count <= 4
             ? reasons.joined(separator: "; ")
             : reasons.suffix(3).joined(separator: "; ") + " (and \(reasons.count - 3) earlier changes)"
-        for id in membership.members(of: task) {
+        let members = membership.members(of: task)
+        lastPush[task] = members.isEmpty ? nil : now().monotonic
+        for id in members {
             if let channel = sessions.channel(of: id), let view = membership.view(of: id, reason: reason) {
                 channel.send(SessionUpdate(kind: .push, view: outgoing(view)))
             }

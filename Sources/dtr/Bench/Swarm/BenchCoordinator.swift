@@ -41,7 +41,7 @@ final class BenchCoordinator: Sendable {
 
     /// Starts `dtr serve` (this binary) on `dataDir` with `arguments` added, and waits for its `dtr ready` line.
     ///
-    /// Ports are 0 (free ones) unless `arguments` name them; its standard error goes to `<dataDir>/coordinator.log`
+    /// The child shuts down by itself if this process dies. Ports are 0 (free ones) unless `arguments` name them; its standard error goes to `<dataDir>/coordinator.log`
     /// (appended to, so that a restarted coordinator's log follows the first one's).
     static func spawn(dataDir: String, arguments: [String], timeout: Duration = .seconds(120)) async throws
         -> BenchCoordinator
@@ -49,7 +49,8 @@ final class BenchCoordinator: Sendable {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let process = Process()
         process.executableURL = executable
-        var all = ["serve", "--data-dir", dataDir, "--log-level", "info"]
+        // --exit-with-parent: a killed benchmark does not leave its coordinator running.
+        var all = ["serve", "--data-dir", dataDir, "--log-level", "info", "--exit-with-parent"]
         if !arguments.contains("--grpc-port") { all += ["--grpc-port", "0"] }
         if !arguments.contains("--http-port") { all += ["--http-port", "0"] }
         process.arguments = all + arguments

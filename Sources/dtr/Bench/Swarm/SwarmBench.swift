@@ -20,6 +20,8 @@ struct SwarmBench: AsyncParsableCommand {
             time until it serves again, and no false deaths afterwards.
               failure-detection  under heartbeat load, workers stop heartbeating: last heartbeat to DEAD and to the \
             survivors' push.
+              big-dataset        N workers heartbeat while another task creates an epoch ledger of 2^--log2-shards \
+            shards, and a worker joins and leaves it: the others' heartbeat round trips, idle against during.
             The coordinator is a `dtr serve` child process of this binary (default), this process (--in-process: CPU \
             and memory then include the swarm), or one elsewhere (--target). The barrier-processes scenario needs \
             Python processes: bench/barrier_processes.py.
@@ -28,18 +30,22 @@ struct SwarmBench: AsyncParsableCommand {
     enum Scenario: String, ExpressibleByArgument, CaseIterable {
         case heartbeat, rendezvous, memory, recovery
         case failureDetection = "failure-detection"
+        case bigDataset = "big-dataset"
     }
 
-    @Argument(help: "heartbeat, rendezvous, memory, recovery or failure-detection.") var scenario: Scenario
-    @Option(help: "Simulated workers (default: 10000; rendezvous 4000; memory 100000).") var workers: Int?
+    @Argument(help: "heartbeat, rendezvous, memory, recovery, failure-detection or big-dataset.") var scenario: Scenario
+    @Option(help: "Simulated workers (default: 10000; rendezvous 4000; memory 100000; big-dataset 1000).")
+    var workers: Int?
     @Option(help: "HTTP/2 connections the workers share.") var connections = 4
-    @Option(help: "heartbeat: how long the 1 Hz load is measured, e.g. 30s.") var duration = "30s"
+    @Option(help: "heartbeat: how long the 1 Hz load is measured; big-dataset: the idle window. E.g. 30s.")
+    var duration = "30s"
     @Option(help: "heartbeat: how long each maximum-rate measurement runs, e.g. 10s.") var rateDuration = "10s"
     @Option(help: "failure-detection: workers per task.") var taskSize = 100
     @Option(help: "failure-detection: how many workers stop heartbeating.") var deaths = 20
     @Option(help: "recovery: committed ledger entries (shards of one dataset epoch, all done).")
     var ledgerEntries = 1_000_000
     @Option(help: "recovery: committed checkpoints in the store.") var checkpoints = 1000
+    @Option(help: "big-dataset: the dataset's shards, as a power of two (at most 24).") var log2Shards = 24
     @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, failure-detection).")
     var target: String?
     @Option(help: "With --target: its HTTP base URL, e.g. http://10.0.0.5:51051 (failure-detection needs it).")
@@ -69,6 +75,9 @@ struct SwarmBench: AsyncParsableCommand {
         if scenario == .failureDetection, target != nil, targetHttp == nil {
             throw ValidationError("failure-detection watches /api/events: give --target-http with --target")
         }
+        guard (4...24).contains(log2Shards) else {
+            throw ValidationError("--log2-shards must be between 4 and 24 (got \(log2Shards))")
+        }
         guard taskSize >= 2, deaths >= 1 else { throw ValidationError("--task-size must be >= 2 and --deaths >= 1") }
     }
 
@@ -81,6 +90,7 @@ struct SwarmBench: AsyncParsableCommand {
         case .memory: report = try await memory()
         case .recovery: report = try await recovery()
         case .failureDetection: report = try await failureDetection()
+        case .bigDataset: report = try await bigDataset()
         }
         print(report.render(loadBefore: loadBefore, loadAfter: ProcessStats.loadAverage, coordinator: coordinatorKind))
         if !report.correct { throw ExitCode(2) }

@@ -1,0 +1,241 @@
+"""Barrier release latency in the deployment shape: each worker its own process (threads in one interpreter mostly
+measure the GIL). Three backends, each driven by the same harness of N processes:
+
+- torch's TCPStore barrier (ADD + WAIT), as torch.distributed's store-based barrier does it (Debian's python3-torch,
+  run under /usr/bin/python3);
+- dtruntime's ``Worker.barrier`` (the SDK: each process a ``Worker`` with its own session stream and barrier hub);
+- the floor: a ``multiprocessing.Barrier`` (shared-memory semaphores, no network at all).
+
+Each round lines the processes up (a multiprocessing.Barrier that is not measured), then every process notes its
+arrival time, passes the barrier under test, and notes its release time (CLOCK_MONOTONIC, shared by all processes).
+A round's release latency is the last release minus the last arrival. The first round of each run is dropped.
+
+Usage (from the repository root, after `make setup` and a release build):
+    .venv/bin/python bench/barrier_processes.py --processes 8 32 --rounds 200
+
+The last line of each run is a JSON object with every figure, for scripts; ``--check`` exits non-zero unless every
+round of every backend completed (what CI asserts at a small size; it asserts no speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_PYTHON = "/usr/bin/python3"
+
+
+def percentile(values: list[float], quantile: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(quantile * len(ordered) + 0.4999) - 1))]
+
+
+# MARK: the harness (runs in every backend's interpreter)
+
+
+class _Plan(NamedTuple):
+    """What every participant of one run shares (passed to each spawned process)."""
+
+    processes: int
+    rounds: int
+    backend: str
+    setting: str
+    line_up: multiprocessing.synchronize.Barrier
+    floor: multiprocessing.synchronize.Barrier
+    results: multiprocessing.Queue
+
+
+def _participant(index: int, plan: _Plan) -> None:
+    """One process: makes its barrier, then `rounds` times lines up, arrives, is released."""
+    barrier, close = _make_barrier(plan.backend, plan.setting, index, plan.processes, plan.floor)
+    arrivals, releases = [], []
+    try:
+        for round_ in range(plan.rounds):
+            plan.line_up.wait()
+            arrivals.append(time.monotonic_ns())
+            barrier(round_)
+            releases.append(time.monotonic_ns())
+    finally:
+        close()
+    plan.results.put((index, arrivals, releases))
+
+
+def _make_barrier(
+    backend: str, setting: str, index: int, processes: int, floor: multiprocessing.synchronize.Barrier
+) -> tuple[Callable[[int], None], Callable[[], None]]:
+    if backend == "floor":
+        return (lambda _round: floor.wait()), (lambda: None)
+    if backend == "tcpstore":
+        from datetime import timedelta  # noqa: PLC0415
+
+        from torch.distributed import TCPStore  # noqa: PLC0415 - only under /usr/bin/python3
+
+        store = TCPStore("127.0.0.1", int(setting), processes, False, timeout=timedelta(seconds=120))
+
+        def tcpstore_barrier(round_: int) -> None:
+            key = f"round-{round_}"
+            if store.add(key, 1) == processes:
+                store.set(f"{key}/done", "1")
+            store.wait([f"{key}/done"])
+
+        return tcpstore_barrier, (lambda: None)
+    if backend == "dtr":
+        sys.path.insert(0, str(ROOT / "python"))
+        from dtruntime import Worker  # noqa: PLC0415 - the venv side only
+
+        worker = Worker(setting, f"p{index}", task_id=f"procs-{processes}", world_size=processes, host="127.0.0.1")
+        worker.start()
+
+        def dtr_barrier(_round: int) -> None:
+            worker.barrier("bench", timeout=120)
+
+        return dtr_barrier, worker.close
+    raise ValueError(f"unknown backend {backend}")
+
+
+def run_backend(backend: str, setting: str, processes: int, rounds: int) -> list[float]:
+    """Release latency (seconds) of every round of `backend` with `processes` processes."""
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = context.Queue()
+    plan = _Plan(processes, rounds, backend, setting, context.Barrier(processes), context.Barrier(processes), results)
+    children = [context.Process(target=_participant, args=(index, plan)) for index in range(processes)]
+    for child in children:
+        child.start()
+    collected = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+        if child.exitcode != 0:
+            raise RuntimeError(f"{backend}: a participant exited with status {child.exitcode}")
+    arrivals = [entry[1] for entry in collected]
+    releases = [entry[2] for entry in collected]
+    return [(max(r[round_] for r in releases) - max(a[round_] for a in arrivals)) / 1e9 for round_ in range(rounds)]
+
+
+# MARK: the backends' runners
+
+
+def tcpstore_runner(processes: int, rounds: int) -> list[float]:
+    """Under /usr/bin/python3: a TCPStore server in this process, N client processes."""
+    from torch.distributed import TCPStore  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = TCPStore("127.0.0.1", port, processes, True, wait_for_workers=False)  # noqa: F841 - keeps serving
+    return run_backend("tcpstore", str(port), processes, rounds)
+
+
+def dtr_runner(processes: int, rounds: int, binary: str) -> tuple[list[float], float | None]:
+    sys.path.insert(0, str(ROOT / "python"))
+    from dtruntime import LocalCoordinator  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as data, LocalCoordinator(binary, data_dir=data) as coordinator:
+        latencies = run_backend("dtr", coordinator.grpc_address, processes, rounds)
+        server = coordinator.get_json("/api/barriers")["release_latency"]
+        return latencies, server["p50_seconds"]
+
+
+# MARK: main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--dtr", default=str(ROOT / ".build" / "release" / "dtr"))
+    parser.add_argument("--check", action="store_true", help="exit 1 unless every round of every backend ran")
+    parser.add_argument("--backend", choices=["tcpstore"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.backend == "tcpstore":  # the child under /usr/bin/python3
+        print(json.dumps(tcpstore_runner(args.processes[0], args.rounds)))
+        return
+
+    print(
+        f"`.venv/bin/python bench/barrier_processes.py --processes {' '.join(map(str, args.processes))} "
+        f"--rounds {args.rounds}` — {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}); load average {os.getloadavg()[0]:.2f} before "
+        "(first round of each run dropped)\n"
+    )
+    print(
+        "| processes | TCPStore p50 / p99 | worker.barrier p50 / p99 | floor: multiprocessing.Barrier p50 / p99 "
+        "| p50 ratio (goal ≤ 1) | p99 ratio (goal ≤ 0.5) | floor ÷ TCPStore (p50) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    figures: list[dict[str, object]] = []
+    complete = True
+    for processes in args.processes:
+        child = subprocess.run(
+            [
+                TORCH_PYTHON,
+                __file__,
+                "--backend",
+                "tcpstore",
+                "--processes",
+                str(processes),
+                "--rounds",
+                str(args.rounds + 1),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        torch_rounds = json.loads(child.stdout.strip().splitlines()[-1])
+        dtr_rounds, server_p50 = dtr_runner(processes, args.rounds + 1, args.dtr)
+        floor_rounds = run_backend("floor", "", processes, args.rounds + 1)
+        complete &= all(len(r) == args.rounds + 1 for r in (torch_rounds, dtr_rounds, floor_rounds))
+        torch_rounds, dtr_rounds, floor_rounds = torch_rounds[1:], dtr_rounds[1:], floor_rounds[1:]
+        row = {
+            "processes": processes,
+            "rounds": len(dtr_rounds),
+            "tcpstore_p50_ms": percentile(torch_rounds, 0.5) * 1000,
+            "tcpstore_p99_ms": percentile(torch_rounds, 0.99) * 1000,
+            "dtr_p50_ms": percentile(dtr_rounds, 0.5) * 1000,
+            "dtr_p99_ms": percentile(dtr_rounds, 0.99) * 1000,
+            "floor_p50_ms": percentile(floor_rounds, 0.5) * 1000,
+            "floor_p99_ms": percentile(floor_rounds, 0.99) * 1000,
+            "coordinator_release_p50_ms": None if server_p50 is None else server_p50 * 1000,
+        }
+        p50_ratio = row["dtr_p50_ms"] / row["tcpstore_p50_ms"]
+        p99_ratio = row["dtr_p99_ms"] / row["tcpstore_p99_ms"]
+        row["p50_ratio"], row["p99_ratio"] = p50_ratio, p99_ratio
+        row["goal_met"] = p50_ratio <= 1 and p99_ratio <= 0.5
+        figures.append(row)
+        print(
+            f"| {processes} | {row['tcpstore_p50_ms']:.2f} / {row['tcpstore_p99_ms']:.2f} ms "
+            f"| {row['dtr_p50_ms']:.2f} / {row['dtr_p99_ms']:.2f} ms "
+            f"| {row['floor_p50_ms']:.2f} / {row['floor_p99_ms']:.2f} ms "
+            f"| {p50_ratio:.2f} {'✓' if p50_ratio <= 1 else '✗'} | {p99_ratio:.2f} {'✓' if p99_ratio <= 0.5 else '✗'} "
+            f"| {row['floor_p50_ms'] / row['tcpstore_p50_ms']:.2f} |",
+            flush=True,
+        )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    print(
+        json.dumps(
+            {
+                "bench": "barrier-processes",
+                "rounds": args.rounds,
+                "load_average_after": os.getloadavg(),
+                "complete": complete,
+                "runs": figures,
+            }
+        )
+    )
+    if args.check and not complete:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
