@@ -44,7 +44,7 @@ public func buildCoordinator(
     let address = try bindAddress(host: config.host, port: config.grpcPort)
     let dataDirectory = try DataDirectory(path: config.dataDir)
     let store = try SQLiteStateStore(path: dataDirectory.databasePath)
-    let checkpointStore = try BlobStores.open(
+    let checkpointStore = try BlobStoreFactory.open(
         uri: config.checkpoints.store ?? dataDirectory.defaultCheckpointsPath, endpoint: config.checkpoints.s3Endpoint,
         region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
