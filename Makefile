@@ -31,7 +31,7 @@ $(VENV)/.setup-done: scripts/setup.sh python/pyproject.toml
 	touch $@
 
 build:
-	@echo "building dtr (debug; the first build compiles the dependencies and takes 5-15 minutes)"
+	@echo "building dtr (debug; the first build compiles the dependencies and takes about 11-13 minutes on 2 cores)"
 	swift build --product dtr
 
 lint: setup

@@ -1,7 +1,7 @@
 // swift-tools-version:6.2
 import PackageDescription
 
-/// Settings every target of ours shares: Swift 6 mode with the house's upcoming features (see ../shared/DESIGN.md),
+/// Settings every target of ours shares: Swift 6 mode with the house's upcoming features (see CONTRIBUTING.md),
 /// and no warnings: our own code builds with 0 of them, so any new one fails the build.
 let strictSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),

@@ -9,7 +9,7 @@ public struct Membership: Sendable {
 
     /// Every known worker (members, and departed ones until the retention passes).
     var entries: [WorkerID: Entry] = [:]
-    private var groups: [TaskID: TaskGroup] = [:]
+    private var rosters: [TaskID: TaskRoster] = [:]
     private var nextJoinSeq: UInt64 = 1
     /// Monotonic time of the last tick, to notice a stalled coordinator.
     var lastTick: Duration?
@@ -43,12 +43,12 @@ public struct Membership: Sendable {
         now: Moment
     ) {
         self.config = config
-        for (task, epoch) in epochs { groups[task] = TaskGroup(epoch: epoch) }
+        for (task, epoch) in epochs { rosters[task] = TaskRoster(epoch: epoch) }
         for record in records.sorted(by: { $0.joinSeq < $1.joinSeq }) {
             var entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
             switch record.standing {
             case .member:
-                groups[record.spec.taskID, default: TaskGroup()].append(record.spec.id)
+                rosters[record.spec.taskID, default: TaskRoster()].append(record.spec.id)
             case .dead:
                 entry.health = .dead
                 entry.departedAt = now.monotonic
@@ -126,18 +126,18 @@ public struct Membership: Sendable {
         nextJoinSeq += 1
         let entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
         entries[spec.id] = entry
-        var group = groups[spec.taskID] ?? TaskGroup()
-        group.append(spec.id)
-        group.epoch += 1
-        groups[spec.taskID] = group
-        let rank = group.worldSize - 1
+        var roster = rosters[spec.taskID] ?? TaskRoster()
+        roster.append(spec.id)
+        roster.epoch += 1
+        rosters[spec.taskID] = roster
+        let rank = roster.worldSize - 1
         return (
             view(of: entry),
             [
-                .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: group.epoch])),
+                .persist(MembershipChange(upserted: [record], epochs: [spec.taskID: roster.epoch])),
                 .membershipChanged(
-                    spec.taskID, members: group.members, epoch: group.epoch, cause: .joined(spec.id, rank: rank)),
-                .log(.joined(spec.id, spec.taskID, rank: rank, epoch: group.epoch)),
+                    spec.taskID, members: roster.members, epoch: roster.epoch, cause: .joined(spec.id, rank: rank)),
+                .log(.joined(spec.id, spec.taskID, rank: rank, epoch: roster.epoch)),
             ]
         )
     }
@@ -149,7 +149,7 @@ public struct Membership: Sendable {
     mutating func onRestart(_ spec: WorkerSpec, secret: SecretDigest?, now: Moment) -> (
         view: MembershipView, directives: [Directive]
     ) {
-        guard var entry = entries[spec.id], var group = groups[spec.taskID] else {
+        guard var entry = entries[spec.id], var roster = rosters[spec.taskID] else {
             preconditionFailure("onRestart needs a live member")
         }
         entry.record.spec = spec
@@ -160,22 +160,22 @@ public struct Membership: Sendable {
         entry.step = 0
         entry.metrics = [:]
         entries[spec.id] = entry
-        group.epoch += 1
-        let departed = group.epoch
-        group.epoch += 1
-        groups[spec.taskID] = group
-        let rank = group.ranks[spec.id] ?? 0
+        roster.epoch += 1
+        let departed = roster.epoch
+        roster.epoch += 1
+        rosters[spec.taskID] = roster
+        let rank = roster.ranks[spec.id] ?? 0
         return (
             view(of: entry),
             [
-                .persist(MembershipChange(upserted: [entry.record], epochs: [spec.taskID: group.epoch])),
+                .persist(MembershipChange(upserted: [entry.record], epochs: [spec.taskID: roster.epoch])),
                 .membershipChanged(
-                    spec.taskID, members: group.members.filter { $0 != spec.id }, epoch: departed,
+                    spec.taskID, members: roster.members.filter { $0 != spec.id }, epoch: departed,
                     cause: .restartedOldProcessLeft(spec.id)),
                 .membershipChanged(
-                    spec.taskID, members: group.members, epoch: group.epoch,
+                    spec.taskID, members: roster.members, epoch: roster.epoch,
                     cause: .restartedNewProcessJoined(spec.id, rank: rank)),
-                .log(.restarted(spec.id, spec.taskID, epoch: group.epoch)),
+                .log(.restarted(spec.id, spec.taskID, epoch: roster.epoch)),
             ]
         )
     }
@@ -209,7 +209,7 @@ public struct Membership: Sendable {
     ) {
         guard var entry = entries[id] else { throw Self.unknown(id) }
         let task = entry.record.spec.taskID
-        guard entry.isMember else { return (groups[task]?.epoch ?? 0, []) }
+        guard entry.isMember else { return (rosters[task]?.epoch ?? 0, []) }
         depart(&entry, as: .left, now: now)
         entries[id] = entry
         let epoch = removeMembers([id], from: task)
@@ -288,13 +288,13 @@ public struct Membership: Sendable {
     ) throws(CoreError) -> Member {
         guard let entry = entries[id] else { throw Self.unknown(id) }
         let task = entry.record.spec.taskID
-        guard let group = groups[task], let rank = group.ranks[id] else {
+        guard let roster = rosters[task], let rank = roster.ranks[id] else {
             throw MembershipFence.notAMember(id, task: task)
         }
         if let seenEpoch {
-            try MembershipFence.check(seenEpoch, current: group.epoch, task: task, rule: rule, advice: advice)
+            try MembershipFence.check(seenEpoch, current: roster.epoch, task: task, rule: rule, advice: advice)
         }
-        return Member(id: id, task: task, rank: rank, worldSize: group.worldSize, epoch: group.epoch)
+        return Member(id: id, task: task, rank: rank, worldSize: roster.worldSize, epoch: roster.epoch)
     }
 
     /// The task a known worker belongs (or belonged) to.
@@ -304,14 +304,14 @@ public struct Membership: Sendable {
     public func secretDigest(of id: WorkerID) -> SecretDigest? { entries[id]?.record.secretDigest }
 
     /// A task's membership epoch (0 for a task nobody joined).
-    public func epoch(of task: TaskID) -> UInt64 { groups[task]?.epoch ?? 0 }
+    public func epoch(of task: TaskID) -> UInt64 { rosters[task]?.epoch ?? 0 }
 
     /// Current members of a task, in rank order.
-    public func members(of task: TaskID) -> [WorkerID] { groups[task]?.members ?? [] }
+    public func members(of task: TaskID) -> [WorkerID] { rosters[task]?.members ?? [] }
 
     /// Every task that has had members, with its epoch and world size, sorted by id.
     public func tasks() -> [TaskSummary] {
-        groups.map { TaskSummary(taskID: $0.key, epoch: $0.value.epoch, worldSize: $0.value.worldSize) }
+        rosters.map { TaskSummary(taskID: $0.key, epoch: $0.value.epoch, worldSize: $0.value.worldSize) }
             .sorted { $0.taskID < $1.taskID }
     }
 
@@ -322,7 +322,7 @@ public struct Membership: Sendable {
             let id = entry.record.spec.id
             return WorkerSnapshot(
                 record: entry.record, health: entry.health,
-                rank: groups[entry.record.spec.taskID]?.ranks[id],
+                rank: rosters[entry.record.spec.taskID]?.ranks[id],
                 lastHeartbeatAge: now.monotonic - entry.lastSeen, step: entry.step, metrics: entry.metrics)
         }
         .sorted { a, b in
@@ -356,10 +356,10 @@ public struct Membership: Sendable {
 
     func view(of entry: Entry, reason: String = "") -> MembershipView {
         let task = entry.record.spec.taskID
-        let group = groups[task]
+        let roster = rosters[task]
         return MembershipView(
-            taskID: task, rank: group?.ranks[entry.record.spec.id], worldSize: group?.worldSize ?? 0,
-            epoch: group?.epoch ?? 0, command: entry.isMember ? .proceed : .rejoin, health: entry.health,
+            taskID: task, rank: roster?.ranks[entry.record.spec.id], worldSize: roster?.worldSize ?? 0,
+            epoch: roster?.epoch ?? 0, command: entry.isMember ? .proceed : .rejoin, health: entry.health,
             reason: reason)
     }
 
@@ -393,11 +393,11 @@ public struct Membership: Sendable {
 
     /// Removes members from a task, re-densifies ranks and bumps the epoch once. Returns the new epoch.
     mutating func removeMembers(_ ids: Set<WorkerID>, from task: TaskID) -> UInt64 {
-        var group = groups[task] ?? TaskGroup()
-        group.remove(ids)
-        group.epoch += 1
-        groups[task] = group
-        return group.epoch
+        var roster = rosters[task] ?? TaskRoster()
+        roster.remove(ids)
+        roster.epoch += 1
+        rosters[task] = roster
+        return roster.epoch
     }
 }
 

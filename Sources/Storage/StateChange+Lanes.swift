@@ -1,4 +1,5 @@
 import DataShard
+public import RuntimeCore
 
 /// How the write-behind queue orders and sizes changes (see ``WriteBehindQueue``).
 extension StateChange {
@@ -8,6 +9,17 @@ extension StateChange {
         switch self {
         case .membership, .task: .membership
         case .data, .checkpoint, .checkpointForgotten: .bulk
+        }
+    }
+
+    /// For a bulk change, the task whose share of the bulk lane it goes in (nil: a dataset registration, which
+    /// concerns every task and is written before any task's changes enqueued after it).
+    public var bulkTask: TaskID? {
+        switch self {
+        case .data(let change): change.task
+        case .checkpoint(let record): record.id.task
+        case .checkpointForgotten(let id): id.task
+        case .membership, .task: nil
         }
     }
 

@@ -27,7 +27,7 @@ public final class CheckpointPartWriter: Sendable {
 
     private func store(_ location: Dtruntime_V1_StorageLocation) throws -> any BlobStore {
         if let store = stores.withLock({ $0[location.uri] }) { return store }
-        let store = try BlobStores.open(uri: location.uri, endpoint: location.endpoint, region: location.region)
+        let store = try BlobStoreFactory.open(uri: location.uri, endpoint: location.endpoint, region: location.region)
         stores.withLock { $0[location.uri] = store }
         return store
     }

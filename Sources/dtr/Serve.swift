@@ -80,11 +80,12 @@ struct Serve: AsyncParsableCommand {
                         "dtr ready grpc=\(config.host):\(ports.grpc) http=\(config.host):\(ports.http) "
                         + "data_dir=\(config.dataDir) checkpoints=\(runtime.engine.checkpointLocation?.uri ?? "none")\n"
                     FileHandle.standardOutput.write(Data(line.utf8))
+                    let scheme = config.tls == nil ? "http" : "https"
                     logger.info(
                         "coordinator listening: workers connect to grpc, people open http",
                         metadata: [
                             "grpc": "\(config.host):\(ports.grpc)",
-                            "http": "http://\(config.host):\(ports.http)/api/workers",
+                            "http": "\(scheme)://\(config.host):\(ports.http)/api/workers",
                         ])
                     return false
                 }

@@ -120,6 +120,14 @@ struct ServeOptions: ParsableArguments {
             """)
     var grpcRateLimit: Int?
 
+    @Option(
+        help: """
+            Most bytes of gRPC request messages one connection may be receiving at once (half-sent ones included; \
+            at least one message of the largest size); beyond, a message is refused with RESOURCE_EXHAUSTED and \
+            retried by the SDK [env: DTR_GRPC_INBOUND_PER_CONNECTION] (default: 128MiB).
+            """)
+    var grpcInboundPerConnection: String?
+
     @Option(help: "Largest HTTP request body; larger ones get 413 [env: DTR_HTTP_MAX_BODY] (default: 1MiB).")
     var httpMaxBody: String?
 
@@ -202,6 +210,9 @@ struct ServeOptions: ParsableArguments {
             httpMaxBodyBytes: try env.size(
                 httpMaxBody, "DTR_HTTP_MAX_BODY", flag: "--http-max-body", default: BodyLimitMiddleware.defaultMaxBytes),
             tls: try tls(env), events: try events(env))
+        config.grpcInboundPerConnectionBytes = try env.size(
+            grpcInboundPerConnection, "DTR_GRPC_INBOUND_PER_CONNECTION", flag: "--grpc-inbound-per-connection",
+            default: config.grpcInboundPerConnectionBytes)
         config.httpIdleTimeout = try env.duration(
             httpIdleTimeout, "DTR_HTTP_IDLE_TIMEOUT", flag: "--http-idle-timeout", default: config.httpIdleTimeout)
         config.httpMaxConnectionsPerClient = try env.count(

@@ -21,6 +21,14 @@ private func logger(_ buffer: LogBuffer, _ sink: LineSink, format: LogFormat = .
     }
 }
 
+/// A log line's time: ISO 8601 with milliseconds and the zone `Z`, within a minute of now.
+private func expectUTCTimestamp(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(
+        text.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/) != nil, "\(text)", sourceLocation: sourceLocation)
+    let parsed = try Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    #expect(abs(parsed.timeIntervalSinceNow) < 60, "\(text)", sourceLocation: sourceLocation)
+}
+
 @Suite("Logs: the handler, the ring buffer, GET /api/logs")
 struct LogTests {
     @Test("what clients send cannot forge a line or drive a terminal: control characters are made visible")
@@ -54,7 +62,7 @@ struct LogTests {
         logger(buffer, text).debug("not shown")
         let line = try #require(text.all.first)
         #expect(text.all.count == 1 && line.hasSuffix(" info dtr: worker joined task_id=default worker_id=w1\n"))
-        #expect(line.hasPrefix(String(Date().formatted(.iso8601.year()))))
+        try expectUTCTimestamp(String(line.prefix { $0 != " " }))
 
         let json = LineSink()
         logger(buffer, json, format: .json).warning("disk slow", metadata: ["path": "/var/lib/dtr \"x\""])
@@ -62,7 +70,8 @@ struct LogTests {
         let decoded = try JSONSerialization.jsonObject(with: Data(written.utf8))
         let object = try #require(decoded as? [String: String])
         #expect(object["level"] == "warning" && object["message"] == "disk slow" && object["label"] == "dtr")
-        #expect(object["path"] == "/var/lib/dtr \"x\"" && object["timestamp"] != nil)
+        #expect(object["path"] == "/var/lib/dtr \"x\"")
+        try expectUTCTimestamp(try #require(object["timestamp"]))
         #expect(buffer.total == 2)
     }
 

@@ -184,6 +184,97 @@ struct MessageSizeTests {
         #expect(budget.inUse == 0)
     }
 
+    @Test("one connection's messages being received have a share of the budget: it cannot starve the others")
+    func inboundBudgetPerConnection() throws {
+        let budget = InboundBudget(limit: 4 << 20, perConnection: 1 << 20)
+        final class Connection {}
+        let hog = Connection()
+        let other = Connection()
+        func stream(of connection: Connection) -> EmbeddedChannel {
+            EmbeddedChannel(
+                handler: GRPCMessageSizeGuard(
+                    maxBytes: 4 << 20, limitSource: "test", budget: budget, connection: ObjectIdentifier(connection)))
+        }
+        func prefix(_ length: Int) -> HTTP2Frame.FramePayload {
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(length))
+            buffer.writeRepeatingByte(7, count: 100)
+            return .data(.init(data: .byteBuffer(buffer)))
+        }
+        // The hog's first half-sent message of 600 KiB is charged; a second would pass its 1 MiB share: refused.
+        let first = stream(of: hog)
+        try first.writeInbound(prefix(600 << 10))
+        let second = stream(of: hog)
+        try second.writeInbound(prefix(600 << 10))
+        guard case .headers(let trailers) = try second.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no trailers")
+            return
+        }
+        #expect(trailers.headers.first(name: "grpc-status") == "8")
+        #expect(trailers.headers.first(name: "dtr-reason") == "LIMIT_REACHED")
+        #expect(trailers.headers.first(name: "retry-after-ms") == "200")
+        let message = GRPCMessageSizeGuard.message(
+            refusing: 600 << 10, for: .connection(inUse: 600 << 10), budget: budget)
+        #expect(trailers.headers.first(name: "grpc-message") == GRPCMessageSizeGuard.percentEncoded(message))
+        #expect(
+            message
+                == "message of 614400 bytes refused: this connection is receiving 614400 bytes of messages at once "
+                + "(the limit is 1048576 bytes per connection, --grpc-inbound-per-connection): try again shortly, "
+                + "send large messages on fewer calls at once, or raise the coordinator's --grpc-inbound-per-connection"
+        )
+        #expect(budget.inUse(connection: ObjectIdentifier(hog)) == 600 << 10, "the refused message charged nothing")
+        // Another connection's message of up to its own share is received meanwhile.
+        let elsewhere = stream(of: other)
+        try elsewhere.writeInbound(prefix(1 << 20))
+        #expect(try elsewhere.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
+        #expect(budget.inUse == (600 << 10) + (1 << 20))
+        // Once the hog's first call ends, its share is free again.
+        _ = try first.finish(acceptAlreadyClosed: true)
+        #expect(budget.inUse(connection: ObjectIdentifier(hog)) == 0)
+        let again = stream(of: hog)
+        try again.writeInbound(prefix(1 << 20))
+        #expect(try again.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
+        // The total still bounds every connection together.
+        let small = InboundBudget(limit: 1 << 20, perConnection: 1 << 20)
+        #expect(small.reserve(600 << 10, connection: ObjectIdentifier(hog)) == nil)
+        #expect(small.reserve(600 << 10, connection: ObjectIdentifier(other)) == .total(inUse: 600 << 10))
+        small.release(600 << 10, connection: ObjectIdentifier(hog))
+        #expect(small.inUse == 0 && small.inUse(connection: ObjectIdentifier(hog)) == 0)
+    }
+
+    @Test("once big messages were received and the budget drains, freed memory is trimmed, at most once an interval")
+    func trimAfterDrain() async throws {
+        let trimmer = MemoryTrimmer(delay: .zero, minimumInterval: .seconds(3600))
+        let budget = InboundBudget(limit: 64 << 20, trimmer: trimmer)
+        final class Connection {}
+        let connection = Connection()
+        let key = ObjectIdentifier(connection)
+        // Small messages never ask for a trim.
+        for _ in 0..<100 {
+            #expect(budget.reserve(1 << 20, connection: key) == nil)
+            budget.release(1 << 20, connection: key)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(trimmer.trims == 0)
+        // 20 MiB being received at once, then nothing: one trim, soon.
+        #expect(budget.reserve(12 << 20, connection: key) == nil)
+        #expect(budget.reserve(8 << 20, connection: key) == nil)
+        budget.release(12 << 20, connection: key)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(trimmer.trims == 0, "8 MiB are still being received")
+        budget.release(8 << 20, connection: key)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while trimmer.trims == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(trimmer.trims == 1)
+        // Another burst within the interval: its trim waits for the interval's end.
+        #expect(budget.reserve(20 << 20, connection: key) == nil)
+        budget.release(20 << 20, connection: key)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(trimmer.trims == 1)
+        _ = connection
+    }
+
     @Test("grpc-message is percent-encoded")
     func percentEncoding() {
         #expect(GRPCMessageSizeGuard.percentEncoded("100% of 2 MiB") == "100%25 of 2 MiB")

@@ -68,6 +68,11 @@ struct TaskHTTPTests {
                     ("/api/tasks", .post, "not json", .badRequest, "the body must be a JSON object"),
                     ("/api/tasks", .post, #"{"world_size":2}"#, .badRequest, "the body must be a JSON object"),
                     ("/api/tasks", .post, #"{"name":"../x"}"#, .badRequest, "name must be 1-64 characters"),
+                    // Empty is refused here, so the message does not offer it ("or empty for default").
+                    (
+                        "/api/tasks", .post, #"{"name":""}"#, .badRequest,
+                        #"name must be 1-64 characters of [A-Za-z0-9._-] (got "")"#
+                    ),
                     ("/api/tasks", .post, #"{"name":"a","world_size":-1}"#, .badRequest, "world_size must be between"),
                     ("/api/tasks", .post, #"{"name":"a","epochs":0}"#, .badRequest, "epochs must be between 1"),
                     ("/api/tasks/ghost/stop", .post, nil, .notFound, "no task ghost"),

@@ -3,6 +3,7 @@ break reads or take the coordinator down. Each test is bounded and takes seconds
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import wait_until
+from conftest import DEAD_AFTER, wait_until, workers_by_id
 from dtruntime import CheckpointManager, CoordinatorClient, DatasetRegistry
 from dtruntime.client import heartbeat_request
 from dtruntime.errors import (
@@ -355,7 +356,189 @@ def test_a_restarted_process_takes_its_id_back_with_the_secret_at_once_or_once_t
                 second.heartbeat("w")
 
 
+def test_sessions_naming_a_silent_worker_without_its_secret_do_not_keep_it_alive(coordinator_factory):
+    # FAST timeouts: suspect after 0.6 s of silence, dead after 1.5 s.
+    coordinator = coordinator_factory()
+    with CoordinatorClient(coordinator.grpc_address) as victim, CoordinatorClient(coordinator.grpc_address) as mallory:
+        victim.register_worker("victim", "127.0.0.1", 7000)
+        registered = time.monotonic()
+        # The victim goes silent. Mallory (the worker token, no secret) opens a session naming it every 0.2 s.
+        stop = threading.Event()
+        refusals: list[tuple[grpc.StatusCode, tuple]] = []
+
+        def hammer() -> None:
+            while not stop.is_set():
+                beat = pb.SessionRequest(heartbeat=heartbeat_request("victim", 0, 0, None))
+                try:
+                    next(iter(mallory.worker_session(iter([beat]))))
+                    refusals.append((grpc.StatusCode.OK, ()))
+                except grpc.RpcError as error:
+                    refusals.append((error.code(), tuple(error.trailing_metadata() or ())))
+                stop.wait(0.2)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        seen: set[str] = set()
+        try:
+
+            def dead() -> bool:
+                seen.add(workers_by_id(coordinator)["victim"]["status"])
+                return "dead" in seen
+
+            wait_until(dead, timeout=DEAD_AFTER + 10, interval=0.02)
+            died_after = time.monotonic() - registered
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert "suspect" in seen, f"the victim was suspected before it died: {seen}"
+    # Dead after 1.5 s of silence; ticks every 250 ms at most, and a loaded machine adds some.
+    assert died_after < DEAD_AFTER + 2.0, f"the victim died {died_after:.1f} s after its registration"
+    assert len(refusals) >= 5, "mallory kept trying throughout"
+    for code, trailers in refusals:
+        assert code == grpc.StatusCode.PERMISSION_DENIED and ("dtr-reason", "WORKER_SECRET_WRONG") in trailers
+
+
 # MARK: inbound bytes
+
+
+class RawGRPCConnection:
+    """One HTTP/2 connection driven by hand: it starts gRPC calls whose request message it never finishes, which
+    grpcio cannot do. Headers are sent as HPACK literals; what the server sends back is only followed far enough to
+    know which streams it ended (a refusal ends a stream; a message being received keeps it open) and how much it
+    lets the client send (flow control)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.ended: set[int] = set()
+        self._send_lock = threading.Lock()
+        self._next_stream = 1
+        # Flow-control windows (RFC 9113 6.9): the connection's, and each stream's beyond the initial size.
+        self._windows = threading.Condition()
+        self._connection_window = 65535
+        self._initial_window = 65535
+        self._stream_windows: dict[int, int] = {}
+        self._send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self._frame(4, 0, 0, b""))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @staticmethod
+    def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def _read(self) -> None:
+        def exactly(count: int) -> bytes:
+            data = b""
+            while len(data) < count:
+                chunk = self.sock.recv(count - len(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+
+        try:
+            while True:
+                header = exactly(9)
+                length, kind, flags = int.from_bytes(header[:3], "big"), header[3], header[4]
+                stream = int.from_bytes(header[5:], "big") & 0x7FFFFFFF
+                payload = exactly(length)
+                if kind == 4 and not flags & 1:  # SETTINGS: note the initial window size, acknowledge
+                    for offset in range(0, len(payload), 6):
+                        if int.from_bytes(payload[offset : offset + 2], "big") == 4:
+                            size = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+                            with self._windows:
+                                for stream_id in self._stream_windows:
+                                    self._stream_windows[stream_id] += size - self._initial_window
+                                self._initial_window = size
+                                self._windows.notify_all()
+                    self._send(self._frame(4, 1, 0, b""))
+                elif kind == 8:  # WINDOW_UPDATE
+                    increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+                    with self._windows:
+                        if stream == 0:
+                            self._connection_window += increment
+                        elif stream in self._stream_windows:
+                            self._stream_windows[stream] += increment
+                        self._windows.notify_all()
+                elif kind == 6 and not flags & 1:  # PING: answer
+                    self._send(self._frame(6, 1, 0, payload))
+                elif (kind == 1 and flags & 1) or kind == 3:  # HEADERS ending the stream, or RST_STREAM
+                    self.ended.add(stream)
+        except (OSError, EOFError):
+            return
+
+    def start(self, method: str, declared: int, sent: int) -> int:
+        """Starts a call of ``method`` whose message declares ``declared`` bytes and sends ``sent`` of them; its id."""
+        stream = self._next_stream
+        self._next_stream += 2
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", f"/dtruntime.v1.Coordinator/{method}"),
+            (":authority", f"127.0.0.1:{self.port}"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        # Literal header fields without indexing, new names, no Huffman coding (every length is below 127).
+        block = b"".join(
+            b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+            for name, value in headers
+        )
+        with self._windows:
+            self._stream_windows[stream] = self._initial_window
+        self._send(self._frame(1, 4, stream, block))  # HEADERS, END_HEADERS
+        self.send_data(stream, b"\x00" + declared.to_bytes(4, "big") + b"\x00" * sent)
+        return stream
+
+    def send_data(self, stream: int, data: bytes) -> None:
+        """Sends ``data`` on ``stream`` in DATA frames of at most 16 KiB, as the flow-control windows allow."""
+        view = memoryview(data)
+        while view:
+            with self._windows:
+                if not self._windows.wait_for(
+                    lambda: stream in self.ended or min(self._connection_window, self._stream_windows[stream]) > 0,
+                    timeout=30,
+                ):
+                    raise TimeoutError(f"the server let stream {stream} send nothing for 30 s")
+                if stream in self.ended:
+                    return
+                size = min(len(view), 16384, self._connection_window, self._stream_windows[stream])
+                self._connection_window -= size
+                self._stream_windows[stream] -= size
+            self._send(self._frame(0, 0, stream, bytes(view[:size])))
+            view = view[size:]
+
+    def close(self) -> None:
+        # Shut down first: a bare close() leaves the connection open while the reader thread blocks in recv().
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_one_connection_sending_half_messages_cannot_starve_the_others(coordinator_factory):
+    coordinator = coordinator_factory(args=PATIENT)
+    hog = RawGRPCConnection(coordinator.grpc_port)
+    try:
+        # Eight calls on one connection, each declaring a 64 MiB message and sending 1 KiB of it: together the whole
+        # 512 MiB budget. The connection's share (128 MiB by default) holds two; the other six are refused at once.
+        streams = [hog.start("RegisterWorker", 64 << 20, 1024) for _ in range(8)]
+        wait_until(lambda: len(hog.ended) >= 6, timeout=10)
+        time.sleep(0.3)
+        assert hog.ended == set(streams[2:]), f"refused: {sorted(hog.ended)} of {streams}"
+        # Another connection is served while those two are held: a registration, and a large but legal call.
+        with CoordinatorClient(coordinator.grpc_address, timeout=10) as client:
+            epoch = client.register_worker("w0", "127.0.0.1", 7000).view.membership_epoch
+            data = b"\x01" * (32 << 20)
+            payload = pb.ReducePayload(op=pb.REDUCE_OP_SUM, dtype=pb.DTYPE_FLOAT64, data=data)
+            released = client.barrier_sync("big", "w0", membership_epoch=epoch, timeout=10, payload=payload)
+            assert released.reduced == data, "a world of one reduces to its own payload"
+        assert hog.ended == set(streams[2:]), "the two half-sent calls are still open"
+    finally:
+        hog.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -389,6 +572,32 @@ def test_oversized_heartbeats_on_many_session_streams_are_refused_before_they_ta
             channel.close()
     assert peak - baseline < 48, f"RSS grew from {baseline:.0f} to {peak:.0f} MiB while 128 MiB were sent"
     assert rss_mib(pid) - baseline < 48, "memory is back after the streams closed"
+
+
+def test_memory_held_by_half_sent_messages_goes_back_once_their_calls_end(coordinator_factory):
+    coordinator = coordinator_factory(args=PATIENT)
+    pid = coordinator.process.pid
+    with CoordinatorClient(coordinator.grpc_address) as client:
+        client.register_worker("w0", "127.0.0.1", 7000)
+        baseline = rss_mib(pid)
+        # 8 calls on 2 connections, each a 16 MiB message of which 15 MiB arrive: the transport buffers them.
+        connections = [RawGRPCConnection(coordinator.grpc_port) for _ in range(2)]
+        try:
+            for connection in connections:
+                for _ in range(4):
+                    stream = connection.start("RegisterWorker", 16 << 20, 0)
+                    connection.send_data(stream, b"\x00" * (15 << 20))
+            peak = wait_until(lambda: rss_mib(pid) - baseline > 96 and rss_mib(pid), timeout=20)
+            assert not any(connection.ended for connection in connections), "all eight are being received"
+            # Meanwhile the coordinator serves workers.
+            assert client.heartbeat("w0").rank == 0
+        finally:
+            for connection in connections:
+                connection.close()
+        # The calls end with their connections; the buffers are freed, and handed back to the system.
+        wait_until(lambda: rss_mib(pid) - baseline < 64, timeout=15)
+        print(f"RSS: baseline {baseline:.0f} MiB, peak {peak:.0f} MiB, after {rss_mib(pid):.0f} MiB")
+        assert client.heartbeat("w0").rank == 0
 
 
 # MARK: big datasets

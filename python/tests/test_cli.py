@@ -554,6 +554,15 @@ def test_https_with_a_private_ca(dtr_binary, tmp_path):
     ) as coordinator:
         api = coordinator.http_url
         assert api.startswith("https://")
+
+        # The start-up log gives the address people open: with TLS on, an https:// one. It is logged just after the
+        # `dtr ready` line the start waited for.
+        def listening() -> list[dict[str, Any]]:
+            logs = coordinator.get_json("/api/logs?level=info&limit=10000")["logs"]
+            return [entry for entry in logs if entry["message"].startswith("coordinator listening")]
+
+        announced = wait_until(listening)
+        assert len(announced) == 1 and announced[0]["metadata"]["http"] == f"{api}/api/workers", announced
         untrusted = dtr(dtr_binary, "status", api=api)
         assert untrusted.returncode == 1
         assert f"TLS with the dtr API at {api} failed" in untrusted.stderr, untrusted.stderr
@@ -572,6 +581,7 @@ def test_https_with_a_private_ca(dtr_binary, tmp_path):
 
 def test_serve_flag_errors_show_the_serve_usage_not_the_roots(dtr_binary, tmp_path):
     cases = [
+        (["serve", "--bad-flag"], {}, "Unknown option '--bad-flag'"),
         (["serve", "--grpc-port", "99999"], {}, "--grpc-port must be a port number"),
         (["serve"], {"DTR_HEARTBEAT_INTERVAL": "soon"}, "DTR_HEARTBEAT_INTERVAL must be a duration"),
         (["serve", "--host", "0.0.0.0"], {}, "--host 0.0.0.0 exposes the coordinator beyond this machine"),

@@ -73,8 +73,9 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
 
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
     ///
-    /// A reader task reads the heartbeats, records each one's arrival (``CoordinatorEngine/heard(_:)``) and leaves it
-    /// in the session's ``SessionInbox``, never waiting for the engine; a second task hands them to the engine, which
+    /// A reader task reads the heartbeats, checks the worker's secret on the first, records each one's arrival
+    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionInbox``, never waiting for the engine
+    /// after the first; a second task hands them to the engine, which
     /// queues their acknowledgements; the handler itself writes whatever the session's stream holds
     /// (acknowledgements and the engine's pushes). The stream ends when the worker closes its side (OK), sends
     /// something invalid (INVALID_ARGUMENT / NOT_FOUND), or the coordinator closes the session (UNAVAILABLE: shutting
@@ -104,7 +105,8 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         try await handing.value
     }
 
-    /// Reads the session's heartbeats as they arrive, checks them, and leaves them in `inbox`.
+    /// Reads the session's heartbeats as they arrive, checks them (the first one's worker secret included, before
+    /// its arrival is recorded), and leaves them in `inbox`.
     private func readHeartbeats(
         from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into inbox: SessionInbox
     ) async {
@@ -121,7 +123,12 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                         "worker_id", "must stay the same on one session stream (it started as \(worker))",
                         got: Validation.quoted(beat.workerID.rawValue))
                 }
-                worker = beat.workerID
+                if worker == nil {
+                    // Before its arrival counts: a stream naming a worker whose secret it lacks must not keep that
+                    // worker alive. Its first heartbeat waits for the engine; later ones are read as they come.
+                    try await authenticate(beat.workerID)
+                    worker = beat.workerID
+                }
                 inbox.put(beat, arrivedAt: engine.heard(beat.workerID))
             }
             inbox.end(nil)
@@ -141,7 +148,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         }
         while let pending = try await inbox.next() {
             let beat = pending.heartbeat
-            if worker == nil { try await authenticate(beat.workerID) }
+            // The reader authenticated the stream before its first heartbeat reached the inbox.
             worker = beat.workerID
             token = try await engine.sessionHeartbeat(
                 beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,

@@ -54,12 +54,16 @@ public struct CoordinatorLogHandler: LogHandler {
         sink(Self.line(now, event.level, label, message, rendered, format: format))
     }
 
+    /// ISO 8601 in UTC with milliseconds and the zone (`2026-11-29T07:00:00.123Z`): a line read on another machine, or
+    /// next to another program's logs, says which instant it means.
+    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+
     /// One formatted line, newline included.
     static func line(
         _ timestamp: Date, _ level: Logger.Level, _ label: String, _ message: String, _ metadata: [String: String],
         format: LogFormat
     ) -> String {
-        let time = timestamp.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+        let time = timestamp.formatted(timestampStyle)
         switch format {
         case .text:
             let fields = metadata.keys.sorted().map { key in

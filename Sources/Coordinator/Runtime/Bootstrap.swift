@@ -44,7 +44,7 @@ public func buildCoordinator(
     let address = try bindAddress(host: config.host, port: config.grpcPort)
     let dataDirectory = try DataDirectory(path: config.dataDir)
     let store = try SQLiteStateStore(path: dataDirectory.databasePath)
-    let checkpointStore = try BlobStores.open(
+    let checkpointStore = try BlobStoreFactory.open(
         uri: config.checkpoints.store ?? dataDirectory.defaultCheckpointsPath, endpoint: config.checkpoints.s3Endpoint,
         region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
@@ -81,10 +81,16 @@ public func buildCoordinator(
                 // Barrier payloads up to the configured limit, plus room for the message around them.
                 $0.rpc.maxRequestPayloadSize = config.barrierMaxPayloadBytes + (1 << 20)
                 // A larger message gets RESOURCE_EXHAUSTED naming the limit (the transport alone just resets the stream).
-                // Messages being received, on every stream together, are bounded too (half-sent ones included).
+                // Messages being received, on every stream together and on each connection, are bounded too
+                // (half-sent ones included); either bound admits at least one message of the largest size.
+                let largest = $0.rpc.maxRequestPayloadSize
                 $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = GRPCMessageSizeGuard.installer(
-                    maxBytes: $0.rpc.maxRequestPayloadSize, limitSource: "--barrier-max-payload + 1 MiB",
-                    budget: InboundBudget(limit: max(config.grpcInboundBudgetBytes, $0.rpc.maxRequestPayloadSize)))
+                    maxBytes: largest, limitSource: "--barrier-max-payload + 1 MiB",
+                    budget: InboundBudget(
+                        limit: max(config.grpcInboundBudgetBytes, largest),
+                        perConnection: max(config.grpcInboundPerConnectionBytes, largest),
+                        // Once big messages were received (or half-sent and abandoned), the freed memory goes back.
+                        trimmer: MemoryTrimmer()))
                 // Many calls may share one connection (a process hosting many workers, or waiting at barriers)...
                 $0.http2.maxConcurrentStreams = 16_384
                 // ...and payloads of megabytes should not wait for a window update every 64 KiB.

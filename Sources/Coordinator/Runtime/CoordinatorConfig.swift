@@ -24,6 +24,10 @@ public struct CoordinatorConfig: Sendable {
     /// 512 MiB, and never less than one message of the largest size. Beyond, a message is refused before it is
     /// buffered (RESOURCE_EXHAUSTED with `retry-after-ms`).
     public var grpcInboundBudgetBytes = 512 << 20
+    /// The most bytes of gRPC request messages one connection may be receiving at once: 128 MiB, and never less than
+    /// one message of the largest size (nor more than ``grpcInboundBudgetBytes``). So one connection cannot hold the
+    /// whole budget with half-sent messages and starve the others.
+    public var grpcInboundPerConnectionBytes = 128 << 20
     /// Where checkpoints go and how long they are kept.
     public var checkpoints: CheckpointSettings
     /// The token every gRPC call must carry (`authorization: Bearer ...`), if any.

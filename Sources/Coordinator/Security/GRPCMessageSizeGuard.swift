@@ -32,15 +32,29 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var serverEnded = false
     /// Whether this handler refused a message: the rest of the stream goes nowhere.
     private var refused = false
-    /// What every stream's messages being received may take together, and what this stream's current one holds.
+    /// What every stream's messages being received may take together (and those of one connection), and what this
+    /// stream's current one holds.
     private let budget: InboundBudget?
     private var charged = 0
+    /// The HTTP/2 connection this stream belongs to, for its share of the budget.
+    private let connection: ObjectIdentifier?
 
-    init(maxBytes: Int, limitSource: String, budget: InboundBudget? = nil) {
+    /// A guard for one stream of `connection` (nil: a connection of its own).
+    init(maxBytes: Int, limitSource: String, budget: InboundBudget? = nil, connection: ObjectIdentifier? = nil) {
         self.maxBytes = maxBytes
         self.limitSource = limitSource
         self.budget = budget
+        self.connection = connection
         scanner = GRPCMessageScanner(maxBytes: maxBytes)
+    }
+
+    /// The key of this stream's connection in the budget.
+    private var connectionKey: ObjectIdentifier { connection ?? ObjectIdentifier(self) }
+
+    /// Gives back what the message being received holds.
+    private func releaseCharge() {
+        budget?.release(charged, connection: connectionKey)
+        charged = 0
     }
 
     /// A callback for the transport's `onAcceptHTTP2Stream` that puts a guard first in each stream's pipeline.
@@ -49,8 +63,11 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     {
         { channel in
             channel.eventLoop.makeCompletedFuture {
+                // A stream's parent is its HTTP/2 connection: the streams of one connection share its budget.
                 try channel.pipeline.syncOperations.addHandler(
-                    GRPCMessageSizeGuard(maxBytes: maxBytes, limitSource: limitSource, budget: budget),
+                    GRPCMessageSizeGuard(
+                        maxBytes: maxBytes, limitSource: limitSource, budget: budget,
+                        connection: ObjectIdentifier(channel.parent ?? channel)),
                     position: .first)
             }
         }
@@ -58,13 +75,11 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// The stream ended (or its pipeline went away): a message still being received gives its charge back.
     func handlerRemoved(context: ChannelHandlerContext) {
-        budget?.release(charged)
-        charged = 0
+        releaseCharge()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        budget?.release(charged)
-        charged = 0
+        releaseCharge()
         context.fireChannelInactive()
     }
 
@@ -98,19 +113,18 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
             scanner = GRPCMessageScanner(maxBytes: maxBytes)
         }
         if !serverEnded, case .data(let frame) = unwrapInboundIn(data), case .byteBuffer(let buffer) = frame.data {
-            var overBudget: Int?
+            var overBudget: (length: Int, refusal: InboundBudget.Refusal)?
             let oversized = scanner.oversizedLength(in: buffer) { event in
                 guard let budget else { return true }
                 switch event {
                 case .started(let length):
-                    guard budget.reserve(length) else {
-                        overBudget = length
+                    if let refusal = budget.reserve(length, connection: connectionKey) {
+                        overBudget = (length, refusal)
                         return false
                     }
                     charged = length
                 case .finished:
-                    budget.release(charged)
-                    charged = 0
+                    releaseCharge()
                 }
                 return true
             }
@@ -118,11 +132,10 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
                 refuse(length: length, context: context)
                 return
             }
-            if let length = overBudget, let budget {
+            if let (length, refusal) = overBudget, let budget {
                 refuse(
-                    message: "message of \(length) bytes refused: the coordinator is receiving \(budget.inUse) bytes "
-                        + "of messages at once (its limit is \(budget.limit) bytes across all calls): try again shortly",
-                    retryAfterMs: 200, context: context)
+                    message: Self.message(refusing: length, for: refusal, budget: budget), retryAfterMs: 200,
+                    context: context)
                 return
             }
         }
@@ -146,6 +159,20 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
         context.write(data, promise: promise)
     }
 
+    /// What a message refused for the budget's sake says: which limit, and what to do.
+    static func message(refusing length: Int, for refusal: InboundBudget.Refusal, budget: InboundBudget) -> String {
+        switch refusal {
+        case .total(let inUse):
+            "message of \(length) bytes refused: the coordinator is receiving \(inUse) bytes of messages at once (its "
+                + "limit is \(budget.limit) bytes across all calls): try again shortly"
+        case .connection(let inUse):
+            "message of \(length) bytes refused: this connection is receiving \(inUse) bytes of messages at once (the "
+                + "limit is \(budget.perConnection) bytes per connection, --grpc-inbound-per-connection): try again "
+                + "shortly, send large messages on fewer calls at once, or raise the coordinator's "
+                + "--grpc-inbound-per-connection"
+        }
+    }
+
     private func refuse(length: Int, context: ChannelHandlerContext) {
         refuse(
             message: "message of \(length) bytes is larger than this coordinator accepts (\(maxBytes) bytes: "
@@ -157,8 +184,7 @@ final class GRPCMessageSizeGuard: ChannelDuplexHandler, RemovableChannelHandler 
     /// (the SDK waits and sends again: the message was refused before any of it reached a handler).
     private func refuse(message: String, retryAfterMs: Int?, context: ChannelHandlerContext) {
         refused = true
-        budget?.release(charged)
-        charged = 0
+        releaseCharge()
         var trailers: HPACKHeaders = respondedHeaders ? [:] : [":status": "200", "content-type": "application/grpc"]
         trailers.add(name: "grpc-status", value: "8")  // RESOURCE_EXHAUSTED
         trailers.add(name: "grpc-message", value: Self.percentEncoded(message))

@@ -7,11 +7,12 @@ import Swarm
 /// sending a message as soon as the previous one came back, to the benchmarks' `Stream` method, which answers each
 /// message with its own bytes and does nothing else. What the server stack itself can carry.
 enum EchoStreams {
-    /// Round trips per second over `window`, after `warmUp`, with `streams` streams each sending `message`.
+    /// Round trips per second over `window`, after `warmUp`, with `streams` streams each sending `message`; and the
+    /// coordinator's CPU time per round trip over the window, when `stats` can read its process.
     static func rate(
         _ connections: SwarmConnections, streams: Int, message: [UInt8], warmUp: Duration = .seconds(2),
-        window: Duration
-    ) async throws -> Double {
+        window: Duration, stats: () -> ProcessStats? = { nil }
+    ) async throws -> (rate: Double, cpuPerMessage: Duration?) {
         let answered = SharedCounter()
         let stop = SharedCounter()
         let opened = SharedCounter()
@@ -47,13 +48,16 @@ enum EchoStreams {
         try await Task.sleep(for: warmUp)
         let start = clock.now
         let before = answered.value
+        let statsBefore = stats()
         try await Task.sleep(for: window)
         let count = answered.value - before
         let elapsed = clock.now - start
+        let statsAfter = stats()
+        let cpu = statsBefore.flatMap { before in statsAfter.map { $0.cpuSeconds - before.cpuSeconds } }
         stop.add(1)
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
-        return Double(count) / elapsed.seconds
+        return (Double(count) / elapsed.seconds, cpu.map { .seconds($0 / Double(max(count, 1))) })
     }
 }
 

@@ -32,8 +32,8 @@ extension SwarmBench {
             }.serializedBytes())
 
         // The floor first, on a coordinator that holds nothing yet: the same streams carrying no-op messages.
-        let noopRate = try await EchoStreams.rate(
-            connections, streams: count, message: sample, window: rateDurationValue)
+        let (noopRate, noopCPU) = try await EchoStreams.rate(
+            connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
 
         let workers = makeWorkers(count, prefix: "swarm", task: { _ in "swarm-heartbeat" }, recorder: recorder)
         // Every registered worker heartbeats once a second from the start, as the SDK's do: the pacer asks them all,
@@ -84,9 +84,16 @@ extension SwarmBench {
         try await Task.sleep(for: .seconds(2))
         _ = recorder.takeRoundTrips()
         let rateStart = clock.now
+        let rateStatsBefore = coordinator.stats
         try await Task.sleep(for: rateDurationValue)
         let atMax = Percentiles(nanoseconds: recorder.takeRoundTrips())
         let heartbeatRate = Double(atMax.count) / (clock.now - rateStart).seconds
+        let rateStatsAfter = coordinator.stats
+        // The coordinator's CPU time per heartbeat at that rate (client and coordinator share this machine's cores,
+        // so the rates alone also measure the client: it decodes every acknowledgement, the no-op client nothing).
+        let heartbeatCPU = rateStatsBefore.flatMap { before in
+            rateStatsAfter.map { Duration.seconds(($0.cpuSeconds - before.cpuSeconds) / Double(max(atMax.count, 1))) }
+        }
         for worker in workers { worker.closedLoop(false) }
         // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
         try await Task.sleep(for: .seconds(2))
@@ -134,6 +141,17 @@ extension SwarmBench {
             Figure.rate(heartbeatRate), "no-op stream messages: \(Figure.rate(noopRate))",
             "\(Figure.ratio(ratio)) (≥ 0.8×) \(Figure.met(ratio >= 0.8))",
         ])
+        if let heartbeatCPU, let noopCPU, coordinator.isSeparateProcess {
+            let cpuRatio = noopCPU.seconds / max(heartbeatCPU.seconds, 1e-9)
+            report.rows.append([
+                "coordinator CPU per heartbeat at that rate", Figure.microseconds(heartbeatCPU.seconds),
+                "per no-op stream message: \(Figure.microseconds(noopCPU.seconds))",
+                "\(Figure.ratio(cpuRatio)) (messages per CPU second, heartbeat ÷ no-op)",
+            ])
+            report.figures["coordinator_cpu_per_heartbeat_us"] = heartbeatCPU.seconds * 1e6
+            report.figures["coordinator_cpu_per_noop_us"] = noopCPU.seconds * 1e6
+            report.figures["cpu_ratio"] = cpuRatio
+        }
         report.rows.append([
             "round trip at that rate p50 / p99",
             "\(Figure.ms(atMax.milliseconds(0.5))) / \(Figure.ms(atMax.milliseconds(0.99)))",

@@ -80,6 +80,7 @@ struct SwarmReport: Sendable {
 enum Figure {
     static func ms(_ value: Double) -> String { String(format: "%.2f ms", value) }
     static func seconds(_ value: Double) -> String { String(format: "%.3f s", value) }
+    static func microseconds(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
     static func ratio(_ value: Double) -> String { String(format: "%.2f×", value) }
     static func rate(_ value: Double) -> String { String(format: "%.0f/s", value) }
     static func count(_ value: Int) -> String {

@@ -2,7 +2,7 @@ import Checkpoint
 public import Foundation
 
 /// Opens the ``BlobStore`` a checkpoint URI names, with messages that say which part of the URI is wrong.
-public enum BlobStores {
+public enum BlobStoreFactory {
     /// Opens a store.
     ///
     /// - Parameters:

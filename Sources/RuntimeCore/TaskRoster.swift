@@ -2,7 +2,7 @@
 ///
 /// Ranks are the positions in `members`, which is kept in join order: removing workers re-densifies the ranks while
 /// keeping the survivors' relative order, and a joiner takes the next rank.
-struct TaskGroup: Sendable, Hashable {
+struct TaskRoster: Sendable, Hashable {
     /// Bumps on every join, leave and death (the fencing token).
     var epoch: UInt64
     /// Member ids, rank order.

@@ -3,9 +3,9 @@ import RuntimeCore
 import Storage
 import Testing
 
-/// ``BlobStores/open(uri:endpoint:region:credentials:environment:options:)``: which URIs open which store, where S3
+/// ``BlobStoreFactory/open(uri:endpoint:region:credentials:environment:options:)``: which URIs open which store, where S3
 /// settings come from, and the messages for what cannot be opened.
-@Suite struct BlobStoresFactoryTests {
+@Suite struct BlobStoreFactoryTests {
     private let credentials = S3Credentials(accessKeyID: "AK", secretAccessKey: "SK")
 
     @Test func fileURIsAndAbsolutePathsOpenALocalStore() throws {
@@ -13,24 +13,24 @@ import Testing
         for uri in [
             "file://" + directory.path + "/a", "file://localhost" + directory.path + "/a", directory.path + "/a/",
         ] {
-            let store = try #require(try BlobStores.open(uri: uri) as? LocalBlobStore)
+            let store = try #require(try BlobStoreFactory.open(uri: uri) as? LocalBlobStore)
             #expect(store.location.uri == "file://" + directory.path + "/a")
         }
         let spaced = try #require(
-            try BlobStores.open(uri: "file://" + directory.path + "/with%20space") as? LocalBlobStore)
+            try BlobStoreFactory.open(uri: "file://" + directory.path + "/with%20space") as? LocalBlobStore)
         #expect(spaced.root == directory.path + "/with space")
     }
 
     @Test(arguments: ["file://host/ckpt", "file:relative", "relative/dir", "ckpt", "", "http://x/y", "gs://b/p"])
     func unusableURIsAreInvalidArguments(uri: String) {
-        let error = #expect(throws: StorageError.self) { try BlobStores.open(uri: uri, credentials: credentials) }
+        let error = #expect(throws: StorageError.self) { try BlobStoreFactory.open(uri: uri, credentials: credentials) }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains(uri.debugDescription) == true)
     }
 
     @Test func s3URIsOpenAnS3StoreWithExplicitSettings() throws {
         let store = try #require(
-            try BlobStores.open(
+            try BlobStoreFactory.open(
                 uri: "s3://ckpt/runs/a/", endpoint: "http://127.0.0.1:8333", region: "eu-west-1",
                 credentials: credentials, environment: [:]) as? S3BlobStore)
         #expect(store.bucket == "ckpt")
@@ -39,7 +39,7 @@ import Testing
             store.location
                 == BlobStoreLocation(uri: "s3://ckpt/runs/a", endpoint: "http://127.0.0.1:8333", region: "eu-west-1"))
         let bare = try #require(
-            try BlobStores.open(uri: "s3://ckpt", credentials: credentials, environment: [:]) as? S3BlobStore)
+            try BlobStoreFactory.open(uri: "s3://ckpt", credentials: credentials, environment: [:]) as? S3BlobStore)
         #expect(bare.location == BlobStoreLocation(uri: "s3://ckpt", endpoint: "", region: "us-east-1"))
     }
 
@@ -48,12 +48,13 @@ import Testing
             "AWS_ENDPOINT_URL": "http://generic:1", "AWS_ENDPOINT_URL_S3": "http://s3-specific:2",
             "AWS_DEFAULT_REGION": "eu-central-1", "AWS_ACCESS_KEY_ID": "ENVAK", "AWS_SECRET_ACCESS_KEY": "ENVSK",
         ]
-        let store = try #require(try BlobStores.open(uri: "s3://ckpt/p", environment: environment) as? S3BlobStore)
+        let store = try #require(
+            try BlobStoreFactory.open(uri: "s3://ckpt/p", environment: environment) as? S3BlobStore)
         #expect(store.location.endpoint == "http://s3-specific:2")
         #expect(store.region == "eu-central-1")
         // Explicit values win over the environment.
         let explicit = try #require(
-            try BlobStores.open(
+            try BlobStoreFactory.open(
                 uri: "s3://ckpt/p", endpoint: "http://given:3", region: "us-west-2", environment: environment)
                 as? S3BlobStore)
         #expect(explicit.location.endpoint == "http://given:3")
@@ -61,7 +62,9 @@ import Testing
     }
 
     @Test func s3WithoutCredentialsIsUnauthenticated() {
-        let error = #expect(throws: StorageError.self) { try BlobStores.open(uri: "s3://ckpt/p", environment: [:]) }
+        let error = #expect(throws: StorageError.self) {
+            try BlobStoreFactory.open(uri: "s3://ckpt/p", environment: [:])
+        }
         #expect(error?.code == .unauthenticated)
         #expect(error?.message.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") == true)
     }
@@ -72,7 +75,7 @@ import Testing
     ])
     func badS3URIsSayWhichPartIsWrong(uri: String, part: String) {
         let error = #expect(throws: StorageError.self) {
-            try BlobStores.open(uri: uri, credentials: credentials, environment: [:])
+            try BlobStoreFactory.open(uri: uri, credentials: credentials, environment: [:])
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains(part) == true, "\(error?.message ?? "")")
@@ -80,7 +83,7 @@ import Testing
 
     @Test func badEndpointIsAnInvalidArgument() {
         let error = #expect(throws: StorageError.self) {
-            try BlobStores.open(
+            try BlobStoreFactory.open(
                 uri: "s3://ckpt", endpoint: "localhost:8333", credentials: credentials, environment: [:])
         }
         #expect(error?.code == .invalidArgument)
