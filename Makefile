@@ -90,6 +90,7 @@ bench: setup
 	.build/release/dtr bench swarm memory --workers 100000
 	.build/release/dtr bench swarm recovery --workers 10000
 	.build/release/dtr bench swarm failure-detection
+	.build/release/dtr bench swarm big-dataset --workers 1000
 	$(PYTHON) bench/barrier_processes.py --processes 8 32 --rounds 200
 
 clean:

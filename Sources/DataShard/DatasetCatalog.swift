@@ -205,7 +205,7 @@ public struct DatasetCatalog: Sendable {
     private var ledgers: [LedgerKey: ShardLedger] = [:]
     private var headers: [LedgerKey: LedgerHeader] = [:]
     /// Per ledger, the changes written since its last snapshot: rows (at most; a batch may share one) and estimated
-    /// bytes. A new snapshot replaces them once they weigh half a snapshot (see ``snapshotIfDue(_:)``).
+    /// bytes. A new snapshot replaces them once they weigh half a snapshot (see ``snapshotIfDue(_:after:)``).
     private var sinceSnapshot: [LedgerKey: (rows: Int, bytes: Int)] = [:]
 
     /// An empty catalog.
@@ -450,12 +450,20 @@ public struct DatasetCatalog: Sendable {
     /// ``install(_:key:members:membershipEpoch:now:)``: a shell builds big ledgers off its actor, then installs them);
     /// nil when it exists.
     ///
+    /// Ledgers being `built` count as unfinished epochs, as installed ones do: a client asking for many new epochs at
+    /// once must not start more builds (each holding every shard's placement) than it could ever install.
+    ///
     /// - Throws: `notFound` for an unknown dataset; `failedPrecondition` for an epoch that fell out of the retention or
     ///   when too many epochs are unfinished; `invalidArgument` for an epoch too far ahead.
-    public func ledgerToCreate(_ key: LedgerKey) throws(CoreError) -> DatasetSpec? {
+    public func ledgerToCreate(_ key: LedgerKey, building: some Collection<LedgerKey> = [LedgerKey]())
+        throws(CoreError) -> DatasetSpec?
+    {
         guard let dataset = datasets[key.dataset] else { throw Self.unknown(key.dataset) }
         guard ledgers[key] == nil else { return nil }
-        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.sorted()
+        let inFlight = building.filter {
+            $0 != key && $0.task == key.task && $0.dataset == key.dataset && ledgers[$0] == nil
+        }
+        let siblings = (ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset } + inFlight).sorted()
         if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest.epoch {
             throw CoreError(
                 .failedPrecondition,
@@ -469,7 +477,7 @@ public struct DatasetCatalog: Sendable {
                     + "\(key.task) (epochs count up from there; an operator can drop a ledger that is in the way with "
                     + "DELETE /api/datasets/{name}/ledgers/{task}/{epoch})", got: String(key.epoch))
         }
-        let unfinished = siblings.filter { ledgers[$0]?.isComplete == false }
+        let unfinished = siblings.filter { ledgers[$0].map { !$0.isComplete } ?? true }
         guard unfinished.count < Self.retainedEpochs else {
             throw CoreError(
                 .failedPrecondition,
@@ -526,7 +534,7 @@ public struct DatasetCatalog: Sendable {
     }
 
     /// `changes` of `key`'s ledger, followed by a snapshot of it when the changes written since the last one weigh
-    /// half a snapshot, or number more than ``snapshotAlwaysAfterRows`` rows: the database then holds at most about
+    /// half a snapshot, or number more than ``snapshotAlwaysAfterRows(shards:)`` rows: the database then holds at most about
     /// one and a half snapshots' worth, writing snapshots costs at most about twice what the changes cost, and a
     /// restart reads a snapshot and less than half a snapshot's worth of changes.
     private mutating func snapshotIfDue(_ key: LedgerKey, after changes: [DataChange]) -> [DataChange] {
@@ -535,7 +543,10 @@ public struct DatasetCatalog: Sendable {
         let added = Self.weight(changes)
         weight.rows += added.rows
         weight.bytes += added.bytes
-        guard weight.rows > Self.snapshotAlwaysAfterRows || weight.bytes * 2 >= Self.snapshotBytes(ledger) else {
+        guard
+            weight.rows > Self.snapshotAlwaysAfterRows(shards: ledger.shardCount)
+                || weight.bytes * 2 >= Self.snapshotBytes(ledger)
+        else {
             sinceSnapshot[key] = weight
             return changes
         }
@@ -543,8 +554,10 @@ public struct DatasetCatalog: Sendable {
         return changes + [.ledgerSnapshot(key, ledger.snapshot())]
     }
 
-    /// A ledger gets a new snapshot beyond this many rows since the last one, however small they are.
-    static let snapshotAlwaysAfterRows = 4_096
+    /// A ledger gets a new snapshot beyond this many rows since the last one, however small they are: 4,096, or one
+    /// row per 256 shards for big ledgers (a snapshot of 2^24 shards weighs tens of megabytes: writing one every
+    /// 4,096 reports would cost a hundred times the reports themselves).
+    static func snapshotAlwaysAfterRows(shards: Int) -> Int { max(4_096, shards / 256) }
 
     /// About what a ledger's snapshot weighs: a byte or two a shard for the positions (two with hundreds of members),
     /// the done bitmap, and the slots.

@@ -6,7 +6,7 @@ public import RuntimeCore
 /// It holds what ``ShardLedger`` holds: per worker that ever owned a shard here (a slot), its ascending positions in
 /// the epoch order, its counters and the epoch it last gained shards at; the positions nobody owns; the done bitmap;
 /// the started shards; the members. ``ShardLedger/snapshot()`` takes one (the arrays are shared copy-on-write, so
-/// taking it copies nothing) and ``ShardLedger/restored(from:spec:epoch:config:)`` checks it and rebuilds the ledger.
+/// taking it copies nothing) and ``ShardLedger/restored(spec:epoch:initialMembers:initialMembershipEpoch:config:snapshot:deltas:lastMembers:lastMembershipEpoch:members:membershipEpoch:)`` checks it and rebuilds the ledger.
 public struct LedgerSnapshot: Sendable, Hashable {
     /// A started, unfinished shard: its cursor and its owner's lease epoch.
     public struct Started: Sendable, Hashable {

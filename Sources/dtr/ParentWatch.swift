@@ -11,7 +11,8 @@ enum ParentWatch {
     /// Returns once the parent process of this process is no longer `parent` (checked every `interval`), or when
     /// cancelled.
     static func waitUntilGone(parent: pid_t, interval: Duration = .milliseconds(250)) async {
-        while !Task.isCancelled, getppid() == parent {
+        // A parent of 1 (or a subreaper) from the start: it was gone before the watch began.
+        while !Task.isCancelled, getppid() == parent, parent != 1 {
             try? await Task.sleep(for: interval)
         }
     }

@@ -35,6 +35,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Read first: loading the state may take seconds, and a parent that dies meanwhile must still be noticed.
+        let parent = getppid()
         let environment = ProcessInfo.processInfo.environment
         let config = try options.resolve(environment: environment)
         let demo = try options.demoMode(environment: environment)
@@ -90,7 +92,6 @@ struct Serve: AsyncParsableCommand {
                     return false
                 }
                 if exitWithParent {
-                    let parent = getppid()
                     tasks.addTask {
                         await ParentWatch.waitUntilGone(parent: parent)
                         if !Task.isCancelled {

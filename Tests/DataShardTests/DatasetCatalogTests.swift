@@ -24,6 +24,25 @@ struct DatasetCatalogTests {
         }
     }
 
+    @Test("ledgers being built count as unfinished epochs: many new epochs asked at once start at most three builds")
+    func buildsCountAsUnfinished() throws {
+        let (catalog, _) = try catalog()
+        let building = [key(0), key(1), key(2)]
+        // The epoch being built itself may be joined (its build is shared).
+        #expect(try catalog.ledgerToCreate(key(1), building: building) != nil)
+        let tooMany = #expect(throws: CoreError.self) { try catalog.ledgerToCreate(key(3), building: building) }
+        #expect(tooMany?.code == .failedPrecondition)
+        #expect(tooMany?.message.contains("3 epochs of d in task default are unfinished (0, 1, 2)") == true)
+        // The lead over the newest epoch counts builds too.
+        let farAhead = #expect(throws: CoreError.self) { try catalog.ledgerToCreate(key(500), building: [key(0)]) }
+        #expect(farAhead?.code == .invalidArgument)
+        // Builds of other datasets or tasks do not count.
+        let others = [
+            LedgerKey(task: try TaskID("t"), dataset: "d", epoch: 0), LedgerKey(task: .default, dataset: "e", epoch: 0),
+        ]
+        #expect(try catalog.ledgerToCreate(key(3), building: others + [key(0), key(1)]) != nil)
+    }
+
     @Test("finished epochs beyond the newest three are dropped; unfinished ones never are")
     mutating func retention() throws {
         var (catalog, workers) = try catalog()

@@ -29,7 +29,7 @@ extension CoordinatorEngine {
         try await dataReady()
         var member = try membership.member(worker)
         let key = LedgerKey(task: member.task, dataset: dataset, epoch: epoch)
-        while let spec = try catalog.ledgerToCreate(key) {
+        while let spec = try catalog.ledgerToCreate(key, building: ledgerBuilds.keys) {
             try await awaitLedger(key, spec: spec)
             // The membership may have changed while the ledger was built.
             member = try membership.member(worker)
@@ -44,8 +44,13 @@ extension CoordinatorEngine {
             shuffle: catalog.spec(named: dataset)?.shuffle ?? false)
     }
 
-    /// Longest a call waits for a new ledger to be built before it is told to retry (the build goes on).
-    static let ledgerBuildWait: Duration = .seconds(60)
+    /// Longest a call waits for a new ledger to be built before it is told to retry (the build goes on): below the
+    /// SDK's default call timeout (10 s), so that a client is told to retry rather than timing out.
+    static let ledgerBuildWait: Duration = .seconds(8)
+
+    /// Most ledgers built at once, across every task: each holds every shard's placement while it is built, and
+    /// takes a thread of the shared pool.
+    static let maxLedgerBuilds = 2
 
     /// Waits until `key`'s new ledger is built and installed, or at most ``ledgerBuildWait``. Placing every shard is
     /// the one step that looks at each of them (seconds at 2^24 shards), so it runs off this actor: heartbeats and the
@@ -58,6 +63,12 @@ extension CoordinatorEngine {
         if let running = ledgerBuilds[key] {
             build = running
         } else {
+            guard ledgerBuilds.count < Self.maxLedgerBuilds else {
+                throw CoreError(
+                    .unavailable,
+                    "the coordinator is building \(ledgerBuilds.count) other epoch ledgers: retry in a few seconds",
+                    details: ErrorDetails(retryAfter: .seconds(2)))
+            }
             let members = membership.members(of: key.task)
             let epoch = membership.epoch(of: key.task)
             let config = catalog.config
@@ -70,18 +81,19 @@ extension CoordinatorEngine {
             }
             ledgerBuilds[key] = build
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await build.value }
-            group.addTask {
-                try await Task.sleep(for: Self.ledgerBuildWait)
+        // Polled: awaiting the build itself could not be given up when the bound passes (a task's value ignores
+        // cancellation). The build leaves `ledgerBuilds` when it ends, whatever its outcome.
+        let started = ContinuousClock.now
+        while ledgerBuilds[key] != nil {
+            guard ContinuousClock.now - started < Self.ledgerBuildWait else {
                 throw CoreError(
                     .unavailable,
                     "the ledger of \(key) (\(spec.shardCount) shards) is still being built: retry in a few seconds "
                         + "(the build goes on)", details: ErrorDetails(retryAfter: .seconds(2)))
             }
-            try await group.next()
-            group.cancelAll()
+            try await Task.sleep(for: .milliseconds(20))
         }
+        try await build.value
     }
 
     /// Installs a ledger built off the actor, brought up to date with its task's members as they are now.

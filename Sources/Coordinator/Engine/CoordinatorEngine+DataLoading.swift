@@ -7,8 +7,9 @@ import RuntimeCore
 /// membership of that moment), and every call that reads or changes datasets or ledgers waits for it
 /// (``dataReady()``).
 extension CoordinatorEngine {
-    /// Longest a call waits for the data plane to load before it is told to retry (the loading goes on).
-    static let dataLoadWait: Duration = .seconds(60)
+    /// Longest a call waits for the data plane to load before it is told to retry (the loading goes on): below the
+    /// SDK's default call timeout (10 s).
+    static let dataLoadWait: Duration = .seconds(8)
 
     /// Returns once the data plane is loaded, or at most ``dataLoadWait``.
     ///
@@ -23,8 +24,9 @@ extension CoordinatorEngine {
                     "the coordinator is still loading its datasets and ledgers after a restart: retry in a few "
                         + "seconds", details: ErrorDetails(retryAfter: .seconds(2)))
             }
-            // Polled: waiting on the loading task itself could not be given up when the bound passes.
-            try await Task.sleep(for: .milliseconds(10))
+            // Polled: waiting on the loading task itself could not be given up when the bound passes. Every 50 ms:
+            // thousands of workers may be waiting, and each check is a job on this actor.
+            try await Task.sleep(for: .milliseconds(50))
         }
         if let dataLoadFailure { throw dataLoadFailure }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import RuntimeProto
 import Swarm
 
@@ -52,14 +53,23 @@ extension SwarmBench {
         }
         let busyStart = clock.now
         _ = try await stub.registerDataset(.with { $0.spec = spec }, metadata: connections.metadata)
+        // Asked again while the coordinator says the ledger is still being built (UNAVAILABLE, retry), as a reader
+        // would; for at most a minute.
         func assignment(_ worker: SimulatedWorker) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
-            try await connections.stub(worker.connection).getShardAssignment(
-                .with {
-                    $0.dataset = "big"
-                    $0.workerID = worker.id
-                    $0.epoch = 0
-                    $0.maxShards = 1024
-                }, metadata: worker.metadata(connections))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while true {
+                do {
+                    return try await connections.stub(worker.connection).getShardAssignment(
+                        .with {
+                            $0.dataset = "big"
+                            $0.workerID = worker.id
+                            $0.epoch = 0
+                            $0.maxShards = 1024
+                        }, metadata: worker.metadata(connections))
+                } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+            }
         }
         let created = try await timed { try await assignment(big[0]) }
         let joined = try await timed {
