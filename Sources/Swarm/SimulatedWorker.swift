@@ -35,7 +35,10 @@ public final class SimulatedWorker: Sendable {
         /// the coordinator while it is busy with this session's previous one are folded into one and acknowledged
         /// once, so matching acknowledgements to heartbeats one for one would, after the first fold, time every later
         /// heartbeat from the one before it (a round trip one interval too long). An acknowledgement answers every
-        /// heartbeat sent before it; the round trip recorded is the oldest one's, the longest wait.
+        /// heartbeat sent before it; the round trip recorded is the oldest one's, the longest wait. Exact with one
+        /// heartbeat in flight (the closed loop; 1 Hz with round trips under a second). With several in flight and
+        /// answered one by one, the later ones go untimed, or one is timed from a later send (too short): matching
+        /// them exactly needs the acknowledgement to name its heartbeat, which the protocol does not.
         var oldestUnacknowledged: ContinuousClock.Instant?
         /// The open session's request side: a heartbeat is sent for each element.
         var beats: AsyncStream<Void>.Continuation?
