@@ -15,17 +15,9 @@ struct LedgerSnapshotStorageTests {
     let spec = try! DatasetSpec(name: "d", totalSamples: 12_000, shardSize: 4, shuffle: true, seed: 5)
     var key: LedgerKey { LedgerKey(task: .default, dataset: "d", epoch: 0) }
 
-    /// What a reader sees of a catalog's ledger: each member's assignment, the started shards, the summary.
+    /// What a reader sees of a catalog's ledger (``DatasetCatalog/readerView(_:members:epoch:now:)``).
     func view(_ catalog: DatasetCatalog, members: [WorkerID], epoch: UInt64) throws -> String {
-        var copy = catalog
-        var text = ""
-        for member in members {
-            let leases = try copy.assignment(
-                key: key, worker: member, members: members, membershipEpoch: epoch, now: now
-            ).leases
-            text += "\(member): \(leases.map { "\($0.shard)@\($0.consumed)" })\n"
-        }
-        return text + "\(catalog.startedShards(of: .default))\n\(catalog.summaries(of: "d"))"
+        try catalog.readerView(key, members: members, epoch: epoch, now: now)
     }
 
     /// A random run through a catalog; returns its changes in order, with the catalog, members and membership epoch
