@@ -297,6 +297,9 @@ public struct Membership: Sendable {
         return Member(id: id, task: task, rank: rank, worldSize: roster.worldSize, epoch: roster.epoch)
     }
 
+    /// How many workers are known (members, and dead or departed ones still retained).
+    public var workerCount: Int { entries.count }
+
     /// The task a known worker belongs (or belonged) to.
     public func task(of id: WorkerID) -> TaskID? { entries[id]?.record.spec.taskID }
 

@@ -97,6 +97,28 @@ struct EventBusTests {
         }
     }
 
+    @Test("metrics events: 2 a second per worker up to 500 workers, then 1,000 a second in all")
+    func metricsBudget() {
+        #expect(LiveState.metricsInterval(workers: 0) == .milliseconds(500))
+        #expect(LiveState.metricsInterval(workers: 500) == .milliseconds(500))
+        #expect(LiveState.metricsInterval(workers: 10_000) == .seconds(10))
+        // 10,000 workers each marked at every 250 ms tick for 60 s, each tick taking its share (250): no burst, the
+        // whole stream within the budget, and every worker's metrics still go out.
+        var coalescer = Coalescer<Int>(interval: LiveState.metricsInterval(workers: 10_000))
+        var emissions: [Int: Int] = [:]
+        var busiest = 0
+        for tick in 0..<240 {
+            for worker in 0..<10_000 { coalescer.mark(worker) }
+            let due = coalescer.due(now: .milliseconds(tick * 250), limit: 250)
+            busiest = max(busiest, due.count)
+            for worker in due { emissions[worker, default: 0] += 1 }
+        }
+        let total = emissions.values.reduce(0, +)
+        #expect(busiest <= 250 && total <= 60 * LiveState.metricsEventsPerSecond, "\(total) events in 60 s")
+        #expect(emissions.count == 10_000, "only \(emissions.count) of 10,000 workers had an event")
+        #expect(emissions.values.allSatisfy { $0 >= 5 }, "a worker starved: \(emissions.values.min() ?? 0) events")
+    }
+
     @Test("tickets: valid for their lifetime, then not; unknown ones never; bounded")
     func tickets() throws {
         var tickets = EventTickets(lifetime: .seconds(60))

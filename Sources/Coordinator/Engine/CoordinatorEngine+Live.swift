@@ -26,6 +26,16 @@ struct LiveState: Sendable {
     /// Least time between two `metrics` events of a worker, or `dataset_progress` events of a dataset epoch.
     static let coalescing: Duration = .milliseconds(500)
 
+    /// Most `metrics` events a second, all workers together: past 500 workers each worker's events are spaced further
+    /// apart (10 s at 10,000 workers), so that an event client keeps up and membership events stay in the replay
+    /// buffer for seconds, where 2 a second per worker would be 20,000 events a second at 10,000 workers.
+    static let metricsEventsPerSecond = 1000
+
+    /// The least time between two `metrics` events of one worker when `workers` workers are known.
+    static func metricsInterval(workers: Int) -> Duration {
+        max(coalescing, .seconds(Double(workers) / Double(metricsEventsPerSecond)))
+    }
+
     var stepRates: [WorkerID: StepRate] = [:]
     var training = TrainingHistory()
     var activity = ActivityHistory()
@@ -43,7 +53,7 @@ struct LiveState: Sendable {
 /// Events are published as values (``EventBus/publish(_:_:)`` encodes them later, off the engine). The heartbeat hook
 /// is the hot path: a step-rate update, the training history's append, and, only while a client listens, a set
 /// insertion marking the worker's `metrics` event as due; the event itself is built at the next tick, at most twice
-/// a second per worker.
+/// a second per worker and ``LiveState/metricsEventsPerSecond`` in all.
 extension CoordinatorEngine {
     // MARK: Hooks
 
@@ -74,7 +84,11 @@ extension CoordinatorEngine {
 
     /// Publishes the `metrics` and `dataset_progress` events that are due.
     func publishDueEvents(now moment: Moment) {
-        let workers = live.workerMetrics.due(now: moment.monotonic)
+        live.workerMetrics.interval = LiveState.metricsInterval(workers: membership.workerCount)
+        // A tick's share of the budget, so that workers marked together (a client connecting) go out over the
+        // interval instead of in one burst that would overflow the clients' queues.
+        let share = Double(LiveState.metricsEventsPerSecond) * membershipConfig.tickInterval.seconds
+        let workers = live.workerMetrics.due(now: moment.monotonic, limit: max(1, Int(share.rounded(.up))))
         if !workers.isEmpty {
             var thresholds: [TaskID: Double] = [:]
             var measured: Set<TaskID> = []

@@ -2,8 +2,9 @@
 /// change marks the key; ``due(now:)`` hands out the marked keys whose last emission is at least an interval ago.
 /// Marking is a set insertion, so it can sit on a hot path (heartbeats); the work happens when keys are due.
 struct Coalescer<Key: Hashable & Sendable>: Sendable {
-    /// Least time between two emissions of one key.
-    let interval: Duration
+    /// Least time between two emissions of one key; the owner may change it (a new value applies from the next
+    /// ``due(now:)``).
+    var interval: Duration
     private var marked: Set<Key> = []
     /// When each recently emitted key was emitted (pruned once an interval old).
     private var emitted: [Key: Duration] = [:]
@@ -27,13 +28,14 @@ struct Coalescer<Key: Hashable & Sendable>: Sendable {
         emitted[key] = nil
     }
 
-    /// The marked keys that may be emitted at monotonic time `now`, which count as emitted then; the others stay
-    /// marked for a later call.
-    mutating func due(now: Duration) -> [Key] {
+    /// The marked keys that may be emitted at monotonic time `now` (at most `limit` of them), which count as emitted
+    /// then; the others stay marked for a later call.
+    mutating func due(now: Duration, limit: Int = .max) -> [Key] {
         if !emitted.isEmpty { emitted = emitted.filter { now - $0.value < interval } }
         guard !marked.isEmpty else { return [] }
         var due: [Key] = []
         for key in marked where emitted[key] == nil {
+            guard due.count < limit else { break }
             due.append(key)
             emitted[key] = now
         }
