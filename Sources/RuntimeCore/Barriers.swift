@@ -230,9 +230,12 @@ public struct BarrierTable: Sendable {
     public mutating func onMembershipChange(
         task: TaskID, members: [WorkerID], reason: String
     ) -> [Directive] {
+        // Every join calls this: with no barrier open in the task (a rendezvous), it costs no set of the members.
+        guard openPerTask[task, default: 0] > 0 else { return [] }
+        let keys = open.keys.filter { $0.task == task }
         let current = Set(members)
         var directives: [Directive] = []
-        for key in open.keys.sorted() where key.task == task {
+        for key in keys.sorted() {
             guard let barrier = open[key] else { continue }
             let departedArrivals = barrier.arrivals.filter { !current.contains($0.key) }
             let changed = barrier.members.map { $0 != members } ?? false

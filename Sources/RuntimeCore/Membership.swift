@@ -126,10 +126,12 @@ public struct Membership: Sendable {
         nextJoinSeq += 1
         let entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
         entries[spec.id] = entry
-        var roster = rosters[spec.taskID] ?? TaskRoster()
-        roster.append(spec.id)
-        roster.epoch += 1
-        rosters[spec.taskID] = roster
+        // In place: a copy taken out of the dictionary would copy the member list and rank index at every join.
+        let roster = modifyRoster(of: spec.taskID) { roster in
+            roster.append(spec.id)
+            roster.epoch += 1
+            return roster
+        }
         let rank = roster.worldSize - 1
         return (
             view(of: entry),
@@ -309,6 +311,9 @@ public struct Membership: Sendable {
     /// A task's membership epoch (0 for a task nobody joined).
     public func epoch(of task: TaskID) -> UInt64 { rosters[task]?.epoch ?? 0 }
 
+    /// Whether `id` is a current member of `task` (O(1), unlike searching ``members(of:)``).
+    public func isMember(_ id: WorkerID, of task: TaskID) -> Bool { rosters[task]?.ranks[id] != nil }
+
     /// Current members of a task, in rank order.
     public func members(of task: TaskID) -> [WorkerID] { rosters[task]?.members ?? [] }
 
@@ -396,11 +401,16 @@ public struct Membership: Sendable {
 
     /// Removes members from a task, re-densifies ranks and bumps the epoch once. Returns the new epoch.
     mutating func removeMembers(_ ids: Set<WorkerID>, from task: TaskID) -> UInt64 {
-        var roster = rosters[task] ?? TaskRoster()
-        roster.remove(ids)
-        roster.epoch += 1
-        rosters[task] = roster
-        return roster.epoch
+        modifyRoster(of: task) { roster in
+            roster.remove(ids)
+            roster.epoch += 1
+            return roster.epoch
+        }
+    }
+
+    /// Changes a task's roster where it is stored (created empty if the task has none), returning what `body` does.
+    private mutating func modifyRoster<Result>(of task: TaskID, _ body: (inout TaskRoster) -> Result) -> Result {
+        body(&rosters[task, default: TaskRoster()])
     }
 }
 

@@ -177,7 +177,7 @@ public actor CoordinatorEngine {
     {
         let issued = issueSecret()
         let issuedDigest = WorkerSecret.digest(issued)
-        if !membership.members(of: spec.taskID).contains(spec.id) {
+        if !membership.isMember(spec.id, of: spec.taskID) {
             try tasks.admit(spec.taskID, members: membership.members(of: spec.taskID).count, hint: hint)
         }
         let (view, directives) = try membership.onRegister(
