@@ -203,6 +203,9 @@ public struct DatasetCatalog: Sendable {
     public let config: PlacementConfig
     private var datasets: [String: DatasetRecord] = [:]
     private var ledgers: [LedgerKey: ShardLedger] = [:]
+    /// Ledgers checked out to be synced with a membership change off the shell's actor (see
+    /// ``checkOutForSync(task:where:)``), as they were when checked out: what reads see meanwhile.
+    private var syncing: [LedgerKey: ShardLedger] = [:]
     private var headers: [LedgerKey: LedgerHeader] = [:]
     /// Per ledger, the changes written since its last snapshot: rows (at most; a batch may share one) and estimated
     /// bytes. A new snapshot replaces them once they weigh half a snapshot (see ``snapshotIfDue(_:after:)``).
@@ -335,7 +338,7 @@ public struct DatasetCatalog: Sendable {
     /// - Throws: `notFound` for an unknown dataset or a ledger that does not exist.
     public mutating func dropLedger(_ key: LedgerKey) throws(CoreError) -> [DataDirective] {
         guard datasets[key.dataset] != nil else { throw Self.unknown(key.dataset) }
-        guard ledgers.removeValue(forKey: key) != nil else {
+        guard ledgers.removeValue(forKey: key) != nil || syncing.removeValue(forKey: key) != nil else {
             throw CoreError(.notFound, "no ledger for \(key): GET /api/datasets lists the retained ones")
         }
         headers[key] = nil
@@ -355,6 +358,46 @@ public struct DatasetCatalog: Sendable {
         return changes.map(DataDirective.persist)
     }
 
+    /// Takes the task's unfinished ledgers that `big` selects out of the catalog, to be synced with the task's new
+    /// membership elsewhere (``ShardLedger/syncMembers(_:membershipEpoch:)`` moves shards: on a ledger of millions of
+    /// shards with few members, seconds of work that a shell runs off its actor), then checked in with
+    /// ``checkIn(_:key:synced:)``. Call it before ``onMembershipChange(task:members:membershipEpoch:)``, which then
+    /// syncs the others.
+    ///
+    /// Meanwhile reads (``counts(of:)``, ``summaries(of:)``, ``startedShards(of:ownedBy:)``) see the ledger as it was
+    /// checked out, ``isSyncing(_:)`` says so, and the shell keeps calls that would change it
+    /// (``assignment(key:worker:members:membershipEpoch:page:now:)``, ``report(key:worker:membershipEpoch:shard:consumed:)``,
+    /// ``dropLedger(_:)``, ``rewind(task:to:members:membershipEpoch:now:)``) waiting until it is checked in.
+    public mutating func checkOutForSync(task: TaskID, where big: (LedgerKey, ShardLedger) -> Bool)
+        -> [(LedgerKey, ShardLedger)]
+    {
+        let keys = ledgers.keys.filter { key in
+            key.task == task && ledgers[key].map { !$0.isComplete && big(key, $0) } ?? false
+        }
+        return keys.sorted().map { key in
+            let ledger = ledgers.removeValue(forKey: key)!
+            syncing[key] = ledger
+            return (key, ledger)
+        }
+    }
+
+    /// Puts a ledger checked out by ``checkOutForSync(task:where:)`` back, synced, with the `synced` directives its
+    /// sync returned; returns what to persist. Nothing happens (the result is dropped) when the ledger was dropped or
+    /// replaced meanwhile.
+    public mutating func checkIn(_ ledger: ShardLedger, key: LedgerKey, synced: [ShardLedger.Directive])
+        -> [DataDirective]
+    {
+        guard syncing.removeValue(forKey: key) != nil, ledgers[key] == nil, headers[key] != nil else { return [] }
+        ledgers[key] = ledger
+        return Self.directives(snapshotIfDue(key, after: Self.changes(key, synced)), progressOf: [key])
+    }
+
+    /// Whether `key`'s ledger is checked out to be synced (see ``checkOutForSync(task:where:)``).
+    public func isSyncing(_ key: LedgerKey) -> Bool { syncing[key] != nil }
+
+    /// The task's ledgers checked out to be synced.
+    public func syncingLedgers(of task: TaskID) -> [LedgerKey] { syncing.keys.filter { $0.task == task }.sorted() }
+
     /// Resets a task's ledgers to a recorded position (restoring a checkpoint): every ledger of the task is dropped,
     /// and each recorded dataset epoch starts over from its records (done shards stay done, started ones resume at
     /// their cursor), placed on the current members. Epochs the position does not name start fresh when asked for.
@@ -364,8 +407,9 @@ public struct DatasetCatalog: Sendable {
         now: Moment
     ) -> [DataDirective] {
         var changes: [DataChange] = []
-        for key in ledgers.keys.sorted() where key.task == task {
+        for key in Set(ledgers.keys).union(syncing.keys).sorted() where key.task == task {
             ledgers[key] = nil
+            syncing[key] = nil
             headers[key] = nil
             sinceSnapshot[key] = nil
             changes.append(.ledgerDropped(key))
@@ -400,15 +444,19 @@ public struct DatasetCatalog: Sendable {
     public func spec(named name: String) -> DatasetSpec? { datasets[name]?.spec }
 
     /// The tasks that have retained ledgers.
-    public var tasks: Set<TaskID> { Set(ledgers.keys.map(\.task)) }
+    public var tasks: Set<TaskID> { Set(ledgers.keys.map(\.task)).union(syncing.keys.map(\.task)) }
 
     /// Number of retained ledgers.
-    public var ledgerCount: Int { ledgers.count }
+    public var ledgerCount: Int { ledgers.count + syncing.count }
+
+    /// A retained ledger, installed or checked out to be synced (as it was then).
+    private func retained(_ key: LedgerKey) -> ShardLedger? { ledgers[key] ?? syncing[key] }
 
     /// The started shards of every retained ledger of a task (or only those `owner` holds), by ledger.
     public func startedShards(of task: TaskID, ownedBy owner: WorkerID? = nil) -> [LedgerKey: [ShardRecord]] {
         var started: [LedgerKey: [ShardRecord]] = [:]
-        for (key, ledger) in ledgers where key.task == task {
+        for (key, ledger) in ledgers.merging(syncing, uniquingKeysWith: { installed, _ in installed })
+        where key.task == task {
             let records = ledger.startedShards(ownedBy: owner)
             if owner == nil || !records.isEmpty { started[key] = records }
         }
@@ -417,15 +465,15 @@ public struct DatasetCatalog: Sendable {
 
     /// Summaries of every retained ledger of a dataset, sorted by task then epoch.
     public func summaries(of dataset: String) -> [LedgerSummary] {
-        ledgers.keys.filter { $0.dataset == dataset }.sorted().compactMap { key in
-            ledgers[key].map { summary(key, $0) }
+        Set(ledgers.keys).union(syncing.keys).filter { $0.dataset == dataset }.sorted().compactMap { key in
+            retained(key).map { summary(key, $0) }
         }
     }
 
     /// One ledger's counts (no per-shard work: cheap enough for every progress report), or nil when it is not
     /// retained.
     public func counts(of key: LedgerKey) -> LedgerCounts? {
-        ledgers[key].map { ledger in
+        retained(key).map { ledger in
             LedgerCounts(
                 done: ledger.doneCount, inProgress: ledger.inProgressCount, total: ledger.shardCount,
                 committedSamples: ledger.committedSamples, totalSamples: ledger.spec.totalSamples)
@@ -459,11 +507,13 @@ public struct DatasetCatalog: Sendable {
         throws(CoreError) -> DatasetSpec?
     {
         guard let dataset = datasets[key.dataset] else { throw Self.unknown(key.dataset) }
-        guard ledgers[key] == nil else { return nil }
+        guard retained(key) == nil else { return nil }
         let inFlight = building.filter {
-            $0 != key && $0.task == key.task && $0.dataset == key.dataset && ledgers[$0] == nil
+            $0 != key && $0.task == key.task && $0.dataset == key.dataset && retained($0) == nil
         }
-        let siblings = (ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset } + inFlight).sorted()
+        let siblings =
+            (Set(ledgers.keys).union(syncing.keys).filter { $0.task == key.task && $0.dataset == key.dataset }
+            + inFlight).sorted()
         if siblings.count >= Self.retainedEpochs, let oldest = siblings.first, key.epoch < oldest.epoch {
             throw CoreError(
                 .failedPrecondition,
@@ -477,7 +527,7 @@ public struct DatasetCatalog: Sendable {
                     + "\(key.task) (epochs count up from there; an operator can drop a ledger that is in the way with "
                     + "DELETE /api/datasets/{name}/ledgers/{task}/{epoch})", got: String(key.epoch))
         }
-        let unfinished = siblings.filter { ledgers[$0].map { !$0.isComplete } ?? true }
+        let unfinished = siblings.filter { retained($0).map { !$0.isComplete } ?? true }
         guard unfinished.count < Self.retainedEpochs else {
             throw CoreError(
                 .failedPrecondition,

@@ -137,6 +137,52 @@ struct DatasetRPCTests {
         }
     }
 
+    @Test("a ledger synced off the actor after a join and a leave: calls wait for it, shards stay exactly once")
+    func syncOffActor() async throws {
+        let directory = TemporaryDirectory()
+        let finalEpoch: UInt64
+        do {
+            // Every ledger is synced off the actor (the default is ledgers of 2^20 shards and more).
+            let harness = try Harness(directory: directory, offActorSyncShards: 0)
+            finalEpoch = try await harness.withClient { client in
+                let alone = try await client.registerWorker(registration("a")).view.membershipEpoch
+                _ = try await client.registerDataset(datasetRequest("d", total: 2000, shardSize: 100))
+                let first = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                #expect(first.shards.count == 20)
+                let started = try #require(first.shards.first)
+                _ = try await client.reportShardProgress(
+                    progress("d", "a", shard: started.shardID, consumed: 40, membershipEpoch: alone))
+
+                // The join syncs the ledger off the actor; both assignments wait for it and split the shards.
+                let joined = try await client.registerWorker(registration("b")).view.membershipEpoch
+                async let forB = client.getShardAssignment(assignmentRequest("d", "b"))
+                let forA = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                let b = try await forB
+                #expect(forA.membershipEpoch == joined && b.membershipEpoch == joined)
+                #expect(!b.shards.isEmpty && !forA.shards.isEmpty)
+                #expect(Set(forA.shards.map(\.shardID)).isDisjoint(with: b.shards.map(\.shardID)))
+                #expect(forA.shards.count + b.shards.count == 20)
+                #expect(forA.shards.first { $0.shardID == started.shardID }?.consumed == 40)
+
+                // A report right after the leave waits for the sync back, then counts.
+                _ = try await client.deregisterWorker(.with { $0.workerID = "b" })
+                let left = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                let reported = try await client.reportShardProgress(
+                    progress("d", "a", shard: started.shardID, consumed: 100, membershipEpoch: left.membershipEpoch))
+                #expect(reported.done)
+                #expect(left.shards.count == 20)
+                return left.membershipEpoch
+            }
+        }
+        // What the syncs moved was written: a restart resumes the same position.
+        let restarted = try Harness(directory: directory, offActorSyncShards: 0)
+        try await restarted.withClient { client in
+            let resumed = try await client.getShardAssignment(assignmentRequest("d", "a"))
+            #expect(resumed.membershipEpoch == finalEpoch)
+            #expect(resumed.shards.count == 19 && resumed.doneShards == 1)
+        }
+    }
+
     @Test("a restarted engine resumes every ledger at the same position")
     func restartResumes() async throws {
         let directory = TemporaryDirectory()

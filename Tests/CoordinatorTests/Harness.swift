@@ -55,7 +55,8 @@ struct Harness {
     init(
         config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory(),
         checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus(),
-        sharedSecret: String? = "harness-worker-secret"
+        sharedSecret: String? = "harness-worker-secret",
+        offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards
     ) throws {
         self.directory = directory
         self.sharedSecret = sharedSecret
@@ -66,7 +67,7 @@ struct Harness {
         // As `dtr serve` does: datasets and ledgers load off the engine's actor, data calls wait for them.
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), loadingData: { try store.loadData() },
-            checkpoints: checkpoints, checkpointStore: checkpointStore,
+            offActorSyncShards: offActorSyncShards, checkpoints: checkpoints, checkpointStore: checkpointStore,
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
             issueSecret: Self.issuer(sharedSecret),

@@ -24,6 +24,56 @@ struct DatasetCatalogTests {
         }
     }
 
+    @Test("a ledger checked out to be synced: reads see it as it was, nothing creates it again, a check-in persists")
+    func checkOutForSync() throws {
+        var (catalog, members) = try catalog(shards: 64)
+        let b = try WorkerID("b")
+        _ = try catalog.assignment(key: key(0), worker: members[0], members: members, membershipEpoch: 1, now: now)
+        _ = try catalog.report(key: key(0), worker: members[0], membershipEpoch: 1, shard: 5, consumed: 1)
+        let before = catalog.counts(of: key(0))
+
+        // Only what the predicate selects leaves; nothing of another task.
+        #expect(catalog.checkOutForSync(task: try TaskID("other"), where: { _, _ in true }).isEmpty)
+        let out = catalog.checkOutForSync(task: .default, where: { _, ledger in ledger.shardCount >= 64 })
+        #expect(out.map(\.0) == [key(0)])
+        #expect(catalog.isSyncing(key(0)) && catalog.syncingLedgers(of: .default) == [key(0)])
+        #expect(catalog.counts(of: key(0)) == before && catalog.ledgerCount == 1)
+        #expect(catalog.summaries(of: "d").count == 1)
+        #expect(try catalog.ledgerToCreate(key(0)) == nil)
+        // Meanwhile a membership change does not touch it.
+        #expect(catalog.onMembershipChange(task: .default, members: members + [b], membershipEpoch: 2).isEmpty)
+
+        var ledger = try #require(out.first?.1)
+        let synced = ledger.syncMembers(members + [b], membershipEpoch: 2)
+        let directives = catalog.checkIn(ledger, key: key(0), synced: synced)
+        #expect(!catalog.isSyncing(key(0)))
+        #expect(directives.contains { if case .persist(.shardsMoved) = $0 { true } else { false } })
+        let forB = try catalog.assignment(
+            key: key(0), worker: b, members: members + [b], membershipEpoch: 2, now: now
+        ).leases
+        #expect(!forB.isEmpty && forB.allSatisfy { $0.shard != 5 })
+        // Checked in twice: the second is dropped.
+        #expect(catalog.checkIn(ledger, key: key(0), synced: synced).isEmpty)
+    }
+
+    @Test("a ledger dropped or rewound while it is synced stays dropped: its check-in is ignored")
+    func checkInAfterDrop() throws {
+        var (catalog, members) = try catalog(shards: 16)
+        _ = try catalog.assignment(key: key(0), worker: members[0], members: members, membershipEpoch: 1, now: now)
+        let out = catalog.checkOutForSync(task: .default, where: { _, _ in true })
+        _ = try catalog.dropLedger(key(0))
+        #expect(!catalog.isSyncing(key(0)) && catalog.counts(of: key(0)) == nil)
+        #expect(catalog.checkIn(try #require(out.first?.1), key: key(0), synced: []).isEmpty)
+        #expect(catalog.counts(of: key(0)) == nil)
+
+        _ = try catalog.assignment(key: key(1), worker: members[0], members: members, membershipEpoch: 1, now: now)
+        let again = catalog.checkOutForSync(task: .default, where: { _, _ in true })
+        let rewound = catalog.rewind(task: .default, to: [:], members: members, membershipEpoch: 1, now: now)
+        #expect(rewound.contains { if case .persist(.ledgerDropped(key(1))) = $0 { true } else { false } })
+        #expect(catalog.checkIn(try #require(again.first?.1), key: key(1), synced: []).isEmpty)
+        #expect(catalog.ledgerCount == 0)
+    }
+
     @Test("ledgers being built count as unfinished epochs: many new epochs asked at once start at most three builds")
     func buildsCountAsUnfinished() throws {
         let (catalog, _) = try catalog()

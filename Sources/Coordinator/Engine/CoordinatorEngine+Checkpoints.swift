@@ -131,6 +131,8 @@ extension CoordinatorEngine {
             throw CheckpointError(.notFound, "task \(task) has no committed checkpoint at \(which)")
         }
         guard restoreData else { return (record, false) }
+        // A ledger being synced with a membership change off the actor is rewound once it is back.
+        while let key = catalog.syncingLedgers(of: task).first { try await awaitSync(key) }
         let epoch = membership.epoch(of: task)
         guard dataRestoredFrom[task].map({ $0 != (record.id, epoch) }) ?? true else { return (record, false) }
         let position = record.position.ledgerRecords(task: task, membershipEpoch: epoch)

@@ -29,11 +29,13 @@ extension CoordinatorEngine {
         try await dataReady()
         var member = try membership.member(worker)
         let key = LedgerKey(task: member.task, dataset: dataset, epoch: epoch)
-        while let spec = try catalog.ledgerToCreate(key, building: ledgerBuilds.keys) {
+        while true {
+            try await awaitSync(key)
+            guard let spec = try catalog.ledgerToCreate(key, building: ledgerBuilds.keys) else { break }
             try await awaitLedger(key, spec: spec)
-            // The membership may have changed while the ledger was built.
-            member = try membership.member(worker)
         }
+        // The membership may have changed while the ledger was built or synced.
+        member = try membership.member(worker)
         let (leases, next, progress, directives) = try catalog.assignment(
             key: key, worker: worker, members: membership.members(of: member.task), membershipEpoch: member.epoch,
             page: page, now: now())
@@ -49,7 +51,7 @@ extension CoordinatorEngine {
     static let ledgerBuildWait: Duration = .seconds(8)
 
     /// Most ledgers built at once, across every task: each holds every shard's placement while it is built, and
-    /// takes a thread of the shared pool.
+    /// takes a thread of its own (see ``OffPool``). Ledgers being synced with a membership change count too.
     static let maxLedgerBuilds = 2
 
     /// Waits until `key`'s new ledger is built and installed, or at most ``ledgerBuildWait``. Placing every shard is
@@ -74,9 +76,9 @@ extension CoordinatorEngine {
             let config = catalog.config
             let started = ContinuousClock.now
             build = Task {
-                let ledger = await Task.detached {
+                let ledger = await OffPool.run("ledger-build") {
                     ShardLedger(spec: spec, epoch: key.epoch, members: members, membershipEpoch: epoch, config: config)
-                }.value
+                }
                 try self.installLedger(ledger, key: key, took: ContinuousClock.now - started)
             }
             ledgerBuilds[key] = build
@@ -116,6 +118,9 @@ extension CoordinatorEngine {
         dataset: String, worker: WorkerID, epoch: Int64, membershipEpoch: UInt64, shard: Int64, consumed: Int64
     ) async throws -> (record: ShardRecord, progress: LedgerProgress) {
         try await dataReady()
+        if let task = membership.task(of: worker) {
+            try await awaitSync(LedgerKey(task: task, dataset: dataset, epoch: epoch))
+        }
         let member = try membership.member(worker, seenEpoch: membershipEpoch, rule: .notAhead)
         let (record, progress, directives) = try catalog.report(
             key: LedgerKey(task: member.task, dataset: dataset, epoch: epoch), worker: worker,
@@ -130,6 +135,7 @@ extension CoordinatorEngine {
     /// - Throws: `notFound` for an unknown dataset or ledger.
     public func dropLedger(_ key: LedgerKey) async throws -> (record: DatasetRecord, ledgers: [LedgerSummary]) {
         try await dataReady()
+        try await awaitSync(key)
         carryOut(try catalog.dropLedger(key))
         try await settle(key.task)
         logger.notice("dataset epoch ledger dropped", metadata: ["task_id": "\(key.task)", "ledger": "\(key)"])
@@ -163,4 +169,64 @@ public struct ShardAssignment: Sendable {
     public var membershipEpoch: UInt64
     /// Whether the dataset's sample orders are shuffled.
     public var shuffle: Bool
+}
+
+// MARK: Syncing big ledgers off the actor
+
+extension CoordinatorEngine {
+    /// By default, ledgers of at least this many shards are synced with their task's membership changes off this
+    /// actor: a join or leave moves a share of every shard (half of them when a second worker joins one that reads
+    /// alone), seconds of work at 2^24 shards that would hold every other task's heartbeats and calls. Below it the
+    /// sync takes milliseconds and is done at once.
+    public static let defaultOffActorSyncShards = 1 << 20
+
+    /// Syncs a ledger checked out of the catalog with its task's current membership, off this actor, then checks it
+    /// in (``finishSync(_:key:synced:members:epoch:took:)``). Calls that would change it wait meanwhile
+    /// (``awaitSync(_:)``); it counts as one of the ledgers being built.
+    func startSync(_ key: LedgerKey, _ ledger: ShardLedger) {
+        let members = membership.members(of: key.task)
+        let epoch = membership.epoch(of: key.task)
+        let started = ContinuousClock.now
+        ledgerBuilds[key] = Task {
+            let (synced, directives) = await OffPool.run("ledger-sync") {
+                var ledger = ledger
+                let directives = ledger.syncMembers(members, membershipEpoch: epoch)
+                return (ledger, directives)
+            }
+            let took = ContinuousClock.now - started
+            self.finishSync(synced, key: key, synced: directives, members: members, epoch: epoch, took: took)
+        }
+    }
+
+    /// Checks a synced ledger in and carries out what its sync changed; syncs it again, off the actor, when the
+    /// task's membership changed once more meanwhile.
+    private func finishSync(
+        _ ledger: ShardLedger, key: LedgerKey, synced directives: [ShardLedger.Directive], members: [WorkerID],
+        epoch: UInt64, took: Duration
+    ) {
+        ledgerBuilds[key] = nil
+        carryOut(catalog.checkIn(ledger, key: key, synced: directives))
+        logger.info(
+            "dataset epoch ledger synced with its task's members",
+            metadata: ["ledger": "\(key)", "members": "\(members.count)", "took": "\(took)"])
+        guard membership.epoch(of: key.task) != epoch else { return }
+        for (key, ledger) in catalog.checkOutForSync(task: key.task, where: { candidate, _ in candidate == key }) {
+            startSync(key, ledger)
+        }
+    }
+
+    /// Waits while `key`'s ledger is being synced off the actor, at most ``ledgerBuildWait`` (then UNAVAILABLE: retry).
+    /// Returns without suspending when it is not: the caller's next step sees the ledger as this check did.
+    func awaitSync(_ key: LedgerKey) async throws {
+        let started = ContinuousClock.now
+        while catalog.isSyncing(key) {
+            guard ContinuousClock.now - started < Self.ledgerBuildWait else {
+                throw CoreError(
+                    .unavailable,
+                    "the ledger of \(key) is being brought up to date with its task's members: retry in a few seconds",
+                    details: ErrorDetails(retryAfter: .seconds(2)))
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
 }

@@ -41,6 +41,8 @@ public actor CoordinatorEngine {
     var dataLoading: Task<(DatasetCatalog, [DataDirective]), any Error>?
     /// Why the data plane could not be loaded, if it could not: every data call answers with it.
     var dataLoadFailure: CoreError?
+    /// Ledgers of at least this many shards are synced with membership changes off this actor (see ``startSync(_:_:)``).
+    let offActorSyncShards: Int
     /// When the engine was created, for the log line that says how long loading the data plane took.
     let createdAt = ContinuousClock.now
     /// Every task's barriers, and the calls parked on their open generations.
@@ -96,7 +98,7 @@ public actor CoordinatorEngine {
     public init(
         membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
         data: PersistedData = PersistedData(), loadingData: (@Sendable () throws -> PersistedData)? = nil,
-        barrierMaxPayloadBytes: Int = 64 << 20,
+        barrierMaxPayloadBytes: Int = 64 << 20, offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards,
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
@@ -106,6 +108,7 @@ public actor CoordinatorEngine {
         now: @escaping @Sendable () -> Moment, logger: Logger
     ) {
         self.issueSecret = issueSecret
+        self.offActorSyncShards = offActorSyncShards
         let start = now()
         var checkpoints = CheckpointCatalog(
             timeout: checkpointSettings.timeout, retention: checkpointSettings.retention,
@@ -128,12 +131,14 @@ public actor CoordinatorEngine {
             membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
         self.catalog = catalog
         if let loadingData {
-            dataLoading = Task.detached {
-                let data = try loadingData()
-                // Reconciled with the membership as restored; changes since are applied when it is installed.
-                return DatasetCatalog.restored(
-                    datasets: data.datasets, ledgers: data.ledgers,
-                    membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
+            dataLoading = Task {
+                try await OffPool.run("data-loading") {
+                    let data = try loadingData()
+                    // Reconciled with the membership as restored; changes since are applied when it is installed.
+                    return DatasetCatalog.restored(
+                        datasets: data.datasets, ledgers: data.ledgers,
+                        membership: { (membership.members(of: $0), membership.epoch(of: $0)) })
+                }
             }
         }
         for change in reconciled.changes {
@@ -346,6 +351,10 @@ public actor CoordinatorEngine {
                 lastChange[task] = (epoch, reason)
                 carryOut(barriers.onMembershipChange(task: task, members: members, reason: reason))
                 carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
+                let big = offActorSyncShards
+                for (key, ledger) in catalog.checkOutForSync(task: task, where: { $1.shardCount >= big }) {
+                    startSync(key, ledger)
+                }
                 carryOut(catalog.onMembershipChange(task: task, members: members, membershipEpoch: epoch))
                 carryOut(
                     tasks.onMembershipChange(

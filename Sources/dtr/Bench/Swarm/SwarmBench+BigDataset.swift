@@ -71,19 +71,25 @@ extension SwarmBench {
                 }
             }
         }
+        // The others' round trips answered during each operation (and, for the last, the second after it).
+        var phases: [[Int64]] = []
         let created = try await timed { try await assignment(big[0]) }
+        phases.append(others.takeRoundTrips())
         let joined = try await timed {
             try await big[1].register(connections)
             sessions.open(big[1])
             return try await assignment(big[1])
         }
+        phases.append(others.takeRoundTrips())
         let left = try await timed {
             try await big[1].deregister(connections, reason: "big-dataset bench: leaving")
             return try await assignment(big[0])
         }
         let operations = clock.now - busyStart
         try await Task.sleep(for: .seconds(1))
-        let busy = Percentiles(nanoseconds: others.takeRoundTrips())
+        phases.append(others.takeRoundTrips())
+        let busy = Percentiles(nanoseconds: phases.flatMap { $0 })
+        let phaseMax = phases.map { Percentiles(nanoseconds: $0).maxMilliseconds }
         pacing.cancel()
         await sessions.stop()
         checkCorrectness(&report, recorder: others, live: workers, coordinator: coordinator)
@@ -122,6 +128,10 @@ extension SwarmBench {
                 "p99 \(Figure.ratio(ratio)) idle (≤ 2×) \(Figure.met(ratio <= 2))",
             ],
             [
+                "… the longest of them answered during creation / join / leave (+ 1 s)",
+                phaseMax.map { Figure.ms($0) }.joined(separator: " / "), "", "",
+            ],
+            [
                 "false deaths / false suspicions (other workers)",
                 "\(workers.filter(\.sawRejoin).count) / \(workers.filter(\.sawSuspect).count)", "", "0 / 0",
             ],
@@ -140,6 +150,9 @@ extension SwarmBench {
         report.figures["busy_p50_ms"] = busy.milliseconds(0.5)
         report.figures["busy_p99_ms"] = busy.milliseconds(0.99)
         report.figures["busy_max_ms"] = busy.maxMilliseconds
+        report.figures["create_max_ms"] = phaseMax[0]
+        report.figures["join_max_ms"] = phaseMax[1]
+        report.figures["leave_max_ms"] = phaseMax[2]
         report.figures["p99_ratio"] = ratio
         report.figures["goal_p99_met"] = ratio <= 2
         report.figures["joined_shards"] = joined.reply.shards.count
