@@ -3,7 +3,7 @@ measure the GIL). Three backends, each driven by the same harness of N processes
 
 - torch's TCPStore barrier (ADD + WAIT), as torch.distributed's store-based barrier does it (Debian's python3-torch,
   run under /usr/bin/python3);
-- dtruntime's ``Worker.barrier`` (the SDK: each process a ``Worker`` with its own session stream and barrier hub);
+- dtruntime's ``Worker.barrier`` (the SDK: each process a ``Worker`` with its own session stream and barrier stream);
 - the floor: a ``multiprocessing.Barrier`` (shared-memory semaphores, no network at all).
 
 Each round lines the processes up (a multiprocessing.Barrier that is not measured), then every process notes its
@@ -13,8 +13,10 @@ A round's release latency is the last release minus the last arrival. The first 
 Usage (from the repository root, after `make setup` and a release build):
     .venv/bin/python bench/barrier_processes.py --processes 8 32 --rounds 200
 
-The last line of each run is a JSON object with every figure, for scripts; ``--check`` exits non-zero unless every
-round of every backend completed (what CI asserts at a small size; it asserts no speed).
+The last line of each run is a JSON object with every figure, for scripts. ``complete`` says whether every round of
+every process of every backend finished (a process that fails stops the others at the next line-up; the figures are
+then of the rounds everyone finished); ``--check`` exits non-zero unless it is true (what CI asserts at a small size;
+it asserts no speed).
 """
 
 from __future__ import annotations
@@ -34,13 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from percentiles import percentile  # bench/percentiles.py: the script's directory is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_PYTHON = "/usr/bin/python3"
-
-
-def percentile(values: list[float], quantile: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(quantile * len(ordered) + 0.4999) - 1))]
 
 
 # MARK: the harness (runs in every backend's interpreter)
@@ -60,17 +59,23 @@ class _Plan(NamedTuple):
 
 def _participant(index: int, plan: _Plan) -> None:
     """One process: makes its barrier, then `rounds` times lines up, arrives, is released."""
-    barrier, close = _make_barrier(plan.backend, plan.setting, index, plan.processes, plan.floor)
-    arrivals, releases = [], []
+    arrivals: list[int] = []
+    releases: list[int] = []
+    failure = ""
     try:
-        for round_ in range(plan.rounds):
-            plan.line_up.wait()
-            arrivals.append(time.monotonic_ns())
-            barrier(round_)
-            releases.append(time.monotonic_ns())
-    finally:
-        close()
-    plan.results.put((index, arrivals, releases))
+        barrier, close = _make_barrier(plan.backend, plan.setting, index, plan.processes, plan.floor)
+        try:
+            for round_ in range(plan.rounds):
+                plan.line_up.wait()
+                arrivals.append(time.monotonic_ns())
+                barrier(round_)
+                releases.append(time.monotonic_ns())
+        finally:
+            close()
+    except Exception as error:
+        failure = f"process {index}: {error!r}"
+        plan.line_up.abort()
+    plan.results.put((index, arrivals[: len(releases)], releases, failure))
 
 
 def _make_barrier(
@@ -106,8 +111,15 @@ def _make_barrier(
     raise ValueError(f"unknown backend {backend}")
 
 
-def run_backend(backend: str, setting: str, processes: int, rounds: int) -> list[float]:
-    """Release latency (seconds) of every round of `backend` with `processes` processes."""
+class Run(NamedTuple):
+    latencies: list[float]
+    """Release latency (seconds) of every round every process finished."""
+    complete: bool
+    """Every process finished every round."""
+
+
+def run_backend(backend: str, setting: str, processes: int, rounds: int) -> Run:
+    """Release latency of every round of `backend` with `processes` processes."""
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     plan = _Plan(processes, rounds, backend, setting, context.Barrier(processes), context.Barrier(processes), results)
@@ -117,17 +129,21 @@ def run_backend(backend: str, setting: str, processes: int, rounds: int) -> list
     collected = [results.get(timeout=600) for _ in children]
     for child in children:
         child.join(timeout=60)
-        if child.exitcode != 0:
-            raise RuntimeError(f"{backend}: a participant exited with status {child.exitcode}")
+    failures = [entry[3] for entry in collected if entry[3]]
+    failures += [f"a process exited with status {child.exitcode}" for child in children if child.exitcode != 0]
+    for failure in failures:
+        print(f"{backend} with {processes} processes: {failure}", file=sys.stderr)
     arrivals = [entry[1] for entry in collected]
     releases = [entry[2] for entry in collected]
-    return [(max(r[round_] for r in releases) - max(a[round_] for a in arrivals)) / 1e9 for round_ in range(rounds)]
+    finished = min(len(r) for r in releases)
+    latencies = [(max(r[i] for r in releases) - max(a[i] for a in arrivals)) / 1e9 for i in range(finished)]
+    return Run(latencies, not failures and finished == rounds)
 
 
 # MARK: the backends' runners
 
 
-def tcpstore_runner(processes: int, rounds: int) -> list[float]:
+def tcpstore_runner(processes: int, rounds: int) -> Run:
     """Under /usr/bin/python3: a TCPStore server in this process, N client processes."""
     from torch.distributed import TCPStore  # noqa: PLC0415
 
@@ -138,14 +154,14 @@ def tcpstore_runner(processes: int, rounds: int) -> list[float]:
     return run_backend("tcpstore", str(port), processes, rounds)
 
 
-def dtr_runner(processes: int, rounds: int, binary: str) -> tuple[list[float], float | None]:
+def dtr_runner(processes: int, rounds: int, binary: str) -> tuple[Run, float | None]:
     sys.path.insert(0, str(ROOT / "python"))
     from dtruntime import LocalCoordinator  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as data, LocalCoordinator(binary, data_dir=data) as coordinator:
-        latencies = run_backend("dtr", coordinator.grpc_address, processes, rounds)
+        run = run_backend("dtr", coordinator.grpc_address, processes, rounds)
         server = coordinator.get_json("/api/barriers")["release_latency"]
-        return latencies, server["p50_seconds"]
+        return run, server["p50_seconds"]
 
 
 # MARK: main
@@ -160,7 +176,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["tcpstore"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend == "tcpstore":  # the child under /usr/bin/python3
-        print(json.dumps(tcpstore_runner(args.processes[0], args.rounds)))
+        print(json.dumps(tcpstore_runner(args.processes[0], args.rounds)._asdict()))
         return
 
     print(
@@ -192,11 +208,15 @@ def main() -> None:
             text=True,
             check=True,
         )
-        torch_rounds = json.loads(child.stdout.strip().splitlines()[-1])
-        dtr_rounds, server_p50 = dtr_runner(processes, args.rounds + 1, args.dtr)
-        floor_rounds = run_backend("floor", "", processes, args.rounds + 1)
-        complete &= all(len(r) == args.rounds + 1 for r in (torch_rounds, dtr_rounds, floor_rounds))
-        torch_rounds, dtr_rounds, floor_rounds = torch_rounds[1:], dtr_rounds[1:], floor_rounds[1:]
+        torch_run = Run(**json.loads(child.stdout.strip().splitlines()[-1]))
+        dtr_run, server_p50 = dtr_runner(processes, args.rounds + 1, args.dtr)
+        floor_run = run_backend("floor", "", processes, args.rounds + 1)
+        runs = (torch_run, dtr_run, floor_run)
+        complete &= all(run.complete for run in runs)
+        if not all(len(run.latencies) > 1 for run in runs):
+            print(f"| {processes} | a backend finished no measured round (see above) |", flush=True)
+            continue
+        torch_rounds, dtr_rounds, floor_rounds = (run.latencies[1:] for run in runs)
         row = {
             "processes": processes,
             "rounds": len(dtr_rounds),

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from percentiles import percentile  # bench/percentiles.py: the script's directory is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -120,11 +122,6 @@ def dtr(threads: int, rounds: int, binary: str) -> list[float]:
         for client in clients:
             client.close()
         return latencies
-
-
-def percentile(values: list[float], quantile: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(quantile * len(ordered)) - 1))]
 
 
 def main() -> None:
