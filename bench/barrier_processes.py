@@ -75,6 +75,7 @@ def _participant(index: int, plan: _Plan) -> None:
     except Exception as error:
         failure = f"process {index}: {error!r}"
         plan.line_up.abort()
+        plan.floor.abort()
     plan.results.put((index, arrivals[: len(releases)], releases, failure))
 
 

@@ -563,7 +563,8 @@ public struct DatasetCatalog: Sendable {
 
     /// Installs a new ledger (``ledgerToCreate(_:)`` said it may be) and drops finished ones beyond the retention.
     private mutating func install(_ ledger: ShardLedger, key: LedgerKey, now: Moment) -> [DataChange] {
-        let siblings = ledgers.keys.filter { $0.task == key.task && $0.dataset == key.dataset }.sorted()
+        let siblings = Set(ledgers.keys).union(syncing.keys).filter { $0.task == key.task && $0.dataset == key.dataset }
+            .sorted()
         let header = LedgerHeader(
             key: key, initialMembers: ledger.initialMembers, initialMembershipEpoch: ledger.initialMembershipEpoch,
             createdAtMillis: now.unixMillis)

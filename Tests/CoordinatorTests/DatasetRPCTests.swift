@@ -183,6 +183,40 @@ struct DatasetRPCTests {
         }
     }
 
+    @Test("a worker restart on a ledger synced off the actor ends its old process's leases, as on a small one")
+    func restartSyncedOffActor() async throws {
+        for offActor in [0, CoordinatorEngine.defaultOffActorSyncShards] {
+            let harness = try Harness(offActorSyncShards: offActor)
+            try await harness.withClient { client in
+                _ = try await client.registerWorker(registration("a"))
+                var first = registration("b")
+                first.incarnation = "first-process"
+                let epoch = try await client.registerWorker(first).view.membershipEpoch
+                _ = try await client.registerDataset(datasetRequest("d", total: 2000, shardSize: 100))
+                let shard = try #require(try await client.getShardAssignment(assignmentRequest("d", "b")).shards.first)
+                _ = try await client.reportShardProgress(
+                    progress("d", "b", shard: shard.shardID, consumed: 30, membershipEpoch: epoch))
+
+                // b's process restarts: the old one counts as gone (its leases end), the new one joins again.
+                var second = registration("b")
+                second.incarnation = "second-process"
+                let restarted = try await client.registerWorker(second).view.membershipEpoch
+                #expect(restarted == epoch + 2)
+                let stale = await #expect(throws: RPCError.self) {
+                    _ = try await client.reportShardProgress(
+                        progress("d", "b", shard: shard.shardID, consumed: 100, membershipEpoch: epoch))
+                }
+                #expect(stale?.code == .failedPrecondition, "off the actor from \(offActor) shards")
+                // The new process reads on from the cursor wherever the shard went; nothing is lost or doubled.
+                let forA = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                let forB = try await client.getShardAssignment(assignmentRequest("d", "b"))
+                #expect(Set(forA.shards.map(\.shardID)).isDisjoint(with: forB.shards.map(\.shardID)))
+                #expect(forA.shards.count + forB.shards.count == 20)
+                #expect((forA.shards + forB.shards).first { $0.shardID == shard.shardID }?.consumed == 30)
+            }
+        }
+    }
+
     @Test("a restarted engine resumes every ledger at the same position")
     func restartResumes() async throws {
         let directory = TemporaryDirectory()

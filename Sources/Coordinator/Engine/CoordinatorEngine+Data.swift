@@ -68,7 +68,8 @@ extension CoordinatorEngine {
             guard ledgerBuilds.count < Self.maxLedgerBuilds else {
                 throw CoreError(
                     .unavailable,
-                    "the coordinator is building \(ledgerBuilds.count) other epoch ledgers: retry in a few seconds",
+                    "the coordinator is building or syncing \(ledgerBuilds.count) other epoch ledgers: retry in a few "
+                        + "seconds",
                     details: ErrorDetails(retryAfter: .seconds(2)))
             }
             let members = membership.members(of: key.task)
@@ -180,12 +181,10 @@ extension CoordinatorEngine {
     /// sync takes milliseconds and is done at once.
     public static let defaultOffActorSyncShards = 1 << 20
 
-    /// Syncs a ledger checked out of the catalog with its task's current membership, off this actor, then checks it
-    /// in (``finishSync(_:key:synced:members:epoch:took:)``). Calls that would change it wait meanwhile
-    /// (``awaitSync(_:)``); it counts as one of the ledgers being built.
-    func startSync(_ key: LedgerKey, _ ledger: ShardLedger) {
-        let members = membership.members(of: key.task)
-        let epoch = membership.epoch(of: key.task)
+    /// Syncs a ledger checked out of the catalog with its task's `members` at membership `epoch`, off this actor, then
+    /// checks it in (``finishSync(_:key:synced:members:epoch:took:)``), which syncs it again if the membership moved
+    /// on meanwhile. Calls that would change it wait (``awaitSync(_:)``); it counts as one of the ledgers being built.
+    func startSync(_ key: LedgerKey, _ ledger: ShardLedger, members: [WorkerID], epoch: UInt64) {
         let started = ContinuousClock.now
         ledgerBuilds[key] = Task {
             let (synced, directives) = await OffPool.run("ledger-sync") {
@@ -209,9 +208,10 @@ extension CoordinatorEngine {
         logger.info(
             "dataset epoch ledger synced with its task's members",
             metadata: ["ledger": "\(key)", "members": "\(members.count)", "took": "\(took)"])
-        guard membership.epoch(of: key.task) != epoch else { return }
+        let current = membership.epoch(of: key.task)
+        guard current != epoch else { return }
         for (key, ledger) in catalog.checkOutForSync(task: key.task, where: { candidate, _ in candidate == key }) {
-            startSync(key, ledger)
+            startSync(key, ledger, members: membership.members(of: key.task), epoch: current)
         }
     }
 
@@ -226,7 +226,7 @@ extension CoordinatorEngine {
                     "the ledger of \(key) is being brought up to date with its task's members: retry in a few seconds",
                     details: ErrorDetails(retryAfter: .seconds(2)))
             }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }

@@ -353,7 +353,9 @@ public actor CoordinatorEngine {
                 carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
                 let big = offActorSyncShards
                 for (key, ledger) in catalog.checkOutForSync(task: task, where: { $1.shardCount >= big }) {
-                    startSync(key, ledger)
+                    // To this change's members: a restart is two changes carried out together (without the worker,
+                    // then with it again), and the ledger must take the first too (the old process's leases end).
+                    startSync(key, ledger, members: members, epoch: epoch)
                 }
                 carryOut(catalog.onMembershipChange(task: task, members: members, membershipEpoch: epoch))
                 carryOut(
