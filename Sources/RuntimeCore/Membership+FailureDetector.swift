@@ -27,6 +27,11 @@ extension Membership {
         for (id, moment) in arrivals.sorted(by: { $0.key < $1.key }) {
             directives += onSignOfLife(id, at: moment, now: now)
         }
+        // The restart's grace is over: whoever is still unheard is judged (and dies) on its silence like anyone.
+        if let restoredAt, t - restoredAt >= config.deadAfter {
+            restoredUnheard = []
+            self.restoredAt = nil
+        }
 
         var dying: [Entry] = []
         var suspected: [Entry] = []
@@ -36,7 +41,9 @@ extension Membership {
                 let silence = t - entry.lastSeen
                 if silence >= config.deadAfter {
                     dying.append(entry)
-                } else if silence >= config.suspectAfter, entry.health == .healthy {
+                } else if silence >= config.suspectAfter, entry.health == .healthy,
+                    restoredUnheard.isEmpty || !restoredUnheard.contains(entry.record.spec.id)
+                {
                     suspected.append(entry)
                 }
             } else if let departed = entry.departedAt, t - departed >= config.departedRetention {

@@ -13,6 +13,13 @@ public struct Membership: Sendable {
     private var nextJoinSeq: UInt64 = 1
     /// Monotonic time of the last tick, to notice a stalled coordinator.
     var lastTick: Duration?
+    /// Restored members not heard from since the restart, until one dead timeout after it (``restoredAt``): the
+    /// coordinator was away, not they, so they are not suspected while their sessions come back (a restart of 10,000
+    /// workers suspected them all, then logged each one's recovery, on the engine's busiest seconds). One still silent
+    /// at the end of the grace is declared dead as before.
+    var restoredUnheard: Set<WorkerID> = []
+    /// When the membership was restored (monotonic), while ``restoredUnheard`` is in force.
+    var restoredAt: Duration?
 
     /// One known worker: its durable record plus soft state.
     struct Entry: Sendable {
@@ -37,7 +44,8 @@ public struct Membership: Sendable {
 
     /// Membership restored from the durable state after a coordinator restart.
     ///
-    /// Every member gets one full dead timeout of grace from `now`: the coordinator was away, not the workers.
+    /// Every member gets one full dead timeout of grace from `now`: the coordinator was away, not the workers. None is
+    /// suspected in that time before it is heard from again (see ``restoredUnheard``).
     public init(
         config: MembershipConfig = .defaults, restoring records: [WorkerRecord], epochs: [TaskID: UInt64],
         now: Moment
@@ -49,6 +57,7 @@ public struct Membership: Sendable {
             switch record.standing {
             case .member:
                 rosters[record.spec.taskID, default: TaskRoster()].append(record.spec.id)
+                restoredUnheard.insert(record.spec.id)
             case .dead:
                 entry.health = .dead
                 entry.departedAt = now.monotonic
@@ -60,6 +69,7 @@ public struct Membership: Sendable {
             nextJoinSeq = max(nextJoinSeq, record.joinSeq + 1)
         }
         lastTick = now.monotonic
+        if !restoredUnheard.isEmpty { restoredAt = now.monotonic }
     }
 
     /// Most workers tracked at once (members, and departed ones not forgotten yet): memory stays bounded whatever
@@ -384,8 +394,9 @@ public struct Membership: Sendable {
 
     /// A sign of life from a member: fresh timeout (never moved back), healthy again unless the sign is itself
     /// older than the suspect timeout (a heartbeat that waited in a queue proves nothing about now).
-    private func refresh(_ entry: inout Entry, at moment: Duration, now: Moment) -> [Directive] {
+    private mutating func refresh(_ entry: inout Entry, at moment: Duration, now: Moment) -> [Directive] {
         entry.lastSeen = max(entry.lastSeen, moment)
+        if !restoredUnheard.isEmpty { restoredUnheard.remove(entry.record.spec.id) }
         guard entry.health == .suspect, now.monotonic - entry.lastSeen < config.suspectAfter else { return [] }
         entry.health = .healthy
         return [.log(.recovered(entry.record.spec.id, entry.record.spec.taskID))]

@@ -47,6 +47,7 @@ struct Serve: AsyncParsableCommand {
                 sink: CoordinatorLogHandler.standardError)
         }
         let logger = Logger(label: "dtr")
+        logger.info("starting: restoring the state", metadata: ["data_dir": "\(config.dataDir)"])
 
         let runtime: CoordinatorRuntime
         do {

@@ -169,4 +169,49 @@ struct RestartTests {
         let joined = try after.onRegister(try worker("d"), now: clock.now).view
         #expect(joined.rank == 1 && joined.epoch == 6, "join order continues after the restored ones")
     }
+
+    @Test("restored members are not suspected before they are heard from again, within the grace; after it as before")
+    func restoredUnheardNotSuspected() throws {
+        var clock = ManualClock()
+        var before = Membership()
+        var records: [WorkerRecord] = []
+        var epochs: [TaskID: UInt64] = [:]
+        for name in ["a", "b", "c"] {
+            for case .persist(let change) in try before.onRegister(try worker(name), now: clock.now).directives {
+                records += change.upserted
+                epochs.merge(change.epochs) { $1 }
+            }
+        }
+        clock.advance(.seconds(60))
+        var after = Membership(restoring: records, epochs: epochs, now: clock.now)
+        func health(_ name: String) throws -> WorkerHealth? {
+            after.workers(now: clock.now).first { $0.record.spec.id.rawValue == name }?.health
+        }
+        var logged: [Membership.Directive] = []
+        // a heartbeats at once and then falls silent; b heartbeats throughout; c is never heard from.
+        _ = try after.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        for _ in 0..<49 {
+            clock.advance(.milliseconds(100))
+            _ = try after.onHeartbeat(try wid("b"), step: 0, metrics: [:], now: clock.now)
+            logged += after.onTick(now: clock.now)
+        }
+        #expect(try health("a") == .suspect, "a was heard after the restart: judged on its own silence")
+        #expect(try health("c") == .healthy, "4.9 s after the restart c is not suspected: the coordinator was away")
+        let suspected = logged.compactMap { directive -> String? in
+            if case .log(.suspected(let id, _, _)) = directive { id.rawValue } else { nil }
+        }
+        #expect(suspected == ["a"])
+        clock.advance(.milliseconds(100))
+        _ = try after.onHeartbeat(try wid("b"), step: 0, metrics: [:], now: clock.now)
+        _ = after.onTick(now: clock.now)
+        #expect(after.ranks() == ["b"], "a and c are dead at the end of the grace")
+        #expect(after.restoredUnheard.isEmpty && after.restoredAt == nil, "the grace's bookkeeping is dropped")
+
+        // A member heard after the restart and then silent, once the grace is over, is suspected as usual.
+        for _ in 0..<20 {
+            clock.advance(.milliseconds(100))
+            _ = after.onTick(now: clock.now)
+        }
+        #expect(try health("b") == .suspect)
+    }
 }

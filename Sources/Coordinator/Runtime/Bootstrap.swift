@@ -48,18 +48,34 @@ public func buildCoordinator(
         uri: config.checkpoints.store ?? dataDirectory.defaultCheckpointsPath, endpoint: config.checkpoints.s3Endpoint,
         region: config.checkpoints.s3Region)
     let queue = WriteBehindQueue(commit: store.commit)
+    // Start-up phases are logged with their times, so that a slow restart says where its time went.
+    let loadStarted = ContinuousClock.now
+    let restoredMembership = try store.loadMembership()
+    let membershipLoaded = ContinuousClock.now
+    let restoredCheckpoints = try store.loadCheckpoints()
+    let checkpointsLoaded = ContinuousClock.now
+    let restoredTasks = try store.loadTasks()
+    let tasksLoaded = ContinuousClock.now
     let clock = SystemMoments()
     let metrics = CoordinatorMetrics()
     let events = EventBus(configuration: config.events, metrics: metrics, now: { clock.now().monotonic })
     let engine = CoordinatorEngine(
         // Datasets and ledgers load off the engine's actor after it starts: a restart answers heartbeats and other
         // calls at once, however big the ledgers are.
-        membershipConfig: config.membership, restoring: try store.loadMembership(),
+        membershipConfig: config.membership, restoring: restoredMembership,
         loadingData: { try store.loadData() },
         barrierMaxPayloadBytes: config.barrierMaxPayloadBytes, checkpoints: config.checkpoints,
-        checkpointStore: checkpointStore, restoringCheckpoints: try store.loadCheckpoints(),
-        restoringTasks: try store.loadTasks(), metrics: metrics, events: events, queue: queue,
+        checkpointStore: checkpointStore, restoringCheckpoints: restoredCheckpoints,
+        restoringTasks: restoredTasks, metrics: metrics, events: events, queue: queue,
         now: { clock.now() }, logger: logger)
+    logger.info(
+        "state restored: membership, checkpoints and tasks read (datasets and ledgers load in the background)",
+        metadata: [
+            "workers": "\(restoredMembership.records.count)", "checkpoints": "\(restoredCheckpoints.count)",
+            "tasks": "\(restoredTasks.count)", "read_membership": "\(membershipLoaded - loadStarted)",
+            "read_checkpoints": "\(checkpointsLoaded - membershipLoaded)",
+            "read_tasks": "\(tasksLoaded - checkpointsLoaded)", "build_engine": "\(ContinuousClock.now - tasksLoaded)",
+        ])
     // Log entries at info and above are events too (encoded later, by the streams that send them).
     let logEvents = logs.observe { entry in
         guard entry.level >= .info else { return }
