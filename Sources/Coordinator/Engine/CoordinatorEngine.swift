@@ -41,7 +41,8 @@ public actor CoordinatorEngine {
     var dataLoading: Task<(DatasetCatalog, [DataDirective]), any Error>?
     /// Why the data plane could not be loaded, if it could not: every data call answers with it.
     var dataLoadFailure: CoreError?
-    /// Ledgers of at least this many shards are synced with membership changes off this actor (see ``startSync(_:_:)``).
+    /// Ledgers of at least this many shards are synced with membership changes off this actor (see
+    /// ``startSync(_:_:members:epoch:)``).
     let offActorSyncShards: Int
     /// When the engine was created, for the log line that says how long loading the data plane took.
     let createdAt = ContinuousClock.now
