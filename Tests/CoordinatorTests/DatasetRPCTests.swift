@@ -217,6 +217,26 @@ struct DatasetRPCTests {
         }
     }
 
+    @Test("a worker joining while a ledger is built gets its share once the ledger is installed and synced")
+    func joinDuringBuild() async throws {
+        // Every ledger is synced off the actor; 2^18 shards take long enough to build that the join lands meanwhile.
+        let harness = try Harness(offActorSyncShards: 0)
+        try await harness.withClient { client in
+            _ = try await client.registerWorker(registration("a"))
+            _ = try await client.registerDataset(datasetRequest("d", total: 1 << 18, shardSize: 1))
+            async let first = client.getShardAssignment(assignmentRequest("d", "a"))
+            try await Task.sleep(for: .milliseconds(50))
+            let joined = try await client.registerWorker(registration("b")).view.membershipEpoch
+            _ = try await first
+            let forA = try await client.getShardAssignment(assignmentRequest("d", "a"))
+            let forB = try await client.getShardAssignment(assignmentRequest("d", "b"))
+            #expect(forA.membershipEpoch == joined && forB.membershipEpoch == joined)
+            #expect(!forA.shards.isEmpty && !forB.shards.isEmpty)
+            #expect(Set(forA.shards.map(\.shardID)).isDisjoint(with: forB.shards.map(\.shardID)))
+            #expect(forA.totalShards == 1 << 18)
+        }
+    }
+
     @Test("a restarted engine resumes every ledger at the same position")
     func restartResumes() async throws {
         let directory = TemporaryDirectory()

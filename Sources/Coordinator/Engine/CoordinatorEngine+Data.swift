@@ -99,13 +99,24 @@ extension CoordinatorEngine {
         try await build.value
     }
 
-    /// Installs a ledger built off the actor, brought up to date with its task's members as they are now.
+    /// Installs a ledger built off the actor, brought up to date with its task's members as they are now: at once,
+    /// or for a big ledger whose task's membership changed during the build (workers joining while the first asks
+    /// for its shards), by a sync off the actor (``startSync(_:_:members:epoch:)``).
     private func installLedger(_ ledger: ShardLedger, key: LedgerKey, took: Duration) throws {
         ledgerBuilds[key] = nil
+        let members = membership.members(of: key.task)
+        let epoch = membership.epoch(of: key.task)
+        let changed = ledger.initialMembers != members || ledger.initialMembershipEpoch != epoch
+        let offActor = changed && ledger.shardCount >= offActorSyncShards
         carryOut(
             try catalog.install(
-                ledger, key: key, members: membership.members(of: key.task),
-                membershipEpoch: membership.epoch(of: key.task), now: now()))
+                ledger, key: key, members: offActor ? ledger.initialMembers : members,
+                membershipEpoch: offActor ? ledger.initialMembershipEpoch : epoch, now: now()))
+        if offActor {
+            for (key, ledger) in catalog.checkOutForSync(task: key.task, where: { candidate, _ in candidate == key }) {
+                startSync(key, ledger, members: members, epoch: epoch)
+            }
+        }
         logger.info(
             "dataset epoch ledger created",
             metadata: ["ledger": "\(key)", "shards": "\(ledger.shardCount)", "took": "\(took)"])
