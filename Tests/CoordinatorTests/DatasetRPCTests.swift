@@ -164,17 +164,21 @@ struct DatasetRPCTests {
                 #expect(forA.shards.count + b.shards.count == 20)
                 #expect(forA.shards.first { $0.shardID == started.shardID }?.consumed == 40)
 
-                // A report right after the leave waits for the sync back, then counts.
-                _ = try await client.deregisterWorker(.with { $0.workerID = "b" })
-                let left = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                // A report right after the leave (no other call between) waits for the sync back, then counts.
+                let left = try await client.deregisterWorker(.with { $0.workerID = "b" }).membershipEpoch
                 let reported = try await client.reportShardProgress(
-                    progress("d", "a", shard: started.shardID, consumed: 100, membershipEpoch: left.membershipEpoch))
+                    progress("d", "a", shard: started.shardID, consumed: 100, membershipEpoch: left))
                 #expect(reported.done)
-                #expect(left.shards.count == 20)
-                return left.membershipEpoch
+                let after = try await client.getShardAssignment(assignmentRequest("d", "a"))
+                #expect(after.membershipEpoch == left && after.shards.count == 19)
+                return left
             }
+            // What the syncs changed was written: the stored ledger followed the members to the last epoch (a
+            // restart would otherwise re-derive the moves and hide a lost write).
+            let stored = try #require(try harness.store.loadData().ledgers.first)
+            #expect(stored.membershipEpoch == finalEpoch && stored.members.map(\.rawValue) == ["a"])
         }
-        // What the syncs moved was written: a restart resumes the same position.
+        // And a restart resumes the same position.
         let restarted = try Harness(directory: directory, offActorSyncShards: 0)
         try await restarted.withClient { client in
             let resumed = try await client.getShardAssignment(assignmentRequest("d", "a"))

@@ -112,11 +112,7 @@ extension CoordinatorEngine {
             try catalog.install(
                 ledger, key: key, members: offActor ? ledger.initialMembers : members,
                 membershipEpoch: offActor ? ledger.initialMembershipEpoch : epoch, now: now()))
-        if offActor {
-            for (key, ledger) in catalog.checkOutForSync(task: key.task, where: { candidate, _ in candidate == key }) {
-                startSync(key, ledger, members: members, epoch: epoch)
-            }
-        }
+        if offActor { resync(key, members: members, epoch: epoch) }
         logger.info(
             "dataset epoch ledger created",
             metadata: ["ledger": "\(key)", "shards": "\(ledger.shardCount)", "took": "\(took)"])
@@ -221,8 +217,13 @@ extension CoordinatorEngine {
             metadata: ["ledger": "\(key)", "members": "\(members.count)", "took": "\(took)"])
         let current = membership.epoch(of: key.task)
         guard current != epoch else { return }
+        resync(key, members: membership.members(of: key.task), epoch: current)
+    }
+
+    /// Checks `key`'s installed ledger out and syncs it off the actor with `members` at membership `epoch`.
+    private func resync(_ key: LedgerKey, members: [WorkerID], epoch: UInt64) {
         for (key, ledger) in catalog.checkOutForSync(task: key.task, where: { candidate, _ in candidate == key }) {
-            startSync(key, ledger, members: membership.members(of: key.task), epoch: current)
+            startSync(key, ledger, members: members, epoch: epoch)
         }
     }
 
