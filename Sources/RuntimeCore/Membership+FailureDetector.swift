@@ -18,8 +18,8 @@ extension Membership {
             // Nobody could be heard while the coordinator was away: move every member's last sign of life forward by
             // the time the coordinator lost, so each is judged on its own silence only.
             let lost = t - last - config.tickInterval
-            for i in entries.values.indices where entries.values[i].isMember {
-                entries.values[i].lastSeen = min(entries.values[i].lastSeen + lost, t)
+            entries.updateEach { entry in
+                if entry.isMember { entry.lastSeen = min(entry.lastSeen + lost, t) }
             }
             directives.append(.log(.coordinatorStalled(gap: t - last)))
         }

@@ -8,7 +8,7 @@ public struct Membership: Sendable {
     public let config: MembershipConfig
 
     /// Every known worker (members, and departed ones until the retention passes).
-    var entries: [WorkerID: Entry] = [:]
+    var entries = EntryTable()
     private var rosters: [TaskID: TaskRoster] = [:]
     private var nextJoinSeq: UInt64 = 1
     /// Monotonic time of the last tick, to notice a stalled coordinator.

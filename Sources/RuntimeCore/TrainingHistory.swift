@@ -9,18 +9,28 @@ public struct TrainingHistory: Sendable {
     /// Points kept per (worker, metric).
     public static let pointsPerSeries = 500
 
+    /// One task's series. A worker's series are an array indexed like `names` (one allocation per worker rather than
+    /// a dictionary of names: at 100,000 workers that is about 200 bytes each); a metric the worker never reported is
+    /// an empty series, which allocates nothing.
     private struct TaskHistory: Sendable {
-        var names: Set<String> = []
-        var series: [WorkerID: [String: MetricSeries]] = [:]
+        /// Metric names in the order first reported.
+        var names: [String] = []
+        var index: [String: Int] = [:]
+        var series: [WorkerID: [MetricSeries]] = [:]
 
         mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double]) {
             for (name, value) in metrics {
-                if !names.contains(name) {
+                let position: Int
+                if let known = index[name] {
+                    position = known
+                } else {
                     guard names.count < TrainingHistory.maxMetrics else { continue }
-                    names.insert(name)
+                    position = names.count
+                    names.append(name)
+                    index[name] = position
                 }
-                series[worker, default: [:]][name, default: MetricSeries(capacity: TrainingHistory.pointsPerSeries)]
-                    .record(step: step, value: value)
+                // In place (the subscript's modify accessor): a heartbeat copies no series.
+                series[worker, default: []].record(at: position, step: step, value: value)
             }
         }
     }
@@ -55,13 +65,16 @@ public struct TrainingHistory: Sendable {
     public func charts(of task: TaskID) -> TrainingCharts {
         guard let history = tasks[task] else { return TrainingCharts(metrics: [], series: [], mean: []) }
         let names = history.names.sorted()
+        let workers = history.series.keys.sorted()
         var series: [TrainingCharts.Series] = []
         var mean: [TrainingCharts.Mean] = []
         for name in names {
-            let perWorker = history.series.keys.sorted().compactMap { worker in
-                history.series[worker]?[name].map {
-                    TrainingCharts.Series(metric: name, worker: worker, points: $0.points)
+            guard let position = history.index[name] else { continue }
+            let perWorker = workers.compactMap { worker -> TrainingCharts.Series? in
+                guard let all = history.series[worker], position < all.count, !all[position].points.isEmpty else {
+                    return nil
                 }
+                return TrainingCharts.Series(metric: name, worker: worker, points: all[position].points)
             }
             series += perWorker
             mean.append(TrainingCharts.Mean(metric: name, points: Self.mean(of: perWorker.map(\.points))))
@@ -84,6 +97,14 @@ public struct TrainingHistory: Sendable {
             guard let entry = sums[step], entry.count >= needed else { return nil }
             return MetricSeries.Point(step: step, value: entry.sum / Double(entry.count))
         }
+    }
+}
+
+extension [MetricSeries] {
+    /// Records into the series at `position`, adding empty series (no allocation each) up to it.
+    fileprivate mutating func record(at position: Int, step: Int64, value: Double) {
+        while count <= position { append(MetricSeries(capacity: TrainingHistory.pointsPerSeries)) }
+        self[position].record(step: step, value: value)
     }
 }
 

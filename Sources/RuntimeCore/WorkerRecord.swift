@@ -55,13 +55,14 @@ public struct WorkerRecord: Sendable, Hashable {
     public var joinSeq: UInt64
     /// Wall-clock time of the latest join, Unix milliseconds.
     public var registeredAtMillis: Int64
+    // (The one-byte fields sit together, after the digest: every member holds a record, so padding counts.)
+    /// The digest of the secret its registration was given: every call that names the worker must present that
+    /// secret. Nil for a record written before workers had secrets: such a worker is claimed by registering again.
+    public var secretDigest: SecretDigest?
     /// Member, dead or left.
     public var standing: Standing
     /// Wall-clock time it stopped being a member, Unix milliseconds.
     public var departedAtMillis: Int64?
-    /// The digest of the secret its registration was given: every call that names the worker must present that
-    /// secret. Nil for a record written before workers had secrets: such a worker is claimed by registering again.
-    public var secretDigest: SecretDigest?
 
     /// Creates a record.
     public init(

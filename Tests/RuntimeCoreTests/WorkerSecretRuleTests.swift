@@ -143,5 +143,14 @@ struct WorkerSecretRuleTests {
         #expect(first.matches(SecretDigest(Array(repeating: 1, count: 32))))
         #expect(!first.matches(guess) && !first.matches(SecretDigest([])))
         #expect("\(first)" == "SecretDigest(32 bytes)")
+        // Stored and read back byte for byte (the database keeps `bytes`).
+        let varied = (0..<32).map { UInt8($0 * 7 + 3) }
+        #expect(SecretDigest(varied).bytes == varied)
+        #expect(SecretDigest(SecretDigest(varied).bytes).matches(SecretDigest(varied)))
+        #expect(!SecretDigest(varied).matches(SecretDigest(Array(varied.dropLast()) + [0])))
+        // A malformed digest (a damaged row) matches nothing, not even itself, and is stored as no bytes.
+        let short = SecretDigest([1])
+        #expect(!short.matches(short) && !short.isWellFormed && short.bytes.isEmpty)
+        #expect("\(short)" == "SecretDigest(malformed)")
     }
 }
