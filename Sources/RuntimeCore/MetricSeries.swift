@@ -34,6 +34,13 @@ public struct MetricSeries: Sendable, Hashable {
     /// A report of `value` at `step`: a new point when the step changed, the last point's value replaced when only
     /// the value did (a chart against step has one value per step), nothing when neither did.
     public mutating func record(step: Int64, value: Double) {
+        record(step: step, value: value, limit: capacity)
+    }
+
+    /// ``record(step:value:)``, keeping at most `limit` points (and at most ``capacity``, at least 2): a series over
+    /// the limit halves as many times as it takes.
+    public mutating func record(step: Int64, value: Double, limit: Int) {
+        let limit = max(2, min(limit, capacity))
         let point = Point(step: step, value: value)
         if let last = points.last {
             if Point.same(last, point) { return }
@@ -43,14 +50,15 @@ public struct MetricSeries: Sendable, Hashable {
             }
         }
         points.append(point)
-        if points.count > capacity { downsample() }
+        while points.count > limit { downsample(keeping: limit) }
     }
 
-    /// Keeps every second point counting back from the newest.
-    private mutating func downsample() {
+    /// Keeps every second point counting back from the newest, in room for `limit` (the series fills up to it again
+    /// without a reallocation, and holds no more memory than its limit asks).
+    private mutating func downsample(keeping limit: Int) {
         let newest = points.count - 1
         var kept: [Point] = []
-        kept.reserveCapacity(capacity)
+        kept.reserveCapacity(limit)
         for index in stride(from: newest % 2, through: newest, by: 2) { kept.append(points[index]) }
         points = kept
     }

@@ -1,13 +1,30 @@
 /// What the workers of each task reported in their heartbeats, per metric against step, for the dashboard's training
 /// charts (`GET /api/tasks/:id/metrics`). Memory only, and bounded: at most ``maxMetrics`` metric names per task
-/// (later names are not kept), each worker's series of a metric holds at most ``pointsPerSeries`` points
-/// (downsampled, see ``MetricSeries``), and a worker's series go when the membership forgets the worker (10 minutes
+/// (later names are not kept); each worker's series of a metric holds at most ``pointsPerSeries`` points, fewer when
+/// there are so many series that they would hold more than the point budget in all (``defaultPointBudget``: 64 MiB;
+/// downsampled, see ``MetricSeries``); and a worker's series go when the membership forgets the worker (10 minutes
 /// after it departed, by default).
 public struct TrainingHistory: Sendable {
     /// Metric names kept per task.
     public static let maxMetrics = 64
-    /// Points kept per (worker, metric).
+    /// Points kept per (worker, metric) while the budget allows.
     public static let pointsPerSeries = 500
+    /// Points kept at least per series, whatever the budget: a chart needs a shape.
+    public static let minPointsPerSeries = 16
+    /// Points (16 bytes each) all series may hold together: 500 per series up to 8,000 series (e.g. 2,666 workers
+    /// reporting 3 metrics); at 100,000 workers reporting 3 metrics, 16 each (the floor: 4.8 million points, 73 MiB).
+    public static let defaultPointBudget = 4_000_000
+
+    /// All series together hold at most about this many points.
+    public let pointBudget: Int
+    /// Series holding at least one point.
+    private var seriesCount = 0
+
+    /// The most points a series keeps now: the budget shared by every series, within
+    /// ``minPointsPerSeries``...``pointsPerSeries``. A series is trimmed to it when it records next.
+    public var pointsPerSeriesNow: Int {
+        max(Self.minPointsPerSeries, min(Self.pointsPerSeries, pointBudget / max(1, seriesCount)))
+    }
 
     /// One task's series. A worker's series are an array indexed like `names` (one allocation per worker rather than
     /// a dictionary of names: at 100,000 workers that is about 200 bytes each); a metric the worker never reported is
@@ -18,7 +35,9 @@ public struct TrainingHistory: Sendable {
         var index: [String: Int] = [:]
         var series: [WorkerID: [MetricSeries]] = [:]
 
-        mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double]) {
+        /// Records the report; returns how many of the worker's series got their first point.
+        mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double], limit: Int) -> Int {
+            var started = 0
             for (name, value) in metrics {
                 let position: Int
                 if let known = index[name] {
@@ -30,8 +49,11 @@ public struct TrainingHistory: Sendable {
                     index[name] = position
                 }
                 // In place (the subscript's modify accessor): a heartbeat copies no series.
-                series[worker, default: []].record(at: position, step: step, value: value)
+                if series[worker, default: []].record(at: position, step: step, value: value, limit: limit) {
+                    started += 1
+                }
             }
+            return started
         }
     }
 
@@ -39,8 +61,10 @@ public struct TrainingHistory: Sendable {
     /// The task each worker's series are kept under.
     private var taskOf: [WorkerID: TaskID] = [:]
 
-    /// No history.
-    public init() {}
+    /// No history; all series together keep at most about `pointBudget` points.
+    public init(pointBudget: Int = defaultPointBudget) {
+        self.pointBudget = pointBudget
+    }
 
     /// A member of `task` reported `metrics` at `step`. An empty report (the SDK's "nothing new") records nothing.
     public mutating func record(task: TaskID, worker: WorkerID, step: Int64, metrics: [String: Double]) {
@@ -48,7 +72,8 @@ public struct TrainingHistory: Sendable {
         if let previous = taskOf[worker], previous != task { forget(worker) }
         taskOf[worker] = task
         // In place (the subscript's modify accessor): a heartbeat copies no series.
-        tasks[task, default: TaskHistory()].record(worker: worker, step: step, metrics: metrics)
+        seriesCount += tasks[task, default: TaskHistory()].record(
+            worker: worker, step: step, metrics: metrics, limit: pointsPerSeriesNow)
     }
 
     /// Drops a worker's series (the membership forgot it).
@@ -56,7 +81,8 @@ public struct TrainingHistory: Sendable {
         guard let task = taskOf.removeValue(forKey: worker), var history = tasks.removeValue(forKey: task) else {
             return
         }
-        history.series[worker] = nil
+        let dropped = history.series.removeValue(forKey: worker) ?? []
+        seriesCount -= dropped.count { !$0.points.isEmpty }
         if history.series.isEmpty { return }
         tasks[task] = history
     }
@@ -101,10 +127,13 @@ public struct TrainingHistory: Sendable {
 }
 
 extension [MetricSeries] {
-    /// Records into the series at `position`, adding empty series (no allocation each) up to it.
-    fileprivate mutating func record(at position: Int, step: Int64, value: Double) {
+    /// Records into the series at `position` (at most `limit` points), adding empty series (no allocation each) up
+    /// to it; whether that series got its first point.
+    fileprivate mutating func record(at position: Int, step: Int64, value: Double, limit: Int) -> Bool {
         while count <= position { append(MetricSeries(capacity: TrainingHistory.pointsPerSeries)) }
-        self[position].record(step: step, value: value)
+        let wasEmpty = self[position].points.isEmpty
+        self[position].record(step: step, value: value, limit: limit)
+        return wasEmpty
     }
 }
 

@@ -210,3 +210,53 @@ struct ActivityHistoryTests {
         #expect(history.points.dropFirst().allSatisfy { $0.heartbeatsPerSecond == 1 })
     }
 }
+
+@Suite("Training history: point budget")
+struct TrainingHistoryBudgetTests {
+    @Test("many series share the point budget: each keeps fewer points, still covering the whole run")
+    func sharedBudget() throws {
+        // 1,000 points for 10 series: 100 each (within 16...500).
+        var history = TrainingHistory(pointBudget: 1_000)
+        let task = try TaskID("t")
+        let workers = try (0..<10).map { try WorkerID("w\($0)") }
+        #expect(history.pointsPerSeriesNow == 500, "no series yet: the most a series keeps")
+        for step in 0..<300 {
+            for worker in workers {
+                history.record(task: task, worker: worker, step: Int64(step), metrics: ["loss": Double(step)])
+            }
+        }
+        #expect(history.pointsPerSeriesNow == 100)
+        let charts = history.charts(of: task)
+        #expect(charts.series.count == 10)
+        for series in charts.series {
+            #expect(series.points.count <= 100 && series.points.count >= 50)
+            #expect(series.points.first?.step == 0 && series.points.last?.step == 299, "the whole run, coarser")
+        }
+        // Forgetting workers gives their share back: the survivors' series may grow again.
+        for worker in workers.dropFirst() { history.forget(worker) }
+        #expect(history.pointsPerSeriesNow == 500)
+        for step in 300..<700 {
+            history.record(task: task, worker: workers[0], step: Int64(step), metrics: ["loss": 0])
+        }
+        let survivor = try #require(history.charts(of: task).series.first)
+        #expect(survivor.points.count > 100 && survivor.points.count <= 500)
+    }
+
+    @Test("a series already over a lower limit is trimmed when it records next; never below the minimum")
+    func trimmedLazily() throws {
+        var history = TrainingHistory(pointBudget: 600)
+        let task = try TaskID("t")
+        let first = try WorkerID("first")
+        for step in 0..<400 { history.record(task: task, worker: first, step: Int64(step), metrics: ["a": 1]) }
+        #expect(history.charts(of: task).series[0].points.count == 400)
+        // 100 more series: 600 / 101 = 5 points each, below the minimum of 16.
+        for index in 0..<100 {
+            history.record(task: task, worker: try WorkerID("w\(index)"), step: 0, metrics: ["a": 1])
+        }
+        #expect(history.pointsPerSeriesNow == TrainingHistory.minPointsPerSeries)
+        history.record(task: task, worker: first, step: 400, metrics: ["a": 1])
+        let trimmed = try #require(history.charts(of: task).series.first { $0.worker == first })
+        #expect(trimmed.points.count <= 16 && trimmed.points.count >= 8)
+        #expect(trimmed.points.last?.step == 400)
+    }
+}
