@@ -79,6 +79,9 @@ def test_recovery(dtr_binary: str) -> None:
     assert_clean(report)
     assert report["health_seconds"] > 0 and report["rpc_seconds"] > 0
     assert report["all_heartbeating_seconds"] > 0
+    # The sessions' floor was measured on the restarted coordinator (its no-op service answered 200 streams).
+    assert report["sessions_floor_seconds"] > 0
+    assert report["sessions_back_after_listening_seconds"] > 0
 
 
 def test_failure_detection(dtr_binary: str) -> None:

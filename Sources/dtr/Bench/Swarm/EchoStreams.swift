@@ -64,19 +64,24 @@ enum EchoStreams {
 extension EchoStreams {
     /// The floor of a rendezvous of `count` workers on this stack: `count` no-op unary calls carrying `message`, all
     /// at once, each followed by a no-op stream that carries one message there and back (a registration, then the
-    /// session's first heartbeat and its answer). Returns the time from the first call to the last answer.
-    static func burst(_ connections: SwarmConnections, count: Int, message: [UInt8]) async throws -> Duration {
+    /// session's first heartbeat and its answer). Without `unary`, the streams only: the floor of `count` sessions
+    /// coming back to a restarted coordinator. Returns the time from the first call to the last answer.
+    static func burst(_ connections: SwarmConnections, count: Int, message: [UInt8], unary: Bool = true)
+        async throws -> Duration
+    {
         let clock = ContinuousClock()
         let start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 group.addTask {
                     let client = connections.client(index)
-                    _ = try await client.unary(
-                        request: ClientRequest(message: message, metadata: connections.metadata),
-                        descriptor: BenchService.echo, serializer: RawBytes(), deserializer: RawBytes(),
-                        options: .defaults
-                    ) { try $0.message }
+                    if unary {
+                        _ = try await client.unary(
+                            request: ClientRequest(message: message, metadata: connections.metadata),
+                            descriptor: BenchService.echo, serializer: RawBytes(), deserializer: RawBytes(),
+                            options: .defaults
+                        ) { try $0.message }
+                    }
                     let request = StreamingClientRequest(of: [UInt8].self, metadata: connections.metadata) { writer in
                         try await writer.write(message)
                     }

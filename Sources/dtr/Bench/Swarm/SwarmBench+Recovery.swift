@@ -28,7 +28,8 @@ extension SwarmBench {
                     + "\(Figure.count(checkpoints)) checkpoints",
                 "", Figure.seconds(seeded.time.seconds),
             ])
-            let arguments = ["--checkpoint-keep-last", "0"]
+            // The no-op service: the floor of the sessions coming back is measured on the restarted coordinator.
+            let arguments = ["--checkpoint-keep-last", "0", "--bench-noop-service"]
             let first = try await BenchCoordinator.spawn(dataDir: directory, arguments: arguments)
             let startedAt = ContinuousClock.now
             do {
@@ -103,7 +104,15 @@ extension SwarmBench {
         report.figures["session_breaks"] = recorder.counted("session_breaks")
         if !back { report.problem("not every worker was heartbeating again within 30 s of the kill") }
         let stats = second.stats
+        let floor: Duration
+        do {
+            floor = try await sessionsFloor(count, second, sample: workers[count - 1])
+        } catch {
+            await second.stop()
+            throw error
+        }
         await second.stop()
+        let sessionsBack = everyoneBackAfterStart - listeningSeconds
 
         let ready = max(healthSeconds, rpcSeconds)
         report.rows += [
@@ -116,6 +125,12 @@ extension SwarmBench {
             [
                 "kill → every worker's heartbeat acknowledged again (restart → it)",
                 "\(Figure.seconds(everyoneBack)) (\(Figure.seconds(everyoneBackAfterStart)))", "", "",
+            ],
+            [
+                "listening → every worker's session back", Figure.seconds(sessionsBack),
+                "floor: \(Figure.count(count)) no-op streams opened at once, one message there and back each: "
+                    + Figure.seconds(floor.seconds),
+                Figure.ratio(sessionsBack / max(floor.seconds, 1e-9)),
             ],
             [
                 "false deaths / suspicions in the 7 s after",
@@ -135,8 +150,31 @@ extension SwarmBench {
         report.figures["rpc_seconds"] = rpcSeconds
         report.figures["all_heartbeating_seconds"] = everyoneBack
         report.figures["all_heartbeating_after_start_seconds"] = everyoneBackAfterStart
+        report.figures["sessions_back_after_listening_seconds"] = sessionsBack
+        report.figures["sessions_floor_seconds"] = floor.seconds
         report.figures["goal_met"] = ready <= 1
         return report
+    }
+
+    /// The floor of `count` sessions coming back: as many no-op streams opened at once on fresh connections to the
+    /// restarted coordinator, each carrying one message the size of a session's heartbeat there and back. Twice (the
+    /// first also connects); the faster counts.
+    private func sessionsFloor(_ count: Int, _ coordinator: BenchCoordinator, sample worker: SimulatedWorker)
+        async throws -> Duration
+    {
+        let sample: [UInt8] = try
+            (Dtruntime_V1_SessionRequest.with {
+                $0.heartbeat = .with {
+                    $0.workerID = worker.id
+                    $0.membershipEpoch = 1
+                    $0.step = 100
+                    $0.metrics = TrainingCurve(seed: count).metrics(at: 100)
+                }
+            }.serializedBytes())
+        return try await withConnections(coordinator.grpc) { connections in
+            let first = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+            return min(first, try await EchoStreams.burst(connections, count: count, message: sample, unary: false))
+        }
     }
 
     /// The swarm's workers: all but four in the data task, four in the checkpoint task.
