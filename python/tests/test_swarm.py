@@ -45,6 +45,8 @@ def test_heartbeat_in_process(dtr_binary: str) -> None:
     )
     assert_clean(report)
     assert report["coordinator"] == "in this process"
+    # The 1 Hz floor: 100 no-op streams, each sending once a second for the 2 s window.
+    assert report["noop_round_trips"] >= 150 and report["noop_p99_ms"] >= report["noop_p50_ms"] > 0
 
 
 def test_rendezvous(dtr_binary: str) -> None:
