@@ -2,9 +2,10 @@
 ///
 /// An entry is about 200 bytes and every tracked worker has one. In a dictionary of entries each bucket holds a whole
 /// entry, and a dictionary keeps between a quarter and five eighths of its buckets empty (at 100,000 workers it has
-/// 262,144 of them: 60 MiB); here the empty buckets hold a position (8 bytes), and the array at most doubles.
+/// 262,144 of them: 60 MiB); here a bucket holds an id and a position (24 bytes), and the array at most doubles.
 /// Removing swaps the last entry into the hole: the order of ``values`` means nothing.
 struct EntryTable: Sendable {
+    /// Where each worker's entry is in ``values``.
     private var position: [WorkerID: Int] = [:]
     /// Every entry, in no particular order.
     private(set) var values: [Membership.Entry] = []
@@ -37,6 +38,9 @@ struct EntryTable: Sendable {
 
     /// Changes every entry in place (`body` must not change an entry's worker id).
     mutating func updateEach(_ body: (inout Membership.Entry) -> Void) {
-        for index in values.indices { body(&values[index]) }
+        for index in values.indices {
+            body(&values[index])
+            assert(position[values[index].record.spec.id] == index, "updateEach must not change a worker's id")
+        }
     }
 }

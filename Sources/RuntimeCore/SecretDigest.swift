@@ -35,19 +35,26 @@ public struct SecretDigest: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Whether `other` is the same well-formed digest, in constant time.
+    /// Whether `other` is the same well-formed digest, in constant time: what authenticates a call.
     public func matches(_ other: SecretDigest) -> Bool {
+        isWellFormed && other.isWellFormed && sameWords(other)
+    }
+
+    private func sameWords(_ other: SecretDigest) -> Bool {
         let difference =
             (words.0 ^ other.words.0) | (words.1 ^ other.words.1) | (words.2 ^ other.words.2)
             | (words.3 ^ other.words.3)
-        return isWellFormed && other.isWellFormed && difference == 0
+        return difference == 0
     }
 
     /// Never the bytes: a digest printed into a log must not help anyone.
     public var description: String { isWellFormed ? "SecretDigest(32 bytes)" : "SecretDigest(malformed)" }
 
-    /// Equality is ``matches(_:)``: constant time, whoever calls `==`.
-    public static func == (lhs: SecretDigest, rhs: SecretDigest) -> Bool { lhs.matches(rhs) }
+    /// Equality of values (two malformed digests are equal, as any value equals itself), in constant time whoever
+    /// calls `==`. Authentication uses ``matches(_:)``, which no malformed digest passes.
+    public static func == (lhs: SecretDigest, rhs: SecretDigest) -> Bool {
+        lhs.isWellFormed == rhs.isWellFormed && lhs.sameWords(rhs)
+    }
 
     /// Hashes nothing secret: a hash table of digests must not leak timing either, and nothing keys by them.
     public func hash(into hasher: inout Hasher) { hasher.combine(isWellFormed) }

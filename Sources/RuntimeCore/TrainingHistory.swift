@@ -1,9 +1,10 @@
 /// What the workers of each task reported in their heartbeats, per metric against step, for the dashboard's training
 /// charts (`GET /api/tasks/:id/metrics`). Memory only, and bounded: at most ``maxMetrics`` metric names per task
 /// (later names are not kept); each worker's series of a metric holds at most ``pointsPerSeries`` points, fewer when
-/// there are so many series that they would hold more than the point budget in all (``defaultPointBudget``: 64 MiB;
-/// downsampled, see ``MetricSeries``); and a worker's series go when the membership forgets the worker (10 minutes
-/// after it departed, by default).
+/// there are so many series that they would hold more than the point budget in all (``defaultPointBudget``: 61 MiB)
+/// but never fewer than ``minPointsPerSeries`` (so beyond 250,000 series the budget is exceeded: at the limits,
+/// 100,000 workers × 64 metrics, 102 million points, 1.5 GiB; downsampled, see ``MetricSeries``); and a worker's
+/// series go when the membership forgets the worker (10 minutes after it departed, by default).
 public struct TrainingHistory: Sendable {
     /// Metric names kept per task.
     public static let maxMetrics = 64
@@ -32,7 +33,9 @@ public struct TrainingHistory: Sendable {
     private struct TaskHistory: Sendable {
         /// Metric names in the order first reported.
         var names: [String] = []
+        /// Each name's position in `names` (and in every worker's array of series).
         var index: [String: Int] = [:]
+        /// Each worker's series, indexed like `names` (shorter when it never reported the later names).
         var series: [WorkerID: [MetricSeries]] = [:]
 
         /// Records the report; returns how many of the worker's series got their first point.

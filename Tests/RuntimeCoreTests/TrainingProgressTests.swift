@@ -232,8 +232,16 @@ struct TrainingHistoryBudgetTests {
             #expect(series.points.count <= 100 && series.points.count >= 50)
             #expect(series.points.first?.step == 0 && series.points.last?.step == 299, "the whole run, coarser")
         }
+        // A worker moving to another task takes nothing along and starts one series there: still 10 series.
+        history.record(task: try TaskID("other"), worker: workers[9], step: 0, metrics: ["loss": 1])
+        #expect(history.pointsPerSeriesNow == 100)
+        // A new value at the same step, and names past the per-task limit, start no series.
+        history.record(task: task, worker: workers[0], step: 299, metrics: ["loss": -1])
+        #expect(history.pointsPerSeriesNow == 100)
         // Forgetting workers gives their share back: the survivors' series may grow again.
-        for worker in workers.dropFirst() { history.forget(worker) }
+        for worker in workers[5...] { history.forget(worker) }
+        #expect(history.pointsPerSeriesNow == 200, "5 series left: 1,000 / 5")
+        for worker in workers[1..<5] { history.forget(worker) }
         #expect(history.pointsPerSeriesNow == 500)
         for step in 300..<700 {
             history.record(task: task, worker: workers[0], step: Int64(step), metrics: ["loss": 0])
@@ -258,5 +266,35 @@ struct TrainingHistoryBudgetTests {
         let trimmed = try #require(history.charts(of: task).series.first { $0.worker == first })
         #expect(trimmed.points.count <= 16 && trimmed.points.count >= 8)
         #expect(trimmed.points.last?.step == 400)
+    }
+}
+
+@Suite("Training history: series count")
+struct TrainingHistorySeriesCountTests {
+    @Test("the count follows series started and dropped, however workers come, move and go")
+    func counted() throws {
+        // A budget of 64 points: the share a series gets tells how many series are counted.
+        var history = TrainingHistory(pointBudget: 64 * 16)
+        let (a, b) = (try TaskID("a"), try TaskID("b"))
+        let (w0, w1) = (try WorkerID("w0"), try WorkerID("w1"))
+        history.record(task: a, worker: w0, step: 1, metrics: ["loss": 1, "acc": 0.1])
+        history.record(task: a, worker: w1, step: 1, metrics: ["loss": 2])
+        #expect(history.pointsPerSeriesNow == 64 * 16 / 3)
+        history.record(task: a, worker: w1, step: 2, metrics: ["acc": 0.2])
+        #expect(history.pointsPerSeriesNow == 64 * 16 / 4)
+        // Moving w0 (2 series) to task b, reporting one metric there: 3 series.
+        history.record(task: b, worker: w0, step: 3, metrics: ["loss": 1])
+        #expect(history.pointsPerSeriesNow == 64 * 16 / 3)
+        // 64 names are kept per task; more start no series.
+        let many = Dictionary(uniqueKeysWithValues: (0..<70).map { ("m\($0)", Double($0)) })
+        history.record(task: a, worker: w1, step: 4, metrics: many)
+        #expect(history.pointsPerSeriesNow == 16, "64 series of w1 in task a (2 before + 62 new) + 1 in b: the floor")
+        history.forget(w1)
+        #expect(history.pointsPerSeriesNow == 500, "1 series left")
+        history.forget(w0)
+        history.forget(w0)
+        #expect(history.pointsPerSeriesNow == 500)
+        history.record(task: a, worker: w1, step: 5, metrics: ["x": 1, "y": 2, "z": 3])
+        #expect(history.pointsPerSeriesNow == 64 * 16 / 3, "counted from zero again, not below it")
     }
 }

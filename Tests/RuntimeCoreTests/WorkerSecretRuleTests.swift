@@ -151,6 +151,8 @@ struct WorkerSecretRuleTests {
         // A malformed digest (a damaged row) matches nothing, not even itself, and is stored as no bytes.
         let short = SecretDigest([1])
         #expect(!short.matches(short) && !short.isWellFormed && short.bytes.isEmpty)
+        // As a value it equals itself (records holding one compare and hash as values do), and no well-formed one.
+        #expect(short == SecretDigest([]) && short != first && first == SecretDigest(Array(repeating: 1, count: 32)))
         #expect("\(short)" == "SecretDigest(malformed)")
     }
 }
