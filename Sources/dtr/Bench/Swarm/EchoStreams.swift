@@ -101,27 +101,29 @@ extension EchoStreams {
 
 extension EchoStreams {
     /// The floor of the round trip of `streams` workers heartbeating every `interval`: as many no-op streams over the
-    /// same connections, each sending `message` once per interval, spread over it as the ``HeartbeatPacer`` spreads
-    /// the workers' heartbeats (one pacer, 5 ms slots). Returns the round trips (nanoseconds) of the messages sent in
-    /// `window`, after `warmUp`.
+    /// same connections, each sending `message` once per interval, paced by the ``HeartbeatPacer`` as the workers'
+    /// heartbeats are. Returns the round trips (nanoseconds) of the messages sent in `window`, after `warmUp`, each
+    /// counted whenever its answer comes (up to a second after the window), and how many streams opened.
     static func paced(
         _ connections: SwarmConnections, streams: Int, message: [UInt8], interval: Duration,
         warmUp: Duration = .seconds(3), window: Duration
-    ) async throws -> [Int64] {
+    ) async throws -> (roundTrips: [Int64], opened: Int) {
         let clock = ContinuousClock()
         let samples = Shared<[Int64]>([])
         let opened = SharedCounter()
-        let measureFrom = Shared<ContinuousClock.Instant?>(nil)
+        // Whether a message is in the window is decided when it is sent.
+        let measuring = Shared(false)
         let doorbells = (0..<streams).map { _ in
             AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         }
         let tasks = (0..<streams).map { index in
             Task {
-                let sentAt = Shared<[ContinuousClock.Instant]>([])
+                let sent = Shared<[(at: ContinuousClock.Instant, counted: Bool)]>([])
                 let request = StreamingClientRequest(of: [UInt8].self, metadata: connections.metadata) { writer in
                     opened.add(1)
                     for await _ in doorbells[index].stream {
-                        sentAt.withLock { $0.append(clock.now) }
+                        let counted = measuring.value
+                        sent.withLock { $0.append((clock.now, counted)) }
                         try await writer.write(message)
                     }
                 }
@@ -131,46 +133,37 @@ extension EchoStreams {
                 ) { response in
                     for try await _ in response.messages {
                         let now = clock.now
-                        guard let sent = sentAt.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
-                        if let from = measureFrom.value, sent >= from {
-                            let trip = now - sent
-                            samples.withLock {
-                                $0.append(
-                                    trip.components.seconds * 1_000_000_000 + trip.components.attoseconds
-                                        / 1_000_000_000)
-                            }
-                        }
+                        guard let first = sent.withLock({ $0.isEmpty ? nil : $0.removeFirst() }), first.counted
+                        else { continue }
+                        let trip = (now - first.at).components
+                        samples.withLock { $0.append(trip.seconds * 1_000_000_000 + trip.attoseconds / 1_000_000_000) }
                     }
                 }
             }
         }
-        defer { for task in tasks { task.cancel() } }
-        let openBy = clock.now + .seconds(60)
-        while opened.value < streams, clock.now < openBy { try await Task.sleep(for: .milliseconds(20)) }
-        // One pacer, as for the workers: every slot's streams are rung together.
-        let slots = max(1, Int(interval / .milliseconds(5)))
         let pacing = Task {
-            var due = clock.now
-            var index = 0
-            while !Task.isCancelled {
-                for position in stride(from: index % slots, to: streams, by: slots) {
-                    doorbells[position].continuation.yield()
-                }
-                index += 1
-                due = due + interval / slots
-                if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
+            await HeartbeatPacer.run(count: streams, interval: interval, until: .now + .seconds(86_400)) {
+                doorbells[$0].continuation.yield()
             }
         }
+        defer {
+            pacing.cancel()
+            for doorbell in doorbells { doorbell.continuation.finish() }
+            for task in tasks { task.cancel() }
+        }
+        let openBy = clock.now + .seconds(60)
+        while opened.value < streams, clock.now < openBy { try await Task.sleep(for: .milliseconds(20)) }
         try await Task.sleep(for: warmUp)
-        measureFrom.withLock { $0 = clock.now }
+        measuring.withLock { $0 = true }
         try await Task.sleep(for: window)
-        let end = clock.now
-        measureFrom.withLock { $0 = end + .seconds(86_400) }
-        // The last messages of the window come back.
-        try await Task.sleep(for: .milliseconds(500))
+        measuring.withLock { $0 = false }
         pacing.cancel()
+        // The window's last answers come back (a second is far beyond any round trip measured at 1 Hz), then the
+        // streams end.
+        try await Task.sleep(for: .seconds(1))
         for doorbell in doorbells { doorbell.continuation.finish() }
+        for task in tasks { task.cancel() }
         for task in tasks { await task.value }
-        return samples.withLock { $0 }
+        return (samples.value, opened.value)
     }
 }

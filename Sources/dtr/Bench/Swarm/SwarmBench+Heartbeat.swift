@@ -35,9 +35,14 @@ extension SwarmBench {
         let (noopRate, noopCPU) = try await EchoStreams.rate(
             connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
         // And the floor of the round trip at 1 Hz: the same streams, each sending a no-op message once a second.
-        let noopTrips = Percentiles(
-            nanoseconds: try await EchoStreams.paced(
-                connections, streams: count, message: sample, interval: interval, window: durationValue))
+        let noop = try await EchoStreams.paced(
+            connections, streams: count, message: sample, interval: interval, window: durationValue)
+        let noopTrips = Percentiles(nanoseconds: noop.roundTrips)
+        if noop.opened < count || noopTrips.count < count * Int(durationValue / interval) / 2 {
+            report.problem(
+                "the 1 Hz floor is short: \(noop.opened) of \(count) no-op streams opened, "
+                    + "\(noopTrips.count) round trips measured")
+        }
 
         let workers = makeWorkers(count, prefix: "swarm", task: { _ in "swarm-heartbeat" }, recorder: recorder)
         // Every registered worker heartbeats once a second from the start, as the SDK's do: the pacer asks them all,
