@@ -36,12 +36,17 @@ extension Membership {
         var dying: [Entry] = []
         var suspected: [Entry] = []
         var expired: [WorkerID] = []
+        var nextDeath: Duration?
         for entry in entries.values {
             if entry.isMember {
                 let silence = t - entry.lastSeen
                 if silence >= config.deadAfter {
                     dying.append(entry)
-                } else if silence >= config.suspectAfter, entry.health == .healthy,
+                    continue
+                }
+                let due = entry.lastSeen + config.deadAfter
+                if nextDeath.map({ due < $0 }) ?? true { nextDeath = due }
+                if silence >= config.suspectAfter, entry.health == .healthy,
                     restoredUnheard.isEmpty || !restoredUnheard.contains(entry.record.spec.id)
                 {
                     suspected.append(entry)
@@ -84,6 +89,7 @@ extension Membership {
             directives.append(.log(.forgotten(id)))
         }
         if !change.isEmpty { directives.insert(.persist(change), at: 0) }
+        nextDeathDue = nextDeath
         return directives
     }
 }

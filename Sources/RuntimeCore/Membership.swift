@@ -13,6 +13,11 @@ public struct Membership: Sendable {
     private var nextJoinSeq: UInt64 = 1
     /// Monotonic time of the last tick, to notice a stalled coordinator.
     var lastTick: Duration?
+    /// The earliest moment (monotonic) a member can be declared dead, as of the last tick: the shell may tick then
+    /// rather than at its next regular tick, so that a death is declared at its dead timeout, not up to a tick later.
+    /// A lower bound: heartbeats since only move deaths later, and a worker that joins since dies a whole timeout
+    /// after it joined. Nil when there is no member.
+    public internal(set) var nextDeathDue: Duration?
     /// Restored members not heard from since the restart, until one dead timeout after it (``restoredAt``): the
     /// coordinator was away, not they, so they are not suspected while their sessions come back (a restart of 10,000
     /// workers suspected them all, then logged each one's recovery, on the engine's busiest seconds). One still silent

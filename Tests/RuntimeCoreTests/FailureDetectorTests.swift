@@ -56,6 +56,33 @@ struct FailureDetectorTests {
             })
     }
 
+    @Test("nextDeathDue is the earliest member's death deadline; a tick at it declares that death, none earlier")
+    mutating func nextDeathDue() throws {
+        #expect(membership.nextDeathDue == nil)
+        _ = try membership.join(try worker("a"), at: clock.now)
+        clock.advance(.milliseconds(300))
+        _ = try membership.join(try worker("b"), at: clock.now)
+        let aJoined = clock.now.monotonic - .milliseconds(300)
+        _ = membership.onTick(now: clock.now)
+        #expect(membership.nextDeathDue == aJoined + .seconds(5))
+        // b heartbeats, a stays silent: a's deadline stays the earliest.
+        _ = try run(for: .seconds(3), heartbeating: ["b"])
+        #expect(membership.nextDeathDue == aJoined + .seconds(5))
+        // Just before it nothing dies; at it, a does (not at the next regular tick).
+        clock.advance(aJoined + .seconds(5) - clock.now.monotonic - .milliseconds(1))
+        _ = membership.onTick(now: clock.now)
+        #expect(try health("a") == .suspect)
+        clock.advance(.milliseconds(1))
+        _ = membership.onTick(now: clock.now)
+        #expect(try health("a") == .dead)
+        // Now b's, counted from its last heartbeat; nil once nobody is a member.
+        let bDue = try #require(membership.nextDeathDue)
+        #expect(bDue > clock.now.monotonic && bDue <= clock.now.monotonic + .seconds(5))
+        _ = try membership.onDeregister(try wid("b"), now: clock.now)
+        _ = membership.onTick(now: clock.now)
+        #expect(membership.nextDeathDue == nil)
+    }
+
     @Test("a suspect that heartbeats again is healthy and keeps its rank")
     mutating func suspectRecovers() throws {
         try membership.join(try worker("a"), at: clock.now)

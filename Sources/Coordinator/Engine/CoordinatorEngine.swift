@@ -309,6 +309,19 @@ public actor CoordinatorEngine {
         }
     }
 
+    /// How long until a member can next be declared dead (``Membership/nextDeathDue``), as of the last tick; nil
+    /// when there is no member. The engine service ticks the failure detector then (``checkDeaths()``) when it is
+    /// before the next regular tick.
+    public func untilNextDeath() -> Duration? {
+        membership.nextDeathDue.map { $0 - now().monotonic }
+    }
+
+    /// Runs the failure detector alone, between regular ticks, at a member's death deadline: the rest of the tick
+    /// (barrier and checkpoint timeouts, metrics events paced per tick) keeps its own pace.
+    public func checkDeaths() {
+        carryOut(membership.onTick(now: now(), arrivals: liveness.take()))
+    }
+
     /// The coordinator is shutting down: calls parked at barriers and checkpoint commits fail now with UNAVAILABLE
     /// (the SDK retries against the restarted coordinator) instead of holding the shutdown until their timeouts.
     public func failParkedCalls() {

@@ -29,9 +29,22 @@ public struct EngineService: Service {
                 }
                 group.addTask { await effects.run() }
                 group.addTask {
+                    // Regular ticks on a fixed schedule (their own work does not push the next one back), and the
+                    // failure detector alone at a member's death deadline when that comes first.
+                    let clock = ContinuousClock()
+                    var next = clock.now + tick
                     while !Task.isShuttingDownGracefully, !Task.isCancelled {
-                        try? await Task.sleep(for: tick)
+                        if let death = await engine.untilNextDeath(), clock.now + death < next {
+                            try? await Task.sleep(for: max(death, .milliseconds(1)))
+                            await engine.checkDeaths()
+                            continue
+                        }
+                        try? await Task.sleep(until: next, clock: clock)
                         await engine.tick()
+                        // Behind (a tick longer than the interval, a stall): the schedule starts over with a whole
+                        // interval rather than catching up with ticks back to back.
+                        next += tick
+                        if next <= clock.now { next = clock.now + tick }
                     }
                 }
             }
