@@ -296,8 +296,11 @@ public actor CoordinatorEngine {
     }
 
     /// Runs the failure detector once (the engine service calls this every tick), counting the heartbeats that
-    /// arrived since the last tick (``liveness``) whether or not the engine has handled them yet.
-    public func tick() {
+    /// arrived since the last tick (``liveness``) whether or not the engine has handled them yet. Returns how long
+    /// until a member can next be declared dead (``untilNextDeath``), so that the engine service learns it without
+    /// queueing for the actor a second time.
+    @discardableResult
+    public func tick() -> Duration? {
         let moment = now()
         carryOut(membership.onTick(now: moment, arrivals: liveness.take()))
         carryOut(barriers.onTick(now: moment.monotonic))
@@ -307,19 +310,23 @@ public actor CoordinatorEngine {
             lastCheckpointSweep = moment.monotonic
             effects.submit { await self.sweepCheckpointStore() }
         }
+        return untilNextDeath()
     }
 
     /// How long until a member can next be declared dead (``Membership/nextDeathDue``), as of the last tick; nil
-    /// when there is no member. The engine service ticks the failure detector then (``checkDeaths()``) when it is
-    /// before the next regular tick.
+    /// when there is no member. The engine service runs the failure detector then (``checkDeaths()``) when it is
+    /// before the next regular tick (``DetectorSchedule``).
     public func untilNextDeath() -> Duration? {
         membership.nextDeathDue.map { $0 - now().monotonic }
     }
 
     /// Runs the failure detector alone, between regular ticks, at a member's death deadline: the rest of the tick
-    /// (barrier and checkpoint timeouts, metrics events paced per tick) keeps its own pace.
-    public func checkDeaths() {
+    /// (barrier and checkpoint timeouts, metrics events paced per tick) keeps its own pace. Returns
+    /// ``untilNextDeath()``, as ``tick()`` does.
+    @discardableResult
+    public func checkDeaths() -> Duration? {
         carryOut(membership.onTick(now: now(), arrivals: liveness.take()))
+        return untilNextDeath()
     }
 
     /// The coordinator is shutting down: calls parked at barriers and checkpoint commits fail now with UNAVAILABLE

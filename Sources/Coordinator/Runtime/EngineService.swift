@@ -29,22 +29,23 @@ public struct EngineService: Service {
                 }
                 group.addTask { await effects.run() }
                 group.addTask {
-                    // Regular ticks on a fixed schedule (their own work does not push the next one back), and the
-                    // failure detector alone at a member's death deadline when that comes first.
+                    // The failure detector's ticks, and its deaths at their deadlines between them (DetectorSchedule).
+                    // One call on the engine a run: each run answers when the next death is due.
                     let clock = ContinuousClock()
-                    var next = clock.now + tick
+                    let origin = clock.now
+                    var schedule = DetectorSchedule(interval: tick, startingAt: .zero)
+                    var deathDue: Duration?
                     while !Task.isShuttingDownGracefully, !Task.isCancelled {
-                        if let death = await engine.untilNextDeath(), clock.now + death < next {
-                            try? await Task.sleep(for: max(death, .milliseconds(1)))
-                            await engine.checkDeaths()
-                            continue
-                        }
-                        try? await Task.sleep(until: next, clock: clock)
-                        await engine.tick()
-                        // Behind (a tick longer than the interval, a stall): the schedule starts over with a whole
-                        // interval rather than catching up with ticks back to back.
-                        next += tick
-                        if next <= clock.now { next = clock.now + tick }
+                        let (run, at) = schedule.next(deathDue: deathDue)
+                        try? await Task.sleep(until: origin + at, clock: clock)
+                        let untilDeath =
+                            switch run {
+                            case .tick: await engine.tick()
+                            case .deaths: await engine.checkDeaths()
+                            }
+                        let finished = clock.now - origin
+                        deathDue = untilDeath.map { finished + $0 }
+                        schedule.ran(run, finishedAt: finished)
                     }
                 }
             }
