@@ -1,10 +1,16 @@
 """Barrier release latency in the deployment shape: each worker its own process (threads in one interpreter mostly
-measure the GIL). Three backends, each driven by the same harness of N processes:
+measure the GIL). Five backends, each driven by the same harness of N processes:
 
 - torch's TCPStore barrier (ADD + WAIT), as torch.distributed's store-based barrier does it (Debian's python3-torch,
   run under /usr/bin/python3);
 - dtruntime's ``Worker.barrier`` (the SDK: each process a ``Worker`` with its own session stream and barrier stream);
-- the floor: a ``multiprocessing.Barrier`` (shared-memory semaphores, no network at all).
+- the floor: a ``multiprocessing.Barrier`` (shared-memory semaphores, no network at all);
+- grpcio's own floor, on the same coordinator (started with ``--bench-noop-service``): every process sends one
+  barrier-sized message and waits for its echo, no barrier behind it. Two ways: on a bidirectional stream with the
+  SDK's threads (the caller queues the message, grpcio's thread sends it, a reader thread receives the echo and wakes
+  the caller: the shape of ``Worker.barrier``), and as a blocking unary call (the caller's thread does it all, a new
+  HTTP/2 stream each time). A barrier on grpcio cannot release sooner than the echo: its last release waits for the
+  last arrival's message to go up and a message to come down to every process, as the echo's does.
 
 Each round lines the processes up (a multiprocessing.Barrier that is not measured), then every process notes its
 arrival time, passes the barrier under test, and notes its release time (CLOCK_MONOTONIC, shared by all processes).
@@ -32,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -98,6 +104,46 @@ def _make_barrier(
             store.wait([f"{key}/done"])
 
         return tcpstore_barrier, (lambda: None)
+    if backend == "echo-stream":
+        import queue  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        import grpc  # noqa: PLC0415
+
+        channel = grpc.insecure_channel(setting)
+        requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+        def produce() -> Iterator[bytes]:
+            while (message := requests.get()) is not None:
+                yield message
+
+        responses = channel.stream_stream(f"{_BENCH_SERVICE}/Stream")(produce())
+        echoed = threading.Semaphore(0)
+
+        def read() -> None:
+            for _ in responses:
+                echoed.release()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def stream_echo(_round: int) -> None:
+            requests.put(_ECHO_PAYLOAD)
+            if not echoed.acquire(timeout=120):
+                raise TimeoutError("no echo within 120 s")
+
+        def close_stream() -> None:
+            requests.put(None)
+            reader.join(timeout=10)
+            channel.close()
+
+        return stream_echo, close_stream
+    if backend == "echo-unary":
+        import grpc  # noqa: PLC0415
+
+        channel = grpc.insecure_channel(setting)
+        echo = channel.unary_unary(f"{_BENCH_SERVICE}/Echo")
+        return (lambda _round: echo(_ECHO_PAYLOAD, timeout=120)), channel.close
     if backend == "dtr":
         sys.path.insert(0, str(ROOT / "python"))
         from dtruntime import Worker  # noqa: PLC0415 - the venv side only
@@ -110,6 +156,11 @@ def _make_barrier(
 
         return dtr_barrier, worker.close
     raise ValueError(f"unknown backend {backend}")
+
+
+_BENCH_SERVICE = "/dtruntime.bench.Bench"
+# About a barrier arrival on the SDK's stream (call id, task, barrier name, worker, epoch, generation).
+_ECHO_PAYLOAD = bytes(64)
 
 
 class Run(NamedTuple):
@@ -155,14 +206,28 @@ def tcpstore_runner(processes: int, rounds: int) -> Run:
     return run_backend("tcpstore", str(port), processes, rounds)
 
 
-def dtr_runner(processes: int, rounds: int, binary: str) -> tuple[Run, float | None]:
+class DtrRuns(NamedTuple):
+    barrier: Run
+    server_p50: float | None
+    """The coordinator's own release latency (last arrival to every waiter answered), p50 seconds."""
+    echo_stream: Run
+    echo_unary: Run
+
+
+def dtr_runner(processes: int, rounds: int, binary: str) -> DtrRuns:
+    """``Worker.barrier``, then grpcio's echo floors, on one coordinator."""
     sys.path.insert(0, str(ROOT / "python"))
     from dtruntime import LocalCoordinator  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory() as data, LocalCoordinator(binary, data_dir=data) as coordinator:
+    with (
+        tempfile.TemporaryDirectory() as data,
+        LocalCoordinator(binary, data_dir=data, args=["--bench-noop-service"]) as coordinator,
+    ):
         run = run_backend("dtr", coordinator.grpc_address, processes, rounds)
         server = coordinator.get_json("/api/barriers")["release_latency"]
-        return run, server["p50_seconds"]
+        echo_stream = run_backend("echo-stream", coordinator.grpc_address, processes, rounds)
+        echo_unary = run_backend("echo-unary", coordinator.grpc_address, processes, rounds)
+        return DtrRuns(run, server["p50_seconds"], echo_stream, echo_unary)
 
 
 # MARK: main
@@ -188,9 +253,10 @@ def main() -> None:
     )
     print(
         "| processes | TCPStore p50 / p99 | worker.barrier p50 / p99 | floor: multiprocessing.Barrier p50 / p99 "
-        "| p50 ratio (goal ≤ 1) | p99 ratio (goal ≤ 0.5) | floor ÷ TCPStore (p50) |"
+        "| grpcio echo, SDK's stream shape p50 / p99 | grpcio echo, unary p50 / p99 "
+        "| p50 ratio (goal ≤ 1) | p99 ratio (goal ≤ 0.5) | worker.barrier ÷ stream echo (p50) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     figures: list[dict[str, object]] = []
     complete = True
     for processes in args.processes:
@@ -210,36 +276,39 @@ def main() -> None:
             check=True,
         )
         torch_run = Run(**json.loads(child.stdout.strip().splitlines()[-1]))
-        dtr_run, server_p50 = dtr_runner(processes, args.rounds + 1, args.dtr)
+        dtr = dtr_runner(processes, args.rounds + 1, args.dtr)
         floor_run = run_backend("floor", "", processes, args.rounds + 1)
-        runs = (torch_run, dtr_run, floor_run)
-        complete &= all(run.complete for run in runs)
-        if not all(len(run.latencies) > 1 for run in runs):
+        runs = {
+            "tcpstore": torch_run,
+            "dtr": dtr.barrier,
+            "floor": floor_run,
+            "echo_stream": dtr.echo_stream,
+            "echo_unary": dtr.echo_unary,
+        }
+        complete &= all(run.complete for run in runs.values())
+        if not all(len(run.latencies) > 1 for run in runs.values()):
             print(f"| {processes} | a backend finished no measured round (see above) |", flush=True)
             continue
-        torch_rounds, dtr_rounds, floor_rounds = (run.latencies[1:] for run in runs)
-        row = {
-            "processes": processes,
-            "rounds": len(dtr_rounds),
-            "tcpstore_p50_ms": percentile(torch_rounds, 0.5) * 1000,
-            "tcpstore_p99_ms": percentile(torch_rounds, 0.99) * 1000,
-            "dtr_p50_ms": percentile(dtr_rounds, 0.5) * 1000,
-            "dtr_p99_ms": percentile(dtr_rounds, 0.99) * 1000,
-            "floor_p50_ms": percentile(floor_rounds, 0.5) * 1000,
-            "floor_p99_ms": percentile(floor_rounds, 0.99) * 1000,
-            "coordinator_release_p50_ms": None if server_p50 is None else server_p50 * 1000,
-        }
-        p50_ratio = row["dtr_p50_ms"] / row["tcpstore_p50_ms"]
-        p99_ratio = row["dtr_p99_ms"] / row["tcpstore_p99_ms"]
+        row: dict[str, object] = {"processes": processes, "rounds": len(dtr.barrier.latencies) - 1}
+        for name, run in runs.items():
+            row[f"{name}_p50_ms"] = percentile(run.latencies[1:], 0.5) * 1000
+            row[f"{name}_p99_ms"] = percentile(run.latencies[1:], 0.99) * 1000
+        row["coordinator_release_p50_ms"] = None if dtr.server_p50 is None else dtr.server_p50 * 1000
+        ms = {key: value for key, value in row.items() if key.endswith("_ms") and isinstance(value, float)}
+        p50_ratio = ms["dtr_p50_ms"] / ms["tcpstore_p50_ms"]
+        p99_ratio = ms["dtr_p99_ms"] / ms["tcpstore_p99_ms"]
         row["p50_ratio"], row["p99_ratio"] = p50_ratio, p99_ratio
         row["goal_met"] = p50_ratio <= 1 and p99_ratio <= 0.5
+        row["echo_stream_p50_ratio"] = ms["dtr_p50_ms"] / ms["echo_stream_p50_ms"]
         figures.append(row)
+        cells = " | ".join(
+            f"{ms[f'{name}_p50_ms']:.2f} / {ms[f'{name}_p99_ms']:.2f} ms"
+            for name in ("tcpstore", "dtr", "floor", "echo_stream", "echo_unary")
+        )
         print(
-            f"| {processes} | {row['tcpstore_p50_ms']:.2f} / {row['tcpstore_p99_ms']:.2f} ms "
-            f"| {row['dtr_p50_ms']:.2f} / {row['dtr_p99_ms']:.2f} ms "
-            f"| {row['floor_p50_ms']:.2f} / {row['floor_p99_ms']:.2f} ms "
+            f"| {processes} | {cells} "
             f"| {p50_ratio:.2f} {'✓' if p50_ratio <= 1 else '✗'} | {p99_ratio:.2f} {'✓' if p99_ratio <= 0.5 else '✗'} "
-            f"| {row['floor_p50_ms'] / row['tcpstore_p50_ms']:.2f} |",
+            f"| {row['echo_stream_p50_ratio']:.2f} |",
             flush=True,
         )
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
