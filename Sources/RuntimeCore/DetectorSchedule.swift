@@ -2,13 +2,16 @@
 /// back), and between them a check of deaths alone at the earliest member's death deadline
 /// (``Membership/nextDeathDue``), so that a death is declared at its dead timeout rather than up to a tick later.
 ///
-/// Runs are at least ``spacing`` apart (a fifth of the interval): a wave of deaths spread over a heartbeat interval (a
-/// partition, a rack losing power) is declared in a few batches a tick, each one epoch bump and one view pushed to
-/// the survivors, not one for every death. A death is then declared at most one spacing after its deadline.
+/// A check of deaths comes at least ``spacing`` (a fifth of the interval) after the previous run; regular ticks keep
+/// their schedule, so one may follow a check closely. A wave of deaths spread over a heartbeat interval (a partition,
+/// a rack losing power) is declared in at most five batches a tick, each one epoch bump, one persisted change and one
+/// membership change for the ledgers and barriers, not one for every death; a death is declared at most one spacing
+/// after its deadline (plus a run in progress).
 ///
 /// Times are monotonic durations on the caller's clock; the shell sleeps until ``next(deathDue:)``'s moment, runs
 /// what it names and reports it with ``ran(_:finishedAt:)``.
 public struct DetectorSchedule: Sendable {
+    /// What the shell runs.
     public enum Run: Equatable, Sendable {
         /// The whole tick (``Membership/onTick(now:arrivals:)`` with barrier and checkpoint timeouts, paced events).
         case tick
@@ -16,11 +19,14 @@ public struct DetectorSchedule: Sendable {
         case deaths
     }
 
+    /// The regular ticks' interval.
     public let interval: Duration
+    /// The least time between a check of deaths and the run before it.
     public var spacing: Duration { interval / 5 }
     private(set) var nextTick: Duration
     private(set) var lastRun: Duration
 
+    /// Ticks every `interval`, the first one interval after `now`.
     public init(interval: Duration, startingAt now: Duration) {
         self.interval = interval
         nextTick = now + interval

@@ -11,7 +11,14 @@ extension Membership {
     /// because the engine was busy: they count as signs of life (``onSignOfLife(_:at:now:)``) before anyone is
     /// judged, after the stall rule moved every member's last sign of life forward (an arrival during the stall is
     /// newer still).
-    public mutating func onTick(now: Moment, arrivals: [WorkerID: Duration] = [:]) -> [Directive] {
+    ///
+    /// `lag` is how far behind the coordinator's threads run (how late a job queued for them now starts): heartbeats
+    /// that reached the coordinator in the last `lag` may still wait there unread. Both timeouts are extended by it,
+    /// up to ``MembershipConfig/maxLagGrace`` (so a coordinator that stays overloaded still declares a dead worker
+    /// dead, within twice the dead timeout).
+    public mutating func onTick(now: Moment, arrivals: [WorkerID: Duration] = [:], lag: Duration = .zero)
+        -> [Directive]
+    {
         var directives: [Directive] = []
         let t = now.monotonic
         if let last = lastTick, t - last > config.stallThreshold {
@@ -33,6 +40,9 @@ extension Membership {
             self.restoredAt = nil
         }
 
+        let grace = min(max(lag, .zero), config.maxLagGrace)
+        let deadAfter = config.deadAfter + grace
+        let suspectAfter = config.suspectAfter + grace
         var dying: [Entry] = []
         var suspected: [Entry] = []
         var expired: [WorkerID] = []
@@ -40,13 +50,13 @@ extension Membership {
         for entry in entries.values {
             if entry.isMember {
                 let silence = t - entry.lastSeen
-                if silence >= config.deadAfter {
+                if silence >= deadAfter {
                     dying.append(entry)
                     continue
                 }
-                let due = entry.lastSeen + config.deadAfter
+                let due = entry.lastSeen + deadAfter
                 if nextDeath.map({ due < $0 }) ?? true { nextDeath = due }
-                if silence >= config.suspectAfter, entry.health == .healthy,
+                if silence >= suspectAfter, entry.health == .healthy,
                     restoredUnheard.isEmpty || !restoredUnheard.contains(entry.record.spec.id)
                 {
                     suspected.append(entry)

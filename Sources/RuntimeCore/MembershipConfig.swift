@@ -57,4 +57,9 @@ public struct MembershipConfig: Sendable, Hashable {
     /// silences measured across it are not the workers' fault. The suspect timeout, but at least one second, so that
     /// ordinary scheduling hiccups under aggressive timeouts do not count as stalls.
     public var stallThreshold: Duration { max(suspectAfter, .seconds(1)) }
+
+    /// The most the failure detector extends its timeouts by when the coordinator runs behind (the `lag` of
+    /// ``Membership/onTick(now:arrivals:lag:)``): the dead timeout, so that a coordinator that stays overloaded still
+    /// declares a dead worker dead within twice the dead timeout.
+    public var maxLagGrace: Duration { deadAfter }
 }

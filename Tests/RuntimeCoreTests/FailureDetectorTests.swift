@@ -7,8 +7,10 @@ struct FailureDetectorTests {
     var clock = ManualClock()
     var membership = Membership()
 
-    /// Ticks every 250 ms for `duration`, collecting the directives.
-    mutating func run(for duration: Duration, heartbeating: [String] = []) throws -> [Membership.Directive] {
+    /// Ticks every 250 ms for `duration` (the coordinator `lag` behind), collecting the directives.
+    mutating func run(
+        for duration: Duration, heartbeating: [String] = [], lag: Duration = .zero
+    ) throws -> [Membership.Directive] {
         var directives: [Membership.Directive] = []
         var elapsed = Duration.zero
         while elapsed < duration {
@@ -17,7 +19,7 @@ struct FailureDetectorTests {
             for name in heartbeating {
                 _ = try membership.onHeartbeat(try wid(name), step: 0, metrics: [:], now: clock.now)
             }
-            directives += membership.onTick(now: clock.now)
+            directives += membership.onTick(now: clock.now, lag: lag)
         }
         return directives
     }
@@ -81,6 +83,32 @@ struct FailureDetectorTests {
         _ = try membership.onDeregister(try wid("b"), now: clock.now)
         _ = membership.onTick(now: clock.now)
         #expect(membership.nextDeathDue == nil)
+    }
+
+    @Test("a coordinator running behind extends both timeouts by its lag, at most by the dead timeout")
+    mutating func lagExtendsTimeouts() throws {
+        try membership.join(try worker("a"), at: clock.now)
+        try membership.join(try worker("b"), at: clock.now)
+        _ = membership.onTick(now: clock.now)
+        let joined = clock.now.monotonic
+
+        // 2.5 s of silence with 0.6 s of lag: not suspected (2.6 s needed); the lag gone, suspected.
+        _ = try run(for: .milliseconds(2500), lag: .milliseconds(600))
+        #expect(try health("a") == .healthy)
+        _ = membership.onTick(now: clock.now, lag: .zero)
+        #expect(try health("a") == .suspect)
+
+        // 5.5 s with 0.6 s of lag: alive, and the next death is due at the extended deadline.
+        _ = try run(for: .seconds(3), lag: .milliseconds(600))
+        #expect(membership.ranks() == ["a", "b"])
+        #expect(membership.nextDeathDue == joined + .milliseconds(5600))
+
+        // However far behind the coordinator claims to be, a silence of twice the dead timeout is a death.
+        _ = try run(for: .milliseconds(4250), lag: .seconds(60))
+        #expect(membership.ranks() == ["a", "b"])
+        let directives = try run(for: .milliseconds(250), lag: .seconds(60))
+        #expect(membership.ranks().isEmpty)
+        #expect(directives.contains(.log(.declaredDead(try wid("a"), .default, silentFor: .seconds(10), epoch: 3))))
     }
 
     @Test("a suspect that heartbeats again is healthy and keeps its rank")

@@ -47,6 +47,7 @@ extension CoordinatorEngine {
         metrics.setGauge("barriers_open", [], to: Double(barriers.open.count))
         metrics.setGauge("checkpoints_pending", [], to: Double(checkpointCounts["pending"] ?? 0))
         metrics.setGauge("uptime", [], to: status.uptime.seconds)
+        metrics.setGauge("scheduling_lag", [], to: lastLag.seconds)
         metrics.setGauge("event_clients", [], to: Double(events.clients))
         return MetricsSnapshot(
             uptime: status.uptime, heartbeatsPerSecond: metrics.heartbeatRate(at: now().monotonic),

@@ -19,6 +19,9 @@ public actor CoordinatorEngine {
     public nonisolated let queue: WriteBehindQueue
     /// When each worker's latest heartbeat arrived, recorded before it queues for this actor (see ``heard(_:)``).
     public nonisolated let liveness = LivenessBoard()
+    /// How far behind the coordinator's threads run, measured by probes (the engine service runs them): the failure
+    /// detector extends its timeouts by it.
+    public nonisolated let schedulingLag = SchedulingLag()
     /// When the engine started.
     public nonisolated let startedAt: Moment
     /// Counters, timers and gauges for `/metrics` and `/api/metrics`.
@@ -80,6 +83,8 @@ public actor CoordinatorEngine {
     var latestChange: [TaskID: [WriteBehindQueue.Lane: WriteBehindQueue.Ticket]] = [:]
     /// Reasons of the membership changes waiting to be pushed, per task; one push carries them all.
     private var pendingPushes: [TaskID: [String]] = [:]
+    /// The lag the failure detector's last run extended its timeouts by (``schedulingLag``), for `/metrics`.
+    var lastLag = Duration.zero
     /// When each task's members were last pushed a view (monotonic), for ``pushSpacing(members:)``.
     private var lastPush: [TaskID: Duration] = [:]
     /// Per task, why its membership last changed and the epoch it changed to: every view at that epoch says why,
@@ -296,13 +301,17 @@ public actor CoordinatorEngine {
     }
 
     /// Runs the failure detector once (the engine service calls this every tick), counting the heartbeats that
-    /// arrived since the last tick (``liveness``) whether or not the engine has handled them yet. Returns how long
+    /// arrived since the last tick (``liveness``) whether or not the engine has handled them yet, with its timeouts
+    /// extended by how far behind the coordinator runs (``schedulingLag``). Returns how long
     /// until a member can next be declared dead (``untilNextDeath``), so that the engine service learns it without
     /// queueing for the actor a second time.
+    ///
+    /// - Parameter scheduledAt: when the run was due (the engine service's schedule): how long it waited for this
+    ///   actor counts in the lag.
     @discardableResult
-    public func tick() -> Duration? {
+    public func tick(scheduledAt: ContinuousClock.Instant? = nil) -> Duration? {
         let moment = now()
-        carryOut(membership.onTick(now: moment, arrivals: liveness.take()))
+        judgeLiveness(at: moment, scheduledAt: scheduledAt)
         carryOut(barriers.onTick(now: moment.monotonic))
         carryOut(checkpoints.onTick(now: moment.monotonic))
         observeTick(moment)
@@ -316,7 +325,7 @@ public actor CoordinatorEngine {
     /// How long until a member can next be declared dead (``Membership/nextDeathDue``), as of the last tick; nil
     /// when there is no member. The engine service runs the failure detector then (``checkDeaths()``) when it is
     /// before the next regular tick (``DetectorSchedule``).
-    public func untilNextDeath() -> Duration? {
+    func untilNextDeath() -> Duration? {
         membership.nextDeathDue.map { $0 - now().monotonic }
     }
 
@@ -324,9 +333,17 @@ public actor CoordinatorEngine {
     /// (barrier and checkpoint timeouts, metrics events paced per tick) keeps its own pace. Returns
     /// ``untilNextDeath()``, as ``tick()`` does.
     @discardableResult
-    public func checkDeaths() -> Duration? {
-        carryOut(membership.onTick(now: now(), arrivals: liveness.take()))
+    public func checkDeaths(scheduledAt: ContinuousClock.Instant? = nil) -> Duration? {
+        judgeLiveness(at: now(), scheduledAt: scheduledAt)
         return untilNextDeath()
+    }
+
+    /// The failure detector's run: the heartbeats that arrived meanwhile, and the timeouts extended by the lag.
+    private func judgeLiveness(at moment: Moment, scheduledAt: ContinuousClock.Instant?) {
+        let waited = scheduledAt.map { ContinuousClock.now - $0 } ?? .zero
+        let lag = schedulingLag.take(now: moment.monotonic, engineWait: waited)
+        lastLag = lag
+        carryOut(membership.onTick(now: moment, arrivals: liveness.take(), lag: lag))
     }
 
     /// The coordinator is shutting down: calls parked at barriers and checkpoint commits fail now with UNAVAILABLE
@@ -465,13 +482,18 @@ public actor CoordinatorEngine {
         pendingPushes[task, default: []].append(reason)
     }
 
-    /// The least time between two pushes to a task's members: proportional to their number (20 µs a member, at
-    /// most 250 ms), so that a task whose membership changes continuously (thousands of workers registering at once)
-    /// spends at most about half the coordinator on pushing views, instead of pushing every member a view per
-    /// committed batch of joins: that made a rendezvous quadratic (10,000 registrations took 72 s). A task of 100
-    /// members waits 2 ms at most; each push carries the newest view, and the changes folded into it.
+    /// The least time between two pushes to a task's members: proportional to their number (100 µs a member, at
+    /// most 1 s), so that a task whose membership changes continuously (thousands of workers registering at once)
+    /// spends at most about a third of a core on pushing views. A pushed view costs the coordinator about what a no-op
+    /// stream message does (38–47 µs of CPU, `dtr bench swarm heartbeat`), and the worker as much again to read it. At
+    /// 20 µs a member, the pushes of a 10,000-worker registration took more than the coordinator had: heartbeats
+    /// waited behind them, live workers were suspected by the thousand and in one run 1,334 were declared dead
+    /// (bench/RESULTS.md). Without spacing, pushing every member a view per committed batch of joins made a
+    /// rendezvous quadratic (10,000 registrations took 72 s). A task of 100 members waits 10 ms at most; each push
+    /// carries the newest view and the changes folded into it, and members also get the current view in every
+    /// heartbeat's acknowledgement.
     static func pushSpacing(members: Int) -> Duration {
-        min(.microseconds(20) * members, .milliseconds(250))
+        min(.microseconds(100) * members, .milliseconds(1000))
     }
 
     private func push(_ task: TaskID) async {

@@ -74,6 +74,11 @@ public final class CoordinatorMetrics: Sendable {
         "barriers_open": ("barriers_open", "", "Barrier generations waiting for arrivals."),
         "checkpoints_pending": ("checkpoints_pending", "", "Checkpoints waiting for parts."),
         "uptime": ("uptime", "seconds", "Time since the coordinator started."),
+        "scheduling_lag": (
+            "scheduling_lag", "seconds",
+            "How far behind the coordinator's threads ran at the failure detector's last run "
+                + "(its timeouts were extended by that much)."
+        ),
         "event_clients": ("event_clients", "", "Open GET /api/events streams."),
         "event_clients_dropped": (
             "event_clients_dropped", "total",

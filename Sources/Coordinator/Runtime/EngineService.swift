@@ -1,9 +1,10 @@
+import NIOPosix
 import RuntimeCore
 public import ServiceLifecycle
 import Storage
 
-/// Runs the engine's background work: the write-behind queue's flusher, the failure detector's ticks, and the
-/// engine's side effects (``EffectRunner``).
+/// Runs the engine's background work: the write-behind queue's flusher, the failure detector's ticks, the probes of
+/// how far behind the coordinator runs (``SchedulingLag``), and the engine's side effects (``EffectRunner``).
 ///
 /// On graceful shutdown the ticks stop, the effects still running are cancelled (and awaited), and the queue writes
 /// what is pending before the service returns (within ``ShutdownWriteBudget``'s time); it is the first service of the
@@ -28,6 +29,13 @@ public struct EngineService: Service {
                     }
                 }
                 group.addTask { await effects.run() }
+                // How far behind the pool and the gRPC server's event loops run, for the failure detector.
+                let monotonic: @Sendable () -> Duration = { engine.now().monotonic }
+                group.addTask { await engine.schedulingLag.probePool(now: monotonic) }
+                group.addTask {
+                    await engine.schedulingLag.probeEventLoops(
+                        of: MultiThreadedEventLoopGroup.singleton, now: monotonic)
+                }
                 group.addTask {
                     // The failure detector's ticks, and its deaths at their deadlines between them (DetectorSchedule).
                     // One call on the engine a run: each run answers when the next death is due.
@@ -40,8 +48,8 @@ public struct EngineService: Service {
                         try? await Task.sleep(until: origin + at, clock: clock)
                         let untilDeath =
                             switch run {
-                            case .tick: await engine.tick()
-                            case .deaths: await engine.checkDeaths()
+                            case .tick: await engine.tick(scheduledAt: origin + at)
+                            case .deaths: await engine.checkDeaths(scheduledAt: origin + at)
                             }
                         let finished = clock.now - origin
                         deathDue = untilDeath.map { finished + $0 }
