@@ -105,39 +105,7 @@ def _make_barrier(
 
         return tcpstore_barrier, (lambda: None)
     if backend == "echo-stream":
-        import queue  # noqa: PLC0415
-        import threading  # noqa: PLC0415
-
-        import grpc  # noqa: PLC0415
-
-        channel = grpc.insecure_channel(setting)
-        requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-
-        def produce() -> Iterator[bytes]:
-            while (message := requests.get()) is not None:
-                yield message
-
-        responses = channel.stream_stream(f"{_BENCH_SERVICE}/Stream")(produce())
-        echoed = threading.Semaphore(0)
-
-        def read() -> None:
-            for _ in responses:
-                echoed.release()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-
-        def stream_echo(_round: int) -> None:
-            requests.put(_ECHO_PAYLOAD)
-            if not echoed.acquire(timeout=120):
-                raise TimeoutError("no echo within 120 s")
-
-        def close_stream() -> None:
-            requests.put(None)
-            reader.join(timeout=10)
-            channel.close()
-
-        return stream_echo, close_stream
+        return _stream_echo(setting)
     if backend == "echo-unary":
         import grpc  # noqa: PLC0415
 
@@ -156,6 +124,53 @@ def _make_barrier(
 
         return dtr_barrier, worker.close
     raise ValueError(f"unknown backend {backend}")
+
+
+def _stream_echo(setting: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """grpcio's floor in the SDK's stream shape: a queue-fed request iterator, a reader thread, a semaphore."""
+    import queue  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+
+    channel = grpc.insecure_channel(setting)
+    requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def produce() -> Iterator[bytes]:
+        while (message := requests.get()) is not None:
+            yield message
+
+    responses = channel.stream_stream(f"{_BENCH_SERVICE}/Stream")(produce())
+    echoed = threading.Semaphore(0)
+    failure: list[grpc.RpcError] = []
+
+    def read() -> None:
+        try:
+            for _ in responses:
+                echoed.release()
+        except grpc.RpcError as error:
+            # Kept for the caller, which is woken to raise it instead of waiting out its timeout.
+            failure.append(error)
+            echoed.release()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def stream_echo(_round: int) -> None:
+        requests.put(_ECHO_PAYLOAD)
+        if not echoed.acquire(timeout=120):
+            raise TimeoutError("no echo within 120 s: is the coordinator started with --bench-noop-service?")
+        if failure:
+            raise RuntimeError(
+                f"the echo stream failed: {failure[0]}; the coordinator must run with --bench-noop-service"
+            ) from failure[0]
+
+    def close_stream() -> None:
+        requests.put(None)
+        reader.join(timeout=10)
+        channel.close()
+
+    return stream_echo, close_stream
 
 
 _BENCH_SERVICE = "/dtruntime.bench.Bench"

@@ -50,6 +50,8 @@ public final class SimulatedWorker: Sendable {
         var sawSuspect = false
         var acknowledged = 0
         var lastSent: ContinuousClock.Instant?
+        /// The longest time between two heartbeats leaving this worker.
+        var longestSendGap = Duration.zero
     }
 
     private let state = Mutex(State())
@@ -81,6 +83,11 @@ public final class SimulatedWorker: Sendable {
 
     /// When the last heartbeat left on a session stream.
     public var lastSent: ContinuousClock.Instant? { state.withLock { $0.lastSent } }
+
+    /// The longest time between two consecutive heartbeats this worker handed to its session streams: what the
+    /// coordinator cannot hear, whatever it does. A suspicion of a worker whose gaps stayed under the suspect timeout
+    /// is the coordinator's doing (or the client's on the way out: its lag); one above it is the client's.
+    public var longestSendGap: Duration { state.withLock { $0.longestSendGap } }
 
     /// Whether a view ever said the coordinator suspected this worker.
     public var sawSuspect: Bool { state.withLock { $0.sawSuspect } }
@@ -260,6 +267,7 @@ public final class SimulatedWorker: Sendable {
         state.withLock { state in
             if sent {
                 let now = ContinuousClock.now
+                if let last = state.lastSent { state.longestSendGap = max(state.longestSendGap, now - last) }
                 state.lastSent = now
                 if state.oldestUnacknowledged == nil { state.oldestUnacknowledged = now }
             }

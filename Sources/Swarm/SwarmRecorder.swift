@@ -51,8 +51,7 @@ public final class SwarmRecorder: Sendable {
 
     /// A heartbeat's round trip on a session stream (sent to acknowledged).
     public func roundTrip(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let nanoseconds = Percentiles.nanoseconds(duration)
         state.withLock { $0.roundTrips.append(nanoseconds) }
     }
 
@@ -108,6 +107,17 @@ public struct Percentiles: Sendable {
     /// Sorts `nanoseconds` once.
     public init(nanoseconds: [Int64]) {
         sorted = nanoseconds.sorted()
+    }
+
+    /// Sorts `durations` once.
+    public init(_ durations: [Duration]) {
+        self.init(nanoseconds: durations.map(Self.nanoseconds))
+    }
+
+    /// A duration in whole nanoseconds.
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
     /// How many samples there are.

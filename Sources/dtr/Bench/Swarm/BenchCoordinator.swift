@@ -133,6 +133,12 @@ final class BenchCoordinator: Sendable {
         }.map(String.init)
     }
 
+    /// How many lines of the coordinator's log contain `text` (nil without a log: a coordinator elsewhere).
+    func logLines(containing text: String) -> Int? {
+        guard let logPath, let log = try? String(contentsOfFile: logPath, encoding: .utf8) else { return nil }
+        return log.split(separator: "\n").count { $0.contains(text) }
+    }
+
     // MARK: Internals
 
     static func hostPort(_ text: String) -> (host: String, port: Int)? {

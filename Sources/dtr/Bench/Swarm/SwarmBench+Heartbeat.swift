@@ -45,6 +45,7 @@ extension SwarmBench {
         }
 
         let workers = makeWorkers(count, prefix: "swarm", task: { _ in "swarm-heartbeat" }, recorder: recorder)
+        let clientLag = ClientLag()
         // Every registered worker heartbeats once a second from the start, as the SDK's do: the pacer asks them all,
         // and a worker whose session is not open yet has nothing to send.
         let clock = ContinuousClock()
@@ -54,6 +55,7 @@ extension SwarmBench {
         let sessions = SwarmSessions([], connections: connections)
         _ = await registerAll(workers, connections, opening: sessions, recorder: recorder)
         let registered = clock.now - started
+        let clientLagRegistering = clientLag.takeWorst()
         let allOpen = await waitUntil(timeout: .seconds(120)) { workers.allSatisfy { $0.acknowledged > 0 } }
         if !allOpen {
             report.problem("\(workers.filter { $0.acknowledged == 0 }.count) sessions had no heartbeat acknowledged")
@@ -106,13 +108,21 @@ extension SwarmBench {
         for worker in workers { worker.closedLoop(false) }
         // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
         try await Task.sleep(for: .seconds(2))
+        // Suspicions the coordinator logged, the workers' views or not (one recovered before an acknowledgement said
+        // so reaches no worker), counted before the streams close.
+        let loggedSuspicions = coordinator.logLines(containing: "worker suspected")
+        let clientLagAfter = clientLag.takeWorst()
+        await clientLag.stop()
         pacing.cancel()
         await sessions.stop()
         checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
         let unranked = workers.filter { $0.view.rank < 0 }.count
         if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
 
-        // Report.
+        // Report. A worker's longest send gap tells whose doing a suspicion was: the client's if it went silent
+        // longer than the suspect timeout, the coordinator's if not.
+        let gaps = Percentiles(workers.map(\.longestSendGap))
+        let suspectedGaps = Percentiles(workers.filter(\.sawSuspect).map(\.longestSendGap))
         let expected = Double(count) * window.seconds / interval.seconds
         let ratio = heartbeatRate / max(noopRate, 1)
         let p99 = roundTrips.milliseconds(0.99)
@@ -134,7 +144,21 @@ extension SwarmBench {
             ],
             [
                 "false deaths / false suspicions",
-                "\(workers.filter(\.sawRejoin).count) / \(workers.filter(\.sawSuspect).count)", "", "0 / 0",
+                "\(workers.filter(\.sawRejoin).count) / \(workers.filter(\.sawSuspect).count)",
+                loggedSuspicions.map { "suspicions in the coordinator's log: \($0)" } ?? "", "0 / 0",
+            ],
+            [
+                "longest gap between a worker's heartbeats leaving the client p50 / p99 / max",
+                "\(Figure.ms(gaps.milliseconds(0.5))) / \(Figure.ms(gaps.milliseconds(0.99))) / "
+                    + Figure.ms(gaps.maxMilliseconds),
+                "suspected workers' longest gap p50 / max: \(Figure.ms(suspectedGaps.milliseconds(0.5))) / "
+                    + Figure.ms(suspectedGaps.maxMilliseconds),
+                "",
+            ],
+            [
+                "the client's own lag (its event loops plus its pool), worst while registering / after",
+                "\(Figure.ms(clientLagRegistering.seconds * 1000)) / \(Figure.ms(clientLagAfter.seconds * 1000))",
+                "a heartbeat handed to its stream waits that long before it leaves", "",
             ],
         ]
         if let before = statsBefore, let after = statsAfter {
@@ -178,6 +202,12 @@ extension SwarmBench {
         report.figures["noop_p99_ms"] = noopTrips.milliseconds(0.99)
         report.figures["noop_round_trips"] = noopTrips.count
         report.figures["max_ms"] = roundTrips.maxMilliseconds
+        if let loggedSuspicions { report.figures["logged_suspicions"] = loggedSuspicions }
+        report.figures["client_lag_registering_ms"] = clientLagRegistering.seconds * 1000
+        report.figures["client_lag_after_ms"] = clientLagAfter.seconds * 1000
+        report.figures["send_gap_p99_ms"] = gaps.milliseconds(0.99)
+        report.figures["send_gap_max_ms"] = gaps.maxMilliseconds
+        report.figures["suspected_send_gap_max_ms"] = suspectedGaps.maxMilliseconds
         report.figures["max_rate_per_second"] = heartbeatRate
         report.figures["noop_rate_per_second"] = noopRate
         report.figures["rate_ratio"] = ratio
