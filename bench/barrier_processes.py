@@ -142,16 +142,22 @@ def _stream_echo(setting: str) -> tuple[Callable[[int], None], Callable[[], None
 
     responses = channel.stream_stream(f"{_BENCH_SERVICE}/Stream")(produce())
     echoed = threading.Semaphore(0)
-    failure: list[grpc.RpcError] = []
+    ended: list[str] = []
 
     def read() -> None:
         try:
             for _ in responses:
                 echoed.release()
+            ended.append("the coordinator ended the echo stream")
         except grpc.RpcError as error:
-            # Kept for the caller, which is woken to raise it instead of waiting out its timeout.
-            failure.append(error)
-            echoed.release()
+            hint = (
+                ": start the coordinator with --bench-noop-service"
+                if error.code() == grpc.StatusCode.UNIMPLEMENTED
+                else ""
+            )
+            ended.append(f"the echo stream failed ({error.code().name}: {error.details()}){hint}")
+        # Wakes a caller waiting for an echo, to raise why there is none.
+        echoed.release()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -159,11 +165,9 @@ def _stream_echo(setting: str) -> tuple[Callable[[int], None], Callable[[], None
     def stream_echo(_round: int) -> None:
         requests.put(_ECHO_PAYLOAD)
         if not echoed.acquire(timeout=120):
-            raise TimeoutError("no echo within 120 s: is the coordinator started with --bench-noop-service?")
-        if failure:
-            raise RuntimeError(
-                f"the echo stream failed: {failure[0]}; the coordinator must run with --bench-noop-service"
-            ) from failure[0]
+            raise TimeoutError("no echo within 120 s: is the coordinator overloaded or stopped?")
+        if ended:
+            raise RuntimeError(ended[0])
 
     def close_stream() -> None:
         requests.put(None)

@@ -29,8 +29,8 @@ def test_prometheus_exposition_passes_promtool_and_counts_what_happened(coordina
     assert sample(text, "dtr_barrier_release_seconds_count") == 1
     assert sample(text, "dtr_workers", 'status="left"') == 1
     assert sample(text, "dtr_tasks", 'status="running"') == 1
-    # An idle coordinator runs about on time: its failure detector extends nothing noticeable.
-    assert 0 <= sample(text, "dtr_scheduling_lag_seconds") < 1
+    # Exported, and bounded as its help says: nothing like the dead timeout on a coordinator this idle.
+    assert 0 <= sample(text, "dtr_scheduling_lag_seconds") < 5
 
 
 def test_api_metrics_and_dashboard(coordinator_factory):

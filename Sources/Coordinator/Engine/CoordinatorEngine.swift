@@ -484,9 +484,10 @@ public actor CoordinatorEngine {
 
     /// The least time between two pushes to a task's members: proportional to their number (100 µs a member, at
     /// most 1 s), so that a task whose membership changes continuously (thousands of workers registering at once)
-    /// spends at most about a third of a core on pushing views. A pushed view costs the coordinator about what a no-op
-    /// stream message does (38–47 µs of CPU, `dtr bench swarm heartbeat`), and the worker as much again to read it. At
-    /// 20 µs a member, the pushes of a 10,000-worker registration took more than the coordinator had: heartbeats
+    /// pushes at most 10,000 views a second (fewer past 10,000 members, where the cap holds): 0.3–0.5 of a core, a
+    /// pushed view costing the coordinator about what a no-op stream message does (32–47 µs of CPU, `dtr bench swarm
+    /// heartbeat`), and the worker as much again to read it. At 20 µs a member that was 50,000 views a second at any
+    /// size up to 12,500 members, and the pushes of a 10,000-worker registration took more than the coordinator had: heartbeats
     /// waited behind them, live workers were suspected by the thousand and in one run 1,334 were declared dead
     /// (bench/RESULTS.md). Without spacing, pushing every member a view per committed batch of joins made a
     /// rendezvous quadratic (10,000 registrations took 72 s). A task of 100 members waits 10 ms at most; each push

@@ -30,8 +30,10 @@ public final class SchedulingLag: Sendable {
         var stage: Stage
         /// When the job it asked for is due (nil while none is pending).
         var due: Duration?
-        /// The latest a job ran past its moment since the last ``take(now:)``.
+        /// The latest a job ran past its moment since the last ``take(now:engineWait:)``.
         var worst = Duration.zero
+        /// Stopped: it asks for no job any more (a job already queued may still run once).
+        var retired = false
     }
 
     private let probes = Mutex<[Probe]>([])
@@ -49,7 +51,17 @@ public final class SchedulingLag: Sendable {
 
     /// Probe `probe` asked for a job at `due` (monotonic).
     public func expect(_ probe: Int, due: Duration) {
-        probes.withLock { $0[probe].due = due }
+        probes.withLock { probes in
+            if !probes[probe].retired { probes[probe].due = due }
+        }
+    }
+
+    /// Probe `probe` stopped: nothing it asked for counts as pending any more.
+    public func retire(_ probe: Int) {
+        probes.withLock { probes in
+            probes[probe].retired = true
+            probes[probe].due = nil
+        }
     }
 
     /// Probe `probe`'s job ran at `moment` (monotonic).
@@ -88,7 +100,7 @@ public final class SchedulingLag: Sendable {
             ran(probe, at: now())
         }
         // Not waiting any more: a stopped probe must not look late forever.
-        ran(probe, at: now())
+        retire(probe)
     }
 
     /// Probes each of `group`'s event loops until cancelled or shut down gracefully: a repeated job every ``probeInterval`` on each, noting
@@ -107,8 +119,9 @@ public final class SchedulingLag: Sendable {
         }
         while !Task.isCancelled, !Task.isShuttingDownGracefully { try? await Task.sleep(for: .milliseconds(100)) }
         for (probe, job) in jobs {
+            // Retired first: a job the cancellation does not reach in time finds its probe retired.
+            retire(probe)
             job.cancel()
-            ran(probe, at: now())
         }
     }
 }

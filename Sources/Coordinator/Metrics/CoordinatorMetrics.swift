@@ -77,7 +77,7 @@ public final class CoordinatorMetrics: Sendable {
         "scheduling_lag": (
             "scheduling_lag", "seconds",
             "How far behind the coordinator's threads ran at the failure detector's last run "
-                + "(its timeouts were extended by that much)."
+                + "(its timeouts were extended by that much, at most by the dead timeout)."
         ),
         "event_clients": ("event_clients", "", "Open GET /api/events streams."),
         "event_clients_dropped": (

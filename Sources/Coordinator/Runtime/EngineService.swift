@@ -43,15 +43,18 @@ public struct EngineService: Service {
                     let origin = clock.now
                     var schedule = DetectorSchedule(interval: tick, startingAt: .zero)
                     var deathDue: Duration?
+                    var finished = Duration.zero
                     while !Task.isShuttingDownGracefully, !Task.isCancelled {
                         let (run, at) = schedule.next(deathDue: deathDue)
                         try? await Task.sleep(until: origin + at, clock: clock)
                         let untilDeath =
                             switch run {
-                            case .tick: await engine.tick(scheduledAt: origin + at)
-                            case .deaths: await engine.checkDeaths(scheduledAt: origin + at)
+                            // Due when the schedule said, or when the previous run finished if that was later (its
+                            // wait for the engine was counted then).
+                            case .tick: await engine.tick(scheduledAt: origin + max(at, finished))
+                            case .deaths: await engine.checkDeaths(scheduledAt: origin + max(at, finished))
                             }
-                        let finished = clock.now - origin
+                        finished = clock.now - origin
                         deathDue = untilDeath.map { finished + $0 }
                         schedule.ran(run, finishedAt: finished)
                     }

@@ -90,6 +90,10 @@ extension SwarmBench {
         let roundTrips = Percentiles(nanoseconds: recorder.takeRoundTrips())
         let acknowledged = workers.reduce(0) { $0 + $1.acknowledged } - acknowledgedBefore
 
+        // The client's worst lag at 1 Hz (the rate measurement below saturates it on purpose).
+        let clientLagPaced = clientLag.takeWorst()
+        await clientLag.stop()
+
         // The highest sustained rate: every stream sends its next heartbeat as soon as the last one is acknowledged.
         for worker in workers { worker.closedLoop(true) }
         try await Task.sleep(for: .seconds(2))
@@ -111,8 +115,6 @@ extension SwarmBench {
         // Suspicions the coordinator logged, the workers' views or not (one recovered before an acknowledgement said
         // so reaches no worker), counted before the streams close.
         let loggedSuspicions = coordinator.logLines(containing: "worker suspected")
-        let clientLagAfter = clientLag.takeWorst()
-        await clientLag.stop()
         pacing.cancel()
         await sessions.stop()
         checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
@@ -156,8 +158,8 @@ extension SwarmBench {
                 "",
             ],
             [
-                "the client's own lag (its event loops plus its pool), worst while registering / after",
-                "\(Figure.ms(clientLagRegistering.seconds * 1000)) / \(Figure.ms(clientLagAfter.seconds * 1000))",
+                "the client's own lag (its event loops plus its pool), worst while registering / at 1 Hz",
+                "\(Figure.ms(clientLagRegistering.seconds * 1000)) / \(Figure.ms(clientLagPaced.seconds * 1000))",
                 "a heartbeat handed to its stream waits that long before it leaves", "",
             ],
         ]
@@ -204,7 +206,7 @@ extension SwarmBench {
         report.figures["max_ms"] = roundTrips.maxMilliseconds
         if let loggedSuspicions { report.figures["logged_suspicions"] = loggedSuspicions }
         report.figures["client_lag_registering_ms"] = clientLagRegistering.seconds * 1000
-        report.figures["client_lag_after_ms"] = clientLagAfter.seconds * 1000
+        report.figures["client_lag_paced_ms"] = clientLagPaced.seconds * 1000
         report.figures["send_gap_p99_ms"] = gaps.milliseconds(0.99)
         report.figures["send_gap_max_ms"] = gaps.maxMilliseconds
         report.figures["suspected_send_gap_max_ms"] = suspectedGaps.maxMilliseconds
