@@ -13,7 +13,8 @@
 public struct DetectorSchedule: Sendable {
     /// What the shell runs.
     public enum Run: Equatable, Sendable {
-        /// The whole tick (``Membership/onTick(now:arrivals:lag:)`` with barrier and checkpoint timeouts, paced events).
+        /// The whole tick (``Membership/onTick(now:arrivals:lag:)`` with barrier and checkpoint timeouts, paced
+        /// events).
         case tick
         /// The failure detector alone.
         case deaths

@@ -487,9 +487,9 @@ public actor CoordinatorEngine {
     /// pushes at most 10,000 views a second (fewer past 10,000 members, where the cap holds): 0.3–0.5 of a core, a
     /// pushed view costing the coordinator about what a no-op stream message does (32–47 µs of CPU, `dtr bench swarm
     /// heartbeat`), and the worker as much again to read it. At 20 µs a member that was 50,000 views a second at any
-    /// size up to 12,500 members, and the pushes of a 10,000-worker registration took more than the coordinator had: heartbeats
-    /// waited behind them, live workers were suspected by the thousand and in one run 1,334 were declared dead
-    /// (bench/RESULTS.md). Without spacing, pushing every member a view per committed batch of joins made a
+    /// size up to 12,500 members, and the pushes of a 10,000-worker registration took more than the coordinator had:
+    /// heartbeats waited behind them, live workers were suspected by the thousand and in one run 1,334 were declared
+    /// dead (bench/RESULTS.md). Without spacing, pushing every member a view per committed batch of joins made a
     /// rendezvous quadratic (10,000 registrations took 72 s). A task of 100 members waits 10 ms at most; each push
     /// carries the newest view and the changes folded into it, and members also get the current view in every
     /// heartbeat's acknowledgement.

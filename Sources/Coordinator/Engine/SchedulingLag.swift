@@ -89,8 +89,8 @@ public final class SchedulingLag: Sendable {
         }
     }
 
-    /// Probes the concurrency pool until cancelled or shut down gracefully: a task that sleeps ``probeInterval`` at a time and notes how late
-    /// it wakes (`now` is the coordinator's monotonic clock).
+    /// Probes the concurrency pool until cancelled or shut down gracefully: a task that sleeps ``probeInterval`` at a
+    /// time and notes how late it wakes (`now` is the coordinator's monotonic clock).
     public func probePool(now: @Sendable () -> Duration) async {
         let probe = addProbe(.pool)
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
@@ -103,8 +103,8 @@ public final class SchedulingLag: Sendable {
         retire(probe)
     }
 
-    /// Probes each of `group`'s event loops until cancelled or shut down gracefully: a repeated job every ``probeInterval`` on each, noting
-    /// how late it runs.
+    /// Probes each of `group`'s event loops until cancelled or shut down gracefully: a repeated job every
+    /// ``probeInterval`` on each, noting how late it runs.
     public func probeEventLoops(of group: any EventLoopGroup, now: @escaping @Sendable () -> Duration) async {
         let interval = TimeAmount(Self.probeInterval)
         let jobs = group.makeIterator().map { loop in
