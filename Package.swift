@@ -109,6 +109,8 @@ let package = Package(
                 "Coordinator", "RuntimeCore", "DataShard", "RuntimeProto", "Swarm", "Storage",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                // The benchmarks' protocol floor: the session's messages, (de)serialized as the generated service does.
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

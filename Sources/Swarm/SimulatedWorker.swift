@@ -1,5 +1,6 @@
 import Foundation
 public import GRPCCore
+import GRPCProtobuf
 public import RuntimeProto
 import Synchronization
 
@@ -206,7 +207,13 @@ public final class SimulatedWorker: Sendable {
     /// Keeps this worker's `WorkerSession` open: one heartbeat for each ``beat()``, every acknowledgement and push
     /// taken as the worker's view. Returns when the coordinator ends the stream (or throws its error); cancelling the
     /// calling task breaks the stream, as a crashed process would.
-    public func runSession(_ connections: SwarmConnections) async throws {
+    ///
+    /// - Parameter method: the method the stream calls: another one with the session's messages (a benchmark's
+    ///   floor) instead of the coordinator's `WorkerSession`.
+    public func runSession(
+        _ connections: SwarmConnections,
+        method: MethodDescriptor = Dtruntime_V1_Coordinator.Method.WorkerSession.descriptor
+    ) async throws {
         let (beats, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(4))
         let silent = state.withLock {
             $0.beats?.finish()
@@ -220,17 +227,19 @@ public final class SimulatedWorker: Sendable {
             continuation.finish()
             state.withLock { $0.beats = nil }
         }
-        let stub = connections.stub(connection)
-        try await stub.workerSession(
-            metadata: metadata(connections),
-            requestProducer: { writer in
-                for await _ in beats {
-                    try await writer.write(.with { $0.heartbeat = self.heartbeatRequest(noting: true) })
-                }
-            },
-            onResponse: { response in
-                for try await event in response.messages { self.take(event) }
-            })
+        let request = StreamingClientRequest(of: Dtruntime_V1_SessionRequest.self, metadata: metadata(connections)) {
+            writer in
+            for await _ in beats {
+                try await writer.write(.with { $0.heartbeat = self.heartbeatRequest(noting: true) })
+            }
+        }
+        // What the generated stub's `workerSession` does, with the method chosen.
+        try await connections.client(connection).bidirectionalStreaming(
+            request: request, descriptor: method, serializer: ProtobufSerializer<Dtruntime_V1_SessionRequest>(),
+            deserializer: ProtobufDeserializer<Dtruntime_V1_SessionEvent>(), options: .defaults
+        ) { response in
+            for try await event in response.messages { self.take(event) }
+        }
     }
 
     /// Asks the open session to send a heartbeat now (nothing happens without one, or while hung).

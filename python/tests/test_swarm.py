@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dtruntime import LocalCoordinator
 
 
@@ -47,6 +49,11 @@ def test_heartbeat_in_process(dtr_binary: str) -> None:
     assert report["coordinator"] == "in this process"
     # The 1 Hz floor: 100 no-op streams, each sending once a second for the 2 s window.
     assert report["noop_round_trips"] >= 150 and report["noop_p99_ms"] >= report["noop_p50_ms"] > 0
+    # The floors with the same client (its heartbeats answered by a no-op session method), paced and at the highest
+    # rate, were measured, and the rate's ratio is against the latter.
+    assert report["floor_round_trips"] >= 150 and report["floor_p99_ms"] >= report["floor_p50_ms"] > 0
+    assert report["max_rate_per_second"] > 0 and report["floor_rate_per_second"] > 0
+    assert report["rate_ratio"] == pytest.approx(report["max_rate_per_second"] / report["floor_rate_per_second"])
 
 
 def test_rendezvous(dtr_binary: str) -> None:

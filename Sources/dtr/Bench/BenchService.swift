@@ -1,4 +1,6 @@
 import GRPCCore
+import GRPCProtobuf
+import RuntimeProto
 import Synchronization
 
 /// Raw bytes as gRPC messages: the benchmarks' baselines move bytes without any protobuf work.
@@ -34,12 +36,30 @@ final class Gate: Sendable {
 }
 
 /// The benchmarks' no-op service, served next to the coordinator on the same server: `Wait` parks until `Open`,
-/// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes.
+/// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes, and
+/// `Session` answers every heartbeat of a `WorkerSession`-shaped stream with an acknowledgement at once: the session's
+/// own messages, decoded and encoded as the coordinator's service does, with nothing done in between.
 struct BenchService: RegistrableRPCService {
     static let wait = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Wait")
     static let open = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Open")
     static let echo = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Echo")
     static let stream = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Stream")
+    static let session = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Session")
+
+    /// What `Session` answers a heartbeat with: an acknowledgement carrying a view of the size the coordinator's do.
+    static func acknowledgement(of request: Dtruntime_V1_SessionRequest) -> Dtruntime_V1_SessionEvent {
+        .with {
+            $0.kind = .heartbeatAck
+            $0.view = .with {
+                $0.taskID = "swarm-heartbeat"
+                $0.rank = 4_999
+                $0.worldSize = 10_000
+                $0.membershipEpoch = request.heartbeat.membershipEpoch
+                $0.command = .continue
+                $0.status = .healthy
+            }
+        }
+    }
 
     let gate: Gate
 
@@ -63,6 +83,15 @@ struct BenchService: RegistrableRPCService {
         router.registerHandler(forMethod: Self.stream, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
             StreamingServerResponse { writer in
                 for try await message in request.messages { try await writer.write(message) }
+                return [:]
+            }
+        }
+        router.registerHandler(
+            forMethod: Self.session, deserializer: ProtobufDeserializer<Dtruntime_V1_SessionRequest>(),
+            serializer: ProtobufSerializer<Dtruntime_V1_SessionEvent>()
+        ) { request, _ in
+            StreamingServerResponse { writer in
+                for try await message in request.messages { try await writer.write(Self.acknowledgement(of: message)) }
                 return [:]
             }
         }
