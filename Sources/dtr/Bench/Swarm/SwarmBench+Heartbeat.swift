@@ -37,11 +37,15 @@ extension SwarmBench {
             connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
         // ...and the same client's heartbeats answered at once by a method that does nothing else.
         let floor = try await sessionFloor(count, connections, coordinator, interval: interval)
-        if floor.unanswered > 0 {
-            report.problem("the session floor is short: \(floor.unanswered) of \(count) no-op sessions had no answer")
-        }
         let (floorRate, floorCPU) = (floor.rate, floor.cpuPerMessage)
         let floorTrips = Percentiles(nanoseconds: floor.paced)
+        if floor.unanswered > 0 || floor.failed > 0 || floorRate <= 0
+            || floorTrips.count < count * Int(durationValue / interval) / 2
+        {
+            report.problem(
+                "the session floor is short: \(floor.unanswered) of \(count) no-op sessions had no answer, "
+                    + "\(floor.failed) failed, \(floorTrips.count) round trips measured at 1 Hz")
+        }
         // And the floor of the round trip at 1 Hz: the same streams, each sending a no-op message once a second.
         let noop = try await EchoStreams.paced(
             connections, streams: count, message: sample, interval: interval, window: durationValue)
@@ -107,6 +111,8 @@ extension SwarmBench {
         // floor has none).
         pacing.cancel()
         await pacing.value
+        // The paced heartbeats' answers first, so that no worker starts its loop with two heartbeats in flight.
+        try await Task.sleep(for: .seconds(1))
         for worker in workers { worker.closedLoop(true) }
         try await Task.sleep(for: .seconds(2))
         _ = recorder.takeRoundTrips()
@@ -188,12 +194,13 @@ extension SwarmBench {
             report.figures["coordinator_cpu_fraction"] = cpu
             report.figures["coordinator_rss_bytes"] = after.residentBytes
         }
-        let floorRatio = heartbeatRate / max(floorRate, 1)
+        // Without a floor (its sessions failed) there is no ratio, and no goal met.
+        let floorRatio = floorRate > 0 ? heartbeatRate / floorRate : 0
         report.rows.append([
             "highest sustained heartbeat rate (\(Figure.count(count)) streams, each sending on acknowledgement)",
             Figure.rate(heartbeatRate),
             "the same workers' heartbeats answered at once by a no-op session method: \(Figure.rate(floorRate))",
-            "\(Figure.ratio(floorRatio)) (≥ 0.8×) \(Figure.met(floorRatio >= 0.8))",
+            floorRate > 0 ? "\(Figure.ratio(floorRatio)) (≥ 0.8×) \(Figure.met(floorRatio >= 0.8))" : "no floor ✗",
         ])
         report.rows.append([
             "no-op stream messages (raw bytes: no protobuf on either side, a lighter client)",
@@ -243,7 +250,7 @@ extension SwarmBench {
         report.figures["noop_rate_ratio"] = ratio
         report.figures["registration_seconds"] = registered.seconds
         report.figures["goal_p99_met"] = p99 <= 20
-        report.figures["goal_rate_met"] = floorRatio >= 0.8
+        report.figures["goal_rate_met"] = floorRate > 0 && floorRatio >= 0.8
         if Double(acknowledged) < expected * 0.95 {
             report.problem("only \(acknowledged) of about \(Int(expected)) heartbeats were acknowledged")
         }
@@ -259,20 +266,28 @@ extension SwarmBench {
     /// a lighter client) the heartbeats' figures would also measure the client.
     private func sessionFloor(
         _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator, interval: Duration
-    ) async throws -> (paced: [Int64], rate: Double, cpuPerMessage: Duration?, unanswered: Int) {
+    ) async throws -> (paced: [Int64], rate: Double, cpuPerMessage: Duration?, unanswered: Int, failed: Int) {
         let recorder = SwarmRecorder()
         let workers = makeWorkers(count, prefix: "floor", task: { _ in "swarm-heartbeat" }, recorder: recorder)
         for (index, worker) in workers.enumerated() {
             worker.progress(step: 1, metrics: TrainingCurve(seed: index).metrics(at: 1))
         }
+        // A session that ends before the floor is measured (an error, or the server ending it) counts as failed.
+        let measured = Shared(false)
         let sessions = workers.map { worker in
-            Task { try? await worker.runSession(connections, method: BenchService.session) }
+            Task {
+                try? await worker.runSession(connections, method: BenchService.session)
+                return !measured.value
+            }
         }
         defer { for session in sessions { session.cancel() } }
         if !(await waitUntil(timeout: .seconds(60)) { workers.allSatisfy { $0.acknowledged > 0 } }) {
-            return ([], 0, nil, workers.filter { $0.acknowledged == 0 }.count)
+            for session in sessions { session.cancel() }
+            for session in sessions { _ = await session.value }
+            return ([], 0, nil, workers.filter { $0.acknowledged == 0 }.count, 0)
         }
         let pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: .now + .seconds(86_400)) }
+        defer { pacing.cancel() }
         try await Task.sleep(for: .seconds(3))
         _ = recorder.takeRoundTrips()
         try await Task.sleep(for: durationValue)
@@ -293,10 +308,14 @@ extension SwarmBench {
         let answered = recorder.takeRoundTrips().count
         let elapsed = clock.now - start
         let statsAfter = coordinator.stats
+        measured.withLock { $0 = true }
         for worker in workers { worker.closedLoop(false) }
         for session in sessions { session.cancel() }
-        for session in sessions { await session.value }
+        var failed = 0
+        for session in sessions where await session.value { failed += 1 }
         let cpu = statsBefore.flatMap { before in statsAfter.map { $0.cpuSeconds - before.cpuSeconds } }
-        return (paced, Double(answered) / elapsed.seconds, cpu.map { .seconds($0 / Double(max(answered, 1))) }, 0)
+        return (
+            paced, Double(answered) / elapsed.seconds, cpu.map { .seconds($0 / Double(max(answered, 1))) }, 0, failed
+        )
     }
 }

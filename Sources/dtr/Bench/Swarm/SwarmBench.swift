@@ -12,8 +12,8 @@ struct SwarmBench: AsyncParsableCommand {
         discussion: """
             Scenarios (each prints a Markdown table, then one JSON line):
               heartbeat          N workers heartbeat at 1 Hz on session streams: round trips, false deaths, the \
-            coordinator's CPU and memory; then the highest sustained heartbeat rate against the same workers' heartbeats \
-            answered by a no-op session method, and against raw no-op stream messages.
+            coordinator's CPU and memory; then the highest sustained heartbeat rate; both against the same workers' \
+            heartbeats answered by a no-op session method, and against raw no-op stream messages.
               rendezvous         N workers register into one task: first registration to every worker holding its \
             rank at the final membership epoch.
               memory             the coordinator's resident memory per registered worker.
