@@ -17,50 +17,6 @@ public struct SessionUpdate: Sendable, Hashable {
     public var view: MembershipView
 }
 
-/// The coordinator's end of one `WorkerSession` stream: updates go in, the stream's writer takes them out.
-///
-/// The buffer is bounded and keeps the newest updates: views are level-triggered (each carries the worker's whole
-/// current state), so a worker that reads too slowly skips stale views instead of making the coordinator queue them.
-/// Closing is sticky: the reason survives however many updates race with it, so the writer always learns why the
-/// stream ended.
-public final class SessionChannel: Sendable {
-    /// How many unread updates a stream keeps before dropping the oldest.
-    public static let bufferSize = 16
-
-    private let continuation: AsyncStream<SessionUpdate>.Continuation
-    private let reason = Mutex<String?>(nil)
-
-    /// A channel and the stream its writer reads.
-    public static func make() -> (AsyncStream<SessionUpdate>, SessionChannel) {
-        let (stream, continuation) = AsyncStream.makeStream(
-            of: SessionUpdate.self, bufferingPolicy: .bufferingNewest(bufferSize))
-        return (stream, SessionChannel(continuation: continuation))
-    }
-
-    private init(continuation: AsyncStream<SessionUpdate>.Continuation) {
-        self.continuation = continuation
-    }
-
-    /// Queues an update for the worker.
-    public func send(_ update: SessionUpdate) {
-        continuation.yield(update)
-    }
-
-    /// Ends the stream because the worker closed its side or failed (no reason: the reader reports it).
-    public func finish() {
-        continuation.finish()
-    }
-
-    /// Ends the stream on the coordinator's initiative; the writer ends the call with UNAVAILABLE and `reason`.
-    public func close(reason: String) {
-        self.reason.withLock { $0 = $0 ?? reason }
-        continuation.finish()
-    }
-
-    /// Why the coordinator closed the stream, if it did.
-    public var closeReason: String? { reason.withLock { $0 } }
-}
-
 /// The open `WorkerSession` streams, one per worker, so the engine can push to them.
 public final class SessionRegistry: Sendable {
     /// A token that identifies one stream of a worker (a reconnect replaces the previous stream).

@@ -74,41 +74,52 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
     ///
     /// A reader task reads the heartbeats, checks the worker's secret on the first, records each one's arrival
-    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionInbox``, never waiting for the engine
-    /// after the first; a second task hands them to the engine, which
-    /// queues their acknowledgements; the handler itself writes whatever the session's stream holds
-    /// (acknowledgements and the engine's pushes). The stream ends when the worker closes its side (OK), sends
-    /// something invalid (INVALID_ARGUMENT / NOT_FOUND), or the coordinator closes the session (UNAVAILABLE: shutting
-    /// down, or replaced by a newer stream of the same worker).
+    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionChannel``, never waiting for the
+    /// engine after the first. The handler itself serves the channel: it writes what the engine queued
+    /// (acknowledgements and pushes, in the engine's order) and hands the heartbeats to the engine one at a time
+    /// (those that arrive meanwhile fold into one), attaching the stream to the worker on the first. The stream ends
+    /// when the worker closes its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the
+    /// coordinator closes the session (UNAVAILABLE: shutting down, or replaced by a newer stream of the same worker).
     public func workerSession(
         request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
         response: RPCWriter<Dtruntime_V1_SessionEvent>,
         context: ServerContext
     ) async throws {
-        let (updates, channel) = SessionChannel.make()
-        let inbox = SessionInbox()
-        // Neither is a child task: reading the request stream does not stop on cancellation, so when the coordinator
-        // closes the session the handler returns without them, and the transport ends the stream.
-        let reader = Task { await readHeartbeats(from: request, into: inbox) }
-        let handing = Task { try await handHeartbeats(from: inbox, to: channel) }
+        let channel = SessionChannel()
+        // Not a child task: reading the request stream does not stop on cancellation, so when the coordinator closes
+        // the session the handler returns without it, and the transport ends the stream.
+        let reader = Task { await readHeartbeats(from: request, into: channel) }
+        var worker: WorkerID?
+        var token: SessionRegistry.Token?
         defer {
             reader.cancel()
-            handing.cancel()
+            if let worker, let token { engine.sessions.detach(worker, token: token) }
+            channel.finish()
         }
-        for await update in updates {
-            try await response.write(Dtruntime_V1_SessionEvent(update))
+        while let next = try await channel.next() {
+            switch next {
+            case .update(let update):
+                try await response.write(Dtruntime_V1_SessionEvent(update))
+            case .heartbeat(let pending):
+                // The reader authenticated the stream before its first heartbeat reached the channel. Without a
+                // token back the registry closed the channel (shutting down): what it queued goes out, then the end.
+                let beat = pending.heartbeat
+                worker = beat.workerID
+                token = try await engine.sessionHeartbeat(
+                    beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
+                    channel: channel, attached: token)
+            }
         }
         if let reason = channel.closeReason {
             throw RPCError(code: .unavailable, message: reason)
         }
-        // The stream ended from the worker's side: it closed its side (OK) or sent something invalid (its error).
-        try await handing.value
+        // Otherwise the worker closed its side (OK), or the call was cancelled.
     }
 
     /// Reads the session's heartbeats as they arrive, checks them (the first one's worker secret included, before
-    /// its arrival is recorded), and leaves them in `inbox`.
+    /// its arrival is recorded), and leaves them in `channel`.
     private func readHeartbeats(
-        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into inbox: SessionInbox
+        from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into channel: SessionChannel
     ) async {
         var worker: WorkerID?
         do {
@@ -129,31 +140,11 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                     try await authenticate(beat.workerID)
                     worker = beat.workerID
                 }
-                inbox.put(beat, arrivedAt: engine.heard(beat.workerID))
+                channel.put(beat, arrivedAt: engine.heard(beat.workerID))
             }
-            inbox.end(nil)
+            channel.readerEnded(nil)
         } catch {
-            inbox.end(error)
-        }
-    }
-
-    /// Hands the session's heartbeats to the engine, one at a time (those that arrive meanwhile fold into one), and
-    /// attaches the stream to the worker on the first.
-    private func handHeartbeats(from inbox: SessionInbox, to channel: SessionChannel) async throws {
-        var worker: WorkerID?
-        var token: SessionRegistry.Token?
-        defer {
-            if let worker, let token { engine.sessions.detach(worker, token: token) }
-            channel.finish()
-        }
-        while let pending = try await inbox.next() {
-            let beat = pending.heartbeat
-            // The reader authenticated the stream before its first heartbeat reached the inbox.
-            worker = beat.workerID
-            token = try await engine.sessionHeartbeat(
-                beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
-                channel: channel, attached: token)
-            if token == nil { return }
+            channel.readerEnded(error)
         }
     }
 
