@@ -61,6 +61,10 @@ struct SessionChannelTests {
             return
         }
         #expect(latest.heartbeat.step == 4 && latest.heartbeat.metrics == ["loss": 0.3])
+        // An arrival stamped earlier than the one it folds into does not move the arrival back.
+        channel.put(try beat(step: 5), arrivedAt: .seconds(6))
+        channel.put(try beat(step: 6), arrivedAt: .seconds(5))
+        #expect(try await take(channel) == "heartbeat 6 at 6.0 seconds")
     }
 
     @Test("a worker that reads too slowly keeps the newest 16 updates")
@@ -82,6 +86,7 @@ struct SessionChannelTests {
         channel.close(reason: "replaced")
         channel.close(reason: "shutting down")
         channel.send(try view(epoch: 2))
+        channel.put(try beat(step: 2), arrivedAt: .seconds(2))
         #expect(try await take(channel) == "update 1")
         #expect(try await take(channel) == nil, "the coordinator ended the stream: its heartbeat is not handed on")
         #expect(channel.closeReason == "replaced")
@@ -113,5 +118,14 @@ struct SessionChannelTests {
         try await Task.sleep(for: .milliseconds(50))
         cancelled.cancel()
         #expect(try await cancelled.value == nil)
+
+        // A cancelled serving task's call is gone: nothing more is handed on or written.
+        channel.put(try beat(step: 1), arrivedAt: .seconds(1))
+        channel.send(try view(epoch: 4))
+        let gone = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await take(channel)
+        }
+        #expect(try await gone.value == nil)
     }
 }

@@ -58,6 +58,26 @@ struct SessionTests {
         }
     }
 
+    @Test("a worker forgotten while its session is open: its next heartbeat ends the stream with NOT_FOUND")
+    func forgottenWorker() async throws {
+        let harness = try Harness(config: MembershipConfig(departedRetention: .seconds(1)))
+        try await harness.withClient { client in
+            _ = try await client.registerWorker(registration("a"))
+            let error = await #expect(throws: RPCError.self) {
+                try await withSession(client) { session in
+                    _ = try await session.heartbeatAck("a")
+                    _ = try await client.deregisterWorker(.with { $0.workerID = "a" })
+                    try await harness.elapse(.seconds(2))
+                    #expect(harness.engine.sessions.count == 1, "the stream stays open until it says something")
+                    session.beat("a")
+                    while try await session.next() != nil {}
+                }
+            }
+            #expect(error?.code == .notFound)
+            #expect(harness.engine.sessions.count == 0, "the ended stream is detached")
+        }
+    }
+
     @Test("a session must keep one worker id")
     func oneWorkerPerSession() async throws {
         let harness = try Harness()

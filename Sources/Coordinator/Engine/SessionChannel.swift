@@ -61,7 +61,8 @@ public final class SessionChannel: Sendable {
         }
     }
 
-    /// Ends the stream from the coordinator's side without a reason: what is queued still goes out.
+    /// Ends the stream from the coordinator's side without a reason: no heartbeat is handed on, what is queued still
+    /// goes out, and nothing more is queued.
     public func finish() {
         wake { $0.finished = true }
     }
@@ -100,11 +101,13 @@ public final class SessionChannel: Sendable {
 
     /// What to do next: the oldest queued update, else the heartbeat waiting for the engine (unless the coordinator
     /// ended the stream); waits for either. Nil once the stream is over: the coordinator ended it (see
-    /// ``closeReason``) or the reader ended cleanly, with everything taken; or on cancellation.
+    /// ``closeReason``) or the reader ended cleanly, with everything taken; or once the serving task is cancelled
+    /// (its call is gone: nothing more is written or handed on).
     ///
     /// - Throws: the reader's error, once what arrived before it was taken.
     func next() async throws -> Next? {
         while true {
+            if Task.isCancelled { return nil }
             let outcome: Result<Next?, any Error>? = state.withLock { state in
                 if !state.updates.isEmpty { return .success(.update(state.updates.removeFirst())) }
                 if state.finished { return .success(nil) }
@@ -119,7 +122,6 @@ public final class SessionChannel: Sendable {
                 }
             }
             if let outcome { return try outcome.get() }
-            if Task.isCancelled { return nil }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     // Cancelled before this wait began, the handler below found no waiter to resume.

@@ -96,23 +96,33 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
             if let worker, let token { engine.sessions.detach(worker, token: token) }
             channel.finish()
         }
+        // The engine's refusal of a heartbeat (the worker is no longer known) ends the stream once what the engine
+        // queued went out, and a close of the coordinator's outranks it (the worker reconnects rather than register).
+        var refusal: (any Error)?
         while let next = try await channel.next() {
             switch next {
             case .update(let update):
                 try await response.write(Dtruntime_V1_SessionEvent(update))
             case .heartbeat(let pending):
-                // The reader authenticated the stream before its first heartbeat reached the channel. Without a
-                // token back the registry closed the channel (shutting down): what it queued goes out, then the end.
+                // The reader authenticated the stream before its first heartbeat reached the channel.
                 let beat = pending.heartbeat
                 worker = beat.workerID
-                token = try await engine.sessionHeartbeat(
-                    beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
-                    channel: channel, attached: token)
+                do {
+                    token = try await engine.sessionHeartbeat(
+                        beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
+                        channel: channel, attached: token)
+                    // No token: the registry closed the channel (shutting down).
+                    if token == nil { channel.finish() }
+                } catch {
+                    refusal = error
+                    channel.finish()
+                }
             }
         }
         if let reason = channel.closeReason {
             throw RPCError(code: .unavailable, message: reason)
         }
+        if let refusal { throw refusal }
         // Otherwise the worker closed its side (OK), or the call was cancelled.
     }
 
