@@ -53,11 +53,13 @@ enum EchoStreams {
         let count = answered.value - before
         let elapsed = clock.now - start
         let statsAfter = stats()
-        let cpu = statsBefore.flatMap { before in statsAfter.map { $0.cpuSeconds - before.cpuSeconds } }
         stop.add(1)
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
-        return (Double(count) / elapsed.seconds, cpu.map { .seconds($0 / Double(max(count, 1))) })
+        return (
+            Double(count) / elapsed.seconds,
+            ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: count)
+        )
     }
 }
 

@@ -24,6 +24,13 @@ struct ProcessStats: Sendable {
         return ProcessStats(cpuSeconds: (user + system) / ticks, residentBytes: resident)
     }
 
+    /// The CPU time spent between `before` and `after` per message of the `messages` handled meanwhile (nil when
+    /// either reading is missing).
+    static func cpuPerMessage(from before: ProcessStats?, to after: ProcessStats?, messages: Int) -> Duration? {
+        guard let before, let after else { return nil }
+        return .seconds((after.cpuSeconds - before.cpuSeconds) / Double(max(messages, 1)))
+    }
+
     /// The 1, 5 and 15 minute load averages of this machine.
     static var loadAverage: [Double] {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return [] }

@@ -124,9 +124,7 @@ extension SwarmBench {
         let rateStatsAfter = coordinator.stats
         // The coordinator's CPU time per heartbeat at that rate (client and coordinator share this machine's cores,
         // so the rates also measure the client: hence the floor with the same client).
-        let heartbeatCPU = rateStatsBefore.flatMap { before in
-            rateStatsAfter.map { Duration.seconds(($0.cpuSeconds - before.cpuSeconds) / Double(max(atMax.count, 1))) }
-        }
+        let heartbeatCPU = ProcessStats.cpuPerMessage(from: rateStatsBefore, to: rateStatsAfter, messages: atMax.count)
         for worker in workers { worker.closedLoop(false) }
         pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: clock.now + .seconds(86_400)) }
         // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
@@ -313,9 +311,7 @@ extension SwarmBench {
         for session in sessions { session.cancel() }
         var failed = 0
         for session in sessions where await session.value { failed += 1 }
-        let cpu = statsBefore.flatMap { before in statsAfter.map { $0.cpuSeconds - before.cpuSeconds } }
-        return (
-            paced, Double(answered) / elapsed.seconds, cpu.map { .seconds($0 / Double(max(answered, 1))) }, 0, failed
-        )
+        let cpu = ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: answered)
+        return (paced, Double(answered) / elapsed.seconds, cpu, 0, failed)
     }
 }
