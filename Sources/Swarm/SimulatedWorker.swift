@@ -242,6 +242,13 @@ public final class SimulatedWorker: Sendable {
         }
     }
 
+    /// Ends the open session's requests, as a process closing its stream does: the coordinator then ends the stream
+    /// and ``runSession(_:method:)`` returns. (Cancelling the task that runs the session instead breaks the stream, as
+    /// a crash does.)
+    public func endSession() {
+        state.withLock { $0.beats }?.finish()
+    }
+
     /// Asks the open session to send a heartbeat now (nothing happens without one, or while hung).
     public func beat() {
         state.withLock { $0.silent ? nil : $0.beats }?.yield()

@@ -1,6 +1,8 @@
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
+import NIOCore
 public import RuntimeProto
+import Synchronization
 
 /// Where a swarm connects: a coordinator's gRPC address, and the worker token when it needs one.
 public struct SwarmTarget: Sendable, Hashable {
@@ -29,6 +31,7 @@ public final class SwarmConnections: Sendable {
     public typealias Stub = Dtruntime_V1_Coordinator.Client<HTTP2ClientTransport.Posix>
 
     private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
+    private let tcpConnections = TCPConnectionCount()
     /// What every call carries: the worker token, when there is one.
     public let metadata: Metadata
 
@@ -44,6 +47,7 @@ public final class SwarmConnections: Sendable {
         } else {
             resolvable = ResolvableTargets.DNS(host: target.host, port: target.port)
         }
+        let made = tcpConnections
         clients = try (0..<max(1, connections)).map { _ in
             GRPCClient(
                 transport: try .http2NIOPosix(
@@ -51,6 +55,10 @@ public final class SwarmConnections: Sendable {
                     config: .defaults {
                         // As the Python SDK's channel: back within a second after the coordinator restarts.
                         $0.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                        $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+                            made.count.add(1, ordering: .relaxed)
+                            return channel.eventLoop.makeSucceededVoidFuture()
+                        }
                     }))
         }
         var metadata: Metadata = [:]
@@ -60,6 +68,10 @@ public final class SwarmConnections: Sendable {
 
     /// How many connections there are.
     public var count: Int { clients.count }
+
+    /// How many TCP connections were made so far: ``count`` once all are up, more when connections were lost (the
+    /// coordinator restarted, or a connection failed) and made again.
+    public var made: Int { tcpConnections.count.load(ordering: .relaxed) }
 
     /// The client of connection `index % count`.
     public func client(_ index: Int) -> GRPCClient<HTTP2ClientTransport.Posix> {
@@ -80,4 +92,9 @@ public final class SwarmConnections: Sendable {
     public func shutdown() {
         for client in clients { client.beginGracefulShutdown() }
     }
+}
+
+/// The TCP connections a swarm's clients made (a class, so that the transports' callbacks can share it).
+private final class TCPConnectionCount: Sendable {
+    let count = Atomic(0)
 }

@@ -3,41 +3,49 @@ import Synchronization
 /// The session streams of many workers, each kept open (reopened after a break, as the SDK's heartbeat thread
 /// does) until ``stop()``.
 public final class SwarmSessions: Sendable {
-    private let tasks: Mutex<[String: Task<Void, Never>]>
+    private struct Session {
+        let worker: SimulatedWorker
+        let task: Task<Void, Never>
+    }
+
+    private let sessions: Mutex<[String: Session]>
+    /// Set by ``stop()``: a session that ends is not opened again.
+    private let stopping = Atomic(false)
     private let connections: SwarmConnections
 
     /// Opens a session for each of `workers`.
     public init(_ workers: [SimulatedWorker], connections: SwarmConnections) {
         self.connections = connections
-        var tasks: [String: Task<Void, Never>] = [:]
-        for worker in workers { tasks[worker.id] = Self.keep(worker, connections) }
-        self.tasks = Mutex(tasks)
+        sessions = Mutex([:])
+        for worker in workers { open(worker) }
     }
 
     /// Breaks one worker's stream for good (as its process crashing would).
     public func breakSession(of worker: SimulatedWorker) {
-        tasks.withLock { $0.removeValue(forKey: worker.id) }?.cancel()
+        sessions.withLock { $0.removeValue(forKey: worker.id) }?.task.cancel()
     }
 
     /// Opens (again) a worker's session.
     public func open(_ worker: SimulatedWorker) {
-        let task = Self.keep(worker, connections)
-        tasks.withLock { $0.updateValue(task, forKey: worker.id) }?.cancel()
+        let session = Session(worker: worker, task: keep(worker))
+        sessions.withLock { $0.updateValue(session, forKey: worker.id) }?.task.cancel()
     }
 
-    /// Breaks every stream and waits until they are closed.
+    /// Ends every stream, as processes closing their sessions do (see ``endGracefully(_:grace:)``), and waits until
+    /// they are closed.
     public func stop() async {
-        let all = tasks.withLock { tasks in
-            defer { tasks = [:] }
-            return Array(tasks.values)
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        let all = sessions.withLock { sessions in
+            defer { sessions = [:] }
+            return Array(sessions.values)
         }
-        for task in all { task.cancel() }
-        for task in all { await task.value }
+        for session in all { session.worker.endSession() }
+        await endGracefully(all.map(\.task))
     }
 
-    private static func keep(_ worker: SimulatedWorker, _ connections: SwarmConnections) -> Task<Void, Never> {
+    private func keep(_ worker: SimulatedWorker) -> Task<Void, Never> {
         Task {
-            while !Task.isCancelled {
+            while !Task.isCancelled, !stopping.load(ordering: .sequentiallyConsistent) {
                 do {
                     try await worker.runSession(connections)
                 } catch {

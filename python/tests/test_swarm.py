@@ -42,11 +42,27 @@ def assert_clean(report: dict[str, Any]) -> None:
 
 
 def test_heartbeat_in_process(dtr_binary: str) -> None:
+    # All 100 workers on one connection: each phase ends more than 32 streams of a connection at once, and frames
+    # still in flight on a stream the client had reset past the 32 it remembers closed the whole connection (calls
+    # failed UNAVAILABLE, and calls queued for its reconnection hung), unless the streams end gracefully.
     report = run_scenario(
-        dtr_binary, "heartbeat", "--workers", "100", "--duration", "2s", "--rate-duration", "1s", "--in-process"
+        dtr_binary,
+        "heartbeat",
+        "--workers",
+        "100",
+        "--connections",
+        "1",
+        "--duration",
+        "2s",
+        "--rate-duration",
+        "1s",
+        "--in-process",
     )
     assert_clean(report)
     assert report["coordinator"] == "in this process"
+    # The coordinator never went away: its one connection was never lost, and no call was retried for want of it.
+    assert report["connections_made"] == 1
+    assert report["unavailable_retries"] == 0
     # The 1 Hz floor: 100 no-op streams, each sending once a second for the 2 s window.
     assert report["noop_round_trips"] >= 150 and report["noop_p99_ms"] >= report["noop_p50_ms"] > 0
     # The floors with the same client (its heartbeats answered by a no-op session method), paced and at the highest

@@ -53,9 +53,9 @@ enum EchoStreams {
         let count = answered.value - before
         let elapsed = clock.now - start
         let statsAfter = stats()
+        // Each stream ends its requests once its answer in flight is back, and the server ends the stream.
         stop.add(1)
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
+        await endGracefully(tasks)
         return (
             Double(count) / elapsed.seconds,
             ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: count)
@@ -67,12 +67,14 @@ extension EchoStreams {
     /// The floor of a rendezvous of `count` workers on this stack: `count` no-op unary calls carrying `message`, all
     /// at once, each followed by a no-op stream that carries one message there and back (a registration, then the
     /// session's first heartbeat and its answer). Without `unary`, the streams only: the floor of `count` sessions
-    /// coming back to a restarted coordinator. Returns the time from the first call to the last answer.
+    /// coming back to a restarted coordinator. Returns the time from the first call to the last answer (each stream is
+    /// then left to end with the server's status, which is not counted).
     static func burst(_ connections: SwarmConnections, count: Int, message: [UInt8], unary: Bool = true)
         async throws -> Duration
     {
         let clock = ContinuousClock()
         let start = clock.now
+        let lastAnswer = Shared(start)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 group.addTask {
@@ -91,13 +93,18 @@ extension EchoStreams {
                         request: request, descriptor: BenchService.stream, serializer: RawBytes(),
                         deserializer: RawBytes(), options: .defaults
                     ) { response in
-                        for try await _ in response.messages { return }
+                        var answered = false
+                        for try await _ in response.messages where !answered {
+                            answered = true
+                            let now = clock.now
+                            lastAnswer.withLock { $0 = max($0, now) }
+                        }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        return clock.now - start
+        return lastAnswer.value - start
     }
 }
 
@@ -164,8 +171,7 @@ extension EchoStreams {
         // streams end.
         try await Task.sleep(for: .seconds(1))
         for doorbell in doorbells { doorbell.continuation.finish() }
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
+        await endGracefully(tasks)
         return (samples.value, opened.value)
     }
 }

@@ -92,7 +92,8 @@ extension SwarmBench {
         let phaseMax = phases.map { Percentiles(nanoseconds: $0).maxMilliseconds }
         pacing.cancel()
         await sessions.stop()
-        checkCorrectness(&report, recorder: others, live: workers, coordinator: coordinator)
+        checkCorrectness(
+            &report, recorder: others, live: workers, coordinator: coordinator, connections: connections)
         if bigRecorder.errorCount > 0 {
             report.problem("the big task's calls failed: \(bigRecorder.firstErrors.joined(separator: "; "))")
         }

@@ -84,7 +84,8 @@ extension SwarmBench {
             }
         }
         let live = workers.filter { worker in !victims.contains { $0 === worker } }
-        checkCorrectness(&report, recorder: recorder, live: live, coordinator: coordinator)
+        checkCorrectness(
+            &report, recorder: recorder, live: live, coordinator: coordinator, connections: connections)
         if toDead.count < victims.count {
             report.problem("\(victims.count - toDead.count) of \(victims.count) deaths were never announced")
         }

@@ -134,7 +134,8 @@ extension SwarmBench {
         let loggedSuspicions = coordinator.logLines(containing: "worker suspected")
         pacing.cancel()
         await sessions.stop()
-        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
+        checkCorrectness(
+            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
         let unranked = workers.filter { $0.view.rank < 0 }.count
         if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
 
@@ -307,8 +308,11 @@ extension SwarmBench {
         let elapsed = clock.now - start
         let statsAfter = coordinator.stats
         measured.withLock { $0 = true }
-        for worker in workers { worker.closedLoop(false) }
-        for session in sessions { session.cancel() }
+        for worker in workers {
+            worker.closedLoop(false)
+            worker.endSession()
+        }
+        await endGracefully(sessions)
         var failed = 0
         for session in sessions where await session.value { failed += 1 }
         let cpu = ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: answered)

@@ -62,7 +62,8 @@ extension SwarmBench {
             if let stats = coordinator.stats { points.append((done, stats.residentBytes)) }
         }
         let elapsed = ContinuousClock.now - started
-        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
+        checkCorrectness(
+            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
         let unranked = workers.filter { $0.view.rank < 0 }.count
         if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
 

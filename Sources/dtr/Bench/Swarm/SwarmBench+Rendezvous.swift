@@ -85,7 +85,8 @@ extension SwarmBench {
         try await Task.sleep(for: .seconds(2))
         await sessions.stop()
 
-        checkCorrectness(&report, recorder: recorder, live: workers, coordinator: coordinator)
+        checkCorrectness(
+            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
         if !everyone { report.problem("only \(reached.count) of \(count) workers reached epoch \(finalEpoch)") }
         let ranks = Set(workers.map(\.view.rank))
         let ranked = ranks == Set((0..<Int32(count)))

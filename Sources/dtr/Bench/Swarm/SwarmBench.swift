@@ -190,10 +190,20 @@ struct SwarmBench: AsyncParsableCommand {
     }
 
     /// Checks what every scenario checks: no errors, no false deaths (workers told to rejoin or suspected), and no
-    /// error in the coordinator's log.
+    /// error in the coordinator's log; with `connections` (a coordinator that did not restart), that none of them was
+    /// lost and made again.
     func checkCorrectness(
-        _ report: inout SwarmReport, recorder: SwarmRecorder, live: [SimulatedWorker], coordinator: BenchCoordinator
+        _ report: inout SwarmReport, recorder: SwarmRecorder, live: [SimulatedWorker], coordinator: BenchCoordinator,
+        connections: SwarmConnections? = nil
     ) {
+        if let connections {
+            report.figures["connections_made"] = connections.made
+            if connections.made > connections.count {
+                report.problem(
+                    "the swarm made \(connections.made) connections for its \(connections.count): connections were lost "
+                        + "(and the calls on them failed UNAVAILABLE) although the coordinator did not restart")
+            }
+        }
         let falseDeaths = live.filter(\.sawRejoin).count
         let suspected = live.filter(\.sawSuspect).count
         report.figures["errors"] = recorder.errorCount

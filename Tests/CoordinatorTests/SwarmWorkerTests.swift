@@ -1,0 +1,70 @@
+import Coordinator
+import Foundation
+import Logging
+import RuntimeCore
+import ServiceLifecycle
+import Swarm
+import Testing
+
+/// The swarm's simulated workers against the whole coordinator on loopback: what they do on the wire where the SDK's
+/// `Worker` would do the same.
+@Suite("Simulated workers on loopback")
+struct SwarmWorkerTests {
+    /// Runs a coordinator with a short suspect timeout, and `body` with swarm connections to it.
+    func withSwarm(_ body: @Sendable (SwarmConnections) async throws -> Void) async throws {
+        let directory = TemporaryDirectory()
+        let config = CoordinatorConfig(
+            grpcPort: 0, httpPort: 0, dataDir: directory.path,
+            membership: try MembershipConfig(
+                heartbeatInterval: .milliseconds(500), suspectAfter: .seconds(3), deadAfter: .seconds(6)))
+        var logger = Logger(label: "swarm-test")
+        logger.logLevel = .warning
+        let runtime = try buildCoordinator(config: config, logger: logger)
+        let group = ServiceGroup(services: runtime.services, logger: logger)
+        let running = Task { try await group.run() }
+        let ports = try await runtime.waitUntilListening()
+        let connections = try SwarmConnections(target: SwarmTarget(host: "127.0.0.1", port: ports.grpc), connections: 1)
+        let serving = Task { try await connections.run() }
+        do {
+            try await body(connections)
+        } catch {
+            connections.shutdown()
+            _ = try? await serving.value
+            await group.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
+        connections.shutdown()
+        _ = try? await serving.value
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    @Test("a swarm's sessions end gracefully: the connection they used stays up and carries the next calls")
+    func sessionsEndGracefully() async throws {
+        try await withSwarm { connections in
+            let recorder = SwarmRecorder()
+            // More streams on one connection than swift-nio-http2 remembers resets of (32), all sending as fast as
+            // they are answered, so frames are always in flight when the sessions end.
+            let workers = (0..<200).map { SimulatedWorker(id: "s-\($0)", task: "t", connection: 0, recorder: recorder) }
+            let sessions = SwarmSessions([], connections: connections)
+            #expect(await registerAll(workers, connections, opening: sessions, recorder: recorder).isEmpty)
+            for worker in workers { worker.closedLoop(true) }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !workers.allSatisfy({ $0.acknowledged > 2 }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(workers.allSatisfy { $0.acknowledged > 2 })
+            await sessions.stop()
+            #expect(workers.allSatisfy { !$0.hasSession })
+            #expect(recorder.counted("session_breaks") == 0)
+            // The connection the sessions used carries the next calls: none fails for want of a connection.
+            try await withThrowingDiscardingTaskGroup { group in
+                for worker in workers { group.addTask { try await worker.deregister(connections) } }
+            }
+            #expect(recorder.counted("unavailable_retries") == 0)
+            #expect(recorder.errorCount == 0)
+            #expect(connections.made == 1)
+        }
+    }
+}
