@@ -146,6 +146,11 @@ public final class SimulatedWorker: Sendable {
 
     /// Registers (retrying through rate limits and restarts, as the SDK does); returns the reply.
     ///
+    /// A registration refused with `WORKER_ID_IN_USE` (its id is a member that was heard from lately: e.g. this very
+    /// registration, carried out but its reply lost with its connection) is tried again once the member has been silent
+    /// for the suspect timeout, as the SDK's `Worker` does: for as long as the first refusal's `retry-after-ms` and
+    /// 2 s more.
+    ///
     /// - Throws: the call's `RPCError` (a full task is `RESOURCE_EXHAUSTED` with `dtr-reason: TASK_FULL`).
     @discardableResult
     public func register(_ connections: SwarmConnections, timeout: Duration = .seconds(60)) async throws
@@ -161,10 +166,7 @@ public final class SimulatedWorker: Sendable {
             $0.taskMaxWorldSize = maxWorldSize
             $0.taskMinWorldSize = maxWorldSize
         }
-        let stub = connections.stub(connection)
-        let reply = try await retrying(recorder, timeout: timeout) {
-            try await stub.registerWorker(request, metadata: self.metadata(connections))
-        }
+        let reply = try await registering(request, connections, timeout: timeout)
         state.withLock {
             $0.secret = reply.workerSecret
             $0.view = reply.view
@@ -172,6 +174,32 @@ public final class SimulatedWorker: Sendable {
         }
         recorder.received(received(reply.view, kind: .reply))
         return reply
+    }
+
+    /// The registration's reply, waiting for the id as ``register(_:timeout:)`` says.
+    private func registering(
+        _ request: Dtruntime_V1_RegisterWorkerRequest, _ connections: SwarmConnections, timeout: Duration
+    ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
+        let stub = connections.stub(connection)
+        let clock = ContinuousClock()
+        var idDeadline: ContinuousClock.Instant?
+        while true {
+            do {
+                return try await retrying(recorder, timeout: timeout) {
+                    try await stub.registerWorker(request, metadata: self.metadata(connections))
+                }
+            } catch let error as RPCError where error.dtrReason == "WORKER_ID_IN_USE" {
+                let retryAfter =
+                    error.metadata[stringValues: "retry-after-ms"].first(where: { _ in true }).flatMap { Int($0) }
+                    .map { Duration.milliseconds($0) } ?? .seconds(1)
+                let deadline = idDeadline ?? clock.now + retryAfter + .seconds(2)
+                idDeadline = deadline
+                let wait = min(max(retryAfter, .milliseconds(100)), .seconds(5))
+                guard clock.now + wait <= deadline else { throw error }
+                recorder.count("id_in_use_waits")
+                try await Task.sleep(for: wait)
+            }
+        }
     }
 
     /// One unary `Heartbeat` (what the SDK sends when it cannot keep a stream).

@@ -212,6 +212,7 @@ struct SwarmBench: AsyncParsableCommand {
         report.figures["false_suspicions"] = suspected
         report.figures["rate_limited_retries"] = recorder.counted("rate_limited")
         report.figures["unavailable_retries"] = recorder.counted("unavailable_retries")
+        report.figures["id_in_use_waits"] = recorder.counted("id_in_use_waits")
         if recorder.errorCount > 0 {
             report.problem("\(recorder.errorCount) calls failed (\(recorder.firstErrors.joined(separator: "; ")))")
         }
