@@ -82,6 +82,9 @@ public final class SimulatedWorker: Sendable {
     /// Heartbeats acknowledged on session streams so far.
     public var acknowledged: Int { state.withLock { $0.acknowledged } }
 
+    /// Whether a heartbeat this worker sent on its session waits for its acknowledgement.
+    public var awaitsAcknowledgement: Bool { state.withLock { $0.oldestUnacknowledged != nil } }
+
     /// When the last heartbeat left on a session stream.
     public var lastSent: ContinuousClock.Instant? { state.withLock { $0.lastSent } }
 

@@ -111,8 +111,9 @@ extension SwarmBench {
         // floor has none).
         pacing.cancel()
         await pacing.value
-        // The paced heartbeats' answers first, so that no worker starts its loop with two heartbeats in flight.
-        try await Task.sleep(for: .seconds(1))
+        // The paced heartbeats' answers first, so that no worker starts its loop with two heartbeats in flight; and
+        // no longer, or the workers paced last a second ago pass the suspect timeout (2 s) before their next one.
+        _ = await waitUntil(timeout: .seconds(1)) { workers.allSatisfy { !$0.awaitsAcknowledgement } }
         for worker in workers { worker.closedLoop(true) }
         try await Task.sleep(for: .seconds(2))
         _ = recorder.takeRoundTrips()
