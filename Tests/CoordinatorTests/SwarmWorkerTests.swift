@@ -10,7 +10,7 @@ import Testing
 /// `Worker` would do the same.
 @Suite("Simulated workers on loopback")
 struct SwarmWorkerTests {
-    /// Runs a coordinator with a short suspect timeout, and `body` with swarm connections to it.
+    /// Runs a coordinator whose suspect timeout is 3 s, and `body` with one swarm connection to it.
     func withSwarm(_ body: @Sendable (SwarmConnections) async throws -> Void) async throws {
         let directory = TemporaryDirectory()
         let config = CoordinatorConfig(
