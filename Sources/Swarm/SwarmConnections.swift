@@ -55,9 +55,12 @@ public final class SwarmConnections: Sendable {
                     config: .defaults {
                         // As the Python SDK's channel: back within a second after the coordinator restarts.
                         $0.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                        // Called before the connection is attempted: counted once it is up (an address that refuses
+                        // it, e.g. `localhost`'s ::1 before 127.0.0.1, is not a connection made).
                         $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                            made.count.add(1, ordering: .relaxed)
-                            return channel.eventLoop.makeSucceededVoidFuture()
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(made)
+                            }
                         }
                     }))
         }
@@ -94,7 +97,13 @@ public final class SwarmConnections: Sendable {
     }
 }
 
-/// The TCP connections a swarm's clients made (a class, so that the transports' callbacks can share it).
-private final class TCPConnectionCount: Sendable {
+/// The TCP connections a swarm's clients made: a handler in each connection's pipeline, counting it once it is up.
+private final class TCPConnectionCount: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Any
     let count = Atomic(0)
+
+    func channelActive(context: ChannelHandlerContext) {
+        count.add(1, ordering: .relaxed)
+        context.fireChannelActive()
+    }
 }
