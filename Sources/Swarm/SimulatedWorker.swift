@@ -43,6 +43,10 @@ public final class SimulatedWorker: Sendable {
         var oldestUnacknowledged: ContinuousClock.Instant?
         /// The open session's request side: a heartbeat is sent for each element.
         var beats: AsyncStream<Void>.Continuation?
+        /// Counts the sessions opened, so that a session ending clears ``beats`` only if no newer one installed its own.
+        var sessionNumber = 0
+        /// Set by ``endSession()``: a session that opens afterwards ends at once (until ``restart()``).
+        var sessionsEnded = false
         /// Send the next heartbeat as soon as the previous one is acknowledged (the maximum-rate measurement).
         var closedLoop = false
         /// Hung: asked-for heartbeats are not sent (``hang()``).
@@ -82,7 +86,8 @@ public final class SimulatedWorker: Sendable {
     /// Heartbeats acknowledged on session streams so far.
     public var acknowledged: Int { state.withLock { $0.acknowledged } }
 
-    /// Whether a heartbeat this worker sent on its session waits for its acknowledgement.
+    /// Whether a heartbeat this worker sent on its session was sent after the last acknowledgement it received (an
+    /// acknowledgement answers every heartbeat sent before it).
     public var awaitsAcknowledgement: Bool { state.withLock { $0.oldestUnacknowledged != nil } }
 
     /// When the last heartbeat left on a session stream.
@@ -136,6 +141,7 @@ public final class SimulatedWorker: Sendable {
             $0.view = Dtruntime_V1_MembershipView()
             $0.registered = false
             $0.silent = false
+            $0.sessionsEnded = false
             $0.sawRejoin = false
             $0.sawSuspect = false
         }
@@ -152,7 +158,7 @@ public final class SimulatedWorker: Sendable {
     /// A registration refused with `WORKER_ID_IN_USE` (its id is a member that was heard from lately: e.g. this very
     /// registration, carried out but its reply lost with its connection) is tried again once the member has been silent
     /// for the suspect timeout, as the SDK's `Worker` does: for as long as the first refusal's `retry-after-ms` and
-    /// 2 s more.
+    /// 2 s more. `timeout` bounds the whole registration, its retries and waits for the id included.
     ///
     /// - Throws: the call's `RPCError` (a full task is `RESOURCE_EXHAUSTED` with `dtr-reason: TASK_FULL`).
     @discardableResult
@@ -185,20 +191,23 @@ public final class SimulatedWorker: Sendable {
     ) async throws -> Dtruntime_V1_RegisterWorkerResponse {
         let stub = connections.stub(connection)
         let clock = ContinuousClock()
+        let end = clock.now + timeout
         var idDeadline: ContinuousClock.Instant?
         while true {
             do {
-                return try await retrying(recorder, timeout: timeout) {
+                return try await retrying(recorder, timeout: end - clock.now) {
                     try await stub.registerWorker(request, metadata: self.metadata(connections))
                 }
             } catch let error as RPCError where error.dtrReason == "WORKER_ID_IN_USE" {
+                // As the SDK's `_wait_for_id`: waits of the coordinator's word (a second without it), until its word
+                // and 2 s more have passed since the first refusal.
                 let retryAfter =
                     error.metadata[stringValues: "retry-after-ms"].first(where: { _ in true }).flatMap { Int($0) }
-                    .map { Duration.milliseconds($0) } ?? .seconds(1)
-                let deadline = idDeadline ?? clock.now + retryAfter + .seconds(2)
+                    .map { Duration.milliseconds($0) }
+                let deadline = idDeadline ?? clock.now + (retryAfter ?? .zero) + .seconds(2)
                 idDeadline = deadline
-                let wait = min(max(retryAfter, .milliseconds(100)), .seconds(5))
-                guard clock.now + wait <= deadline else { throw error }
+                let wait = min(max(retryAfter ?? .seconds(1), .milliseconds(100)), .seconds(5))
+                guard clock.now + wait <= min(deadline, end) else { throw error }
                 recorder.count("id_in_use_waits")
                 try await Task.sleep(for: wait)
             }
@@ -236,8 +245,9 @@ public final class SimulatedWorker: Sendable {
     // MARK: The session stream
 
     /// Keeps this worker's `WorkerSession` open: one heartbeat for each ``beat()``, every acknowledgement and push
-    /// taken as the worker's view. Returns when the coordinator ends the stream (or throws its error); cancelling the
-    /// calling task breaks the stream, as a crashed process would.
+    /// taken as the worker's view. Returns when the coordinator ends the stream (or throws its error), and at once,
+    /// opening nothing, after ``endSession()``; cancelling the calling task breaks the stream, as a crashed process
+    /// would.
     ///
     /// - Parameter method: the method the stream calls: another one with the session's messages (a benchmark's
     ///   floor) instead of the coordinator's `WorkerSession`.
@@ -246,17 +256,20 @@ public final class SimulatedWorker: Sendable {
         method: MethodDescriptor = Dtruntime_V1_Coordinator.Method.WorkerSession.descriptor
     ) async throws {
         let (beats, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(4))
-        let silent = state.withLock {
-            $0.beats?.finish()
-            $0.beats = continuation
-            $0.oldestUnacknowledged = nil
-            return $0.silent
+        let opened = state.withLock { state -> Int? in
+            guard !state.sessionsEnded else { return nil }
+            state.beats?.finish()
+            state.beats = continuation
+            state.oldestUnacknowledged = nil
+            state.sessionNumber += 1
+            // As the SDK: a heartbeat at once, so the coordinator attaches the stream without waiting an interval.
+            if !state.silent { continuation.yield() }
+            return state.sessionNumber
         }
-        // As the SDK: a heartbeat at once, so the coordinator attaches the stream without waiting an interval.
-        if !silent { continuation.yield() }
+        guard let opened else { return }
         defer {
             continuation.finish()
-            state.withLock { $0.beats = nil }
+            state.withLock { if $0.sessionNumber == opened { $0.beats = nil } }
         }
         let request = StreamingClientRequest(of: Dtruntime_V1_SessionRequest.self, metadata: metadata(connections)) {
             writer in
@@ -274,10 +287,14 @@ public final class SimulatedWorker: Sendable {
     }
 
     /// Ends the open session's requests, as a process closing its stream does: the coordinator then ends the stream
-    /// and ``runSession(_:method:)`` returns. (Cancelling the task that runs the session instead breaks the stream, as
-    /// a crash does.)
+    /// and ``runSession(_:method:)`` returns. A session opened afterwards (one reopening at this very moment) returns
+    /// at once, until ``restart()``. (Cancelling the task that runs the session instead breaks the stream, as a crash
+    /// does.)
     public func endSession() {
-        state.withLock { $0.beats }?.finish()
+        state.withLock { state in
+            state.sessionsEnded = true
+            return state.beats
+        }?.finish()
     }
 
     /// Asks the open session to send a heartbeat now (nothing happens without one, or while hung).

@@ -87,4 +87,51 @@ struct SwarmWorkerTests {
             #expect(connections.made == 1)
         }
     }
+
+    @Test(
+        "a session that opens after its worker's sessions were ended ends at once; a replaced session's end leaves the new one"
+    )
+    func sessionsOpenedLateOrReplaced() async throws {
+        try await withSwarm { connections in
+            let recorder = SwarmRecorder()
+            let worker = SimulatedWorker(id: "r-0", task: "t", connection: 0, recorder: recorder)
+            try await worker.register(connections)
+            let sessions = SwarmSessions([worker], connections: connections)
+            #expect(await waitFor { worker.acknowledged > 0 })
+            // Opened again while open: the old stream is broken, and its end must not take the new one's requests.
+            let before = worker.acknowledged
+            sessions.open(worker)
+            #expect(await waitFor { worker.acknowledged > before && worker.hasSession })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(worker.hasSession)
+            let again = worker.acknowledged
+            worker.beat()
+            #expect(await waitFor { worker.acknowledged > again })
+            await sessions.stop()
+            // A session that opens after the end (one reopening as `stop()` runs) sends nothing and returns at once.
+            let clock = ContinuousClock()
+            let start = clock.now
+            let acknowledged = worker.acknowledged
+            let late = Task { try await worker.runSession(connections) }
+            let limit = Task {
+                try await Task.sleep(for: .seconds(3))
+                late.cancel()
+            }
+            _ = try? await late.value
+            limit.cancel()
+            #expect(clock.now - start < .seconds(1))
+            #expect(worker.acknowledged == acknowledged && !worker.hasSession)
+        }
+    }
+
+    /// Waits up to 10 s for `condition`; whether it came true. (It does not throw: the test goes on to stop what it
+    /// started, since a coordinator does not shut down while streams are open.)
+    func waitFor(_ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
 }

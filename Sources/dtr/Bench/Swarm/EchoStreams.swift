@@ -93,8 +93,10 @@ extension EchoStreams {
                         request: request, descriptor: BenchService.stream, serializer: RawBytes(),
                         deserializer: RawBytes(), options: .defaults
                     ) { response in
+                        // Timed to the first answer; the stream is then read to its end (not reset).
                         var answered = false
-                        for try await _ in response.messages where !answered {
+                        for try await _ in response.messages {
+                            if answered { continue }
                             answered = true
                             let now = clock.now
                             lastAnswer.withLock { $0 = max($0, now) }

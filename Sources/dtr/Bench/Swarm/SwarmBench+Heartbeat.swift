@@ -282,8 +282,8 @@ extension SwarmBench {
         }
         defer { for session in sessions { session.cancel() } }
         if !(await waitUntil(timeout: .seconds(60)) { workers.allSatisfy { $0.acknowledged > 0 } }) {
-            for session in sessions { session.cancel() }
-            for session in sessions { _ = await session.value }
+            for worker in workers { worker.endSession() }
+            await endGracefully(sessions)
             return ([], 0, nil, workers.filter { $0.acknowledged == 0 }.count, 0)
         }
         let pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: .now + .seconds(86_400)) }
