@@ -13,6 +13,8 @@ public actor CoordinatorEngine {
     public nonisolated let membershipConfig: MembershipConfig
     /// Open worker session streams.
     public nonisolated let sessions: SessionRegistry
+    /// Session streams whose heartbeat waits for this actor (see ``hand(_:)``).
+    nonisolated let heartbeatInbox = HeartbeatInbox()
     /// Barrier streams, ended at shutdown once their parked calls were answered.
     public nonisolated let barrierStreams = ShutdownLatch()
     /// The write-behind queue durable changes go through.
@@ -235,25 +237,75 @@ public actor CoordinatorEngine {
         return outgoing(membership.view(of: id) ?? view)
     }
 
-    /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:)``, acknowledged on
-    /// `channel` (from this actor, so acknowledgements and pushes reach the stream in the order they were made),
-    /// and the stream attached on its first heartbeat. While the task's latest change cannot be written, the
-    /// heartbeat still counts but is not acknowledged: the stream stays open and the next one is answered.
-    ///
-    /// - Returns: the stream's attachment token, or nil when the coordinator is shutting down.
-    public func sessionHeartbeat(
-        _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration? = nil, channel: SessionChannel,
-        attached token: SessionRegistry.Token?
-    ) async throws -> SessionRegistry.Token? {
-        let recorded = try record(id, step: step, metrics: metrics, arrivedAt: arrivedAt)
-        guard let token = token ?? sessions.attach(id, channel: channel) else { return nil }
-        do {
-            try await settleView(recorded.taskID)
-        } catch {
-            return token
+    /// Hands a session stream whose heartbeat waits (its reader read one, ``SessionChannel/put(_:arrivedAt:)``) to this
+    /// actor, without waiting for it: the heartbeats of the streams handed over meanwhile are taken in one turn of
+    /// the actor (``takeHeartbeats()``), each recorded like ``heartbeat(_:step:metrics:arrivedAt:)`` and acknowledged on
+    /// its stream.
+    nonisolated func hand(_ channel: SessionChannel) {
+        if heartbeatInbox.add(channel) { Task { await self.takeHeartbeats() } }
+    }
+
+    /// How many streams' heartbeats one turn of the actor takes before letting other calls in.
+    static let heartbeatBatch = 256
+
+    /// Takes the heartbeats waiting in ``heartbeatInbox``, a batch at a time, until there are none.
+    func takeHeartbeats() async {
+        while true {
+            let batch = heartbeatInbox.take(upTo: Self.heartbeatBatch)
+            if batch.isEmpty { return }
+            for channel in batch { takeHeartbeat(from: channel) }
+            await Task.yield()
         }
-        channel.send(SessionUpdate(kind: .heartbeatAck, view: outgoing(membership.view(of: id) ?? recorded)))
-        return token
+    }
+
+    /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:arrivedAt:)``,
+    /// acknowledged on its stream (from this actor, so acknowledgements and pushes reach the stream in the order they
+    /// were made), and the stream attached to its worker on its first heartbeat. A worker that is not known ends the
+    /// stream with the error. While the task's latest change cannot be written, the heartbeat still counts but is not
+    /// acknowledged: the stream stays open and the next one is answered.
+    private func takeHeartbeat(from channel: SessionChannel) {
+        guard let (pending, token) = channel.take() else { return }
+        let beat = pending.heartbeat
+        let recorded: MembershipView
+        do {
+            recorded = try record(beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt)
+        } catch {
+            channel.refuse(error)
+            return
+        }
+        if token == nil {
+            // No token: the registry closed the channel (shutting down).
+            guard let token = sessions.attach(beat.workerID, channel: channel) else {
+                release(channel, acknowledging: nil)
+                return
+            }
+            // The stream's handler returned meanwhile: it is not to stay attached.
+            if !channel.attach(beat.workerID, token: token) { sessions.detach(beat.workerID, token: token) }
+        }
+        if isSettled(recorded.taskID, lanes: [.membership]) {
+            acknowledge(beat.workerID, recorded, on: channel)
+            return
+        }
+        Task {
+            do {
+                try await settleView(recorded.taskID)
+            } catch {
+                release(channel, acknowledging: nil)
+                return
+            }
+            acknowledge(beat.workerID, recorded, on: channel)
+        }
+    }
+
+    private func acknowledge(_ id: WorkerID, _ recorded: MembershipView, on channel: SessionChannel) {
+        let view = outgoing(membership.view(of: id) ?? recorded)
+        release(channel, acknowledging: SessionUpdate(kind: .heartbeatAck, view: view))
+    }
+
+    /// The engine is done with the heartbeat it took from `channel`; one that arrived meanwhile is handed on if it may
+    /// go now.
+    private nonisolated func release(_ channel: SessionChannel, acknowledging acknowledgement: SessionUpdate?) {
+        if channel.done(acknowledging: acknowledgement) { hand(channel) }
     }
 
     /// A view as it leaves the coordinator: with the reason of the task's last membership change (if the view is at
@@ -463,11 +515,18 @@ public actor CoordinatorEngine {
     }
 
     private func settle(_ task: TaskID, lanes: [WriteBehindQueue.Lane]) async throws {
-        while let ticket = lanes.lazy.compactMap({ self.latestChange[task]?[$0] }).first(where: {
-            !self.queue.isDurable($0)
-        }) {
+        while let ticket = unsettled(task, lanes: lanes) {
             try await queue.waitUntilDurable(ticket)
         }
+    }
+
+    /// Whether the task's latest changes on `lanes` are durable (``settle(_:lanes:)`` would not wait).
+    private func isSettled(_ task: TaskID, lanes: [WriteBehindQueue.Lane]) -> Bool {
+        unsettled(task, lanes: lanes) == nil
+    }
+
+    private func unsettled(_ task: TaskID, lanes: [WriteBehindQueue.Lane]) -> WriteBehindQueue.Ticket? {
+        lanes.lazy.compactMap { self.latestChange[task]?[$0] }.first { !self.queue.isDurable($0) }
     }
 
     // MARK: Pushes

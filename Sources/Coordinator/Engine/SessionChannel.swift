@@ -1,16 +1,21 @@
+import RuntimeCore
 import Synchronization
 
-/// The coordinator's end of one `WorkerSession` stream, between the stream's reader, the engine and the one task that
-/// serves the stream: the heartbeats the reader read that the engine has not taken yet, and the updates the engine
-/// queued for the worker (acknowledgements and pushes). The serving task takes the updates first, so each goes out
-/// in the engine's order and before the next heartbeat is handed to the engine; with one task for both, a heartbeat's
-/// acknowledgement is written without waking another task.
+/// The coordinator's end of one `WorkerSession` stream, between the stream's reader, the engine and the task that
+/// serves the stream: the heartbeat the reader read that the engine has not taken yet, and the updates the engine
+/// queued for the worker (acknowledgements and pushes), which the serving task writes in the engine's order.
+///
+/// The reader hands a heartbeat to the engine itself, through the engine's ``HeartbeatInbox``, and the engine queues
+/// the acknowledgement here: a heartbeat wakes only the serving task, to write its acknowledgement (the engine takes
+/// the heartbeats of many sessions in one turn).
 ///
 /// Both sides stay bounded however fast a client sends or however slowly it reads:
 /// - What the engine has not taken yet is one heartbeat, the latest: heartbeats that arrive while the engine is busy
-///   fold into it (the latest step and arrival, and the latest non-empty metrics, an empty map meaning "nothing
-///   new"), so nothing a worker reported is lost. The reader records each arrival as it reads it, never waiting for
-///   the engine.
+///   with the session's previous one, or while updates wait to be written, fold into it (the latest step and arrival,
+///   and the latest non-empty metrics, an empty map meaning "nothing new"), so nothing a worker reported is lost. A
+///   heartbeat is handed to the engine only once the updates queued before it went out and the engine is done with
+///   the previous one: a worker that stops reading its stream holds up only its own steps and metrics (the reader
+///   records each arrival as it reads it, never waiting for the engine).
 /// - Updates keep the newest ``bufferSize``: views are level-triggered (each carries the worker's whole current
 ///   state), so a worker that reads too slowly skips stale views instead of making the coordinator queue them.
 ///
@@ -26,23 +31,31 @@ public final class SessionChannel: Sendable {
         var arrivedAt: Duration
     }
 
-    /// What the serving task does next.
-    enum Next {
-        /// Write an update to the stream.
-        case update(SessionUpdate)
-        /// Hand a heartbeat to the engine.
-        case heartbeat(Pending)
-    }
-
     private struct State {
         var updates: [SessionUpdate] = []
         var pending: Pending?
+        /// In the engine's inbox: the engine takes ``pending`` when it gets to it.
+        var handed = false
+        /// The engine took a heartbeat and has not queued its acknowledgement (or given up on it) yet.
+        var inEngine = false
+        /// The stream's worker and its token in the ``SessionRegistry``, once the engine attached it.
+        var attached: (worker: WorkerID, token: SessionRegistry.Token)?
         /// Set when the reader ended: nil error for a clean end of the stream.
         var readerEnded: (any Error)?? = nil
-        /// Set when the coordinator ended the stream (``finish()`` or ``close(reason:)``).
+        /// Set when the coordinator ended the stream (``finish()``, ``close(reason:)``, ``refuse(_:)``).
         var finished = false
+        /// Set once the serving task is done (``served()``): the engine attaches nothing more.
+        var served = false
         var closeReason: String?
+        var refusal: (any Error)?
         var waiter: CheckedContinuation<Void, Never>?
+
+        /// Whether the waiting heartbeat goes to the engine now; marks it handed if so.
+        mutating func handOff() -> Bool {
+            guard pending != nil, !handed, !inEngine, updates.isEmpty, !finished else { return false }
+            handed = true
+            return true
+        }
     }
 
     private let state = Mutex(State())
@@ -79,14 +92,68 @@ public final class SessionChannel: Sendable {
     /// Why the coordinator closed the stream, if it did.
     public var closeReason: String? { state.withLock { $0.closeReason } }
 
+    /// The engine refused a heartbeat (the worker is no longer known): the stream ends with `error` once what is
+    /// queued went out (a close of the coordinator's outranks it: the worker reconnects rather than register).
+    func refuse(_ error: any Error) {
+        wake { state in
+            state.refusal = state.refusal ?? error
+            state.inEngine = false
+            state.finished = true
+        }
+    }
+
+    /// Why the engine refused the stream's heartbeat, if it did.
+    var refusal: (any Error)? { state.withLock { $0.refusal } }
+
+    /// The engine takes the heartbeat handed to it (nil if none was, or the stream ended), with the registry token the
+    /// stream was attached with (nil before the first).
+    func take() -> (Pending, SessionRegistry.Token?)? {
+        state.withLock { state in
+            guard state.handed else { return nil }
+            state.handed = false
+            guard !state.finished, let pending = state.pending else { return nil }
+            state.pending = nil
+            state.inEngine = true
+            return (pending, state.attached?.token)
+        }
+    }
+
+    /// The engine attached the stream to `worker` in the registry with `token`; false if the serving task is already
+    /// done (the engine then detaches it again).
+    func attach(_ worker: WorkerID, token: SessionRegistry.Token) -> Bool {
+        state.withLock { state in
+            guard !state.served else { return false }
+            state.attached = (worker, token)
+            return true
+        }
+    }
+
+    /// The engine is done with the heartbeat it took and queued `acknowledgement` (nil: none, e.g. its view could not
+    /// be made durable); true if the next heartbeat, one that arrived meanwhile, is to be handed to the engine now.
+    func done(acknowledging acknowledgement: SessionUpdate?) -> Bool {
+        var handOff = false
+        wake { state in
+            state.inEngine = false
+            if let acknowledgement, !state.finished {
+                if state.updates.count == Self.bufferSize { state.updates.removeFirst() }
+                state.updates.append(acknowledgement)
+            }
+            handOff = state.handOff()
+        }
+        return handOff
+    }
+
     // MARK: The reader's side
 
-    /// The reader read a heartbeat that arrived at `arrivedAt`.
-    func put(_ heartbeat: ValidatedHeartbeat, arrivedAt: Duration) {
-        wake { state in
+    /// The reader read a heartbeat that arrived at `arrivedAt`; true if the reader is to hand the channel to the
+    /// engine now (otherwise the heartbeat waits, folded with any later ones, for the engine to finish the previous
+    /// one or for the queued updates to go out).
+    func put(_ heartbeat: ValidatedHeartbeat, arrivedAt: Duration) -> Bool {
+        state.withLock { state in
             var folded = heartbeat
             if let earlier = state.pending, heartbeat.metrics.isEmpty { folded.metrics = earlier.heartbeat.metrics }
             state.pending = Pending(heartbeat: folded, arrivedAt: max(arrivedAt, state.pending?.arrivedAt ?? arrivedAt))
+            return state.handOff()
         }
     }
 
@@ -99,36 +166,42 @@ public final class SessionChannel: Sendable {
 
     // MARK: The serving task's side
 
-    /// What to do next: the oldest queued update, else the heartbeat waiting for the engine (unless the coordinator
-    /// ended the stream); waits for either. Nil once the stream is over: the coordinator ended it (see
-    /// ``closeReason``) or the reader ended cleanly, with everything taken; or once the serving task is cancelled
-    /// (its call is gone: nothing more is written or handed on).
+    /// The next update to write, waiting for one; `handOff` is called when writing the last queued one lets the
+    /// waiting heartbeat go to the engine. Nil once the stream is over: the coordinator ended it (see
+    /// ``closeReason``, ``refusal``), or the reader ended cleanly and the engine answered what arrived before; or once
+    /// the serving task is cancelled (its call is gone: nothing more is written).
     ///
-    /// - Throws: the reader's error, once what arrived before it was taken.
-    func next() async throws -> Next? {
+    /// - Throws: the reader's error, once what arrived before it was answered.
+    func next(handOff: () -> Void) async throws -> SessionUpdate? {
         while true {
             if Task.isCancelled { return nil }
-            let outcome: Result<Next?, any Error>? = state.withLock { state in
-                if !state.updates.isEmpty { return .success(.update(state.updates.removeFirst())) }
-                if state.finished { return .success(nil) }
-                if let pending = state.pending {
-                    state.pending = nil
-                    return .success(.heartbeat(pending))
+            var hand = false
+            let outcome: Result<SessionUpdate?, any Error>? = state.withLock { state in
+                if !state.updates.isEmpty {
+                    let update = state.updates.removeFirst()
+                    hand = state.handOff()
+                    return .success(update)
                 }
+                if state.finished { return .success(nil) }
+                guard state.pending == nil, !state.handed, !state.inEngine else { return nil }
                 switch state.readerEnded {
                 case .some(.some(let error)): return .failure(error)
                 case .some(.none): return .success(nil)
                 case .none: return nil
                 }
             }
-            if let outcome { return try outcome.get() }
+            if let outcome {
+                if hand { handOff() }
+                return try outcome.get()
+            }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     // Cancelled before this wait began, the handler below found no waiter to resume.
                     let ready = state.withLock { state in
                         let ready =
-                            !state.updates.isEmpty || state.finished || state.pending != nil
-                            || state.readerEnded != nil || Task.isCancelled
+                            !state.updates.isEmpty || state.finished
+                            || (state.readerEnded != nil && state.pending == nil && !state.handed && !state.inEngine)
+                            || Task.isCancelled
                         if !ready { state.waiter = continuation }
                         return ready
                     }
@@ -138,6 +211,17 @@ public final class SessionChannel: Sendable {
                 wake { _ in }
             }
         }
+    }
+
+    /// The serving task is done: the stream is finished, and the registry attachment to undo, if the engine made one.
+    func served() -> (worker: WorkerID, token: SessionRegistry.Token)? {
+        var attached: (worker: WorkerID, token: SessionRegistry.Token)?
+        wake { state in
+            state.served = true
+            state.finished = true
+            attached = state.attached
+        }
+        return attached
     }
 
     /// Changes the state and resumes the serving task if it waits.

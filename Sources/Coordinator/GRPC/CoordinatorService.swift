@@ -74,10 +74,10 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
     ///
     /// A reader task reads the heartbeats, checks the worker's secret on the first, records each one's arrival
-    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionChannel``, never waiting for the
-    /// engine after the first. The handler itself serves the channel: it writes what the engine queued
-    /// (acknowledgements and pushes, in the engine's order) and hands the heartbeats to the engine one at a time
-    /// (those that arrive meanwhile fold into one), attaching the stream to the worker on the first. The stream ends
+    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionChannel``, handing it to the engine
+    /// (``CoordinatorEngine/hand(_:)``) without waiting for it: the engine takes one at a time from each stream (those
+    /// that arrive meanwhile fold into one) and attaches the stream to the worker on the first. The handler itself
+    /// writes what the engine queued on the channel (acknowledgements and pushes, in the engine's order). The stream ends
     /// when the worker closes its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the
     /// coordinator closes the session (UNAVAILABLE: shutting down, or replaced by a newer stream of the same worker).
     public func workerSession(
@@ -89,40 +89,20 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         // Not a child task: reading the request stream does not stop on cancellation, so when the coordinator closes
         // the session the handler returns without it, and the transport ends the stream.
         let reader = Task { await readHeartbeats(from: request, into: channel) }
-        var worker: WorkerID?
-        var token: SessionRegistry.Token?
         defer {
             reader.cancel()
-            if let worker, let token { engine.sessions.detach(worker, token: token) }
-            channel.finish()
+            if let (worker, token) = channel.served() { engine.sessions.detach(worker, token: token) }
         }
-        // The engine's refusal of a heartbeat (the worker is no longer known) ends the stream once what the engine
-        // queued went out, and a close of the coordinator's outranks it (the worker reconnects rather than register).
-        var refusal: (any Error)?
-        while let next = try await channel.next() {
-            switch next {
-            case .update(let update):
-                try await response.write(Dtruntime_V1_SessionEvent(update))
-            case .heartbeat(let pending):
-                // The reader authenticated the stream before its first heartbeat reached the channel.
-                let beat = pending.heartbeat
-                worker = beat.workerID
-                do {
-                    token = try await engine.sessionHeartbeat(
-                        beat.workerID, step: beat.step, metrics: beat.metrics, arrivedAt: pending.arrivedAt,
-                        channel: channel, attached: token)
-                    // No token: the registry closed the channel (shutting down).
-                    if token == nil { channel.finish() }
-                } catch {
-                    refusal = error
-                    channel.finish()
-                }
-            }
+        let engine = self.engine
+        while let update = try await channel.next(handOff: { engine.hand(channel) }) {
+            try await response.write(Dtruntime_V1_SessionEvent(update))
         }
+        // A close of the coordinator's outranks the engine's refusal of a heartbeat (the worker is no longer known):
+        // the worker reconnects rather than register.
         if let reason = channel.closeReason {
             throw RPCError(code: .unavailable, message: reason)
         }
-        if let refusal { throw refusal }
+        if let refusal = channel.refusal { throw refusal }
         // Otherwise the worker closed its side (OK), or the call was cancelled.
     }
 
@@ -150,7 +130,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
                     try await authenticate(beat.workerID)
                     worker = beat.workerID
                 }
-                channel.put(beat, arrivedAt: engine.heard(beat.workerID))
+                if channel.put(beat, arrivedAt: engine.heard(beat.workerID)) { engine.hand(channel) }
             }
             channel.readerEnded(nil)
         } catch {
