@@ -47,22 +47,28 @@ extension Membership {
         var suspected: [Entry] = []
         var expired: [WorkerID] = []
         var nextDeath: Duration?
-        for entry in entries.values {
-            if entry.isMember {
-                let silence = t - entry.lastSeen
-                if silence >= deadAfter {
-                    dying.append(entry)
-                    continue
+        // The entries' fields are read in place: copying each entry (its record's strings and maps) on every tick
+        // costs a retain and a release of each, for every worker.
+        do {
+            let all = entries.values
+            for index in all.indices {
+                if all[index].isMember {
+                    let lastSeen = all[index].lastSeen
+                    let silence = t - lastSeen
+                    if silence >= deadAfter {
+                        dying.append(all[index])
+                        continue
+                    }
+                    let due = lastSeen + deadAfter
+                    if nextDeath.map({ due < $0 }) ?? true { nextDeath = due }
+                    if silence >= suspectAfter, all[index].health == .healthy,
+                        restoredUnheard.isEmpty || !restoredUnheard.contains(all[index].record.spec.id)
+                    {
+                        suspected.append(all[index])
+                    }
+                } else if let departed = all[index].departedAt, t - departed >= config.departedRetention {
+                    expired.append(all[index].record.spec.id)
                 }
-                let due = entry.lastSeen + deadAfter
-                if nextDeath.map({ due < $0 }) ?? true { nextDeath = due }
-                if silence >= suspectAfter, entry.health == .healthy,
-                    restoredUnheard.isEmpty || !restoredUnheard.contains(entry.record.spec.id)
-                {
-                    suspected.append(entry)
-                }
-            } else if let departed = entry.departedAt, t - departed >= config.departedRetention {
-                expired.append(entry.record.spec.id)
             }
         }
 
