@@ -43,7 +43,7 @@ public final class SimulatedWorker: Sendable {
         var oldestUnacknowledged: ContinuousClock.Instant?
         /// The open session's request side: a heartbeat is sent for each element.
         var beats: AsyncStream<Void>.Continuation?
-        /// Counts the sessions opened, so that a session ending clears ``beats`` only if no newer one installed its own.
+        /// Counts the sessions opened: a session ending clears ``beats`` only if no newer one installed its own.
         var sessionNumber = 0
         /// Set by ``endSession()``: a session that opens afterwards ends at once (until ``restart()``).
         var sessionsEnded = false

@@ -1,9 +1,10 @@
-import Coordinator
 import Logging
 import RuntimeCore
 import Storage
 import Synchronization
 import Testing
+
+@testable import Coordinator
 
 /// A real SQLite store whose writes can be made to fail, like a full disk.
 final class FailingDisk: Sendable {
@@ -69,4 +70,78 @@ struct EngineDurabilityTests {
         #expect(Set(persisted.records.map(\.spec.id.rawValue)) == ["a", "b"])
         #expect(persisted.epochs == [.default: 2])
     }
+
+    @Test(
+        "a session heartbeat is acknowledged once its view is durable: while the disk fails it counts unacknowledged")
+    func sessionWhileDiskFails() async throws {
+        let directory = TemporaryDirectory()
+        let disk = try FailingDisk(path: directory.databasePath)
+        let clock = ManualMoments()
+        let engine = CoordinatorEngine(
+            membershipConfig: .defaults, restoring: try disk.store.loadMembership(),
+            queue: WriteBehindQueue(commit: disk.commit), now: { clock.now }, logger: Logger(label: "test"))
+        func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
+        let channel = SessionChannel()
+        // What the stream's reader and serving task do.
+        func beat(_ step: Int64) throws {
+            let heartbeat = try ValidatedHeartbeat(
+                .with {
+                    $0.workerID = "a"
+                    $0.step = step
+                })
+            if channel.put(heartbeat, arrivedAt: clock.now.monotonic) { engine.hand(channel) }
+        }
+        let written = Written()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await engine.queue.run() }
+            group.addTask {
+                while let update = try await channel.next(handOff: { engine.hand(channel) }) {
+                    written.updates.withLock { $0.append(update) }
+                }
+            }
+            func acknowledgements() -> [UInt64] {
+                written.updates.withLock { $0.filter { $0.kind == .heartbeatAck } }.map(\.view.epoch)
+            }
+            _ = try await engine.register(try spec("a"))
+            try beat(1)
+            #expect(await eventually { acknowledgements() == [1] })
+            #expect(engine.sessions.channel(of: try WorkerID("a")) === channel, "attached on its first heartbeat")
+
+            disk.fail(true)
+            await #expect(throws: StorageError.self) { try await engine.register(try spec("b")) }
+            try beat(2)
+            // Recorded (a sign of life, its step), but epoch 2 is not durable: no acknowledgement.
+            #expect(await eventually { await engine.workers().first { $0.record.spec.id.rawValue == "a" }?.step == 2 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(acknowledgements() == [1])
+
+            disk.fail(false)
+            // The failed batch is retried with backoff; once it lands, the next heartbeat is acknowledged at epoch 2.
+            var step: Int64 = 3
+            #expect(
+                await eventually {
+                    try? beat(step)
+                    step += 1
+                    return acknowledgements().last == 2
+                })
+            channel.close(reason: "test over")
+            engine.queue.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    /// Polls `condition` every 20 ms for up to 10 s.
+    func eventually(_ condition: () async -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+}
+
+/// What a session's serving task wrote.
+private final class Written: Sendable {
+    let updates = Mutex<[SessionUpdate]>([])
 }

@@ -23,8 +23,8 @@ struct SessionChannelTests {
                 taskID: try TaskID("t"), rank: 0, worldSize: 1, epoch: epoch, command: .proceed, health: .healthy))
     }
 
-    /// The serving task's next update, as something comparable (its epoch), and whether writing it handed the
-    /// waiting heartbeat to the engine.
+    /// The serving task's next update, as something comparable (its epoch), and whether the call handed the waiting
+    /// heartbeat to the engine (the update the call before returned having been written).
     func next(_ channel: SessionChannel) async throws -> (String?, handedOff: Bool) {
         let handed = Mutex(false)
         let update = try await channel.next { handed.withLock { $0 = true } }
@@ -36,23 +36,43 @@ struct SessionChannelTests {
         channel.take().map { pending, _ in "heartbeat \(pending.heartbeat.step) at \(pending.arrivedAt)" }
     }
 
+    /// What the engine takes once the serving task (running elsewhere) hands it over: waits up to 5 s.
+    func eventuallyTake(_ channel: SessionChannel) async -> String? {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if let taken = take(channel) { return taken }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return nil
+    }
+
     @Test("a heartbeat goes to the engine once the updates queued before it are written, one at a time")
     func heartbeatsWaitForUpdates() async throws {
         let channel = SessionChannel()
         #expect(channel.put(try beat(step: 1), arrivedAt: .seconds(1)), "nothing queued: handed at once")
         #expect(take(channel) == "heartbeat 1 at 1.0 seconds")
-        // While the engine has it, the next one waits (and then the acknowledgement queued before it is written).
+        // While the engine has it, the next one waits (and then the updates queued before it are written).
         #expect(!channel.put(try beat(step: 2), arrivedAt: .seconds(2)))
         #expect(take(channel) == nil, "not handed, so not taken")
         channel.send(try view(epoch: 7))
-        #expect(!channel.done(acknowledging: try view(epoch: 7, kind: .heartbeatAck)), "updates wait to be written")
+        #expect(!channel.done(acknowledging: try view(epoch: 8, kind: .heartbeatAck)), "updates wait to be written")
         #expect(try await next(channel) == ("update 7", false))
-        #expect(try await next(channel) == ("update 7", true), "writing the last update hands the heartbeat on")
-        #expect(take(channel) == "heartbeat 2 at 2.0 seconds")
+        #expect(try await next(channel) == ("update 8", false))
+        #expect(take(channel) == nil, "the last update is being written")
+        // The serving task asks for the next update once the last one is written: the heartbeat goes then.
+        let serving = Task { try await next(channel) }
+        #expect(await eventuallyTake(channel) == "heartbeat 2 at 2.0 seconds")
+        #expect(!channel.done(acknowledging: try view(epoch: 9, kind: .heartbeatAck)))
+        #expect(try await serving.value == ("update 9", true))
         // Done without an acknowledgement (its view could not be made durable), with one waiting: handed on at once.
-        #expect(!channel.put(try beat(step: 3), arrivedAt: .seconds(3)))
+        #expect(channel.put(try beat(step: 3), arrivedAt: .seconds(3)) == false, "the update 9 is being written")
+        let waiting = Task { try await next(channel) }
+        #expect(await eventuallyTake(channel) == "heartbeat 3 at 3.0 seconds")
+        #expect(!channel.put(try beat(step: 4), arrivedAt: .seconds(4)))
         #expect(channel.done(acknowledging: nil))
-        #expect(take(channel) == "heartbeat 3 at 3.0 seconds")
+        #expect(take(channel) == "heartbeat 4 at 4.0 seconds")
+        channel.close(reason: "test over")
+        #expect(try await waiting.value == (nil, true))
     }
 
     @Test("heartbeats the engine has not taken fold into one: the latest step and arrival, the latest metrics")
@@ -82,7 +102,7 @@ struct SessionChannelTests {
         for epoch in 1...19 { channel.send(try view(epoch: UInt64(epoch))) }
         #expect(channel.put(try beat(step: 1), arrivedAt: .seconds(1)) == false)
         channel.send(try view(epoch: 20))
-        channel.finish()
+        channel.close(reason: "replaced")
         var taken: [String] = []
         while let next = try await next(channel).0 { taken.append(next) }
         #expect(taken == (5...20).map { "update \($0)" })
@@ -105,16 +125,27 @@ struct SessionChannelTests {
         #expect(channel.closeReason == "replaced")
     }
 
-    @Test("the engine's refusal ends the stream after what is queued, and a close outranks nothing it already said")
+    @Test("the engine's refusal ends the stream after what is queued; a later acknowledgement is dropped")
     func refusal() async throws {
         let channel = SessionChannel()
         #expect(channel.put(try beat(step: 1), arrivedAt: .seconds(1)))
         #expect(take(channel) != nil)
         channel.send(try view(epoch: 1))
         channel.refuse(CoreError(.notFound, "worker w-1 is not registered"))
+        #expect(!channel.done(acknowledging: try view(epoch: 2, kind: .heartbeatAck)))
         #expect(try await next(channel).0 == "update 1")
         #expect(try await next(channel).0 == nil)
         #expect(channel.refusal is CoreError && channel.closeReason == nil)
+    }
+
+    @Test("a stream that ends while its heartbeat waits in the engine's inbox is not taken; nor is its next")
+    func endedInTheInbox() async throws {
+        let channel = SessionChannel()
+        #expect(channel.put(try beat(step: 1), arrivedAt: .seconds(1)))
+        #expect(channel.served() == nil)
+        #expect(take(channel) == nil)
+        #expect(!channel.put(try beat(step: 2), arrivedAt: .seconds(2)))
+        #expect(take(channel) == nil)
     }
 
     @Test("the reader's end: what arrived before it is answered first, then its error or the clean end")
@@ -134,13 +165,29 @@ struct SessionChannelTests {
         clean.readerEnded(nil)
         #expect(try await next(clean).0 == nil)
         #expect(clean.closeReason == nil)
+
+        // A worker that closes its side right after a heartbeat gets its acknowledgement before the stream ends.
+        let closing = SessionChannel()
+        #expect(closing.put(try beat(step: 1), arrivedAt: .seconds(1)))
+        #expect(take(closing) != nil)
+        closing.readerEnded(nil)
+        let ending = Task { try await next(closing).0 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!closing.done(acknowledging: try view(epoch: 5, kind: .heartbeatAck)))
+        #expect(try await ending.value == "update 5")
+        #expect(try await next(closing).0 == nil)
     }
 
     @Test("the engine's attachment is undone by whichever of it and the serving task comes second")
     func attachment() throws {
         let worker = try WorkerID("w-1")
         let attachedFirst = SessionChannel()
+        #expect(attachedFirst.put(try beat(step: 1), arrivedAt: .seconds(1)))
+        #expect(try #require(attachedFirst.take()).1 == nil)
         #expect(attachedFirst.attach(worker, token: 7))
+        #expect(!attachedFirst.done(acknowledging: nil))
+        #expect(attachedFirst.put(try beat(step: 2), arrivedAt: .seconds(2)))
+        #expect(try #require(attachedFirst.take()).1 == 7, "the engine gets the token with the next heartbeat")
         #expect(attachedFirst.served()?.token == 7, "the serving task detaches it")
 
         let servedFirst = SessionChannel()

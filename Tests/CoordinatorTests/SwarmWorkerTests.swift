@@ -89,7 +89,7 @@ struct SwarmWorkerTests {
     }
 
     @Test(
-        "a session that opens after its worker's sessions were ended ends at once; a replaced session's end leaves the new one"
+        "a session opened after its worker's sessions were ended ends at once; a replaced one's end spares the new one"
     )
     func sessionsOpenedLateOrReplaced() async throws {
         try await withSwarm { connections in

@@ -237,30 +237,32 @@ public actor CoordinatorEngine {
         return outgoing(membership.view(of: id) ?? view)
     }
 
-    /// Hands a session stream whose heartbeat waits (its reader read one, ``SessionChannel/put(_:arrivedAt:)``) to this
-    /// actor, without waiting for it: the heartbeats of the streams handed over meanwhile are taken in one turn of
-    /// the actor (``takeHeartbeats()``), each recorded like ``heartbeat(_:step:metrics:arrivedAt:)`` and acknowledged on
-    /// its stream.
+    /// Hands a session stream whose heartbeat waits (see ``SessionChannel``) to this actor, without waiting for it:
+    /// the heartbeats of the streams handed over meanwhile are taken in one turn of the actor (``takeHeartbeats()``),
+    /// each recorded like ``heartbeat(_:step:metrics:arrivedAt:)`` and acknowledged on its stream.
     nonisolated func hand(_ channel: SessionChannel) {
         if heartbeatInbox.add(channel) { Task { await self.takeHeartbeats() } }
     }
 
-    /// How many streams' heartbeats one turn of the actor takes before letting other calls in.
+    /// How many streams' heartbeats the actor takes before it lets other calls in.
     static let heartbeatBatch = 256
 
-    /// Takes the heartbeats waiting in ``heartbeatInbox``, a batch at a time, until there are none.
+    /// Takes the heartbeats waiting in ``heartbeatInbox`` until there are none, letting other calls in after each
+    /// ``heartbeatBatch``.
     func takeHeartbeats() async {
         while true {
-            let batch = heartbeatInbox.take(upTo: Self.heartbeatBatch)
-            if batch.isEmpty { return }
-            for channel in batch { takeHeartbeat(from: channel) }
-            await Task.yield()
+            let waiting = heartbeatInbox.take()
+            if waiting.isEmpty { return }
+            for (index, channel) in waiting.enumerated() {
+                if index > 0, index.isMultiple(of: Self.heartbeatBatch) { await Task.yield() }
+                takeHeartbeat(from: channel)
+            }
         }
     }
 
-    /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:arrivedAt:)``,
+    /// A heartbeat that arrived on a session stream: recorded like ``heartbeat(_:step:metrics:arrivedAt:)``, and
     /// acknowledged on its stream (from this actor, so acknowledgements and pushes reach the stream in the order they
-    /// were made), and the stream attached to its worker on its first heartbeat. A worker that is not known ends the
+    /// were made), the stream attached to its worker on its first heartbeat. A worker that is not known ends the
     /// stream with the error. While the task's latest change cannot be written, the heartbeat still counts but is not
     /// acknowledged: the stream stays open and the next one is answered.
     private func takeHeartbeat(from channel: SessionChannel) {

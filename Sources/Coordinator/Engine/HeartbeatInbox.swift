@@ -1,8 +1,8 @@
 import Synchronization
 
-/// The session streams whose heartbeat waits for the engine, in the order they were handed over. The streams' readers
-/// hand them over without waiting; the engine takes them in batches, one turn of the actor for many sessions' heartbeats
-/// instead of a round trip to the actor for each (see ``CoordinatorEngine/hand(_:)``).
+/// The session streams whose heartbeat waits for the engine, in the order they were handed over. They are handed over
+/// without waiting; the engine takes them all at once, one turn of the actor for many sessions' heartbeats instead of
+/// a round trip to the actor for each (see ``CoordinatorEngine/hand(_:)``).
 ///
 /// Bounded: a stream is in the inbox at most once (``SessionChannel`` folds the heartbeats that arrive meanwhile).
 final class HeartbeatInbox: Sendable {
@@ -23,17 +23,13 @@ final class HeartbeatInbox: Sendable {
         }
     }
 
-    /// Takes up to `limit` streams, oldest first; none (and the drain is over: the next ``add(_:)`` schedules one)
-    /// when the inbox is empty.
-    func take(upTo limit: Int) -> [SessionChannel] {
+    /// Takes every stream, oldest first; none (and the drain is over: the next ``add(_:)`` schedules one) when the
+    /// inbox is empty.
+    func take() -> [SessionChannel] {
         state.withLock { state in
             if state.channels.isEmpty { state.draining = false }
-            guard state.channels.count > limit else {
-                defer { state.channels = [] }
-                return state.channels
-            }
-            defer { state.channels.removeFirst(limit) }
-            return Array(state.channels[..<limit])
+            defer { state.channels = [] }
+            return state.channels
         }
     }
 }

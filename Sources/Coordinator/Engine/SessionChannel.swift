@@ -5,9 +5,10 @@ import Synchronization
 /// serves the stream: the heartbeat the reader read that the engine has not taken yet, and the updates the engine
 /// queued for the worker (acknowledgements and pushes), which the serving task writes in the engine's order.
 ///
-/// The reader hands a heartbeat to the engine itself, through the engine's ``HeartbeatInbox``, and the engine queues
-/// the acknowledgement here: a heartbeat wakes only the serving task, to write its acknowledgement (the engine takes
-/// the heartbeats of many sessions in one turn).
+/// A heartbeat goes to the engine through the engine's ``HeartbeatInbox``, handed over by whichever side last held it
+/// up (the reader that read it, the engine done with the previous one, the serving task done writing), and the engine
+/// queues the acknowledgement here: a heartbeat wakes only the serving task, to write its acknowledgement (the engine
+/// takes the heartbeats of many sessions in one turn).
 ///
 /// Both sides stay bounded however fast a client sends or however slowly it reads:
 /// - What the engine has not taken yet is one heartbeat, the latest: heartbeats that arrive while the engine is busy
@@ -38,11 +39,14 @@ public final class SessionChannel: Sendable {
         var handed = false
         /// The engine took a heartbeat and has not queued its acknowledgement (or given up on it) yet.
         var inEngine = false
+        /// The serving task is writing the update ``next(handOff:)`` returned last.
+        var writing = false
         /// The stream's worker and its token in the ``SessionRegistry``, once the engine attached it.
         var attached: (worker: WorkerID, token: SessionRegistry.Token)?
         /// Set when the reader ended: nil error for a clean end of the stream.
         var readerEnded: (any Error)?? = nil
-        /// Set when the coordinator ended the stream (``finish()``, ``close(reason:)``, ``refuse(_:)``).
+        /// Set when the stream ends: the coordinator closed it (``close(reason:)``), the engine refused its heartbeat
+        /// (``refuse(_:)``), or the serving task is done (``served()``).
         var finished = false
         /// Set once the serving task is done (``served()``): the engine attaches nothing more.
         var served = false
@@ -52,7 +56,7 @@ public final class SessionChannel: Sendable {
 
         /// Whether the waiting heartbeat goes to the engine now; marks it handed if so.
         mutating func handOff() -> Bool {
-            guard pending != nil, !handed, !inEngine, updates.isEmpty, !finished else { return false }
+            guard pending != nil, !handed, !inEngine, updates.isEmpty, !writing, !finished else { return false }
             handed = true
             return true
         }
@@ -72,12 +76,6 @@ public final class SessionChannel: Sendable {
             if state.updates.count == Self.bufferSize { state.updates.removeFirst() }
             state.updates.append(update)
         }
-    }
-
-    /// Ends the stream from the coordinator's side without a reason: no heartbeat is handed on, what is queued still
-    /// goes out, and nothing more is queued.
-    public func finish() {
-        wake { $0.finished = true }
     }
 
     /// Ends the stream on the coordinator's initiative; what is queued still goes out, then the call ends with
@@ -166,21 +164,27 @@ public final class SessionChannel: Sendable {
 
     // MARK: The serving task's side
 
-    /// The next update to write, waiting for one; `handOff` is called when writing the last queued one lets the
-    /// waiting heartbeat go to the engine. Nil once the stream is over: the coordinator ended it (see
+    /// The next update to write, waiting for one; `handOff` is called when the update written last (the one the call
+    /// before returned) was the last queued one and lets the waiting heartbeat go to the engine. Nil once the stream
+    /// is over: the coordinator ended it (see
     /// ``closeReason``, ``refusal``), or the reader ended cleanly and the engine answered what arrived before; or once
     /// the serving task is cancelled (its call is gone: nothing more is written).
     ///
     /// - Throws: the reader's error, once what arrived before it was answered.
     func next(handOff: () -> Void) async throws -> SessionUpdate? {
+        // The update returned last was written.
+        if state.withLock({ state in
+            state.writing = false
+            return state.handOff()
+        }) {
+            handOff()
+        }
         while true {
             if Task.isCancelled { return nil }
-            var hand = false
             let outcome: Result<SessionUpdate?, any Error>? = state.withLock { state in
                 if !state.updates.isEmpty {
-                    let update = state.updates.removeFirst()
-                    hand = state.handOff()
-                    return .success(update)
+                    state.writing = true
+                    return .success(state.updates.removeFirst())
                 }
                 if state.finished { return .success(nil) }
                 guard state.pending == nil, !state.handed, !state.inEngine else { return nil }
@@ -190,10 +194,7 @@ public final class SessionChannel: Sendable {
                 case .none: return nil
                 }
             }
-            if let outcome {
-                if hand { handOff() }
-                return try outcome.get()
-            }
+            if let outcome { return try outcome.get() }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     // Cancelled before this wait began, the handler below found no waiter to resume.

@@ -74,11 +74,11 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     /// A worker's long-lived session: heartbeats up, acknowledgements and pushes down.
     ///
     /// A reader task reads the heartbeats, checks the worker's secret on the first, records each one's arrival
-    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionChannel``, handing it to the engine
+    /// (``CoordinatorEngine/heard(_:)``) and leaves it in the session's ``SessionChannel``, which goes to the engine
     /// (``CoordinatorEngine/hand(_:)``) without waiting for it: the engine takes one at a time from each stream (those
     /// that arrive meanwhile fold into one) and attaches the stream to the worker on the first. The handler itself
-    /// writes what the engine queued on the channel (acknowledgements and pushes, in the engine's order). The stream ends
-    /// when the worker closes its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the
+    /// writes what the engine queued on the channel (acknowledgements and pushes, in the engine's order). The stream
+    /// ends when the worker closes its side (OK), sends something invalid (INVALID_ARGUMENT / NOT_FOUND), or the
     /// coordinator closes the session (UNAVAILABLE: shutting down, or replaced by a newer stream of the same worker).
     public func workerSession(
         request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>,
@@ -89,11 +89,11 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
         // Not a child task: reading the request stream does not stop on cancellation, so when the coordinator closes
         // the session the handler returns without it, and the transport ends the stream.
         let reader = Task { await readHeartbeats(from: request, into: channel) }
+        let engine = self.engine
         defer {
             reader.cancel()
             if let (worker, token) = channel.served() { engine.sessions.detach(worker, token: token) }
         }
-        let engine = self.engine
         while let update = try await channel.next(handOff: { engine.hand(channel) }) {
             try await response.write(Dtruntime_V1_SessionEvent(update))
         }
@@ -107,7 +107,7 @@ public struct CoordinatorService: Dtruntime_V1_Coordinator.SimpleServiceProtocol
     }
 
     /// Reads the session's heartbeats as they arrive, checks them (the first one's worker secret included, before
-    /// its arrival is recorded), and leaves them in `channel`.
+    /// its arrival is recorded), and leaves them in `channel`, handing it to the engine when the channel says so.
     private func readHeartbeats(
         from request: RPCAsyncSequence<Dtruntime_V1_SessionRequest, any Error>, into channel: SessionChannel
     ) async {
