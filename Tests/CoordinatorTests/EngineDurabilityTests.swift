@@ -25,14 +25,20 @@ final class FailingDisk: Sendable {
 
 @Suite("Engine: nothing leaves the coordinator before it is durable")
 struct EngineDurabilityTests {
-    @Test("while the disk fails, joins fail, heartbeats keep workers alive but reveal no new epoch; then it catches up")
-    func diskFull() async throws {
-        let directory = TemporaryDirectory()
+    /// An engine on a disk that can be made to fail, with a manual clock.
+    func makeEngine(_ directory: TemporaryDirectory) throws -> (FailingDisk, ManualMoments, CoordinatorEngine) {
         let disk = try FailingDisk(path: directory.databasePath)
         let clock = ManualMoments()
         let engine = CoordinatorEngine(
             membershipConfig: .defaults, restoring: try disk.store.loadMembership(),
             queue: WriteBehindQueue(commit: disk.commit), now: { clock.now }, logger: Logger(label: "test"))
+        return (disk, clock, engine)
+    }
+
+    @Test("while the disk fails, joins fail, heartbeats keep workers alive but reveal no new epoch; then it catches up")
+    func diskFull() async throws {
+        let directory = TemporaryDirectory()
+        let (disk, clock, engine) = try makeEngine(directory)
         let a = try WorkerID("a")
         func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
 
@@ -75,11 +81,7 @@ struct EngineDurabilityTests {
         "a session heartbeat is acknowledged once its view is durable: while the disk fails it counts unacknowledged")
     func sessionWhileDiskFails() async throws {
         let directory = TemporaryDirectory()
-        let disk = try FailingDisk(path: directory.databasePath)
-        let clock = ManualMoments()
-        let engine = CoordinatorEngine(
-            membershipConfig: .defaults, restoring: try disk.store.loadMembership(),
-            queue: WriteBehindQueue(commit: disk.commit), now: { clock.now }, logger: Logger(label: "test"))
+        let (disk, clock, engine) = try makeEngine(directory)
         func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
         let channel = SessionChannel()
         // What the stream's reader and serving task do.

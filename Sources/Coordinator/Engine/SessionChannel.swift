@@ -166,9 +166,8 @@ public final class SessionChannel: Sendable {
 
     /// The next update to write, waiting for one; `handOff` is called when the update written last (the one the call
     /// before returned) was the last queued one and lets the waiting heartbeat go to the engine. Nil once the stream
-    /// is over: the coordinator ended it (see
-    /// ``closeReason``, ``refusal``), or the reader ended cleanly and the engine answered what arrived before; or once
-    /// the serving task is cancelled (its call is gone: nothing more is written).
+    /// is over: the coordinator ended it (see ``closeReason``, ``refusal``), or the reader ended cleanly and the engine
+    /// answered what arrived before; or once the serving task is cancelled (its call is gone: nothing more is written).
     ///
     /// - Throws: the reader's error, once what arrived before it was answered.
     func next(handOff: () -> Void) async throws -> SessionUpdate? {
