@@ -250,12 +250,18 @@ public actor CoordinatorEngine {
     /// Takes the heartbeats waiting in ``heartbeatInbox`` until there are none, letting other calls in after each
     /// ``heartbeatBatch``.
     func takeHeartbeats() async {
+        // Counted across takes: under a steady load each take may find fewer than a batch, and the drain goes on.
+        var sinceYield = 0
         while true {
             let waiting = heartbeatInbox.take()
             if waiting.isEmpty { return }
-            for (index, channel) in waiting.enumerated() {
-                if index > 0, index.isMultiple(of: Self.heartbeatBatch) { await Task.yield() }
+            for channel in waiting {
+                if sinceYield == Self.heartbeatBatch {
+                    sinceYield = 0
+                    await Task.yield()
+                }
                 takeHeartbeat(from: channel)
+                sinceYield += 1
             }
         }
     }

@@ -14,8 +14,8 @@ import Synchronization
 /// - What the engine has not taken yet is one heartbeat, the latest: heartbeats that arrive while the engine is busy
 ///   with the session's previous one, or while updates wait to be written, fold into it (the latest step and arrival,
 ///   and the latest non-empty metrics, an empty map meaning "nothing new"), so nothing a worker reported is lost. A
-///   heartbeat is handed to the engine only once the updates queued before it went out and the engine is done with
-///   the previous one: a worker that stops reading its stream holds up only its own steps and metrics (the reader
+///   heartbeat is handed to the engine only once every update queued for the stream went out and the engine is done
+///   with the previous one: a worker that stops reading its stream holds up only its own steps and metrics (the reader
 ///   records each arrival as it reads it, never waiting for the engine).
 /// - Updates keep the newest ``bufferSize``: views are level-triggered (each carries the worker's whole current
 ///   state), so a worker that reads too slowly skips stale views instead of making the coordinator queue them.
