@@ -132,9 +132,9 @@ struct EngineDurabilityTests {
         }
     }
 
-    /// Polls `condition` every 20 ms for up to 10 s.
+    /// Polls `condition` every 20 ms for up to 60 s.
     func eventually(_ condition: () async -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if await condition() { return true }
             try? await Task.sleep(for: .milliseconds(20))

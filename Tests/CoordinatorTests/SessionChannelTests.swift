@@ -36,9 +36,10 @@ struct SessionChannelTests {
         channel.take().map { pending, _ in "heartbeat \(pending.heartbeat.step) at \(pending.arrivedAt)" }
     }
 
-    /// What the engine takes once the serving task (running elsewhere) hands it over: waits up to 5 s.
+    /// What the engine takes once the serving task (running elsewhere) hands it over: waits up to 60 s (a busy CI
+    /// machine running suites in parallel has left a task unscheduled for more than 5 s).
     func eventuallyTake(_ channel: SessionChannel) async -> String? {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let taken = take(channel) { return taken }
             try? await Task.sleep(for: .milliseconds(5))

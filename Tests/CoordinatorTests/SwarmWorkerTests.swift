@@ -109,25 +109,24 @@ struct SwarmWorkerTests {
             #expect(await waitFor { worker.acknowledged > again })
             await sessions.stop()
             // A session that opens after the end (one reopening as `stop()` runs) sends nothing and returns at once.
-            let clock = ContinuousClock()
-            let start = clock.now
             let acknowledged = worker.acknowledged
             let late = Task { try await worker.runSession(connections) }
+            // A session that opened would run until cancelled here, and end with the cancellation.
             let limit = Task {
-                try await Task.sleep(for: .seconds(3))
+                try await Task.sleep(for: .seconds(30))
                 late.cancel()
             }
-            _ = try? await late.value
+            let outcome = await late.result
             limit.cancel()
-            #expect(clock.now - start < .seconds(1))
+            #expect((try? outcome.get()) != nil, "returned by itself, not cancelled")
             #expect(worker.acknowledged == acknowledged && !worker.hasSession)
         }
     }
 
-    /// Waits up to 10 s for `condition`; whether it came true. (It does not throw: the test goes on to stop what it
+    /// Waits up to 30 s for `condition`; whether it came true. (It does not throw: the test goes on to stop what it
     /// started, since a coordinator does not shut down while streams are open.)
     func waitFor(_ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(10))
