@@ -6,10 +6,11 @@ import Testing
 
 @testable import Coordinator
 
-/// A real SQLite store whose writes can be made to fail, like a full disk.
+/// A real SQLite store whose writes can be made to fail, like a full disk, or to wait, like a slow one.
 final class FailingDisk: Sendable {
     let store: SQLiteStateStore
     private let failing = Mutex(false)
+    private let holding = Mutex(false)
 
     init(path: String) throws {
         store = try SQLiteStateStore(path: path)
@@ -17,21 +18,27 @@ final class FailingDisk: Sendable {
 
     func fail(_ value: Bool) { failing.withLock { $0 = value } }
 
+    /// While held, a write waits (and then lands).
+    func hold(_ value: Bool) { holding.withLock { $0 = value } }
+
     func commit(_ changes: [StateChange]) async throws(StorageError) {
+        while holding.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
         if failing.withLock({ $0 }) { throw StorageError(.unavailable, "cannot write the state database: disk full") }
         try await store.commit(changes)
     }
 }
 
-@Suite("Engine: nothing leaves the coordinator before it is durable")
+@Suite("Engine: nothing leaves the coordinator before it is durable", .timeLimit(.minutes(3)))
 struct EngineDurabilityTests {
     /// An engine on a disk that can be made to fail, with a manual clock.
     func makeEngine(_ directory: TemporaryDirectory) throws -> (FailingDisk, ManualMoments, CoordinatorEngine) {
         let disk = try FailingDisk(path: directory.databasePath)
         let clock = ManualMoments()
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
         let engine = CoordinatorEngine(
             membershipConfig: .defaults, restoring: try disk.store.loadMembership(),
-            queue: WriteBehindQueue(commit: disk.commit), now: { clock.now }, logger: Logger(label: "test"))
+            queue: WriteBehindQueue(commit: disk.commit), now: { clock.now }, logger: logger)
         return (disk, clock, engine)
     }
 
@@ -40,7 +47,6 @@ struct EngineDurabilityTests {
         let directory = TemporaryDirectory()
         let (disk, clock, engine) = try makeEngine(directory)
         let a = try WorkerID("a")
-        func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await engine.queue.run() }
@@ -82,54 +88,111 @@ struct EngineDurabilityTests {
     func sessionWhileDiskFails() async throws {
         let directory = TemporaryDirectory()
         let (disk, clock, engine) = try makeEngine(directory)
-        func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
-        let channel = SessionChannel()
-        // What the stream's reader and serving task do.
-        func beat(_ step: Int64) throws {
-            let heartbeat = try ValidatedHeartbeat(
-                .with {
-                    $0.workerID = "a"
-                    $0.step = step
-                })
-            if channel.put(heartbeat, arrivedAt: clock.now.monotonic) { engine.hand(channel) }
-        }
-        let written = Written()
+        let stream = EngineStream(engine: engine, clock: clock)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await engine.queue.run() }
-            group.addTask {
-                while let update = try await channel.next(handOff: { engine.hand(channel) }) {
-                    written.updates.withLock { $0.append(update) }
-                }
-            }
-            func acknowledgements() -> [UInt64] {
-                written.updates.withLock { $0.filter { $0.kind == .heartbeatAck } }.map(\.view.epoch)
-            }
+            group.addTask { try await stream.serve() }
             _ = try await engine.register(try spec("a"))
-            try beat(1)
-            #expect(await eventually { acknowledgements() == [1] })
-            #expect(engine.sessions.channel(of: try WorkerID("a")) === channel, "attached on its first heartbeat")
+            try stream.beat(1)
+            #expect(await eventually { stream.acknowledgements() == [1] })
+            #expect(
+                engine.sessions.channel(of: try WorkerID("a")) === stream.channel, "attached on its first heartbeat")
 
             disk.fail(true)
             await #expect(throws: StorageError.self) { try await engine.register(try spec("b")) }
-            try beat(2)
+            try stream.beat(2)
             // Recorded (a sign of life, its step), but epoch 2 is not durable: no acknowledgement.
-            #expect(await eventually { await engine.workers().first { $0.record.spec.id.rawValue == "a" }?.step == 2 })
+            #expect(await eventually { await step(of: "a", in: engine) == 2 })
             try await Task.sleep(for: .milliseconds(200))
-            #expect(acknowledgements() == [1])
+            #expect(stream.acknowledgements() == [1])
 
             disk.fail(false)
             // The failed batch is retried with backoff; once it lands, the next heartbeat is acknowledged at epoch 2.
-            var step: Int64 = 3
+            var next: Int64 = 3
             #expect(
                 await eventually {
-                    try? beat(step)
-                    step += 1
-                    return acknowledgements().last == 2
+                    try? stream.beat(next)
+                    next += 1
+                    return stream.acknowledgements().last == 2
                 })
-            channel.close(reason: "test over")
+            stream.channel.close(reason: "test over")
             engine.queue.finish()
             try await group.waitForAll()
         }
+    }
+
+    @Test(
+        "a session heartbeat whose view is still being written is acknowledged when the write lands, at the new epoch")
+    func sessionWhileDiskIsSlow() async throws {
+        let directory = TemporaryDirectory()
+        let (disk, clock, engine) = try makeEngine(directory)
+        let stream = EngineStream(engine: engine, clock: clock)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await engine.queue.run() }
+            group.addTask { try await stream.serve() }
+            _ = try await engine.register(try spec("a"))
+            try stream.beat(1)
+            #expect(await eventually { stream.acknowledgements() == [1] })
+
+            disk.hold(true)
+            let joining = Task { try await engine.register(try spec("b")) }
+            #expect(await eventually { await engine.workers().count == 2 }, "b's join is recorded, being written")
+            try stream.beat(2)
+            #expect(await eventually { await step(of: "a", in: engine) == 2 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(stream.acknowledgements() == [1], "epoch 2 is not durable yet")
+
+            disk.hold(false)
+            #expect(await eventually { stream.acknowledgements() == [1, 2] }, "no new heartbeat needed")
+            #expect(try await joining.value.epoch == 2)
+            stream.channel.close(reason: "test over")
+            engine.queue.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("a backlog of session heartbeats is taken in turns of 256, other calls to the engine let in between")
+    func heartbeatBacklogLetsOthersIn() async throws {
+        let directory = TemporaryDirectory()
+        let (_, clock, engine) = try makeEngine(directory)
+        // Long enough a drain (20 turns) for the other calls to be waiting at its yields on a busy machine.
+        let count = 20 * CoordinatorEngine.heartbeatBatch
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await engine.queue.run() }
+            try await withThrowingTaskGroup(of: Void.self) { registering in
+                for index in 0..<count { registering.addTask { _ = try await engine.register(try spec("w\(index)")) } }
+                try await registering.waitForAll()
+            }
+            // Every worker's first heartbeat waits in the inbox; nothing drains it yet.
+            for index in 0..<count {
+                let stream = EngineStream(engine: engine, clock: clock, worker: "w\(index)")
+                #expect(stream.channel.put(try stream.heartbeat(1), arrivedAt: clock.now.monotonic))
+                _ = engine.heartbeatInbox.add(stream.channel)
+            }
+            // Another caller queues for the engine over and over, noting how many heartbeats it finds taken.
+            let seen = Mutex<[Int]>([])
+            let observing = Task {
+                while true {
+                    let taken = await engine.heartbeatsTaken()
+                    seen.withLock { $0.append(taken) }
+                    if taken == count { return }
+                }
+            }
+            #expect(await eventually { !seen.withLock { $0.isEmpty } })
+            await engine.takeHeartbeats()
+            await observing.value
+            let between = seen.withLock { $0.filter { $0 > 0 && $0 < count } }
+            #expect(!between.isEmpty, "the other caller got in during the drain")
+            #expect(between.allSatisfy { $0 % CoordinatorEngine.heartbeatBatch == 0 }, "only between turns")
+            engine.queue.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    func spec(_ name: String) throws -> WorkerSpec { WorkerSpec(id: try WorkerID(name), host: "h", port: 1) }
+
+    func step(of worker: String, in engine: CoordinatorEngine) async -> Int64? {
+        await engine.workers().first { $0.record.spec.id.rawValue == worker }?.step
     }
 
     /// Polls `condition` every 20 ms for up to 60 s.
@@ -143,7 +206,48 @@ struct EngineDurabilityTests {
     }
 }
 
-/// What a session's serving task wrote.
-private final class Written: Sendable {
-    let updates = Mutex<[SessionUpdate]>([])
+/// A worker's session stream as the gRPC handler drives it, straight against the engine: its reader's hand-over
+/// (``beat(_:)``) and its serving task (``serve()``), which notes what it writes.
+private final class EngineStream: Sendable {
+    let engine: CoordinatorEngine
+    let clock: ManualMoments
+    let worker: String
+    let channel = SessionChannel()
+    private let written = Mutex<[SessionUpdate]>([])
+
+    init(engine: CoordinatorEngine, clock: ManualMoments, worker: String = "a") {
+        self.engine = engine
+        self.clock = clock
+        self.worker = worker
+    }
+
+    func heartbeat(_ step: Int64) throws -> ValidatedHeartbeat {
+        try ValidatedHeartbeat(
+            .with {
+                $0.workerID = worker
+                $0.step = step
+            })
+    }
+
+    /// What the stream's reader does with a heartbeat.
+    func beat(_ step: Int64) throws {
+        if channel.put(try heartbeat(step), arrivedAt: clock.now.monotonic) { engine.hand(channel) }
+    }
+
+    /// What the stream's serving task does, until the stream ends.
+    func serve() async throws {
+        while let update = try await channel.next(handOff: { self.engine.hand(self.channel) }) {
+            written.withLock { $0.append(update) }
+        }
+    }
+
+    /// The epochs of the acknowledgements written.
+    func acknowledgements() -> [UInt64] {
+        written.withLock { $0.filter { $0.kind == .heartbeatAck } }.map(\.view.epoch)
+    }
+}
+
+extension CoordinatorEngine {
+    /// The heartbeats recorded, as a call queued for the actor sees it.
+    fileprivate func heartbeatsTaken() -> Int { metrics.heartbeatsTotal }
 }

@@ -5,7 +5,9 @@ import Testing
 
 @testable import Coordinator
 
-@Suite("SessionChannel: one session stream between its reader, the engine and the task that serves it")
+@Suite(
+    "SessionChannel: one session stream between its reader, the engine and the task that serves it",
+    .timeLimit(.minutes(3)))
 struct SessionChannelTests {
     func beat(step: Int64, metrics: [String: Double] = [:]) throws -> ValidatedHeartbeat {
         try ValidatedHeartbeat(

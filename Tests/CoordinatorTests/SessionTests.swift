@@ -4,7 +4,7 @@ import RuntimeCore
 import RuntimeProto
 import Testing
 
-@Suite("gRPC worker sessions (in-process)")
+@Suite("gRPC worker sessions (in-process)", .timeLimit(.minutes(3)))
 struct SessionTests {
     @Test("heartbeats on the stream are acknowledged with the worker's view")
     func acknowledgements() async throws {

@@ -8,7 +8,7 @@ import Testing
 
 /// The swarm's simulated workers against the whole coordinator on loopback: what they do on the wire where the SDK's
 /// `Worker` would do the same.
-@Suite("Simulated workers on loopback")
+@Suite("Simulated workers on loopback", .timeLimit(.minutes(5)))
 struct SwarmWorkerTests {
     /// Runs a coordinator whose suspect timeout is 3 s, and `body` with one swarm connection to it.
     func withSwarm(_ body: @Sendable (SwarmConnections) async throws -> Void) async throws {
