@@ -36,6 +36,17 @@ struct EntryTable: Sendable {
         }
     }
 
+    /// Changes the entry of `id` in place (`body` must not change its worker id); nil when there is none. Getting the
+    /// entry and setting it back would copy it twice (a retain and a release of each of its strings and maps).
+    mutating func update<Result, Failure: Error>(
+        _ id: WorkerID, _ body: (inout Membership.Entry) throws(Failure) -> Result
+    ) throws(Failure) -> Result? {
+        guard let index = position[id] else { return nil }
+        let result = try body(&values[index])
+        assert(values[index].record.spec.id == id, "update must not change a worker's id")
+        return result
+    }
+
     /// Changes every entry in place (`body` must not change an entry's worker id).
     mutating func updateEach(_ body: (inout Membership.Entry) -> Void) {
         for index in values.indices {

@@ -115,7 +115,8 @@ public struct Membership: Sendable {
             return onRestart(spec, secret: secret, now: now)
         }
         if var entry = entries[spec.id], entry.isMember {
-            var directives = refresh(&entry, at: now.monotonic, now: now)
+            var directives = Self.refresh(&entry, at: now.monotonic, now: now, suspectAfter: config.suspectAfter)
+            heard(spec.id)
             // Proven: the worker keeps its secret. Not (a silent member taken over by its own incarnation, e.g. a
             // registration retried after its reply was lost): a new one.
             let digest = proven ? (entry.record.secretDigest ?? secret) : secret
@@ -207,13 +208,20 @@ public struct Membership: Sendable {
     public mutating func onHeartbeat(
         _ id: WorkerID, step: Int64, metrics: [String: Double], arrivedAt: Duration? = nil, now: Moment
     ) throws(CoreError) -> (view: MembershipView, directives: [Directive]) {
-        guard var entry = entries[id] else { throw Self.unknown(id) }
-        guard entry.isMember else { return (view(of: entry), []) }
-        let directives = refresh(&entry, at: arrivedAt ?? now.monotonic, now: now)
-        entry.step = step
-        if !metrics.isEmpty { entry.metrics = metrics }
-        entries[id] = entry
-        return (view(of: entry), directives)
+        let suspectAfter = config.suspectAfter
+        // In place (the hot path): the entry is not copied out and back.
+        let updated = entries.update(id) { entry in
+            guard entry.isMember else { return (entry.record.spec.taskID, entry.health, nil as [Directive]?) }
+            let directives = Self.refresh(
+                &entry, at: arrivedAt ?? now.monotonic, now: now, suspectAfter: suspectAfter)
+            entry.step = step
+            if !metrics.isEmpty { entry.metrics = metrics }
+            return (entry.record.spec.taskID, entry.health, directives)
+        }
+        guard let (task, health, directives) = updated else { throw Self.unknown(id) }
+        guard let directives else { return (view(id, of: task, isMember: false, health: health), []) }
+        heard(id)
+        return (view(id, of: task, isMember: true, health: health), directives)
     }
 
     /// A worker leaves (gracefully, or saying it `failed`): its rank is released now and the epoch bumps. Leaving
@@ -378,12 +386,19 @@ public struct Membership: Sendable {
     }
 
     func view(of entry: Entry, reason: String = "") -> MembershipView {
-        let task = entry.record.spec.taskID
+        view(
+            entry.record.spec.id, of: entry.record.spec.taskID, isMember: entry.isMember, health: entry.health,
+            reason: reason)
+    }
+
+    /// The view of worker `id` of `task`, from its entry's standing and health.
+    func view(_ id: WorkerID, of task: TaskID, isMember: Bool, health: WorkerHealth, reason: String = "")
+        -> MembershipView
+    {
         let roster = rosters[task]
         return MembershipView(
-            taskID: task, rank: roster?.ranks[entry.record.spec.id], worldSize: roster?.worldSize ?? 0,
-            epoch: roster?.epoch ?? 0, command: entry.isMember ? .proceed : .rejoin, health: entry.health,
-            reason: reason)
+            taskID: task, rank: roster?.ranks[id], worldSize: roster?.worldSize ?? 0, epoch: roster?.epoch ?? 0,
+            command: isMember ? .proceed : .rejoin, health: health, reason: reason)
     }
 
     /// A sign of life from a worker at `moment` (monotonic): a member's silence is measured from it (a later sign
@@ -391,20 +406,31 @@ public struct Membership: Sendable {
     /// unknown worker is not brought back by this. The engine records heartbeats here as they arrive, before they
     /// queue for the engine, and the moment a registration is answered (the worker cannot heartbeat before).
     public mutating func onSignOfLife(_ id: WorkerID, at moment: Duration, now: Moment) -> [Directive] {
-        guard var entry = entries[id], entry.isMember else { return [] }
-        let directives = refresh(&entry, at: moment, now: now)
-        entries[id] = entry
+        let suspectAfter = config.suspectAfter
+        // In place: the failure detector calls this for every worker heard since its last run.
+        let refreshed = entries.update(id) { entry in
+            entry.isMember ? Self.refresh(&entry, at: moment, now: now, suspectAfter: suspectAfter) : nil
+        }
+        guard let directives = refreshed ?? nil else { return [] }
+        heard(id)
         return directives
     }
 
     /// A sign of life from a member: fresh timeout (never moved back), healthy again unless the sign is itself
-    /// older than the suspect timeout (a heartbeat that waited in a queue proves nothing about now).
-    private mutating func refresh(_ entry: inout Entry, at moment: Duration, now: Moment) -> [Directive] {
+    /// older than the suspect timeout (a heartbeat that waited in a queue proves nothing about now). The caller
+    /// also calls ``heard(_:)``.
+    private static func refresh(_ entry: inout Entry, at moment: Duration, now: Moment, suspectAfter: Duration)
+        -> [Directive]
+    {
         entry.lastSeen = max(entry.lastSeen, moment)
-        if !restoredUnheard.isEmpty { restoredUnheard.remove(entry.record.spec.id) }
-        guard entry.health == .suspect, now.monotonic - entry.lastSeen < config.suspectAfter else { return [] }
+        guard entry.health == .suspect, now.monotonic - entry.lastSeen < suspectAfter else { return [] }
         entry.health = .healthy
         return [.log(.recovered(entry.record.spec.id, entry.record.spec.taskID))]
+    }
+
+    /// A member was heard from: it is no longer among those unheard since the restart.
+    private mutating func heard(_ id: WorkerID) {
+        if !restoredUnheard.isEmpty { restoredUnheard.remove(id) }
     }
 
     /// Marks a member as no longer one (dead or left).

@@ -40,6 +40,16 @@ public struct TrainingHistory: Sendable {
 
         /// Records the report; returns how many of the worker's series got their first point.
         mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double], limit: Int) -> Int {
+            // The worker's series are looked up once for all its metrics, and changed in place (the subscript's modify
+            // accessor): a heartbeat copies no series.
+            Self.record(
+                metrics, step: step, limit: limit, into: &series[worker, default: []], names: &names, index: &index)
+        }
+
+        private static func record(
+            _ metrics: [String: Double], step: Int64, limit: Int, into series: inout [MetricSeries],
+            names: inout [String], index: inout [String: Int]
+        ) -> Int {
             var started = 0
             for (name, value) in metrics {
                 let position: Int
@@ -51,10 +61,7 @@ public struct TrainingHistory: Sendable {
                     names.append(name)
                     index[name] = position
                 }
-                // In place (the subscript's modify accessor): a heartbeat copies no series.
-                if series[worker, default: []].record(at: position, step: step, value: value, limit: limit) {
-                    started += 1
-                }
+                if series.record(at: position, step: step, value: value, limit: limit) { started += 1 }
             }
             return started
         }
@@ -72,8 +79,7 @@ public struct TrainingHistory: Sendable {
     /// A member of `task` reported `metrics` at `step`. An empty report (the SDK's "nothing new") records nothing.
     public mutating func record(task: TaskID, worker: WorkerID, step: Int64, metrics: [String: Double]) {
         guard !metrics.isEmpty else { return }
-        if let previous = taskOf[worker], previous != task { forget(worker) }
-        taskOf[worker] = task
+        if let previous = taskOf.updateValue(task, forKey: worker), previous != task { drop(worker, from: previous) }
         // In place (the subscript's modify accessor): a heartbeat copies no series.
         seriesCount += tasks[task, default: TaskHistory()].record(
             worker: worker, step: step, metrics: metrics, limit: pointsPerSeriesNow)
@@ -81,9 +87,13 @@ public struct TrainingHistory: Sendable {
 
     /// Drops a worker's series (the membership forgot it).
     public mutating func forget(_ worker: WorkerID) {
-        guard let task = taskOf.removeValue(forKey: worker), var history = tasks.removeValue(forKey: task) else {
-            return
-        }
+        guard let task = taskOf.removeValue(forKey: worker) else { return }
+        drop(worker, from: task)
+    }
+
+    /// Drops a worker's series kept under `task`.
+    private mutating func drop(_ worker: WorkerID, from task: TaskID) {
+        guard var history = tasks.removeValue(forKey: task) else { return }
         let dropped = history.series.removeValue(forKey: worker) ?? []
         seriesCount -= dropped.count { !$0.points.isEmpty }
         if history.series.isEmpty { return }

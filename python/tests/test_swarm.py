@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -142,7 +143,8 @@ def test_a_killed_bench_takes_its_coordinator_with_it(dtr_binary: str) -> None:
             child = next(iter(children_of(bench.pid)), None)
             time.sleep(0.2)
         assert child is not None, "the benchmark started no coordinator"
-        assert b"serve" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        arguments = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert b"serve" in arguments
     finally:
         bench.kill()
         bench.wait()
@@ -152,6 +154,8 @@ def test_a_killed_bench_takes_its_coordinator_with_it(dtr_binary: str) -> None:
     outlived = is_running(child)
     if outlived:
         os.kill(child, signal.SIGKILL)
+    # A killed benchmark cannot remove its temporary data directory: this test does.
+    shutil.rmtree(arguments[arguments.index(b"--data-dir") + 1].decode(), ignore_errors=True)
     assert not outlived, "the coordinator outlived the benchmark that started it"
 
 

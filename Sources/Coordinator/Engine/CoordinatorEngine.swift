@@ -291,7 +291,8 @@ public actor CoordinatorEngine {
             if !channel.attach(beat.workerID, token: token) { sessions.detach(beat.workerID, token: token) }
         }
         if isSettled(recorded.taskID, lanes: [.membership]) {
-            acknowledge(beat.workerID, recorded, on: channel)
+            // Nothing happened since it was recorded: its view is current.
+            release(channel, acknowledging: SessionUpdate(kind: .heartbeatAck, view: outgoing(recorded)))
             return
         }
         Task {
@@ -305,6 +306,7 @@ public actor CoordinatorEngine {
         }
     }
 
+    /// Acknowledges a heartbeat recorded before the engine waited: with the worker's view as of now.
     private func acknowledge(_ id: WorkerID, _ recorded: MembershipView, on channel: SessionChannel) {
         let view = outgoing(membership.view(of: id) ?? recorded)
         release(channel, acknowledging: SessionUpdate(kind: .heartbeatAck, view: view))
