@@ -41,15 +41,20 @@ public struct TrainingHistory: Sendable {
         /// Records the report; returns how many of the worker's series got their first point.
         mutating func record(worker: WorkerID, step: Int64, metrics: [String: Double], limit: Int) -> Int {
             // The worker's series are looked up once for all its metrics, and changed in place (the subscript's modify
-            // accessor): a heartbeat copies no series.
-            Self.record(
+            // accessor).
+            let (started, none) = Self.record(
                 metrics, step: step, limit: limit, into: &series[worker, default: []], names: &names, index: &index)
+            // The lookup added the worker: not to be kept when every name it reported is past the limit.
+            if none { series[worker] = nil }
+            return started
         }
 
+        /// Records the report into a worker's series; returns how many got their first point, and whether the
+        /// worker has none.
         private static func record(
             _ metrics: [String: Double], step: Int64, limit: Int, into series: inout [MetricSeries],
             names: inout [String], index: inout [String: Int]
-        ) -> Int {
+        ) -> (started: Int, none: Bool) {
             var started = 0
             for (name, value) in metrics {
                 let position: Int
@@ -63,7 +68,7 @@ public struct TrainingHistory: Sendable {
                 }
                 if series.record(at: position, step: step, value: value, limit: limit) { started += 1 }
             }
-            return started
+            return (started, series.isEmpty)
         }
     }
 

@@ -22,13 +22,13 @@ final class FailingDisk: Sendable {
     func hold(_ value: Bool) { holding.withLock { $0 = value } }
 
     func commit(_ changes: [StateChange]) async throws(StorageError) {
-        while holding.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        while holding.withLock({ $0 }), !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
         if failing.withLock({ $0 }) { throw StorageError(.unavailable, "cannot write the state database: disk full") }
         try await store.commit(changes)
     }
 }
 
-@Suite("Engine: nothing leaves the coordinator before it is durable", .timeLimit(.minutes(3)))
+@Suite("Engine: nothing leaves the coordinator before it is durable", .timeLimit(.minutes(5)))
 struct EngineDurabilityTests {
     /// An engine on a disk that can be made to fail, with a manual clock.
     func makeEngine(_ directory: TemporaryDirectory) throws -> (FailingDisk, ManualMoments, CoordinatorEngine) {
@@ -172,7 +172,7 @@ struct EngineDurabilityTests {
             // Another caller queues for the engine over and over, noting how many heartbeats it finds taken.
             let seen = Mutex<[Int]>([])
             let observing = Task {
-                while true {
+                while !Task.isCancelled {
                     let taken = await engine.heartbeatsTaken()
                     seen.withLock { $0.append(taken) }
                     if taken == count { return }
@@ -180,6 +180,9 @@ struct EngineDurabilityTests {
             }
             #expect(await eventually { !seen.withLock { $0.isEmpty } })
             await engine.takeHeartbeats()
+            #expect(await engine.heartbeatsTaken() == count)
+            // The drain is over: what the other caller saw during it is noted.
+            observing.cancel()
             await observing.value
             let between = seen.withLock { $0.filter { $0 > 0 && $0 < count } }
             #expect(!between.isEmpty, "the other caller got in during the drain")
@@ -198,7 +201,7 @@ struct EngineDurabilityTests {
     /// Polls `condition` every 20 ms for up to 60 s.
     func eventually(_ condition: () async -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             if await condition() { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }

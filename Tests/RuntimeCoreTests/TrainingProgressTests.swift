@@ -167,6 +167,13 @@ struct TrainingHistoryTests {
         #expect(charts.metrics.count == TrainingHistory.maxMetrics)
         #expect(Set(charts.series.map(\.metric)).count == TrainingHistory.maxMetrics)
         #expect(charts.metrics.contains("m0") && !charts.metrics.contains("m99"))
+        // A worker reporting only names past the limit keeps nothing: once the others are forgotten, the task's
+        // history goes, and its names start over.
+        history.record(task: task, worker: try WorkerID("late"), step: 1, metrics: ["m100": 1])
+        for index in 0..<3 { history.forget(try WorkerID("w\(index)")) }
+        #expect(history.charts(of: task).metrics.isEmpty)
+        history.record(task: task, worker: try WorkerID("late"), step: 2, metrics: ["m100": 2])
+        #expect(history.charts(of: task).metrics == ["m100"])
     }
 
     @Test("the mean averages the workers that reported each step; a non-finite value makes it non-finite")

@@ -291,7 +291,7 @@ public actor CoordinatorEngine {
             if !channel.attach(beat.workerID, token: token) { sessions.detach(beat.workerID, token: token) }
         }
         if isSettled(recorded.taskID, lanes: [.membership]) {
-            // Nothing happened since it was recorded: its view is current.
+            // Recorded in this turn of the actor: nothing changed the membership since, so its view is current.
             release(channel, acknowledging: SessionUpdate(kind: .heartbeatAck, view: outgoing(recorded)))
             return
         }
