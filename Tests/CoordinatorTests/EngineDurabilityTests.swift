@@ -86,15 +86,7 @@ struct EngineDurabilityTests {
     @Test(
         "a session heartbeat is acknowledged once its view is durable: while the disk fails it counts unacknowledged")
     func sessionWhileDiskFails() async throws {
-        let directory = TemporaryDirectory()
-        let (disk, clock, engine) = try makeEngine(directory)
-        let stream = EngineStream(engine: engine, clock: clock)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await engine.queue.run() }
-            group.addTask { try await stream.serve() }
-            _ = try await engine.register(try spec("a"))
-            try stream.beat(1)
-            #expect(await eventually { stream.acknowledgements() == [1] })
+        try await withSession { disk, engine, stream in
             #expect(
                 engine.sessions.channel(of: try WorkerID("a")) === stream.channel, "attached on its first heartbeat")
 
@@ -115,25 +107,13 @@ struct EngineDurabilityTests {
                     next += 1
                     return stream.acknowledgements().last == 2
                 })
-            stream.channel.close(reason: "test over")
-            engine.queue.finish()
-            try await group.waitForAll()
         }
     }
 
     @Test(
         "a session heartbeat whose view is still being written is acknowledged when the write lands, at the new epoch")
     func sessionWhileDiskIsSlow() async throws {
-        let directory = TemporaryDirectory()
-        let (disk, clock, engine) = try makeEngine(directory)
-        let stream = EngineStream(engine: engine, clock: clock)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await engine.queue.run() }
-            group.addTask { try await stream.serve() }
-            _ = try await engine.register(try spec("a"))
-            try stream.beat(1)
-            #expect(await eventually { stream.acknowledgements() == [1] })
-
+        try await withSession { disk, engine, stream in
             disk.hold(true)
             let joining = Task { try await engine.register(try spec("b")) }
             #expect(await eventually { await engine.workers().count == 2 }, "b's join is recorded, being written")
@@ -145,9 +125,6 @@ struct EngineDurabilityTests {
             disk.hold(false)
             #expect(await eventually { stream.acknowledgements() == [1, 2] }, "no new heartbeat needed")
             #expect(try await joining.value.epoch == 2)
-            stream.channel.close(reason: "test over")
-            engine.queue.finish()
-            try await group.waitForAll()
         }
     }
 
@@ -187,6 +164,25 @@ struct EngineDurabilityTests {
             let between = seen.withLock { $0.filter { $0 > 0 && $0 < count } }
             #expect(!between.isEmpty, "the other caller got in during the drain")
             #expect(between.allSatisfy { $0 % CoordinatorEngine.heartbeatBatch == 0 }, "only between turns")
+            engine.queue.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    /// Runs `body` with an engine on a disk that can be made to fail or wait, and the session stream of its member
+    /// "a", whose first heartbeat is acknowledged (at epoch 1); then ends the stream and the engine's writer.
+    private func withSession(_ body: (FailingDisk, CoordinatorEngine, EngineStream) async throws -> Void) async throws {
+        let directory = TemporaryDirectory()
+        let (disk, clock, engine) = try makeEngine(directory)
+        let stream = EngineStream(engine: engine, clock: clock)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await engine.queue.run() }
+            group.addTask { try await stream.serve() }
+            _ = try await engine.register(try spec("a"))
+            try stream.beat(1)
+            #expect(await eventually { stream.acknowledgements() == [1] })
+            try await body(disk, engine, stream)
+            stream.channel.close(reason: "test over")
             engine.queue.finish()
             try await group.waitForAll()
         }
