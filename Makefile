@@ -86,6 +86,7 @@ bench: setup
 	$(PYTHON) bench/checkpoint_bench.py --rounds 9 --s3-rounds 5
 	.build/release/dtr bench ledger --log2-shards 20,22,24 --workers 1000
 	.build/release/dtr bench swarm heartbeat --workers 10000
+	.build/release/dtr bench swarm heartbeat --workers 200 --duration 10s --callgrind .build/callgrind
 	.build/release/dtr bench swarm rendezvous --workers 4000
 	.build/release/dtr bench swarm memory --workers 100000
 	.build/release/dtr bench swarm recovery --workers 10000

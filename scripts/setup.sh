@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # the /metrics exposition in the tests; openssl makes the TLS tests' certificates; protoc checks that the committed
 # generated gRPC code is current; python3-venv makes .venv-torch (below) from Debian's python3. The dashboard
 # (dashboard/) is built with esbuild and type-checked with TypeScript against Debian's React 18 and Chart.js (no npm
-# registry needed); its browser tests drive Debian's chromium through chromium-driver.
+# registry needed); its browser tests drive Debian's chromium through chromium-driver. valgrind (with binutils' objcopy
+# and a C compiler) runs the coordinator under callgrind for `dtr bench swarm heartbeat --callgrind`.
 packages=(libsqlite3-dev python3-torch python3-venv prometheus openssl protobuf-compiler
-  esbuild node-react node-react-dom node-chart.js node-typescript chromium chromium-driver)
+  esbuild node-react node-react-dom node-chart.js node-typescript chromium chromium-driver valgrind binutils gcc)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +73,54 @@ def test_heartbeat_in_process(dtr_binary: str) -> None:
     assert report["floor_round_trips"] >= 150 and report["floor_p99_ms"] >= report["floor_p50_ms"] > 0
     assert report["max_rate_per_second"] > 0 and report["floor_rate_per_second"] > 0
     assert report["rate_ratio"] == pytest.approx(report["max_rate_per_second"] / report["floor_rate_per_second"])
+
+
+def test_heartbeat_under_callgrind(dtr_binary: str, tmp_path: Path) -> None:
+    # The coordinator runs under valgrind's callgrind, which counts its instructions in each measured window.
+    profiles = tmp_path / "callgrind"
+    report = run_scenario(
+        dtr_binary,
+        "heartbeat",
+        "--workers",
+        "20",
+        "--duration",
+        "2s",
+        "--rate-duration",
+        "2s",
+        "--callgrind",
+        str(profiles),
+    )
+    assert_clean(report)
+    heartbeat, floor, noop = (report[f"instructions_per_{name}"] for name in ("heartbeat", "floor", "noop"))
+    # A heartbeat is the no-op session message's trip through the same stack plus the engine's work on it.
+    assert heartbeat > floor > 0 and heartbeat > noop > 0
+    assert report["instruction_ratio"] == pytest.approx(floor / heartbeat)
+    # The heartbeats' window has its own profile: callgrind's file, with the engine's turn for the heartbeats in it.
+    profile = Path(report["callgrind_profile"])
+    assert profile.parent == profiles
+    text = profile.read_text()
+    totals = next(line for line in text.splitlines() if line.startswith("totals:"))
+    assert int(totals.split()[1]) > heartbeat
+    assert "takeHeartbeats" in text
+    # bench/callgrind_breakdown.py reads it: the engine's turn for the heartbeats is part of a heartbeat's
+    # instructions, each heartbeat the engine handled counted once.
+    script = Path(__file__).resolve().parents[2] / "bench" / "callgrind_breakdown.py"
+    breakdown = subprocess.run(
+        [sys.executable, str(script), str(profile)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    summary = re.match(r"([\d,]+) heartbeats; ([\d,]+) instructions per heartbeat in all", breakdown)
+    assert summary, breakdown
+    handled, in_all = (int(figure.replace(",", "")) for figure in summary.groups())
+    assert handled > 0
+    # The same window's instructions, divided by the heartbeats the engine handled rather than those the client
+    # counted: close to the report's figure (a reading of another window's profile would be far off).
+    assert heartbeat / 1.5 < in_all < heartbeat * 1.5
+    engine = re.search(r"\| `CoordinatorEngine.takeHeartbeats\(\)` \| ([\d,]+) \|", breakdown)
+    assert engine, breakdown
+    assert 0 < int(engine.group(1).replace(",", "")) < in_all
+    # valgrind's own messages stay beside the profiles; the coordinator's stripped copy does not.
+    assert list(profiles.glob("valgrind.*.log"))
+    assert not (profiles / "dtr-under-callgrind").exists()
 
 
 def test_rendezvous(dtr_binary: str) -> None:
@@ -181,9 +231,28 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_bad_options_name_the_rule(dtr_binary: str) -> None:
+def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [dtr_binary, "bench", "swarm", "recovery", "--in-process"], capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
     assert "starts (and, for recovery, kills) its own coordinator process" in result.stderr
+    never = tmp_path / "never-made"
+    for scenario_and_options in (["rendezvous"], ["heartbeat", "--target", "127.0.0.1:1"]):
+        result = subprocess.run(
+            [dtr_binary, "bench", "swarm", *scenario_and_options, "--callgrind", str(never)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert "--callgrind counts instructions per message in the heartbeat scenario" in result.stderr
+    result = subprocess.run(
+        [dtr_binary, "bench", "swarm", "heartbeat", "--callgrind", str(tmp_path / "has space")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "--callgrind needs a directory whose path has no spaces" in result.stderr
+    assert not never.exists()

@@ -18,18 +18,20 @@ final class BenchCoordinator: Sendable {
     /// Where its log goes (a child process's standard error).
     let logPath: String?
     private let process: Process?
+    private let callgrind: Callgrind?
     private let inProcess: Task<Void, any Error>?
     private let group: ServiceGroup?
 
     private init(
         grpc: SwarmTarget, http: String?, pid: Int32?, logPath: String?, process: Process?,
-        inProcess: Task<Void, any Error>? = nil, group: ServiceGroup? = nil
+        callgrind: Callgrind? = nil, inProcess: Task<Void, any Error>? = nil, group: ServiceGroup? = nil
     ) {
         self.grpc = grpc
         self.http = http
         self.pid = pid
         self.logPath = logPath
         self.process = process
+        self.callgrind = callgrind
         self.inProcess = inProcess
         self.group = group
     }
@@ -41,21 +43,30 @@ final class BenchCoordinator: Sendable {
 
     /// Starts `dtr serve` (this binary) on `dataDir` with `arguments` added, and waits for its `dtr ready` line.
     ///
-    /// The child shuts down by itself if this process dies. Ports are 0 (free ones) unless `arguments` name them; its standard error goes to `<dataDir>/coordinator.log`
-    /// (appended to, so that a restarted coordinator's log follows the first one's).
-    static func spawn(dataDir: String, arguments: [String], timeout: Duration = .seconds(120)) async throws
-        -> BenchCoordinator
-    {
+    /// The child shuts down by itself if this process dies. Ports are 0 (free ones) unless `arguments` name them; its
+    /// standard error goes to `<dataDir>/coordinator.log` (appended to, so that a restarted coordinator's log follows
+    /// the first one's). With `callgrind`, a directory, it runs under valgrind's callgrind (``Callgrind``).
+    static func spawn(
+        dataDir: String, arguments: [String], callgrind: String? = nil, timeout: Duration = .seconds(120)
+    ) async throws -> BenchCoordinator {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let process = Process()
-        process.executableURL = executable
         // --exit-with-parent: a killed benchmark does not leave its coordinator running.
         var all = ["serve", "--data-dir", dataDir, "--log-level", "info", "--exit-with-parent"]
         if !arguments.contains("--grpc-port") { all += ["--grpc-port", "0"] }
         if !arguments.contains("--http-port") { all += ["--http-port", "0"] }
-        process.arguments = all + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["DEMO_MODE"] = nil
+        if let callgrind {
+            let command = try Callgrind.command(running: executable, all + arguments, directory: callgrind)
+            process.executableURL = command.executable
+            process.arguments = command.arguments
+            environment["LD_PRELOAD"] = ([command.preload] + [environment["LD_PRELOAD"]].compactMap { $0 })
+                .joined(separator: ":")
+        } else {
+            process.executableURL = executable
+            process.arguments = all + arguments
+        }
         process.environment = environment
         let logPath = dataDir + "/coordinator.log"
         if !FileManager.default.fileExists(atPath: logPath) {
@@ -66,8 +77,15 @@ final class BenchCoordinator: Sendable {
         process.standardError = log
         let output = Pipe()
         process.standardOutput = output
-        try process.run()
-        let ready = try await readyLine(from: output.fileHandleForReading, timeout: timeout, process: process)
+        let ready: String
+        do {
+            try process.run()
+            ready = try await readyLine(from: output.fileHandleForReading, timeout: timeout, process: process)
+        } catch {
+            guard let callgrind else { throw error }
+            Callgrind.removeCopy(in: callgrind)
+            throw BenchFailure("\(error) (under callgrind: valgrind's own log is \(callgrind)/valgrind.<pid>.log)")
+        }
         // `dtr ready grpc=HOST:PORT http=HOST:PORT ...`
         var fields: [String: String] = [:]
         for part in ready.split(separator: " ") {
@@ -76,11 +94,13 @@ final class BenchCoordinator: Sendable {
         }
         guard let grpc = fields["grpc"].flatMap(Self.hostPort), let http = fields["http"] else {
             process.terminate()
+            if let callgrind { Callgrind.removeCopy(in: callgrind) }
             throw BenchFailure("the coordinator's ready line is not what dtr serve prints: \(ready)")
         }
         return BenchCoordinator(
             grpc: SwarmTarget(host: grpc.host, port: grpc.port), http: "http://\(http)", pid: process.processIdentifier,
-            logPath: logPath, process: process)
+            logPath: logPath, process: process,
+            callgrind: callgrind.map { Callgrind(directory: $0, pid: process.processIdentifier) })
     }
 
     /// Runs a coordinator inside this process on `dataDir`, with the benchmarks' no-op service next to it.
@@ -100,8 +120,19 @@ final class BenchCoordinator: Sendable {
     /// Whether the coordinator runs in a process of its own (its CPU and memory figures are its alone).
     var isSeparateProcess: Bool { pid != nil && pid != getpid() }
 
-    /// CPU time and resident memory of the coordinator's process, when known.
-    var stats: ProcessStats? { pid.flatMap(ProcessStats.of) }
+    /// CPU time and resident memory of the coordinator's process, when known; under callgrind, also its instructions
+    /// (each reading writes a profile, which takes a fraction of a second).
+    var stats: ProcessStats? {
+        guard var stats = pid.flatMap(ProcessStats.of) else { return nil }
+        if let reading = callgrind?.reading() {
+            stats.instructions = reading.instructions
+            stats.profile = reading.profile
+        }
+        return stats
+    }
+
+    /// Why counting the coordinator's instructions failed, under callgrind.
+    var callgrindFailure: String? { callgrind?.failure }
 
     /// `kill -9`.
     func kill9() {
@@ -116,6 +147,7 @@ final class BenchCoordinator: Sendable {
             process.terminate()
             process.waitUntilExit()
         }
+        if let callgrind { Callgrind.removeCopy(in: callgrind.directory) }
         if let group, let inProcess {
             await group.triggerGracefulShutdown()
             _ = try? await inProcess.value

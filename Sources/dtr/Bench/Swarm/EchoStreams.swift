@@ -8,11 +8,11 @@ import Swarm
 /// message with its own bytes and does nothing else. What the server stack itself can carry.
 enum EchoStreams {
     /// Round trips per second over `window`, after `warmUp`, with `streams` streams each sending `message`; and the
-    /// coordinator's CPU time per round trip over the window, when `stats` can read its process.
+    /// coordinator's cost per round trip over the window, when `stats` can read its process.
     static func rate(
         _ connections: SwarmConnections, streams: Int, message: [UInt8], warmUp: Duration = .seconds(2),
         window: Duration, stats: () -> ProcessStats? = { nil }
-    ) async throws -> (rate: Double, cpuPerMessage: Duration?) {
+    ) async throws -> (rate: Double, cost: MessageCost?) {
         let answered = SharedCounter()
         let stop = SharedCounter()
         let opened = SharedCounter()
@@ -56,10 +56,7 @@ enum EchoStreams {
         // Each stream ends its requests once its answer in flight is back, and the server ends the stream.
         stop.add(1)
         await endGracefully(tasks)
-        return (
-            Double(count) / elapsed.seconds,
-            ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: count)
-        )
+        return (Double(count) / elapsed.seconds, MessageCost(from: statsBefore, to: statsAfter, messages: count))
     }
 }
 

@@ -6,6 +6,10 @@ struct ProcessStats: Sendable {
     var cpuSeconds: Double
     /// Resident set size.
     var residentBytes: Int
+    /// Instructions executed since the process started, when it runs under callgrind (``Callgrind``).
+    var instructions: Int?
+    /// The callgrind profile this reading wrote: the process's costs since the reading before.
+    var profile: String?
 
     /// The process's figures now, or nil when /proc does not have them (another system, or the process is gone).
     static func of(_ pid: Int32) -> ProcessStats? {
@@ -24,13 +28,6 @@ struct ProcessStats: Sendable {
         return ProcessStats(cpuSeconds: (user + system) / ticks, residentBytes: resident)
     }
 
-    /// The CPU time spent between `before` and `after` per message of the `messages` handled meanwhile (nil when
-    /// either reading is missing).
-    static func cpuPerMessage(from before: ProcessStats?, to after: ProcessStats?, messages: Int) -> Duration? {
-        guard let before, let after else { return nil }
-        return .seconds((after.cpuSeconds - before.cpuSeconds) / Double(max(messages, 1)))
-    }
-
     /// The 1, 5 and 15 minute load averages of this machine.
     static var loadAverage: [Double] {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return [] }
@@ -45,5 +42,24 @@ struct ProcessStats: Sendable {
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         return "\(cpus) × \(model)"
+    }
+}
+
+/// What one message cost a process over a measured window.
+struct MessageCost: Sendable {
+    /// CPU time.
+    var cpu: Duration
+    /// Instructions, when the process runs under callgrind.
+    var instructions: Double?
+
+    /// The cost of each of the `messages` handled between the readings `before` and `after` (nil when either
+    /// reading is missing).
+    init?(from before: ProcessStats?, to after: ProcessStats?, messages: Int) {
+        guard let before, let after else { return nil }
+        let count = Double(max(messages, 1))
+        cpu = .seconds((after.cpuSeconds - before.cpuSeconds) / count)
+        if let start = before.instructions, let end = after.instructions {
+            instructions = Double(end - start) / count
+        }
     }
 }

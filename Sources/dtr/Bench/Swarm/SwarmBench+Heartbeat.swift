@@ -10,7 +10,8 @@ extension SwarmBench {
     /// rate, against the same workers' heartbeats answered by a no-op session method and the same number of streams
     /// of raw no-op messages, on the same server.
     func heartbeat() async throws -> SwarmReport {
-        let count = workers ?? 10_000
+        // Under callgrind the coordinator is 30-50 times slower.
+        let count = workers ?? (callgrind == nil ? 10_000 : 200)
         return try await withCoordinator { connections, coordinator, _ in
             try await measureHeartbeats(count, connections, coordinator)
         }
@@ -33,11 +34,11 @@ extension SwarmBench {
             }.serializedBytes())
 
         // The floors first, on a coordinator that holds nothing yet: the same streams carrying no-op messages...
-        let (noopRate, noopCPU) = try await EchoStreams.rate(
+        let (noopRate, noopCost) = try await EchoStreams.rate(
             connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
         // ...and the same client's heartbeats answered at once by a method that does nothing else.
         let floor = try await sessionFloor(count, connections, coordinator, interval: interval)
-        let (floorRate, floorCPU) = (floor.rate, floor.cpuPerMessage)
+        let (floorRate, floorCost) = (floor.rate, floor.cost)
         let floorTrips = Percentiles(nanoseconds: floor.paced)
         if floor.unanswered > 0 || floor.failed > 0 || floorRate <= 0
             || floorTrips.count < count * Int(durationValue / interval) / 2
@@ -125,7 +126,7 @@ extension SwarmBench {
         let rateStatsAfter = coordinator.stats
         // The coordinator's CPU time per heartbeat at that rate (client and coordinator share this machine's cores,
         // so the rates also measure the client: hence the floor with the same client).
-        let heartbeatCPU = ProcessStats.cpuPerMessage(from: rateStatsBefore, to: rateStatsAfter, messages: atMax.count)
+        let heartbeatCost = MessageCost(from: rateStatsBefore, to: rateStatsAfter, messages: atMax.count)
         for worker in workers { worker.closedLoop(false) }
         pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: clock.now + .seconds(86_400)) }
         // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
@@ -206,7 +207,8 @@ extension SwarmBench {
             "no-op stream messages (raw bytes: no protobuf on either side, a lighter client)",
             Figure.rate(noopRate), "heartbeats ÷ these: \(Figure.ratio(ratio))", "",
         ])
-        if let heartbeatCPU, let noopCPU, let floorCPU, coordinator.isSeparateProcess {
+        if let heartbeatCost, let noopCost, let floorCost, coordinator.isSeparateProcess {
+            let (heartbeatCPU, floorCPU, noopCPU) = (heartbeatCost.cpu, floorCost.cpu, noopCost.cpu)
             let cpuRatio = floorCPU.seconds / max(heartbeatCPU.seconds, 1e-9)
             report.rows.append([
                 "coordinator CPU per heartbeat at that rate", Figure.microseconds(heartbeatCPU.seconds),
@@ -218,6 +220,32 @@ extension SwarmBench {
             report.figures["coordinator_cpu_per_noop_us"] = noopCPU.seconds * 1e6
             report.figures["coordinator_cpu_per_floor_us"] = floorCPU.seconds * 1e6
             report.figures["cpu_ratio"] = cpuRatio
+            if let heartbeat = heartbeatCost.instructions, let floor = floorCost.instructions,
+                let noop = noopCost.instructions
+            {
+                let instructionRatio = floor / max(heartbeat, 1)
+                report.rows.append([
+                    "coordinator instructions per heartbeat at that rate (callgrind)", Figure.count(Int(heartbeat)),
+                    "per no-op session message: \(Figure.count(Int(floor))); per raw no-op message: "
+                        + Figure.count(Int(noop)),
+                    "\(Figure.ratio(instructionRatio)) (messages per instruction, heartbeat ÷ no-op session message)",
+                ])
+                report.figures["instructions_per_heartbeat"] = heartbeat
+                report.figures["instructions_per_floor"] = floor
+                report.figures["instructions_per_noop"] = noop
+                report.figures["instruction_ratio"] = instructionRatio
+            }
+        }
+        if callgrind != nil {
+            // Every window counted (the ratio is there), and the heartbeats' profile written.
+            if let profile = rateStatsAfter?.profile, report.figures["instruction_ratio"] != nil {
+                report.rows.append(["callgrind profile of the heartbeats at their highest rate", profile, "", ""])
+                report.figures["callgrind_profile"] = profile
+            } else {
+                report.problem(
+                    "callgrind counted no instructions of a measured window: "
+                        + (coordinator.callgrindFailure ?? "a window's CPU figures were missing"))
+            }
         }
         report.rows.append([
             "round trip at that rate p50 / p99",
@@ -266,7 +294,7 @@ extension SwarmBench {
     /// a lighter client) the heartbeats' figures would also measure the client.
     private func sessionFloor(
         _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator, interval: Duration
-    ) async throws -> (paced: [Int64], rate: Double, cpuPerMessage: Duration?, unanswered: Int, failed: Int) {
+    ) async throws -> (paced: [Int64], rate: Double, cost: MessageCost?, unanswered: Int, failed: Int) {
         let recorder = SwarmRecorder()
         let workers = makeWorkers(count, prefix: "floor", task: { _ in "swarm-heartbeat" }, recorder: recorder)
         for (index, worker) in workers.enumerated() {
@@ -316,7 +344,7 @@ extension SwarmBench {
         await endGracefully(sessions)
         var failed = 0
         for session in sessions where await session.value { failed += 1 }
-        let cpu = ProcessStats.cpuPerMessage(from: statsBefore, to: statsAfter, messages: answered)
-        return (paced, Double(answered) / elapsed.seconds, cpu, 0, failed)
+        let cost = MessageCost(from: statsBefore, to: statsAfter, messages: answered)
+        return (paced, Double(answered) / elapsed.seconds, cost, 0, failed)
     }
 }

@@ -35,7 +35,10 @@ struct SwarmBench: AsyncParsableCommand {
     }
 
     @Argument(help: "heartbeat, rendezvous, memory, recovery, failure-detection or big-dataset.") var scenario: Scenario
-    @Option(help: "Simulated workers (default: 10000; rendezvous 4000; memory 100000; big-dataset 1000).")
+    @Option(
+        help: ArgumentHelp(
+            "Simulated workers (default: 10000; rendezvous 4000; memory 100000; big-dataset 1000; 200 with "
+                + "--callgrind)."))
     var workers: Int?
     @Option(help: "HTTP/2 connections the workers share.") var connections = 4
     @Option(help: "heartbeat: how long the 1 Hz load is measured; big-dataset: the idle window. E.g. 30s.")
@@ -55,6 +58,12 @@ struct SwarmBench: AsyncParsableCommand {
     @Option(help: "With --target: the worker token it requires [env: DTR_WORKER_TOKEN].") var workerToken: String?
     @Flag(help: "Run the coordinator inside this process (CPU and memory figures then include the swarm).")
     var inProcess = false
+    @Option(
+        help: ArgumentHelp(
+            "heartbeat: run the coordinator under valgrind's callgrind and count its instructions per message; its "
+                + "profiles go to this directory (a few hundred workers: callgrind is 30-50× slower).",
+            valueName: "directory"))
+    var callgrind: String?
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1 (got \(workers))") }
@@ -69,6 +78,16 @@ struct SwarmBench: AsyncParsableCommand {
             throw ValidationError(
                 "the \(scenario.rawValue) scenario starts (and, for recovery, kills) its own coordinator process: "
                     + "run it without --target and --in-process")
+        }
+        if callgrind != nil, scenario != .heartbeat || target != nil || inProcess {
+            throw ValidationError(
+                "--callgrind counts instructions per message in the heartbeat scenario, with the coordinator a child "
+                    + "process: run `dtr bench swarm heartbeat --callgrind DIR` without --target and --in-process")
+        }
+        if let callgrind, callgrind.isEmpty || callgrind.contains(where: { " :%".contains($0) }) {
+            throw ValidationError(
+                "--callgrind needs a directory whose path has no spaces, ':' or '%' (valgrind's options and "
+                    + "LD_PRELOAD split on them; got \"\(callgrind)\")")
         }
         if let target, BenchCoordinator.hostPort(target) == nil {
             throw ValidationError("--target must be HOST:PORT, e.g. 127.0.0.1:50051 (got \"\(target)\")")
@@ -129,7 +148,9 @@ struct SwarmBench: AsyncParsableCommand {
                 SwarmTarget(host: address.host, port: address.port, token: token), http: targetHttp, pid: targetPid)
         }
         if inProcess { return try await .inProcess(config: config) }
-        return try await .spawn(dataDir: dataDir, arguments: arguments + ["--bench-noop-service"])
+        // Absolute: the profiles' paths in the report, and LD_PRELOAD, must not depend on the directory it ran in.
+        let profiles = callgrind.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        return try await .spawn(dataDir: dataDir, arguments: arguments + ["--bench-noop-service"], callgrind: profiles)
     }
 
     /// Runs `measure` in a temporary data directory against the coordinator `start` gives (by default the one
