@@ -31,9 +31,15 @@ extension Membership {
             directives.append(.log(.coordinatorStalled(gap: t - last)))
         }
         lastTick = t
-        for (id, moment) in arrivals.sorted(by: { $0.key < $1.key }) {
-            directives += onSignOfLife(id, at: moment, now: now)
+        // A sign of life changes its own worker's entry only, so the arrivals are taken in the dictionary's order
+        // (sorting them all cost more instructions than the signs of life themselves); the few that make directives (a
+        // suspect's recovery) are sorted by worker, so that a tick's directives do not depend on that order.
+        var recovered: [(id: WorkerID, directives: [Directive])] = []
+        for (id, moment) in arrivals {
+            let signs = onSignOfLife(id, at: moment, now: now)
+            if !signs.isEmpty { recovered.append((id, signs)) }
         }
+        for sign in recovered.sorted(by: { $0.id < $1.id }) { directives += sign.directives }
         // The restart's grace is over: whoever is still unheard is judged (and dies) on its silence like anyone.
         if let restoredAt, t - restoredAt >= config.deadAfter {
             restoredUnheard = []
@@ -77,7 +83,7 @@ extension Membership {
 
         for entry in suspected.sorted(by: { $0.record.joinSeq < $1.record.joinSeq }) {
             let spec = entry.record.spec
-            entries[spec.id]?.health = .suspect
+            entries.update(spec.id) { $0.health = .suspect }
             directives.append(.log(.suspected(spec.id, spec.taskID, silentFor: t - entry.lastSeen)))
         }
 

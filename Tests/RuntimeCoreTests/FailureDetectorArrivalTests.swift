@@ -64,6 +64,22 @@ struct FailureDetectorArrivalTests {
         #expect(try health("a") == .healthy)
     }
 
+    @Test("suspects recovering by their arrivals at one tick are logged in worker order, whatever the arrivals' order")
+    mutating func recoveriesInWorkerOrder() throws {
+        let names = (0..<40).map { "w\(String($0, radix: 36))-\($0 * 7919 % 97)" }
+        for name in names { try membership.join(try worker(name), at: clock.now) }
+        clock.advance(.milliseconds(2250))
+        _ = membership.onTick(now: clock.now)
+        for name in names { #expect(try health(name) == .suspect) }
+        clock.advance(.milliseconds(250))
+        var arrivals: [WorkerID: Duration] = [:]
+        for name in names.shuffled() { arrivals[try wid(name)] = clock.now.monotonic - .milliseconds(10) }
+        let directives = membership.onTick(now: clock.now, arrivals: arrivals)
+        let recovered = try names.sorted().map { Membership.Directive.log(.recovered(try wid($0), .default)) }
+        #expect(directives == recovered)
+        for name in names { #expect(try health(name) == .healthy) }
+    }
+
     @Test("signs of life of departed or unknown workers change nothing")
     mutating func departedAndUnknownIgnored() throws {
         try membership.join(try worker("a"), at: clock.now)

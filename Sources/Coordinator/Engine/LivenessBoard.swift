@@ -20,19 +20,25 @@ public final class LivenessBoard: Sendable {
     /// `worker`'s heartbeat arrived at `moment` (monotonic).
     public func record(_ worker: WorkerID, at moment: Duration) {
         arrivals.withLock { arrivals in
-            if let previous = arrivals[worker] {
+            if arrivals.count < Self.capacity {
+                // One lookup, inserting or updating in place (every heartbeat comes here).
+                Self.keepLatest(&arrivals[worker, default: moment], moment)
+            } else if let previous = arrivals[worker] {
                 arrivals[worker] = max(previous, moment)
-            } else if arrivals.count < Self.capacity {
-                arrivals[worker] = moment
             }
         }
     }
 
-    /// Everything recorded since the last call, emptying the board.
+    /// Everything recorded since the last call, emptying the board. The next board starts with room for as many
+    /// workers, so that it does not grow (and rehash) again while the same workers heartbeat.
     public func take() -> [WorkerID: Duration] {
         arrivals.withLock { arrivals in
-            defer { arrivals = [:] }
+            defer { arrivals = Dictionary(minimumCapacity: arrivals.count) }
             return arrivals
         }
+    }
+
+    private static func keepLatest(_ recorded: inout Duration, _ moment: Duration) {
+        recorded = max(recorded, moment)
     }
 }
