@@ -403,9 +403,9 @@ public struct Membership: Sendable {
 
     /// A sign of life from a worker at `moment` (monotonic): a member's silence is measured from it (a later sign
     /// of life already recorded stays), and a suspect member is healthy again. Anything else is ignored: a departed or
-    /// unknown worker is not brought back by this. Heartbeats come here from the liveness board, where they are recorded
-    /// as they arrive, at the failure detector's next run (``onTick(now:arrivals:lag:)``); a registration comes the
-    /// moment it is answered (the worker cannot heartbeat before).
+    /// unknown worker is not brought back by this. Heartbeats come here from the liveness board, where they are
+    /// recorded as they arrive, at the failure detector's next run (``onTick(now:arrivals:lag:)``); a registration
+    /// comes the moment it is answered (the worker cannot heartbeat before).
     public mutating func onSignOfLife(_ id: WorkerID, at moment: Duration, now: Moment) -> [Directive] {
         let suspectAfter = config.suspectAfter
         // In place: the failure detector calls this for every worker heard since its last run.

@@ -13,25 +13,37 @@ struct EntryTableTests {
         return entry
     }
 
-    @Test("inserts, replaces and removes by id; a removal from the middle keeps every other entry reachable")
+    @Test("inserts, replaces, updates in place and removes by id; a removal from the middle moves nothing out of reach")
     func insertReplaceRemove() throws {
         var table = EntryTable()
         var model: [String: Int64] = [:]
-        // A fixed pseudo-random sequence of sets and removals over 40 ids.
+        // A fixed pseudo-random sequence of sets, updates and removals over 40 ids.
         var state: UInt64 = 7
+        var updated = 0
         for round in 0..<2_000 {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             let name = "w\(state >> 33 % 40)"
-            if (state >> 20) % 3 == 0 {
+            if (state >> 20) % 4 == 0 {
                 table[try wid(name)] = nil
                 model[name] = nil
+            } else if (state >> 20) % 4 == 1 {
+                // The entry of that id (wherever a removal moved it) is changed, and the body's result comes back.
+                let result = table.update(try wid(name)) { entry -> String in
+                    entry.step += 1000
+                    return entry.record.spec.id.rawValue
+                }
+                #expect(result == (model[name] == nil ? nil : name))
+                if let step = model[name] {
+                    model[name] = step + 1000
+                    updated += 1
+                }
             } else {
                 table[try wid(name)] = try entry(name, step: Int64(round))
                 model[name] = Int64(round)
             }
             #expect(table.count == model.count)
         }
-        #expect(!model.isEmpty)
+        #expect(!model.isEmpty && updated > 100)
         for index in 0..<40 {
             let name = "w\(index)"
             let id = try wid(name)

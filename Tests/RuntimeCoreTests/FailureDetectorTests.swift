@@ -225,8 +225,11 @@ struct RestartTests {
         #expect(joined.rank == 1 && joined.epoch == 6, "join order continues after the restored ones")
     }
 
-    @Test("restored members are not suspected before they are heard from again, within the grace; after it as before")
-    func restoredUnheardNotSuspected() throws {
+    /// `heardByArrival`: a is heard through its arrival on the liveness board only, not a heartbeat the engine handled.
+    @Test(
+        "restored members are not suspected before they are heard from again, within the grace; after it as before",
+        arguments: [false, true])
+    func restoredUnheardNotSuspected(heardByArrival: Bool) throws {
         var clock = ManualClock()
         var before = Membership()
         var records: [WorkerRecord] = []
@@ -244,7 +247,11 @@ struct RestartTests {
         }
         var logged: [Membership.Directive] = []
         // a heartbeats at once and then falls silent; b heartbeats throughout; c is never heard from.
-        _ = try after.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        if heardByArrival {
+            _ = after.onTick(now: clock.now, arrivals: [try wid("a"): clock.now.monotonic])
+        } else {
+            _ = try after.onHeartbeat(try wid("a"), step: 0, metrics: [:], now: clock.now)
+        }
         for _ in 0..<49 {
             clock.advance(.milliseconds(100))
             _ = try after.onHeartbeat(try wid("b"), step: 0, metrics: [:], now: clock.now)
