@@ -3,7 +3,7 @@ import Synchronization
 
 /// A coordinator run under valgrind's callgrind (`dtr bench swarm heartbeat --callgrind DIR`): the instructions it
 /// executes, which repeat within a few per cent from run to run (its CPU time on a shared machine moves 10–20 %), and
-/// within 1 % for one function's instructions per call (`bench/callgrind_breakdown.py`).
+/// within about 1 % for the engine's functions (`bench/callgrind_breakdown.py`).
 ///
 /// Each reading asks callgrind to write a profile (`callgrind_control --dump`), whose summary is the instructions
 /// since the reading before; the profiles stay in the directory for `callgrind_annotate`, valgrind's own messages in

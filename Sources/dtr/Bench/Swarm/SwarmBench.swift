@@ -84,10 +84,12 @@ struct SwarmBench: AsyncParsableCommand {
                 "--callgrind counts instructions per message in the heartbeat scenario, with the coordinator a child "
                     + "process: run `dtr bench swarm heartbeat --callgrind DIR` without --target and --in-process")
         }
-        if let callgrind, callgrind.isEmpty || callgrind.contains(where: { " :%".contains($0) }) {
+        if let callgrind, let profiles = callgrindDirectory,
+            callgrind.isEmpty || profiles.contains(where: { " :%".contains($0) })
+        {
             throw ValidationError(
-                "--callgrind needs a directory whose path has no spaces, ':' or '%' (valgrind's options and "
-                    + "LD_PRELOAD split on them; got \"\(callgrind)\")")
+                "--callgrind needs a directory whose full path has no spaces, ':' or '%' (valgrind's options and "
+                    + "LD_PRELOAD split on them; got \"\(profiles)\")")
         }
         if let target, BenchCoordinator.hostPort(target) == nil {
             throw ValidationError("--target must be HOST:PORT, e.g. 127.0.0.1:50051 (got \"\(target)\")")
@@ -128,6 +130,10 @@ struct SwarmBench: AsyncParsableCommand {
         return inProcess ? "in this process" : "a dtr serve child process"
     }
 
+    /// `--callgrind`'s directory, absolute: the profiles' paths in the report, and LD_PRELOAD, must not depend on the
+    /// directory the benchmark ran in.
+    var callgrindDirectory: String? { callgrind.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
+
     var durationValue: Duration { DurationArgument.parse(duration) ?? .seconds(30) }
     var rateDurationValue: Duration { DurationArgument.parse(rateDuration) ?? .seconds(10) }
 
@@ -148,9 +154,8 @@ struct SwarmBench: AsyncParsableCommand {
                 SwarmTarget(host: address.host, port: address.port, token: token), http: targetHttp, pid: targetPid)
         }
         if inProcess { return try await .inProcess(config: config) }
-        // Absolute: the profiles' paths in the report, and LD_PRELOAD, must not depend on the directory it ran in.
-        let profiles = callgrind.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        return try await .spawn(dataDir: dataDir, arguments: arguments + ["--bench-noop-service"], callgrind: profiles)
+        return try await .spawn(
+            dataDir: dataDir, arguments: arguments + ["--bench-noop-service"], callgrind: callgrindDirectory)
     }
 
     /// Runs `measure` in a temporary data directory against the coordinator `start` gives (by default the one
