@@ -241,6 +241,10 @@ extension SwarmBench {
             if let profile = rateStatsAfter?.profile, report.figures["instruction_ratio"] != nil {
                 report.rows.append(["callgrind profile of the heartbeats at their highest rate", profile, "", ""])
                 report.figures["callgrind_profile"] = profile
+                report.notes.append(
+                    "Under callgrind the coordinator ran 30-50× slower, one thread at a time: its rates, CPU times and "
+                        + "round trips above are not the goals' figures (their ✓ and ✗ do not apply); its instructions "
+                        + "are the measurement.")
             } else {
                 report.problem(
                     "callgrind counted no instructions of a measured window: "
