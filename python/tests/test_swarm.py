@@ -153,10 +153,15 @@ def test_recovery(dtr_binary: str) -> None:
         dtr_binary, "recovery", "--workers", "200", "--ledger-entries", "5000", "--checkpoints", "10", timeout=600
     )
     assert_clean(report)
-    assert report["health_seconds"] > 0 and report["rpc_seconds"] > 0
+    # The probe (a process of its own) asked for health first, then sent RPCs, none of them refused once answered.
+    assert 0 < report["health_seconds"] < report["rpc_seconds"]
+    assert report["probe_rpcs_refused"] == 0
+    assert report["rpc_during_return_max_ms"] >= report["rpc_during_return_p50_ms"] >= 0
     assert report["all_heartbeating_seconds"] > 0
     # The sessions' floor was measured on the restarted coordinator (its no-op service answered 200 streams).
     assert report["sessions_floor_seconds"] > 0
+    # ... and the probe's floor: its no-op calls answered during that burst.
+    assert report["rpc_floor_calls"] > 0 and report["rpc_floor_max_ms"] >= report["rpc_floor_p50_ms"] > 0
     assert report["sessions_back_after_listening_seconds"] > 0
 
 
@@ -256,3 +261,15 @@ def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "--callgrind needs a directory whose full path has no spaces" in result.stderr
     assert not never.exists()
+    # The recovery scenario's probe process (hidden) refuses an address it cannot use, before writing anything.
+    events = tmp_path / "probe.events"
+    probe = ["bench", "recovery-probe", "--grpc", "no-port", "--http", "http://127.0.0.1:1", "--worker-id", "w"]
+    result = subprocess.run(
+        [dtr_binary, *probe, "--out", str(events)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "--grpc must be HOST:PORT (got no-port)" in result.stderr
+    assert not events.exists()

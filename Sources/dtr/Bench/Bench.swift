@@ -4,7 +4,7 @@ import ArgumentParser
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (build with -c release): each prints a Markdown report with its baselines.",
-        subcommands: [PlacementBench.self, LedgerBench.self, BarrierBench.self, SwarmBench.self])
+        subcommands: [PlacementBench.self, LedgerBench.self, BarrierBench.self, SwarmBench.self, RecoveryProbe.self])
 }
 
 /// Times `body` on a fresh value from `setup` (not timed) `repetitions` times; returns the median and the last value.

@@ -17,19 +17,23 @@ final class BenchCoordinator: Sendable {
     let pid: Int32?
     /// Where its log goes (a child process's standard error).
     let logPath: String?
+    /// When a child process's ready line was read (``monotonicNanoseconds()``, by a thread of its own: the benchmark's
+    /// tasks may be slow to notice it).
+    let readyAt: Int64?
     private let process: Process?
     private let callgrind: Callgrind?
     private let inProcess: Task<Void, any Error>?
     private let group: ServiceGroup?
 
     private init(
-        grpc: SwarmTarget, http: String?, pid: Int32?, logPath: String?, process: Process?,
+        grpc: SwarmTarget, http: String?, pid: Int32?, logPath: String?, process: Process?, readyAt: Int64? = nil,
         callgrind: Callgrind? = nil, inProcess: Task<Void, any Error>? = nil, group: ServiceGroup? = nil
     ) {
         self.grpc = grpc
         self.http = http
         self.pid = pid
         self.logPath = logPath
+        self.readyAt = readyAt
         self.process = process
         self.callgrind = callgrind
         self.inProcess = inProcess
@@ -77,7 +81,7 @@ final class BenchCoordinator: Sendable {
         process.standardError = log
         let output = Pipe()
         process.standardOutput = output
-        let ready: String
+        let ready: (line: String, at: Int64)
         do {
             try process.run()
             ready = try await readyLine(from: output.fileHandleForReading, timeout: timeout, process: process)
@@ -88,18 +92,18 @@ final class BenchCoordinator: Sendable {
         }
         // `dtr ready grpc=HOST:PORT http=HOST:PORT ...`
         var fields: [String: String] = [:]
-        for part in ready.split(separator: " ") {
+        for part in ready.line.split(separator: " ") {
             let pair = part.split(separator: "=", maxSplits: 1)
             if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
         }
         guard let grpc = fields["grpc"].flatMap(Self.hostPort), let http = fields["http"] else {
             process.terminate()
             if let callgrind { Callgrind.removeCopy(in: callgrind) }
-            throw BenchFailure("the coordinator's ready line is not what dtr serve prints: \(ready)")
+            throw BenchFailure("the coordinator's ready line is not what dtr serve prints: \(ready.line)")
         }
         return BenchCoordinator(
             grpc: SwarmTarget(host: grpc.host, port: grpc.port), http: "http://\(http)", pid: process.processIdentifier,
-            logPath: logPath, process: process,
+            logPath: logPath, process: process, readyAt: ready.at,
             callgrind: callgrind.map { Callgrind(directory: $0, pid: process.processIdentifier) })
     }
 
@@ -180,8 +184,10 @@ final class BenchCoordinator: Sendable {
         return (host, port)
     }
 
-    private static func readyLine(from handle: FileHandle, timeout: Duration, process: Process) async throws -> String {
-        let line = Mutex<String?>(nil)
+    private static func readyLine(from handle: FileHandle, timeout: Duration, process: Process) async throws -> (
+        line: String, at: Int64
+    ) {
+        let line = Mutex<(line: String, at: Int64)?>(nil)
         let reader = Thread {
             var buffer = Data()
             while true {
@@ -189,7 +195,8 @@ final class BenchCoordinator: Sendable {
                 if chunk.isEmpty { return }
                 buffer.append(chunk)
                 if let text = String(data: buffer, encoding: .utf8), let end = text.firstIndex(of: "\n") {
-                    line.withLock { $0 = String(text[..<end]) }
+                    let at = monotonicNanoseconds()
+                    line.withLock { $0 = (String(text[..<end]), at) }
                     // Keep reading so that the child never blocks on a full pipe.
                     while !handle.availableData.isEmpty {}
                     return

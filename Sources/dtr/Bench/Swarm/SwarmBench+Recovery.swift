@@ -1,10 +1,8 @@
-import AsyncHTTPClient
 import Checkpoint
 import Coordinator
 import DataShard
 import Foundation
 import Logging
-import NIOHTTP1
 import RuntimeCore
 import RuntimeProto
 import ServiceLifecycle
@@ -16,7 +14,8 @@ extension SwarmBench {
     /// `recovery`: a data directory holding N workers, a dataset epoch of `--ledger-entries` committed shards and
     /// `--checkpoints` committed checkpoints; a coordinator serving it to a heartbeating swarm is killed with SIGKILL
     /// and started again. Measured: from the new process's start to its ready line (listening), to `/api/health`
-    /// answering and to an RPC answered, then every worker heartbeating again, and no false deaths in the dead timeout that follows.
+    /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process), the RPCs' round trips while the
+    /// sessions come back, then every worker heartbeating again, and no false deaths in the dead timeout that follows.
     func recovery() async throws -> SwarmReport {
         let count = max(workers ?? 10_000, 8)
         return try await withDataDirectory { directory in
@@ -73,27 +72,45 @@ extension SwarmBench {
         let killedAt = clock.now
         let restartArguments =
             arguments + ["--grpc-port", String(first.grpc.port), "--http-port", String(first.http.map(Self.port) ?? 0)]
-        // When the child printed its ready line (both servers listen), taken as soon as it is read.
-        let spawning = Task {
-            let coordinator = try await BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments)
-            return (coordinator, ContinuousClock.now)
-        }
+        // The readiness probe, a process of its own: it asks for health until the coordinator answers, then sends RPCs.
+        let probe = try RecoveryProbe.Running(
+            grpc: first.grpc, http: first.http ?? "", worker: workers[0], directory: directory)
+        let spawning = Task { try await BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments) }
         let spawnedAt = clock.now
-        let probe: (health: ContinuousClock.Instant, rpc: ContinuousClock.Instant)
+        let spawnedNs = monotonicNanoseconds()
+        let second: BenchCoordinator
         do {
-            probe = try await probeReadiness(grpc: first.grpc, http: first.http ?? "", worker: workers[0])
+            second = try await spawning.value
         } catch {
-            if let (coordinator, _) = try? await spawning.value { coordinator.kill9() }
+            _ = try? probe.finish()
             throw error
         }
-        let (second, listeningAt) = try await spawning.value
-        let listeningSeconds = (listeningAt - spawnedAt).seconds
-        let healthSeconds = (probe.health - spawnedAt).seconds
-        let rpcSeconds = (probe.rpc - spawnedAt).seconds
+        // When the child printed its ready line (both servers listen).
+        let listeningNs = second.readyAt ?? monotonicNanoseconds()
         let back = await waitUntil(timeout: .seconds(30)) {
             zip(workers, before).allSatisfy { $0.acknowledged > $1 }
         }
         let backAt = clock.now
+        let backNs = monotonicNanoseconds()
+        let events: RecoveryProbe.Events
+        do {
+            events = try probe.finish()
+        } catch {
+            second.kill9()
+            throw error
+        }
+        let seconds = { (instant: Int64) in Double(instant - spawnedNs) / 1e9 }
+        let listeningSeconds = seconds(listeningNs)
+        let healthSeconds = seconds(events.health ?? spawnedNs)
+        guard let firstAnswer = events.answered.map(\.answered).min() else {
+            second.kill9()
+            throw BenchFailure("the recovery probe's RPCs were never answered: \(events.refused.prefix(3))")
+        }
+        let rpcSeconds = seconds(firstAnswer)
+        // The probe's calls in flight at some time while the sessions came back.
+        let during = events.answered.filter { $0.answered >= listeningNs && $0.sent <= backNs }
+        let duringTrips = Percentiles(nanoseconds: during.map { $0.answered - $0.sent })
+        let refusedAfter = events.refused.filter { $0.sent > firstAnswer }
         let everyoneBack = (backAt - killedAt).seconds
         let everyoneBackAfterStart = (backAt - spawnedAt).seconds
         // A whole dead timeout (and then some) after the restart: nobody may be declared dead or suspected.
@@ -104,9 +121,9 @@ extension SwarmBench {
         report.figures["session_breaks"] = recorder.counted("session_breaks")
         if !back { report.problem("not every worker was heartbeating again within 30 s of the kill") }
         let stats = second.stats
-        var floor: Duration?
+        var floor: (sessions: Duration, rpc: Percentiles)?
         do {
-            floor = try await sessionsFloor(count, second, sample: workers[count - 1])
+            floor = try await sessionsFloor(count, second, sample: workers[count - 1], directory: directory)
         } catch {
             report.problem("the sessions' floor could not be measured: \(error)")
         }
@@ -118,8 +135,20 @@ extension SwarmBench {
             ["restart → listening (the `dtr ready` line)", Figure.seconds(listeningSeconds), "", ""],
             ["restart → `GET /api/health` answers", Figure.seconds(healthSeconds), "", ""],
             [
-                "restart → an RPC answered (`Heartbeat` of a restored worker)", Figure.seconds(rpcSeconds), "",
-                "serving ≤ 1 s \(Figure.met(ready <= 1))",
+                "restart → an RPC answered (`Heartbeat` of a restored worker, from a process of its own)",
+                Figure.seconds(rpcSeconds), "", "serving ≤ 1 s \(Figure.met(ready <= 1))",
+            ],
+            [
+                "its RPCs (one every 10 ms) in flight while the sessions came back (listening → every worker back): "
+                    + "how many, round trip p50 / max",
+                "\(Figure.count(during.count)), \(Figure.ms(duringTrips.milliseconds(0.5))) / "
+                    + Figure.ms(duringTrips.maxMilliseconds),
+                floor.map {
+                    "floor: the probe's no-op calls in flight while \(Figure.count(count)) no-op streams opened at once: "
+                        + "\(Figure.count($0.rpc.count)), \(Figure.ms($0.rpc.milliseconds(0.5))) / "
+                        + Figure.ms($0.rpc.maxMilliseconds)
+                } ?? "",
+                "",
             ],
             [
                 "kill → every worker's heartbeat acknowledged again (restart → it)",
@@ -130,9 +159,9 @@ extension SwarmBench {
                 Figure.seconds(sessionsBack),
                 floor.map {
                     "floor: \(Figure.count(count)) no-op streams opened at once, one message there and back each: "
-                        + Figure.seconds($0.seconds)
+                        + Figure.seconds($0.sessions.seconds)
                 } ?? "",
-                floor.map { Figure.ratio(sessionsBack / max($0.seconds, 1e-9)) } ?? "",
+                floor.map { Figure.ratio(sessionsBack / max($0.sessions.seconds, 1e-9)) } ?? "",
             ],
             [
                 "false deaths / suspicions in the 7 s after",
@@ -150,20 +179,35 @@ extension SwarmBench {
         report.figures["listening_seconds"] = listeningSeconds
         report.figures["health_seconds"] = healthSeconds
         report.figures["rpc_seconds"] = rpcSeconds
+        report.figures["rpcs_during_return"] = during.count
+        report.figures["rpc_during_return_p50_ms"] = duringTrips.milliseconds(0.5)
+        report.figures["rpc_during_return_max_ms"] = duringTrips.maxMilliseconds
+        report.figures["probe_rpcs_refused"] = refusedAfter.count
+        if !refusedAfter.isEmpty {
+            report.problem(
+                "\(refusedAfter.count) of the probe's RPCs were refused after the first was answered (first: "
+                    + "\(refusedAfter[0].code))")
+        }
         report.figures["all_heartbeating_seconds"] = everyoneBack
         report.figures["all_heartbeating_after_start_seconds"] = everyoneBackAfterStart
         report.figures["sessions_back_after_listening_seconds"] = sessionsBack
-        if let floor { report.figures["sessions_floor_seconds"] = floor.seconds }
+        if let floor {
+            report.figures["sessions_floor_seconds"] = floor.sessions.seconds
+            report.figures["rpc_floor_calls"] = floor.rpc.count
+            report.figures["rpc_floor_p50_ms"] = floor.rpc.milliseconds(0.5)
+            report.figures["rpc_floor_max_ms"] = floor.rpc.maxMilliseconds
+        }
         report.figures["goal_met"] = ready <= 1
         return report
     }
 
     /// The floor of `count` sessions coming back: as many no-op streams opened at once on the restarted coordinator,
     /// each carrying one message the size of a session's heartbeat there and back. Twice (the first also opens the
-    /// connections); the faster counts.
-    private func sessionsFloor(_ count: Int, _ coordinator: BenchCoordinator, sample worker: SimulatedWorker)
-        async throws -> Duration
-    {
+    /// connections); the faster counts. And the floor of the probe's round trips meanwhile: a probe sending no-op calls
+    /// through the second burst (those in flight at some time between its start and its end).
+    private func sessionsFloor(
+        _ count: Int, _ coordinator: BenchCoordinator, sample worker: SimulatedWorker, directory: String
+    ) async throws -> (sessions: Duration, rpc: Percentiles) {
         let sample: [UInt8] = try
             (Dtruntime_V1_SessionRequest.with {
                 $0.heartbeat = .with {
@@ -175,7 +219,24 @@ extension SwarmBench {
             }.serializedBytes())
         return try await withConnections(coordinator.grpc) { connections in
             let first = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
-            return min(first, try await EchoStreams.burst(connections, count: count, message: sample, unary: false))
+            let probe = try RecoveryProbe.Running(
+                grpc: coordinator.grpc, http: coordinator.http ?? "", worker: worker, echo: true, directory: directory,
+                name: "probe-floor")
+            let second: Duration
+            let (start, end): (Int64, Int64)
+            do {
+                guard await waitUntil(timeout: .seconds(30), { !probe.events.answered.isEmpty }) else {
+                    throw BenchFailure("the floor's probe had no answer within 30 s")
+                }
+                start = monotonicNanoseconds()
+                second = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+                end = monotonicNanoseconds()
+            } catch {
+                _ = try? probe.finish()
+                throw error
+            }
+            let trips = try probe.finish().answered.filter { $0.answered >= start && $0.sent <= end }
+            return (min(first, second), Percentiles(nanoseconds: trips.map { $0.answered - $0.sent }))
         }
     }
 
@@ -187,57 +248,6 @@ extension SwarmBench {
 
     private static func port(_ url: String) -> Int {
         BenchCoordinator.hostPort(String(url.dropFirst("http://".count)))?.port ?? 0
-    }
-
-    /// Polls the restarted coordinator: `/api/health` every 2 ms, and, once it answers, a unary `Heartbeat` on a
-    /// fresh connection. Returns when each first succeeded.
-    private func probeReadiness(grpc: SwarmTarget, http: String, worker: SimulatedWorker) async throws -> (
-        health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
-    ) {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout = .init(connect: .milliseconds(100), read: .seconds(2))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        do {
-            let ready = try await probe(client, grpc: grpc, http: http, worker: worker)
-            try? await client.shutdown()
-            return ready
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
-    }
-
-    private func probe(_ client: HTTPClient, grpc: SwarmTarget, http: String, worker: SimulatedWorker) async throws
-        -> (
-            health: ContinuousClock.Instant, rpc: ContinuousClock.Instant
-        )
-    {
-        let deadline = ContinuousClock.now + .seconds(120)
-        var health: ContinuousClock.Instant?
-        while health == nil, ContinuousClock.now < deadline {
-            var request = HTTPClientRequest(url: http + "/api/health")
-            request.method = .GET
-            if let response = try? await client.execute(request, timeout: .seconds(2)), response.status == .ok {
-                health = ContinuousClock.now
-            } else {
-                try await Task.sleep(for: .milliseconds(2))
-            }
-        }
-        guard let health else { throw BenchFailure("the restarted coordinator never answered /api/health") }
-        let request = Dtruntime_V1_HeartbeatRequest.with { $0.workerID = worker.id }
-        let rpc = try await withConnections(grpc, count: 1) { connections in
-            while ContinuousClock.now < deadline {
-                do {
-                    _ = try await connections.stub(0).heartbeat(request, metadata: worker.metadata(connections))
-                    return ContinuousClock.now
-                } catch {
-                    try await Task.sleep(for: .milliseconds(2))
-                }
-            }
-            throw BenchFailure("the restarted coordinator never answered a Heartbeat")
-        }
-        return (health, rpc)
     }
 
     // MARK: Seeding
