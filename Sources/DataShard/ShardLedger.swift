@@ -625,8 +625,8 @@ public struct ShardLedger: Sendable {
         return moves
     }
 
-    /// A joiner takes a fair share of the unstarted shards: first everything above the new capacity from those who
-    /// hold more, then up to `unstarted / members`, levelling from the most loaded; from each donor, the unstarted
+    /// A joiner takes a fair share of the unstarted shards: first what is above the new capacity from those who hold
+    /// more, then up to `unstarted / members`, each levelling from the most loaded; from each donor, the unstarted
     /// shards it would reach last. Returns the move.
     private mutating func join(_ joiner: Int32, membershipEpoch: UInt64) -> ShardMove? {
         let n = members.count
@@ -635,44 +635,18 @@ public struct ShardLedger: Sendable {
         let unstarted = memberSlots.reduce(0) { $0 + pending[Int($1)] }
         let fairShare = unstarted / n
 
-        // How many unstarted shards each other member gives: first its excess over the capacity (largest excess
-        // first), then, water-filling from the most loaded, whatever brings the joiner to its fair share (never taking
-        // anyone below the fair share). The joiner itself never goes over the capacity.
+        // How many unstarted shards each other member gives: first its excess over the capacity, then whatever brings
+        // the joiner to its fair share (never taking anyone below the fair share); both levelled down from the most
+        // loaded, so that a joiner whose capacity cannot take every excess leaves the excess spread thin rather than
+        // whole on a few. The joiner itself never goes over the capacity.
         var budget = max(0, cap - remaining[Int(joiner)])
         var gives = [Int](repeating: 0, count: slots.count)
-        var given = 0
-        let excesses: [(slot: Int32, excess: Int)] = others.map { slot -> (slot: Int32, excess: Int) in
-            (slot, min(max(0, remaining[Int(slot)] - cap), pending[Int(slot)]))
-        }
-        .filter { $0.excess > 0 }
-        .sorted { largerFirst(($0.slot, $0.excess), ($1.slot, $1.excess)) }
-        for (slot, excess) in excesses where budget > 0 {
-            let amount = min(excess, budget)
-            gives[Int(slot)] = amount
-            given += amount
-            budget -= amount
-        }
-        var want = min(budget, max(0, fairShare - pending[Int(joiner)] - given))
-        if want > 0 {
-            var donors: [(slot: Int32, spare: Int)] = others.map { slot -> (slot: Int32, spare: Int) in
-                (slot, pending[Int(slot)] - gives[Int(slot)] - fairShare)
-            }
-            .filter { $0.spare > 0 }
-            donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
-            // Level the donors' spare shards down from the top, one level at a time.
-            while want > 0, let top = donors.first, top.spare > 0 {
-                let tied = donors.prefix { $0.spare == top.spare }.count
-                let level = tied < donors.count ? donors[tied].spare : 0
-                let step = min(top.spare - level, max(1, want / tied))
-                for index in 0..<tied where want > 0 {
-                    let amount = min(step, want)
-                    gives[Int(donors[index].slot)] += amount
-                    donors[index].spare -= amount
-                    want -= amount
-                }
-                donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
-            }
-        }
+        let excesses = others.map { slot in (slot, min(max(0, remaining[Int(slot)] - cap), pending[Int(slot)])) }
+        budget -= level(excesses, taking: budget, into: &gives)
+        let given = gives.reduce(0, +)
+        let want = min(budget, max(0, fairShare - pending[Int(joiner)] - given))
+        let spares = others.map { slot in (slot, pending[Int(slot)] - gives[Int(slot)] - fairShare) }
+        level(spares, taking: want, into: &gives)
         var taken: [UInt32] = []
         for donor in others where gives[Int(donor)] > 0 {
             taken.mergeSorted(takeLast(gives[Int(donor)], unstartedFrom: Int(donor)))
@@ -680,6 +654,29 @@ public struct ShardLedger: Sendable {
         guard !taken.isEmpty else { return nil }
         give(taken, to: Int(joiner), membershipEpoch: membershipEpoch)
         return move(taken, to: slots[Int(joiner)], membershipEpoch: membershipEpoch)
+    }
+
+    /// Takes up to `amount` from the `spares` (slot, how many it can give), levelling them down from the largest: one
+    /// level at a time, the tied largest giving alike (ties by worker id). Adds what each gives to `gives`; returns
+    /// how many were taken in all.
+    @discardableResult
+    private func level(_ spares: [(slot: Int32, spare: Int)], taking amount: Int, into gives: inout [Int]) -> Int {
+        var donors = spares.filter { $0.spare > 0 }
+        donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
+        var want = amount
+        while want > 0, let top = donors.first, top.spare > 0 {
+            let tied = donors.prefix { $0.spare == top.spare }.count
+            let level = tied < donors.count ? donors[tied].spare : 0
+            let step = min(top.spare - level, max(1, want / tied))
+            for index in 0..<tied where want > 0 {
+                let taken = min(step, want)
+                gives[Int(donors[index].slot)] += taken
+                donors[index].spare -= taken
+                want -= taken
+            }
+            donors.sort { largerFirst(($0.slot, $0.spare), ($1.slot, $1.spare)) }
+        }
+        return amount - want
     }
 
     /// Orders (slot, amount) pairs by amount, larger first, ties by worker id: the same after a restore, whatever

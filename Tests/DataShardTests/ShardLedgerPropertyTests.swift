@@ -70,6 +70,26 @@ struct ShardLedgerPropertyTests {
         }
     }
 
+    @Test(
+        "a joiner that cannot take every excess over the capacity leaves it spread thin (a case the check above found)")
+    func joinSpreadsExcess() throws {
+        // 172 shards over 12 members: nine hold 16 (the capacity), three 8, 8 and 12. The 13th member's capacity, 14,
+        // is less than the nine's excess over it (18): taken whole from the first seven, two were left at 16.
+        let seed: UInt64 = 35_524_248_771_509
+        let spec = try DatasetSpec(name: "d", totalSamples: 172, shardSize: 1, shuffle: true, seed: seed)
+        var simulation = try LedgerSimulation(spec: spec, workers: 12, seed: seed)
+        #expect(
+            simulation.ledger.remainingPerMember().map(\.remaining).sorted() == [8, 8, 12]
+                + Array(repeating: 16, count: 9))
+        try simulation.join()
+        let loads = simulation.ledger.remainingPerMember()
+        let cap = Placement.capacity(items: 172, bins: 13, epsilon: 0.05)
+        #expect(cap == 14)
+        #expect(loads.map(\.remaining).max() == cap + 1)
+        #expect(loads.last?.remaining == cap)
+        #expect(loads.map(\.remaining).reduce(0, +) == 172)
+    }
+
     @Test("identical inputs give identical ledgers")
     func deterministic() throws {
         func run() throws -> [ShardRecord] {
