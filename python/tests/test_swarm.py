@@ -236,40 +236,25 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [dtr_binary, "bench", "swarm", "recovery", "--in-process"], capture_output=True, text=True, check=False
-    )
+def refused(dtr_binary: str, *args: str) -> str:
+    """Runs `dtr ARGS`, checks that it failed, and returns what it said on standard error."""
+    result = subprocess.run([dtr_binary, *args], capture_output=True, text=True, check=False)
     assert result.returncode != 0
-    assert "starts (and, for recovery, kills) its own coordinator process" in result.stderr
+    return result.stderr
+
+
+def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
+    said = refused(dtr_binary, "bench", "swarm", "recovery", "--in-process")
+    assert "starts (and, for recovery, kills) its own coordinator process" in said
     never = tmp_path / "never-made"
     for scenario_and_options in (["rendezvous"], ["heartbeat", "--target", "127.0.0.1:1"]):
-        result = subprocess.run(
-            [dtr_binary, "bench", "swarm", *scenario_and_options, "--callgrind", str(never)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode != 0
-        assert "--callgrind counts instructions per message in the heartbeat scenario" in result.stderr
-    result = subprocess.run(
-        [dtr_binary, "bench", "swarm", "heartbeat", "--callgrind", str(tmp_path / "has space")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "--callgrind needs a directory whose full path has no spaces" in result.stderr
+        said = refused(dtr_binary, "bench", "swarm", *scenario_and_options, "--callgrind", str(never))
+        assert "--callgrind counts instructions per message in the heartbeat scenario" in said
+    said = refused(dtr_binary, "bench", "swarm", "heartbeat", "--callgrind", str(tmp_path / "has space"))
+    assert "--callgrind needs a directory whose full path has no spaces" in said
     assert not never.exists()
     # The recovery scenario's probe process (hidden) refuses an address it cannot use, before writing anything.
     events = tmp_path / "probe.events"
     probe = ["bench", "recovery-probe", "--grpc", "no-port", "--http", "http://127.0.0.1:1", "--worker-id", "w"]
-    result = subprocess.run(
-        [dtr_binary, *probe, "--out", str(events)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "--grpc must be HOST:PORT (got no-port)" in result.stderr
+    assert "--grpc must be HOST:PORT (got no-port)" in refused(dtr_binary, *probe, "--out", str(events))
     assert not events.exists()
