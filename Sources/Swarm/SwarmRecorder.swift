@@ -132,4 +132,16 @@ public struct Percentiles: Sendable {
 
     /// The largest sample in milliseconds (0 without samples).
     public var maxMilliseconds: Double { Double(sorted.last ?? 0) / 1e6 }
+
+    /// How many samples are longer than `milliseconds`.
+    public func count(over milliseconds: Double) -> Int {
+        let bound = Int64(milliseconds * 1e6)
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] > bound { high = middle } else { low = middle + 1 }
+        }
+        return sorted.count - low
+    }
 }

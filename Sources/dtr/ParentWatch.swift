@@ -11,9 +11,13 @@ enum ParentWatch {
     /// Returns once the parent process of this process is no longer `parent` (checked every `interval`), or when
     /// cancelled.
     static func waitUntilGone(parent: pid_t, interval: Duration = .milliseconds(250)) async {
-        // A parent of 1 (or a subreaper) from the start: it was gone before the watch began.
-        while !Task.isCancelled, getppid() == parent, parent != 1 {
+        while !Task.isCancelled, !isGone(parent: parent) {
             try? await Task.sleep(for: interval)
         }
+    }
+
+    /// Whether the parent process of this process is no longer `parent` (or `parent` is 1: it was gone before).
+    static func isGone(parent: pid_t) -> Bool {
+        parent == 1 || getppid() != parent
     }
 }

@@ -20,6 +20,8 @@ final class BenchCoordinator: Sendable {
     /// When a child process's ready line was read (``monotonicNanoseconds()``, by a thread of its own: the benchmark's
     /// tasks may be slow to notice it).
     let readyAt: Int64?
+    /// When a child process was started (``monotonicNanoseconds()``, just before it was run).
+    let startedAt: Int64?
     private let process: Process?
     private let callgrind: Callgrind?
     private let inProcess: Task<Void, any Error>?
@@ -27,13 +29,15 @@ final class BenchCoordinator: Sendable {
 
     private init(
         grpc: SwarmTarget, http: String?, pid: Int32?, logPath: String?, process: Process?, readyAt: Int64? = nil,
-        callgrind: Callgrind? = nil, inProcess: Task<Void, any Error>? = nil, group: ServiceGroup? = nil
+        startedAt: Int64? = nil, callgrind: Callgrind? = nil, inProcess: Task<Void, any Error>? = nil,
+        group: ServiceGroup? = nil
     ) {
         self.grpc = grpc
         self.http = http
         self.pid = pid
         self.logPath = logPath
         self.readyAt = readyAt
+        self.startedAt = startedAt
         self.process = process
         self.callgrind = callgrind
         self.inProcess = inProcess
@@ -82,6 +86,7 @@ final class BenchCoordinator: Sendable {
         let output = Pipe()
         process.standardOutput = output
         let ready: (line: String, at: Int64)
+        let startedAt = monotonicNanoseconds()
         do {
             try process.run()
             ready = try await readyLine(from: output.fileHandleForReading, timeout: timeout, process: process)
@@ -103,7 +108,7 @@ final class BenchCoordinator: Sendable {
         }
         return BenchCoordinator(
             grpc: SwarmTarget(host: grpc.host, port: grpc.port), http: "http://\(http)", pid: process.processIdentifier,
-            logPath: logPath, process: process, readyAt: ready.at,
+            logPath: logPath, process: process, readyAt: ready.at, startedAt: startedAt,
             callgrind: callgrind.map { Callgrind(directory: $0, pid: process.processIdentifier) })
     }
 

@@ -4,17 +4,21 @@ import Foundation
 import GRPCCore
 import RuntimeProto
 import Swarm
+import Synchronization
 
 /// `dtr bench recovery-probe` (hidden): the `recovery` scenario's client of the restarted coordinator, in a process of
 /// its own, as the dashboard or a new worker would be. In the benchmark's process its calls would queue behind the
 /// ten thousand simulated workers' own tasks, and time the benchmark's congestion rather than the coordinator's.
 ///
 /// It asks for `GET /api/health` every 2 ms until it answers, then, on a new connection, sends a unary `Heartbeat`
-/// of `--worker-id` (its secret in `DTR_PROBE_SECRET`) every 10 ms (every 2 ms until the first is answered) until it
-/// is terminated, or its parent is gone. With `--echo`, the call is the benchmarks' no-op `Echo` of a message of the
-/// same size instead (the floor). Each event is a line written to `--out`, times on `CLOCK_MONOTONIC` in nanoseconds
-/// (the clock the benchmark reads too): `health T`, then `rpc SENT ANSWERED` for every call answered and
-/// `failed SENT CODE` for every call refused.
+/// of `--worker-id` (its secret in `DTR_PROBE_SECRET`): one at a time every 2 ms until one is answered, then one every
+/// 10 ms on a fixed schedule, each on a task of its own (a stalled call does not hold back the next, so the calls
+/// sample the coordinator's responsiveness evenly in time), until it is terminated or its parent is gone. With
+/// `--echo`, the call is the benchmarks' no-op `Echo` of a message of the same size instead (the floor).
+///
+/// Each event is a line written to `--out`, times on `CLOCK_MONOTONIC` in nanoseconds (the clock the benchmark reads
+/// too): `started T`, `health T`, then for each call `sent SENT` and, once it is over, `rpc SENT ANSWERED` or
+/// `failed SENT AT CODE` (refused, or no answer within 30 s).
 struct RecoveryProbe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recovery-probe", abstract: "The recovery scenario's probe (started by it).", shouldDisplay: false)
@@ -29,38 +33,33 @@ struct RecoveryProbe: AsyncParsableCommand {
         guard let address = BenchCoordinator.hostPort(grpc) else {
             throw ValidationError("--grpc must be HOST:PORT (got \(grpc))")
         }
-        guard FileManager.default.createFile(atPath: out, contents: nil),
-            let file = FileHandle(forWritingAtPath: out)
-        else { throw ValidationError("cannot write \(out)") }
-        let log = { (line: String) in file.write(Data((line + "\n").utf8)) }
+        let log = try EventLog(path: out)
+        log.write("started \(monotonicNanoseconds())")
         let parent = getppid()
         try await waitForHealth(parent: parent)
-        log("health \(monotonicNanoseconds())")
+        log.write("health \(monotonicNanoseconds())")
         var metadata: Metadata = [:]
         metadata.addString(ProcessInfo.processInfo.environment["DTR_PROBE_SECRET"] ?? "", forKey: "dtr-worker-secret")
-        let request = Dtruntime_V1_HeartbeatRequest.with { $0.workerID = workerId }
-        let message: [UInt8] = try request.serializedBytes()
         let connections = try SwarmConnections(
             target: SwarmTarget(host: address.host, port: address.port), connections: 1)
         let running = Task { try await connections.run() }
-        var answered = false
-        while getppid() == parent {
-            let sent = monotonicNanoseconds()
-            do {
-                if echo {
-                    try await connections.client(0).unary(
-                        request: ClientRequest(message: message, metadata: metadata), descriptor: BenchService.echo,
-                        serializer: RawBytes(), deserializer: RawBytes(), options: .defaults
-                    ) { _ = try $0.message }
-                } else {
-                    _ = try await connections.stub(0).heartbeat(request, metadata: metadata)
-                }
-                log("rpc \(sent) \(monotonicNanoseconds())")
-                answered = true
-            } catch let error as RPCError {
-                log("failed \(sent) \(error.code)")
+        let call = Call(
+            connections: connections, metadata: metadata, echo: echo,
+            request: Dtruntime_V1_HeartbeatRequest.with { $0.workerID = workerId }, log: log)
+        // One at a time until the coordinator answers.
+        while !ParentWatch.isGone(parent: parent), await !call.send() {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        // Then on a fixed schedule.
+        await withDiscardingTaskGroup { group in
+            var next = ContinuousClock.now
+            while !ParentWatch.isGone(parent: parent) {
+                group.addTask { _ = await call.send() }
+                // A probe that fell behind (its own process stalled) sends at once, without a burst to catch up.
+                next = max(next + .milliseconds(10), .now)
+                try? await Task.sleep(until: next)
             }
-            try await Task.sleep(for: .milliseconds(answered ? 10 : 2))
+            group.cancelAll()
         }
         connections.shutdown()
         try await running.value
@@ -72,7 +71,7 @@ struct RecoveryProbe: AsyncParsableCommand {
         configuration.timeout = .init(connect: .milliseconds(100), read: .seconds(2))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline, getppid() == parent {
+        while ContinuousClock.now < deadline, !ParentWatch.isGone(parent: parent) {
             var request = HTTPClientRequest(url: http + "/api/health")
             request.method = .GET
             if let response = try? await client.execute(request, timeout: .seconds(2)), response.status == .ok {
@@ -82,89 +81,63 @@ struct RecoveryProbe: AsyncParsableCommand {
             try? await Task.sleep(for: .milliseconds(2))
         }
         try await client.shutdown()
-        throw BenchFailure("the restarted coordinator did not answer \(http)/api/health (or the benchmark ended)")
+        throw BenchFailure(
+            "the restarted coordinator did not answer \(http)/api/health within 120 s (or the benchmark ended): "
+                + "its log, coordinator.log in the benchmark's data directory, says why")
     }
-}
 
-/// `CLOCK_MONOTONIC` in nanoseconds: a clock two processes on one machine share.
-func monotonicNanoseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-}
+    /// One of the probe's calls, sent and logged.
+    private struct Call: Sendable {
+        let connections: SwarmConnections
+        let metadata: Metadata
+        let echo: Bool
+        let request: Dtruntime_V1_HeartbeatRequest
+        let log: EventLog
 
-extension RecoveryProbe {
-    /// What a probe wrote: when health first answered, and each call it sent after that.
-    struct Events {
-        var health: Int64?
-        /// Calls answered: sent, answered (nanoseconds on `CLOCK_MONOTONIC`).
-        var answered: [(sent: Int64, answered: Int64)] = []
-        /// Calls refused: sent, and the status code.
-        var refused: [(sent: Int64, code: String)] = []
-
-        /// Reads the lines of `text`; a last line without its newline (still being written) is left out.
-        init(parsing text: String) {
-            let complete = text.lastIndex(of: "\n").map { text[..<$0] } ?? ""
-            for line in complete.split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                switch (fields.first, fields.count) {
-                case ("health", 2): health = Int64(fields[1])
-                case ("rpc", 3):
-                    if let sent = Int64(fields[1]), let answered = Int64(fields[2]) {
-                        self.answered.append((sent, answered))
-                    }
-                case ("failed", 3): if let sent = Int64(fields[1]) { refused.append((sent, String(fields[2]))) }
-                default: continue
+        /// Sends the call and logs it; true if it was answered.
+        func send() async -> Bool {
+            let sent = monotonicNanoseconds()
+            log.write("sent \(sent)")
+            var options = CallOptions.defaults
+            options.timeout = .seconds(30)
+            do {
+                if echo {
+                    try await connections.client(0).unary(
+                        request: ClientRequest(message: try request.serializedBytes() as [UInt8], metadata: metadata),
+                        descriptor: BenchService.echo, serializer: RawBytes(), deserializer: RawBytes(),
+                        options: options
+                    ) { _ = try $0.message }
+                } else {
+                    _ = try await connections.stub(0).heartbeat(request, metadata: metadata, options: options)
                 }
+                log.write("rpc \(sent) \(monotonicNanoseconds())")
+                return true
+            } catch let error as RPCError {
+                log.write("failed \(sent) \(monotonicNanoseconds()) \(error.code)")
+            } catch {
+                log.write("failed \(sent) \(monotonicNanoseconds()) \(String(describing: type(of: error)))")
             }
+            return false
         }
     }
 
-    /// A running probe process (this binary), started before the coordinator it probes.
-    struct Running {
-        private let process: Process
-        private let out: String
-        private let errors: String
+    /// The events file: whole lines, from any task.
+    private final class EventLog: Sendable {
+        private let file: Mutex<FileHandle>
 
-        /// Starts `dtr bench recovery-probe` against `grpc` and `http`, as `worker` (its id and secret), with `--echo`
-        /// if `echo`; its events go to `<directory>/<name>.events`, its standard error to `<directory>/<name>.log`.
-        init(
-            grpc: SwarmTarget, http: String, worker: SimulatedWorker, echo: Bool = false, directory: String,
-            name: String = "probe"
-        ) throws {
-            out = "\(directory)/\(name).events"
-            errors = "\(directory)/\(name).log"
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            process.arguments =
-                [
-                    "bench", "recovery-probe", "--grpc", "\(grpc.host):\(grpc.port)", "--http", http, "--worker-id",
-                    worker.id, "--out", out,
-                ] + (echo ? ["--echo"] : [])
-            var environment = ProcessInfo.processInfo.environment
-            environment["DTR_PROBE_SECRET"] = worker.secret
-            process.environment = environment
-            guard FileManager.default.createFile(atPath: errors, contents: nil) else {
-                throw BenchFailure("cannot write \(errors)")
+        init(path: String) throws {
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard descriptor >= 0 else {
+                throw ValidationError(
+                    "cannot create --out \(path): \(String(cString: strerror(errno))) (is its directory there and "
+                        + "writable?)")
             }
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
+            file = Mutex(FileHandle(fileDescriptor: descriptor, closeOnDealloc: true))
         }
 
-        /// Its events so far.
-        var events: Events { Events(parsing: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "") }
-
-        /// Stops the probe and returns its events; throws (with its standard error) if it wrote none.
-        func finish() throws -> Events {
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
-            let events = self.events
-            guard events.health != nil else {
-                let said = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-                throw BenchFailure("the recovery probe saw no answer from the coordinator: \(said)")
-            }
-            return events
+        func write(_ line: String) {
+            // A probe that cannot write its events has nothing to report: the benchmark sees the missing lines.
+            file.withLock { try? $0.write(contentsOf: Data((line + "\n").utf8)) }
         }
     }
 }

@@ -14,8 +14,8 @@ extension SwarmBench {
     /// `recovery`: a data directory holding N workers, a dataset epoch of `--ledger-entries` committed shards and
     /// `--checkpoints` committed checkpoints; a coordinator serving it to a heartbeating swarm is killed with SIGKILL
     /// and started again. Measured: from the new process's start to its ready line (listening), to `/api/health`
-    /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process), the RPCs' round trips while the
-    /// sessions come back, then every worker heartbeating again, and no false deaths in the dead timeout that follows.
+    /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process), to the first and to every
+    /// worker heartbeating again, the probe's round trips meanwhile, and no false deaths in the dead timeout after.
     func recovery() async throws -> SwarmReport {
         let count = max(workers ?? 10_000, 8)
         return try await withDataDirectory { directory in
@@ -67,52 +67,59 @@ extension SwarmBench {
         try await Task.sleep(for: .seconds(3))
         let before = workers.map(\.acknowledged)
 
-        // kill -9, then the same command on the same ports.
+        // kill -9, then the same command on the same ports. The readiness probe, a process of its own, runs first: it
+        // asks for health until the coordinator answers, then sends RPCs.
         first.kill9()
-        let killedAt = clock.now
+        let killedNs = monotonicNanoseconds()
         let restartArguments =
             arguments + ["--grpc-port", String(first.grpc.port), "--http-port", String(first.http.map(Self.port) ?? 0)]
-        // The readiness probe, a process of its own: it asks for health until the coordinator answers, then sends RPCs.
-        let probe = try RecoveryProbe.Running(
+        let probe = try await RecoveryProbe.Running(
             grpc: first.grpc, http: first.http ?? "", worker: workers[0], directory: directory)
-        let spawning = Task { try await BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments) }
-        let spawnedAt = clock.now
-        let spawnedNs = monotonicNanoseconds()
         let second: BenchCoordinator
         do {
-            second = try await spawning.value
+            second = try await BenchCoordinator.spawn(dataDir: directory, arguments: restartArguments)
         } catch {
-            _ = try? probe.finish()
+            _ = try? await probe.finish()
             throw error
         }
-        // When the child printed its ready line (both servers listen).
+        let startedNs = second.startedAt ?? killedNs
+        // When the child's ready line was read (both servers listen).
         let listeningNs = second.readyAt ?? monotonicNanoseconds()
-        let back = await waitUntil(timeout: .seconds(30)) {
-            zip(workers, before).allSatisfy { $0.acknowledged > $1 }
+        var firstBackNs: Int64?
+        let back = await waitUntil(timeout: .seconds(30), every: .milliseconds(5)) {
+            let returned = zip(workers, before).count { $0.acknowledged > $1 }
+            if returned > 0, firstBackNs == nil { firstBackNs = monotonicNanoseconds() }
+            return returned == count
         }
-        let backAt = clock.now
         let backNs = monotonicNanoseconds()
         let events: RecoveryProbe.Events
         do {
-            events = try probe.finish()
+            events = try await probe.finish(waitingForCallsSentBy: backNs)
         } catch {
             second.kill9()
             throw error
         }
-        let seconds = { (instant: Int64) in Double(instant - spawnedNs) / 1e9 }
+        let seconds = { (instant: Int64) in Double(instant - startedNs) / 1e9 }
         let listeningSeconds = seconds(listeningNs)
-        let healthSeconds = seconds(events.health ?? spawnedNs)
-        guard let firstAnswer = events.answered.map(\.answered).min() else {
+        let healthSeconds = seconds(events.health ?? startedNs)
+        guard let firstAnswer = events.answered.min(by: { $0.answered < $1.answered }) else {
+            let codes = Set(events.refused.map(\.code)).sorted().joined(separator: ", ")
+            let said = second.errorLines().suffix(3).joined(separator: "\n")
             second.kill9()
-            throw BenchFailure("the recovery probe's RPCs were never answered: \(events.refused.prefix(3))")
+            throw BenchFailure(
+                "the recovery probe's RPCs were never answered (\(events.refused.count) refused: "
+                    + "\(codes.isEmpty ? "none" : codes)); the restarted coordinator's log errors: "
+                    + (said.isEmpty ? "none" : said))
         }
-        let rpcSeconds = seconds(firstAnswer)
-        // The probe's calls in flight at some time while the sessions came back.
-        let during = events.answered.filter { $0.answered >= listeningNs && $0.sent <= backNs }
-        let duringTrips = Percentiles(nanoseconds: during.map { $0.answered - $0.sent })
-        let refusedAfter = events.refused.filter { $0.sent > firstAnswer }
-        let everyoneBack = (backAt - killedAt).seconds
-        let everyoneBackAfterStart = (backAt - spawnedAt).seconds
+        let rpcSeconds = seconds(firstAnswer.answered)
+        // The probe's calls in flight at some time while the sessions came back (each was over before it stopped).
+        let duringCalls = events.answered(inFlightDuring: [(listeningNs, backNs)])
+        let during = Percentiles(nanoseconds: duringCalls.map { $0.answered - $0.sent })
+        let slowest = duringCalls.max { $0.answered - $0.sent < $1.answered - $1.sent }
+        let unfinished = events.unfinished(sentBy: backNs)
+        let refusedAfter = events.refused.filter { $0.sent > firstAnswer.sent }
+        let everyoneBack = Double(backNs - killedNs) / 1e9
+        let everyoneBackAfterStart = seconds(backNs)
         // A whole dead timeout (and then some) after the restart: nobody may be declared dead or suspected.
         try await Task.sleep(for: .seconds(7))
         pacing.cancel()
@@ -128,7 +135,8 @@ extension SwarmBench {
             report.problem("the sessions' floor could not be measured: \(error)")
         }
         await second.stop()
-        let sessionsBack = everyoneBackAfterStart - listeningSeconds
+        let sessionsBack = Double(backNs - listeningNs) / 1e9
+        let firstSessionBack = firstBackNs.map { Double($0 - listeningNs) / 1e9 }
 
         let ready = max(healthSeconds, rpcSeconds)
         report.rows += [
@@ -139,14 +147,16 @@ extension SwarmBench {
                 Figure.seconds(rpcSeconds), "", "serving ≤ 1 s \(Figure.met(ready <= 1))",
             ],
             [
-                "its RPCs (one every 10 ms) in flight while the sessions came back (listening → every worker back): "
-                    + "how many, round trip p50 / max",
-                "\(Figure.count(during.count)), \(Figure.ms(duringTrips.milliseconds(0.5))) / "
-                    + Figure.ms(duringTrips.maxMilliseconds),
+                "listening → the first worker's session back (the workers' reconnection backoff)",
+                firstSessionBack.map(Figure.seconds) ?? "none", "", "",
+            ],
+            [
+                "its RPCs (one sent every 10 ms, each on its own) in flight while the sessions came back "
+                    + "(listening → every worker back): how many, round trip p50 / p99 / max, over 100 ms",
+                Self.describe(during),
                 floor.map {
-                    "floor: the probe's no-op calls in flight while \(Figure.count(count)) no-op streams opened at once: "
-                        + "\(Figure.count($0.rpc.count)), \(Figure.ms($0.rpc.milliseconds(0.5))) / "
-                        + Figure.ms($0.rpc.maxMilliseconds)
+                    "floor: the probe's no-op calls in flight while \(Figure.count(count)) no-op streams opened at "
+                        + "once: \(Self.describe($0.rpc))"
                 } ?? "",
                 "",
             ],
@@ -179,14 +189,25 @@ extension SwarmBench {
         report.figures["listening_seconds"] = listeningSeconds
         report.figures["health_seconds"] = healthSeconds
         report.figures["rpc_seconds"] = rpcSeconds
+        if let firstSessionBack { report.figures["first_session_back_after_listening_seconds"] = firstSessionBack }
         report.figures["rpcs_during_return"] = during.count
-        report.figures["rpc_during_return_p50_ms"] = duringTrips.milliseconds(0.5)
-        report.figures["rpc_during_return_max_ms"] = duringTrips.maxMilliseconds
+        if let slowest {
+            report.figures["rpc_during_return_p50_ms"] = during.milliseconds(0.5)
+            report.figures["rpc_during_return_p99_ms"] = during.milliseconds(0.99)
+            report.figures["rpc_during_return_max_ms"] = during.maxMilliseconds
+            report.figures["rpc_during_return_over_100ms"] = during.count(over: 100)
+            report.figures["rpc_during_return_slowest_sent_after_listening_ms"] =
+                Double(slowest.sent - listeningNs) / 1e6
+        }
         report.figures["probe_rpcs_refused"] = refusedAfter.count
         if !refusedAfter.isEmpty {
+            let codes = Dictionary(grouping: refusedAfter, by: \.code).map { "\($0.value.count) \($0.key)" }.sorted()
             report.problem(
-                "\(refusedAfter.count) of the probe's RPCs were refused after the first was answered (first: "
-                    + "\(refusedAfter[0].code))")
+                "\(refusedAfter.count) of the probe's RPCs were refused after the first was answered: "
+                    + codes.joined(separator: ", "))
+        }
+        if unfinished > 0 {
+            report.problem("\(unfinished) of the probe's RPCs sent before every worker was back had no answer 35 s on")
         }
         report.figures["all_heartbeating_seconds"] = everyoneBack
         report.figures["all_heartbeating_after_start_seconds"] = everyoneBackAfterStart
@@ -194,17 +215,22 @@ extension SwarmBench {
         if let floor {
             report.figures["sessions_floor_seconds"] = floor.sessions.seconds
             report.figures["rpc_floor_calls"] = floor.rpc.count
+        }
+        if let floor, floor.rpc.count > 0 {
             report.figures["rpc_floor_p50_ms"] = floor.rpc.milliseconds(0.5)
+            report.figures["rpc_floor_p99_ms"] = floor.rpc.milliseconds(0.99)
             report.figures["rpc_floor_max_ms"] = floor.rpc.maxMilliseconds
+            report.figures["rpc_floor_over_100ms"] = floor.rpc.count(over: 100)
         }
         report.figures["goal_met"] = ready <= 1
         return report
     }
 
     /// The floor of `count` sessions coming back: as many no-op streams opened at once on the restarted coordinator,
-    /// each carrying one message the size of a session's heartbeat there and back. Twice (the first also opens the
-    /// connections); the faster counts. And the floor of the probe's round trips meanwhile: a probe sending no-op calls
-    /// through the second burst (those in flight at some time between its start and its end).
+    /// each carrying one message the size of a session's heartbeat there and back; the fastest burst counts (the first
+    /// also opens the connections). And the floor of the probe's round trips meanwhile: a probe sending no-op calls
+    /// through the bursts after the first (those in flight at some time during one), repeated (up to 20 bursts) until
+    /// one of its calls was.
     private func sessionsFloor(
         _ count: Int, _ coordinator: BenchCoordinator, sample worker: SimulatedWorker, directory: String
     ) async throws -> (sessions: Duration, rpc: Percentiles) {
@@ -218,26 +244,41 @@ extension SwarmBench {
                 }
             }.serializedBytes())
         return try await withConnections(coordinator.grpc) { connections in
-            let first = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
-            let probe = try RecoveryProbe.Running(
+            var fastest = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+            let probe = try await RecoveryProbe.Running(
                 grpc: coordinator.grpc, http: coordinator.http ?? "", worker: worker, echo: true, directory: directory,
                 name: "probe-floor")
-            let second: Duration
-            let (start, end): (Int64, Int64)
+            var bursts: [(start: Int64, end: Int64)] = []
             do {
                 guard await waitUntil(timeout: .seconds(30), { !probe.events.answered.isEmpty }) else {
-                    throw BenchFailure("the floor's probe had no answer within 30 s")
+                    throw BenchFailure(
+                        "the floor's probe had no answer from the no-op service within 30 s: "
+                            + "\(probe.events.refused.first?.code ?? "no call over yet")")
                 }
-                start = monotonicNanoseconds()
-                second = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
-                end = monotonicNanoseconds()
+                repeat {
+                    let start = monotonicNanoseconds()
+                    let burst = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+                    fastest = min(fastest, burst)
+                    bursts.append((start, monotonicNanoseconds()))
+                    // Lets a call in flight at the burst's end be answered before it is looked for.
+                    try await Task.sleep(for: .milliseconds(20))
+                } while bursts.count < 20 && probe.events.answered(inFlightDuring: bursts).isEmpty
             } catch {
-                _ = try? probe.finish()
+                _ = try? await probe.finish()
                 throw error
             }
-            let trips = try probe.finish().answered.filter { $0.answered >= start && $0.sent <= end }
-            return (min(first, second), Percentiles(nanoseconds: trips.map { $0.answered - $0.sent }))
+            let calls = try await probe.finish(waitingForCallsSentBy: bursts.last?.end)
+                .answered(inFlightDuring: bursts)
+            return (fastest, Percentiles(nanoseconds: calls.map { $0.answered - $0.sent }))
         }
+    }
+
+    /// Round trips as the report shows them: how many, p50 / p99 / max, how many over 100 ms; "none" without any.
+    private static func describe(_ trips: Percentiles) -> String {
+        guard trips.count > 0 else { return "none" }
+        return "\(Figure.count(trips.count)), \(Figure.ms(trips.milliseconds(0.5))) / "
+            + "\(Figure.ms(trips.milliseconds(0.99))) / \(Figure.ms(trips.maxMilliseconds)), "
+            + Figure.count(trips.count(over: 100))
     }
 
     /// The swarm's workers: all but four in the data task, four in the checkpoint task.

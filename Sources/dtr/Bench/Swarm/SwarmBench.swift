@@ -205,12 +205,14 @@ struct SwarmBench: AsyncParsableCommand {
         }
     }
 
-    /// Waits until `condition` holds, checking every 20 ms; false after `timeout`.
-    func waitUntil(timeout: Duration, _ condition: () -> Bool) async -> Bool {
+    /// Waits until `condition` holds, checking every `interval`; false after `timeout`.
+    func waitUntil(timeout: Duration, every interval: Duration = .milliseconds(20), _ condition: () -> Bool) async
+        -> Bool
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(for: interval)
         }
         return condition()
     }
