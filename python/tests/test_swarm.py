@@ -157,12 +157,9 @@ def test_recovery(dtr_binary: str) -> None:
     assert 0 < report["health_seconds"] < report["rpc_seconds"]
     assert report["probe_rpcs_refused"] == 0
     # It sends a call every 10 ms: some were in flight while the sessions came back (after their reconnection backoff).
-    assert 0 < report["first_session_back_after_listening_seconds"] <= report["sessions_back_after_listening_seconds"]
-    assert report["rpcs_during_return"] > 0
-    assert report["rpc_during_return_max_ms"] >= report["rpc_during_return_p99_ms"]
-    assert report["rpc_during_return_p99_ms"] >= report["rpc_during_return_p50_ms"] > 0
-    assert 0 <= report["rpc_during_return_over_100ms"] <= report["rpcs_during_return"]
-    assert report["all_heartbeating_seconds"] > report["all_heartbeating_after_start_seconds"] > 0
+    assert report["first_session_back_after_listening_seconds"] > 0
+    assert report["rpcs_during_return"] > 0 and report["rpc_during_return_p50_ms"] > 0
+    assert report["all_heartbeating_after_start_seconds"] > 0
     # The sessions' floor was measured on the restarted coordinator (its no-op service answered 200 streams).
     assert report["sessions_floor_seconds"] > 0
     # ... and the probe's floor: its no-op calls answered during those bursts (repeated until one was).

@@ -95,13 +95,26 @@ extension RecoveryProbe {
             return text.flatMap { $0.isEmpty ? nil : $0 } ?? "nothing"
         }
 
+        /// Whether the probe still runs.
+        var isRunning: Bool { process.isRunning }
+
         /// Waits until every call sent by `instant` is over (at most 35 s: a call gives up after 30), then stops the
-        /// probe and returns its events; throws (with what the probe said) if health never answered.
+        /// probe and returns its events; throws (with what the probe said) if health never answered, or if the probe
+        /// exited by itself meanwhile.
         func finish(waitingForCallsSentBy instant: Int64? = nil) async throws -> Events {
             if let instant {
                 let deadline = ContinuousClock.now + .seconds(35)
-                while process.isRunning, events.unfinished(sentBy: instant) > 0, ContinuousClock.now < deadline {
+                // Lines are written in the order of their times: once a call sent after `instant` shows, every call
+                // sent by then does.
+                while process.isRunning, ContinuousClock.now < deadline {
+                    let events = self.events
+                    if let last = events.sent.last, last > instant, events.unfinished(sentBy: instant) == 0 { break }
                     try? await Task.sleep(for: .milliseconds(5))
+                }
+                if !process.isRunning {
+                    throw BenchFailure(
+                        "the recovery probe exited (status \(process.terminationStatus)) before its calls were over; "
+                            + "the probe said: \(log)")
                 }
             }
             if process.isRunning { process.terminate() }

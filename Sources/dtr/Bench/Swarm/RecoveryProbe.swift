@@ -34,10 +34,10 @@ struct RecoveryProbe: AsyncParsableCommand {
             throw ValidationError("--grpc must be HOST:PORT (got \(grpc))")
         }
         let log = try EventLog(path: out)
-        log.write("started \(monotonicNanoseconds())")
+        log.write { "started \($0)" }
         let parent = getppid()
         try await waitForHealth(parent: parent)
-        log.write("health \(monotonicNanoseconds())")
+        log.write { "health \($0)" }
         var metadata: Metadata = [:]
         metadata.addString(ProcessInfo.processInfo.environment["DTR_PROBE_SECRET"] ?? "", forKey: "dtr-worker-secret")
         let connections = try SwarmConnections(
@@ -82,8 +82,8 @@ struct RecoveryProbe: AsyncParsableCommand {
         }
         try await client.shutdown()
         throw BenchFailure(
-            "the restarted coordinator did not answer \(http)/api/health within 120 s (or the benchmark ended): "
-                + "its log, coordinator.log in the benchmark's data directory, says why")
+            "the restarted coordinator did not answer \(http)/api/health within 120 s (or the benchmark ended); "
+                + "the benchmark's report gives the errors in the coordinator's log")
     }
 
     /// One of the probe's calls, sent and logged.
@@ -96,8 +96,7 @@ struct RecoveryProbe: AsyncParsableCommand {
 
         /// Sends the call and logs it; true if it was answered.
         func send() async -> Bool {
-            let sent = monotonicNanoseconds()
-            log.write("sent \(sent)")
+            let sent = log.write { "sent \($0)" }
             var options = CallOptions.defaults
             options.timeout = .seconds(30)
             do {
@@ -110,12 +109,13 @@ struct RecoveryProbe: AsyncParsableCommand {
                 } else {
                     _ = try await connections.stub(0).heartbeat(request, metadata: metadata, options: options)
                 }
-                log.write("rpc \(sent) \(monotonicNanoseconds())")
+                log.write { "rpc \(sent) \($0)" }
                 return true
             } catch let error as RPCError {
-                log.write("failed \(sent) \(monotonicNanoseconds()) \(error.code)")
+                log.write { "failed \(sent) \($0) \(error.code)" }
             } catch {
-                log.write("failed \(sent) \(monotonicNanoseconds()) \(String(describing: type(of: error)))")
+                let kind = String(describing: type(of: error)).replacingOccurrences(of: " ", with: "_")
+                log.write { "failed \(sent) \($0) \(kind)" }
             }
             return false
         }
@@ -135,9 +135,17 @@ struct RecoveryProbe: AsyncParsableCommand {
             file = Mutex(FileHandle(fileDescriptor: descriptor, closeOnDealloc: true))
         }
 
-        func write(_ line: String) {
-            // A probe that cannot write its events has nothing to report: the benchmark sees the missing lines.
-            file.withLock { try? $0.write(contentsOf: Data((line + "\n").utf8)) }
+        /// Writes the line `line` makes of the time now, and returns that time. The time is taken under the lock, so
+        /// the lines are in the order of their times: once the benchmark reads a line of a later time, every call
+        /// sent before it is in the file.
+        @discardableResult
+        func write(_ line: (Int64) -> String) -> Int64 {
+            file.withLock { file in
+                let now = monotonicNanoseconds()
+                // A probe that cannot write its events has nothing to report: the benchmark sees the missing lines.
+                try? file.write(contentsOf: Data((line(now) + "\n").utf8))
+                return now
+            }
         }
     }
 }

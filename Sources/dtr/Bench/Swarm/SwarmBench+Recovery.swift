@@ -96,8 +96,9 @@ extension SwarmBench {
         do {
             events = try await probe.finish(waitingForCallsSentBy: backNs)
         } catch {
+            let said = second.errorLines().suffix(3).joined(separator: "\n")
             second.kill9()
-            throw error
+            throw BenchFailure("\(error); the restarted coordinator's log errors: \(said.isEmpty ? "none" : said)")
         }
         let seconds = { (instant: Int64) in Double(instant - startedNs) / 1e9 }
         let listeningSeconds = seconds(listeningNs)
@@ -216,6 +217,9 @@ extension SwarmBench {
             report.figures["sessions_floor_seconds"] = floor.sessions.seconds
             report.figures["rpc_floor_calls"] = floor.rpc.count
         }
+        if let floor, floor.rpc.count == 0 {
+            report.problem("none of the floor's probe calls was in flight during a burst of no-op streams (20 bursts)")
+        }
         if let floor, floor.rpc.count > 0 {
             report.figures["rpc_floor_p50_ms"] = floor.rpc.milliseconds(0.5)
             report.figures["rpc_floor_p99_ms"] = floor.rpc.milliseconds(0.99)
@@ -262,7 +266,7 @@ extension SwarmBench {
                     bursts.append((start, monotonicNanoseconds()))
                     // Lets a call in flight at the burst's end be answered before it is looked for.
                     try await Task.sleep(for: .milliseconds(20))
-                } while bursts.count < 20 && probe.events.answered(inFlightDuring: bursts).isEmpty
+                } while bursts.count < 20 && probe.isRunning && probe.events.answered(inFlightDuring: bursts).isEmpty
             } catch {
                 _ = try? await probe.finish()
                 throw error
