@@ -45,6 +45,8 @@ public final class SimulatedWorker: Sendable {
         var beats: AsyncStream<Void>.Continuation?
         /// Counts the sessions opened: a session ending clears ``beats`` only if no newer one installed its own.
         var sessionNumber = 0
+        /// Heartbeats acknowledged on the latest session opened.
+        var sessionAcknowledged = 0
         /// Set by ``endSession()``: a session that opens afterwards ends at once (until ``restart()``).
         var sessionsEnded = false
         /// Send the next heartbeat as soon as the previous one is acknowledged (the maximum-rate measurement).
@@ -85,6 +87,13 @@ public final class SimulatedWorker: Sendable {
 
     /// Heartbeats acknowledged on session streams so far.
     public var acknowledged: Int { state.withLock { $0.acknowledged } }
+
+    /// The latest session this worker opened (they are numbered from 1; 0 before the first) and how many of its
+    /// heartbeats it had acknowledged: a worker is back on a restarted coordinator once a session opened after the
+    /// kill had one (an acknowledgement of the old session read late, by a busy process, does not count).
+    public var session: (number: Int, acknowledged: Int) {
+        state.withLock { ($0.sessionNumber, $0.sessionAcknowledged) }
+    }
 
     /// Whether a heartbeat this worker sent on its session was sent after the last acknowledgement it received (an
     /// acknowledgement answers every heartbeat sent before it).
@@ -262,6 +271,7 @@ public final class SimulatedWorker: Sendable {
             state.beats = continuation
             state.oldestUnacknowledged = nil
             state.sessionNumber += 1
+            state.sessionAcknowledged = 0
             // As the SDK: a heartbeat at once, so the coordinator attaches the stream without waiting an interval.
             if !state.silent { continuation.yield() }
             return state.sessionNumber
@@ -351,6 +361,7 @@ public final class SimulatedWorker: Sendable {
                 let sent = state.oldestUnacknowledged
                 state.oldestUnacknowledged = nil
                 state.acknowledged += 1
+                state.sessionAcknowledged += 1
                 return (sent, state.closedLoop ? state.beats : nil)
             }
             if let sent { recorder.roundTrip(now - sent) }

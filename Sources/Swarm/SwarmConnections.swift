@@ -31,7 +31,7 @@ public final class SwarmConnections: Sendable {
     public typealias Stub = Dtruntime_V1_Coordinator.Client<HTTP2ClientTransport.Posix>
 
     private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
-    private let tcpConnections = TCPConnectionCount()
+    private let tcpConnections = TCPConnectionLog()
     /// What every call carries: the worker token, when there is one.
     public let metadata: Metadata
 
@@ -55,10 +55,11 @@ public final class SwarmConnections: Sendable {
                     config: .defaults {
                         // As the Python SDK's channel: back within a second after the coordinator restarts.
                         $0.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
-                        // Called before the connection is attempted: counted once it is up (an address that refuses
-                        // it, e.g. `localhost`'s ::1 before 127.0.0.1, is not a connection made).
+                        // Called before the connection is attempted: an attempt now, a connection made once it is up
+                        // (an address that refuses it, e.g. `localhost`'s ::1 before 127.0.0.1, is not one).
                         $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                            channel.eventLoop.makeCompletedFuture {
+                            made.attempted()
+                            return channel.eventLoop.makeCompletedFuture {
                                 try channel.pipeline.syncOperations.addHandler(made)
                             }
                         }
@@ -74,7 +75,14 @@ public final class SwarmConnections: Sendable {
 
     /// How many TCP connections were made so far: ``count`` once all are up, more when connections were lost (the
     /// coordinator restarted, or a connection failed) and made again.
-    public var made: Int { tcpConnections.count.load(ordering: .relaxed) }
+    public var made: Int { tcpConnections.times.withLock { $0.made } }
+
+    /// When TCP connections were attempted and when they were up (``monotonicNanoseconds()``), in time order, the
+    /// latest 4,096 of each: when a coordinator that restarted was first reached again, and how the clients' backoff
+    /// spaced their attempts until then.
+    public var connectionTimes: (attempted: [Int64], up: [Int64]) {
+        tcpConnections.times.withLock { (Array($0.attempted), Array($0.up)) }
+    }
 
     /// The client of connection `index % count`.
     public func client(_ index: Int) -> GRPCClient<HTTP2ClientTransport.Posix> {
@@ -97,13 +105,37 @@ public final class SwarmConnections: Sendable {
     }
 }
 
-/// The TCP connections a swarm's clients made: a handler in each connection's pipeline, counting it once it is up.
-private final class TCPConnectionCount: ChannelInboundHandler, Sendable {
+/// The TCP connections a swarm's clients attempted and made: counted by the transport's callback (attempts) and by a
+/// handler in each connection's pipeline (once it is up).
+private final class TCPConnectionLog: ChannelInboundHandler, Sendable {
     typealias InboundIn = Any
-    let count = Atomic(0)
+
+    struct Times {
+        var made = 0
+        var attempted: ArraySlice<Int64> = []
+        var up: ArraySlice<Int64> = []
+
+        static let kept = 4096
+
+        static func note(_ instant: Int64, in times: inout ArraySlice<Int64>) {
+            times.append(instant)
+            if times.count > Self.kept { times.removeFirst(times.count - Self.kept) }
+        }
+    }
+
+    let times = Mutex(Times())
+
+    func attempted() {
+        let now = monotonicNanoseconds()
+        times.withLock { Times.note(now, in: &$0.attempted) }
+    }
 
     func channelActive(context: ChannelHandlerContext) {
-        count.add(1, ordering: .relaxed)
+        let now = monotonicNanoseconds()
+        times.withLock {
+            $0.made += 1
+            Times.note(now, in: &$0.up)
+        }
         context.fireChannelActive()
     }
 }

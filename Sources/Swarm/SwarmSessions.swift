@@ -12,6 +12,8 @@ public final class SwarmSessions: Sendable {
     /// Set by ``stop()``: a session that ends is not opened again.
     private let stopping = Atomic(false)
     private let connections: SwarmConnections
+    /// When sessions broke (``monotonicNanoseconds()``), the latest 65,536.
+    private let breaks = Mutex<ArraySlice<Int64>>([])
 
     /// Opens a session for each of `workers`.
     public init(_ workers: [SimulatedWorker], connections: SwarmConnections) {
@@ -19,6 +21,10 @@ public final class SwarmSessions: Sendable {
         sessions = Mutex([:])
         for worker in workers { open(worker) }
     }
+
+    /// When sessions broke with an error (``monotonicNanoseconds()``, in time order; the latest 65,536): e.g. when the
+    /// swarm noticed that its coordinator was gone.
+    public var breakTimes: [Int64] { Array(breaks.withLock { $0 }) }
 
     /// Breaks one worker's stream for good (as its process crashing would).
     public func breakSession(of worker: SimulatedWorker) {
@@ -51,6 +57,10 @@ public final class SwarmSessions: Sendable {
                 } catch {
                     if Task.isCancelled { return }
                     worker.recorder.count("session_breaks")
+                    breaks.withLock {
+                        $0.append(monotonicNanoseconds())
+                        if $0.count > 65_536 { $0.removeFirst($0.count - 65_536) }
+                    }
                 }
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 50...150)))
             }

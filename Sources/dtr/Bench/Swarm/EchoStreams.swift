@@ -61,17 +61,26 @@ enum EchoStreams {
 }
 
 extension EchoStreams {
+    /// A burst's times from its first call: to the first and to the last stream's answer.
+    struct Burst: Comparable {
+        var firstAnswer: Duration
+        var lastAnswer: Duration
+
+        /// A faster burst is one whose last answer came sooner.
+        static func < (lhs: Self, rhs: Self) -> Bool { lhs.lastAnswer < rhs.lastAnswer }
+    }
+
     /// The floor of a rendezvous of `count` workers on this stack: `count` no-op unary calls carrying `message`, all
     /// at once, each followed by a no-op stream that carries one message there and back (a registration, then the
     /// session's first heartbeat and its answer). Without `unary`, the streams only: the floor of `count` sessions
-    /// coming back to a restarted coordinator. Returns the time from the first call to the last answer (each stream is
-    /// then left to end with the server's status, which is not counted).
+    /// coming back to a restarted coordinator. Returns the times from the first call to the first and to the last
+    /// answer (each stream is then left to end with the server's status, which is not counted).
     static func burst(_ connections: SwarmConnections, count: Int, message: [UInt8], unary: Bool = true)
-        async throws -> Duration
+        async throws -> Burst
     {
         let clock = ContinuousClock()
         let start = clock.now
-        let lastAnswer = Shared(start)
+        let answers = Shared((first: ContinuousClock.Instant?.none, last: start))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 group.addTask {
@@ -96,14 +105,18 @@ extension EchoStreams {
                             if answered { continue }
                             answered = true
                             let now = clock.now
-                            lastAnswer.withLock { $0 = max($0, now) }
+                            answers.withLock {
+                                $0.first = min($0.first ?? now, now)
+                                $0.last = max($0.last, now)
+                            }
                         }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        return lastAnswer.value - start
+        let (first, last) = answers.value
+        return Burst(firstAnswer: (first ?? start) - start, lastAnswer: last - start)
     }
 }
 

@@ -10,8 +10,9 @@ extension RecoveryProbe {
         var sent: [Int64] = []
         /// Calls answered: sent, answered.
         var answered: [(sent: Int64, answered: Int64)] = []
-        /// Calls refused or given up on: sent, when, and the status code (or the error's type).
-        var refused: [(sent: Int64, at: Int64, code: String)] = []
+        /// Calls that failed (refused, given up on at their deadline, or a local error): sent, when, and the status
+        /// code (or the error's type).
+        var failed: [(sent: Int64, at: Int64, code: String)] = []
 
         /// Reads the lines of `text`; a last line without its newline (still being written) is left out.
         init(parsing text: String) {
@@ -24,7 +25,7 @@ extension RecoveryProbe {
                 case ("health", 2, 1): health = times[0]
                 case ("sent", 2, 1): sent.append(times[0])
                 case ("rpc", 3, 2): answered.append((times[0], times[1]))
-                case ("failed", 4, 2): refused.append((times[0], times[1], String(fields[3])))
+                case ("failed", 4, 2): failed.append((times[0], times[1], String(fields[3])))
                 default: continue
                 }
             }
@@ -32,7 +33,7 @@ extension RecoveryProbe {
 
         /// How many calls sent at or before `instant` are not over.
         func unfinished(sentBy instant: Int64) -> Int {
-            let over = Set(answered.map(\.sent) + refused.map(\.sent))
+            let over = Set(answered.map(\.sent) + failed.map(\.sent))
             return sent.count { $0 <= instant && !over.contains($0) }
         }
 

@@ -18,7 +18,8 @@ import Synchronization
 ///
 /// Each event is a line written to `--out`, times on `CLOCK_MONOTONIC` in nanoseconds (the clock the benchmark reads
 /// too): `started T`, `health T`, then for each call `sent SENT` and, once it is over, `rpc SENT ANSWERED` or
-/// `failed SENT AT CODE` (refused, or no answer within 30 s).
+/// `failed SENT AT CODE` (refused with a status code, no answer within 30 s (`deadlineExceeded`), or a local
+/// error, named by its type).
 struct RecoveryProbe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recovery-probe", abstract: "The recovery scenario's probe (started by it).", shouldDisplay: false)
@@ -55,14 +56,21 @@ struct RecoveryProbe: AsyncParsableCommand {
             var next = ContinuousClock.now
             while !ParentWatch.isGone(parent: parent) {
                 group.addTask { _ = await call.send() }
-                // A probe that fell behind (its own process stalled) sends at once, without a burst to catch up.
-                next = max(next + .milliseconds(10), .now)
+                next = Self.nextSend(after: next, now: .now)
                 try? await Task.sleep(until: next)
             }
             group.cancelAll()
         }
         connections.shutdown()
         try await running.value
+    }
+
+    /// When the call after one due at `due` is sent, at `now`: 10 ms after it, or at once if that has passed (the
+    /// probe's own process stalled), without a burst of the calls it missed: the calls keep sampling evenly in time.
+    static func nextSend(
+        after due: ContinuousClock.Instant, now: ContinuousClock.Instant, every interval: Duration = .milliseconds(10)
+    ) -> ContinuousClock.Instant {
+        max(due + interval, now)
     }
 
     private func waitForHealth(parent: pid_t) async throws {

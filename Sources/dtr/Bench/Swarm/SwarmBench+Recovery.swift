@@ -14,8 +14,10 @@ extension SwarmBench {
     /// `recovery`: a data directory holding N workers, a dataset epoch of `--ledger-entries` committed shards and
     /// `--checkpoints` committed checkpoints; a coordinator serving it to a heartbeating swarm is killed with SIGKILL
     /// and started again. Measured: from the new process's start to its ready line (listening), to `/api/health`
-    /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process), to the first and to every
-    /// worker heartbeating again, the probe's round trips meanwhile, and no false deaths in the dead timeout after.
+    /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process); when the swarm noticed, tried and
+    /// had its connections up again (``Reconnection``); to the first and to every worker heartbeating again; the
+    /// probe's round trips before the first session was back and while the others came back, each next to a floor of
+    /// the gRPC stack's own (no-op streams opened at once); and no false deaths in the dead timeout after.
     func recovery() async throws -> SwarmReport {
         let count = max(workers ?? 10_000, 8)
         return try await withDataDirectory { directory in
@@ -65,7 +67,8 @@ extension SwarmBench {
         let heartbeating = await waitUntil(timeout: .seconds(60)) { workers.allSatisfy { $0.acknowledged > 0 } }
         if !heartbeating { report.problem("not every restored worker was heartbeating before the kill") }
         try await Task.sleep(for: .seconds(3))
-        let before = workers.map(\.acknowledged)
+        // The sessions open at the kill: a worker is back once a later one had a heartbeat acknowledged.
+        let before = workers.map(\.session.number)
 
         // kill -9, then the same command on the same ports. The readiness probe, a process of its own, runs first: it
         // asks for health until the coordinator answers, then sends RPCs.
@@ -87,7 +90,10 @@ extension SwarmBench {
         let listeningNs = second.readyAt ?? monotonicNanoseconds()
         var firstBackNs: Int64?
         let back = await waitUntil(timeout: .seconds(30), every: .milliseconds(5)) {
-            let returned = zip(workers, before).count { $0.acknowledged > $1 }
+            let returned = zip(workers, before).count { worker, killed in
+                let session = worker.session
+                return session.number > killed && session.acknowledged > 0
+            }
             if returned > 0, firstBackNs == nil { firstBackNs = monotonicNanoseconds() }
             return returned == count
         }
@@ -104,21 +110,29 @@ extension SwarmBench {
         let listeningSeconds = seconds(listeningNs)
         let healthSeconds = seconds(events.health ?? startedNs)
         guard let firstAnswer = events.answered.min(by: { $0.answered < $1.answered }) else {
-            let codes = Set(events.refused.map(\.code)).sorted().joined(separator: ", ")
+            let codes = Set(events.failed.map(\.code)).sorted().joined(separator: ", ")
             let said = second.errorLines().suffix(3).joined(separator: "\n")
             second.kill9()
             throw BenchFailure(
-                "the recovery probe's RPCs were never answered (\(events.refused.count) refused: "
+                "the recovery probe's RPCs were never answered (\(events.failed.count) failed: "
                     + "\(codes.isEmpty ? "none" : codes)); the restarted coordinator's log errors: "
                     + (said.isEmpty ? "none" : said))
         }
         let rpcSeconds = seconds(firstAnswer.answered)
-        // The probe's calls in flight at some time while the sessions came back (each was over before it stopped).
-        let duringCalls = events.answered(inFlightDuring: [(listeningNs, backNs)])
+        let unfinished = events.unfinished(sentBy: backNs)
+        let failedAfter = events.failed.filter { $0.sent > firstAnswer.sent }
+        let reconnection = Reconnection(
+            connections.connectionTimes, breaks: sessions.breakTimes, connections: connections.count,
+            killed: killedNs, listening: listeningNs)
+        // The probe's calls (each was over before it stopped) from listening on, in two parts: those answered before
+        // the swarm's first connection was up again (the coordinator alone), and those in flight at some time while
+        // the sessions came back (from then until every worker was back: what the floor's bursts compare with).
+        let returnStartNs = reconnection.firstUpAt ?? firstBackNs ?? backNs
+        let earlyCalls = events.answered.filter { $0.answered >= listeningNs && $0.answered < returnStartNs }
+        let early = Percentiles(nanoseconds: earlyCalls.map { $0.answered - $0.sent })
+        let duringCalls = events.answered(inFlightDuring: [(returnStartNs, backNs)])
         let during = Percentiles(nanoseconds: duringCalls.map { $0.answered - $0.sent })
         let slowest = duringCalls.max { $0.answered - $0.sent < $1.answered - $1.sent }
-        let unfinished = events.unfinished(sentBy: backNs)
-        let refusedAfter = events.refused.filter { $0.sent > firstAnswer.sent }
         let everyoneBack = Double(backNs - killedNs) / 1e9
         let everyoneBackAfterStart = seconds(backNs)
         // A whole dead timeout (and then some) after the restart: nobody may be declared dead or suspected.
@@ -129,7 +143,7 @@ extension SwarmBench {
         report.figures["session_breaks"] = recorder.counted("session_breaks")
         if !back { report.problem("not every worker was heartbeating again within 30 s of the kill") }
         let stats = second.stats
-        var floor: (sessions: Duration, rpc: Percentiles)?
+        var floor: SessionsFloor?
         do {
             floor = try await sessionsFloor(count, second, sample: workers[count - 1], directory: directory)
         } catch {
@@ -138,6 +152,14 @@ extension SwarmBench {
         await second.stop()
         let sessionsBack = Double(backNs - listeningNs) / 1e9
         let firstSessionBack = firstBackNs.map { Double($0 - listeningNs) / 1e9 }
+        let returnSeconds = Double(backNs - returnStartNs) / 1e9
+        // The connection up → the first session back: the first answers to thousands of streams opening at once.
+        let firstAnswerSeconds: Double? =
+            if let back = firstSessionBack, let up = reconnection.firstUp { back - up } else { nil }
+        let floorBursts =
+            floor.map {
+                "\($0.probeBursts == 1 ? "a burst" : "\(Figure.count($0.probeBursts)) bursts") of \(Figure.count(count))"
+            } ?? ""
 
         let ready = max(healthSeconds, rpcSeconds)
         report.rows += [
@@ -148,16 +170,47 @@ extension SwarmBench {
                 Figure.seconds(rpcSeconds), "", "serving ≤ 1 s \(Figure.met(ready <= 1))",
             ],
             [
-                "listening → the first worker's session back (the workers' reconnection backoff)",
-                firstSessionBack.map(Figure.seconds) ?? "none", "", "",
+                "kill → the swarm's first session broken / its first connection attempt (kill → listening: "
+                    + "\(Figure.seconds(Double(listeningNs - killedNs) / 1e9)))",
+                "\(reconnection.firstBreak.map { Figure.seconds($0) } ?? "none") / "
+                    + (reconnection.firstAttempt.map { Figure.seconds($0) } ?? "none"),
+                "", "",
             ],
             [
-                "its RPCs (one sent every 10 ms, each on its own) in flight while the sessions came back "
-                    + "(listening → every worker back): how many, round trip p50 / p99 / max, over 100 ms",
+                "listening → the swarm's first / every connection up again (\(reconnection.attempts) attempts since "
+                    + "the kill, \(reconnection.attemptsBeforeListening) before listening; the clients back off "
+                    + "100 ms × 1.6 up to 1 s)",
+                "\(reconnection.firstUp.map { Figure.seconds($0) } ?? "none") / "
+                    + (reconnection.allUp.map { Figure.seconds($0) } ?? "none"),
+                reconnection.lastAttemptBeforeListening.map {
+                    "the last attempt before listening: \(Figure.seconds($0)) before it"
+                } ?? "",
+                "",
+            ],
+            [
+                "the first connection up → the first worker's session back (its heartbeat acknowledged; polled every "
+                    + "5 ms; listening → it: \(firstSessionBack.map { Figure.seconds($0) } ?? "none"))",
+                firstAnswerSeconds.map { Figure.seconds($0) } ?? "none",
+                floor.map {
+                    "floor: \(Figure.count(count)) no-op streams opened at once, the first answered: "
+                        + Figure.seconds($0.sessions.firstAnswer.seconds)
+                } ?? "",
+                firstAnswerSeconds.flatMap { seconds in
+                    floor.map { Figure.ratio(seconds / max($0.sessions.firstAnswer.seconds, 1e-9)) }
+                } ?? "",
+            ],
+            [
+                "its RPCs (one sent every 10 ms, each on its own) answered before the swarm's first connection was up "
+                    + "(listening → it): how many, round trip p50 / p99 / max, over 100 ms",
+                Self.describe(early), "", "",
+            ],
+            [
+                "its RPCs in flight while the sessions came back (the first connection up → every worker back): "
+                    + "how many, round trip p50 / p99 / max, over 100 ms",
                 Self.describe(during),
                 floor.map {
-                    "floor: the probe's no-op calls in flight while \(Figure.count(count)) no-op streams opened at "
-                        + "once: \(Self.describe($0.rpc))"
+                    "floor: the probe's no-op calls in flight during \(floorBursts) no-op streams opened at once: "
+                        + Self.describe($0.rpc)
                 } ?? "",
                 "",
             ],
@@ -169,10 +222,16 @@ extension SwarmBench {
                 "listening → every worker's session back (reconnection backoff included)",
                 Figure.seconds(sessionsBack),
                 floor.map {
-                    "floor: \(Figure.count(count)) no-op streams opened at once, one message there and back each: "
-                        + Figure.seconds($0.sessions.seconds)
+                    "floor: \(Figure.count(count)) no-op streams opened at once, one message there and back each "
+                        + "(the fastest of \(Figure.count($0.bursts)) bursts): "
+                        + Figure.seconds($0.sessions.lastAnswer.seconds)
                 } ?? "",
-                floor.map { Figure.ratio(sessionsBack / max($0.sessions.seconds, 1e-9)) } ?? "",
+                floor.map { Figure.ratio(sessionsBack / max($0.sessions.lastAnswer.seconds, 1e-9)) } ?? "",
+            ],
+            [
+                "the first connection up → every worker's session back", Figure.seconds(returnSeconds),
+                floor.map { "the same floor: \(Figure.seconds($0.sessions.lastAnswer.seconds))" } ?? "",
+                floor.map { Figure.ratio(returnSeconds / max($0.sessions.lastAnswer.seconds, 1e-9)) } ?? "",
             ],
             [
                 "false deaths / suspicions in the 7 s after",
@@ -191,20 +250,41 @@ extension SwarmBench {
         report.figures["health_seconds"] = healthSeconds
         report.figures["rpc_seconds"] = rpcSeconds
         if let firstSessionBack { report.figures["first_session_back_after_listening_seconds"] = firstSessionBack }
+        report.figures["connection_attempts_after_kill"] = reconnection.attempts
+        report.figures["connection_attempts_before_listening"] = reconnection.attemptsBeforeListening
+        if let up = reconnection.firstUp { report.figures["first_connection_up_after_listening_seconds"] = up }
+        if let up = reconnection.allUp { report.figures["all_connections_up_after_listening_seconds"] = up }
+        if let first = reconnection.firstBreak { report.figures["first_session_break_after_kill_seconds"] = first }
+        if let first = reconnection.firstAttempt { report.figures["first_attempt_after_kill_seconds"] = first }
+        report.figures["listening_after_kill_seconds"] = Double(listeningNs - killedNs) / 1e9
+        if let firstAnswerSeconds {
+            report.figures["first_session_back_after_connection_up_seconds"] = firstAnswerSeconds
+        }
+        if let last = reconnection.lastAttemptBeforeListening {
+            report.figures["last_attempt_before_listening_seconds"] = last
+        }
+        report.figures["return_seconds"] = returnSeconds
+        report.figures["rpcs_before_connection_up"] = early.count
+        if early.count > 0 {
+            report.figures["rpc_before_connection_up_p50_ms"] = early.milliseconds(0.5)
+            report.figures["rpc_before_connection_up_p99_ms"] = early.milliseconds(0.99)
+            report.figures["rpc_before_connection_up_max_ms"] = early.maxMilliseconds
+            report.figures["rpc_before_connection_up_over_100ms"] = early.count(over: 100)
+        }
         report.figures["rpcs_during_return"] = during.count
         if let slowest {
             report.figures["rpc_during_return_p50_ms"] = during.milliseconds(0.5)
             report.figures["rpc_during_return_p99_ms"] = during.milliseconds(0.99)
             report.figures["rpc_during_return_max_ms"] = during.maxMilliseconds
             report.figures["rpc_during_return_over_100ms"] = during.count(over: 100)
-            report.figures["rpc_during_return_slowest_sent_after_listening_ms"] =
-                Double(slowest.sent - listeningNs) / 1e6
+            report.figures["rpc_during_return_slowest_sent_after_connection_up_ms"] =
+                Double(slowest.sent - returnStartNs) / 1e6
         }
-        report.figures["probe_rpcs_refused"] = refusedAfter.count
-        if !refusedAfter.isEmpty {
-            let codes = Dictionary(grouping: refusedAfter, by: \.code).map { "\($0.value.count) \($0.key)" }.sorted()
+        report.figures["probe_rpcs_failed"] = failedAfter.count
+        if !failedAfter.isEmpty {
+            let codes = Dictionary(grouping: failedAfter, by: \.code).map { "\($0.value.count) \($0.key)" }.sorted()
             report.problem(
-                "\(refusedAfter.count) of the probe's RPCs were refused after the first was answered: "
+                "\(failedAfter.count) of the probe's RPCs failed after the first was answered: "
                     + codes.joined(separator: ", "))
         }
         if unfinished > 0 {
@@ -214,11 +294,16 @@ extension SwarmBench {
         report.figures["all_heartbeating_after_start_seconds"] = everyoneBackAfterStart
         report.figures["sessions_back_after_listening_seconds"] = sessionsBack
         if let floor {
-            report.figures["sessions_floor_seconds"] = floor.sessions.seconds
+            report.figures["sessions_floor_seconds"] = floor.sessions.lastAnswer.seconds
+            report.figures["sessions_floor_first_answer_seconds"] = floor.sessions.firstAnswer.seconds
+            report.figures["floor_bursts"] = floor.bursts
+            report.figures["rpc_floor_bursts"] = floor.probeBursts
             report.figures["rpc_floor_calls"] = floor.rpc.count
         }
         if let floor, floor.rpc.count == 0 {
-            report.problem("none of the floor's probe calls was in flight during a burst of no-op streams (20 bursts)")
+            report.problem(
+                "none of the floor's probe calls was in flight during a burst of no-op streams "
+                    + "(\(floor.probeBursts) bursts)")
         }
         if let floor, floor.rpc.count > 0 {
             report.figures["rpc_floor_p50_ms"] = floor.rpc.milliseconds(0.5)
@@ -230,6 +315,18 @@ extension SwarmBench {
         return report
     }
 
+    /// The floor of the sessions coming back, and of the probe's calls meanwhile.
+    private struct SessionsFloor {
+        /// The fastest burst of as many no-op streams as workers.
+        var sessions: EchoStreams.Burst
+        /// How many bursts ran (the fastest counts).
+        var bursts: Int
+        /// The probe's no-op calls in flight during the bursts it ran through.
+        var rpc: Percentiles
+        /// How many bursts the probe ran through.
+        var probeBursts: Int
+    }
+
     /// The floor of `count` sessions coming back: as many no-op streams opened at once on the restarted coordinator,
     /// each carrying one message the size of a session's heartbeat there and back; the fastest burst counts (the first
     /// also opens the connections). And the floor of the probe's round trips meanwhile: a probe sending no-op calls
@@ -237,7 +334,7 @@ extension SwarmBench {
     /// one of its calls was.
     private func sessionsFloor(
         _ count: Int, _ coordinator: BenchCoordinator, sample worker: SimulatedWorker, directory: String
-    ) async throws -> (sessions: Duration, rpc: Percentiles) {
+    ) async throws -> SessionsFloor {
         let sample: [UInt8] = try
             (Dtruntime_V1_SessionRequest.with {
                 $0.heartbeat = .with {
@@ -257,7 +354,7 @@ extension SwarmBench {
                 guard await waitUntil(timeout: .seconds(30), { !probe.events.answered.isEmpty }) else {
                     throw BenchFailure(
                         "the floor's probe had no answer from the no-op service within 30 s: "
-                            + "\(probe.events.refused.first?.code ?? "no call over yet")")
+                            + "\(probe.events.failed.first?.code ?? "no call over yet")")
                 }
                 repeat {
                     let start = monotonicNanoseconds()
@@ -273,7 +370,9 @@ extension SwarmBench {
             }
             let calls = try await probe.finish(waitingForCallsSentBy: bursts.last?.end)
                 .answered(inFlightDuring: bursts)
-            return (fastest, Percentiles(nanoseconds: calls.map { $0.answered - $0.sent }))
+            return SessionsFloor(
+                sessions: fastest, bursts: bursts.count + 1,
+                rpc: Percentiles(nanoseconds: calls.map { $0.answered - $0.sent }), probeBursts: bursts.count)
         }
     }
 
