@@ -31,7 +31,8 @@ public final class SwarmConnections: Sendable {
     public typealias Stub = Dtruntime_V1_Coordinator.Client<HTTP2ClientTransport.Posix>
 
     private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
-    private let tcpConnections = TCPConnectionLog()
+    /// One for each client.
+    private let tcpConnections: [TCPConnectionLog]
     /// What every call carries: the worker token, when there is one.
     public let metadata: Metadata
 
@@ -47,8 +48,9 @@ public final class SwarmConnections: Sendable {
         } else {
             resolvable = ResolvableTargets.DNS(host: target.host, port: target.port)
         }
-        let made = tcpConnections
-        clients = try (0..<max(1, connections)).map { _ in
+        let logs = (0..<max(1, connections)).map { _ in TCPConnectionLog() }
+        tcpConnections = logs
+        clients = try logs.map { made in
             GRPCClient(
                 transport: try .http2NIOPosix(
                     target: resolvable, transportSecurity: .plaintext,
@@ -75,13 +77,13 @@ public final class SwarmConnections: Sendable {
 
     /// How many TCP connections were made so far: ``count`` once all are up, more when connections were lost (the
     /// coordinator restarted, or a connection failed) and made again.
-    public var made: Int { tcpConnections.times.withLock { $0.made } }
+    public var made: Int { tcpConnections.reduce(0) { $0 + $1.times.withLock { $0.made } } }
 
-    /// When TCP connections were attempted and when they were up (``monotonicNanoseconds()``), in time order, the
-    /// latest 4,096 of each: when a coordinator that restarted was first reached again, and how the clients' backoff
-    /// spaced their attempts until then.
-    public var connectionTimes: (attempted: [Int64], up: [Int64]) {
-        tcpConnections.times.withLock { (Array($0.attempted), Array($0.up)) }
+    /// For each connection (in the order of ``client(_:)``), when TCP connections were attempted and when they were
+    /// up (``monotonicNanoseconds()``), in time order, the latest 4,096 of each: when a coordinator that restarted
+    /// was first reached again, and how the clients spaced their attempts until then.
+    public var connectionTimes: [(attempted: [Int64], up: [Int64])] {
+        tcpConnections.map { log in log.times.withLock { ($0.attempted.times, $0.up.times) } }
     }
 
     /// The client of connection `index % count`.
@@ -105,36 +107,27 @@ public final class SwarmConnections: Sendable {
     }
 }
 
-/// The TCP connections a swarm's clients attempted and made: counted by the transport's callback (attempts) and by a
-/// handler in each connection's pipeline (once it is up).
+/// The TCP connections one of a swarm's clients attempted and made: counted by the transport's callback (attempts)
+/// and by a handler in each connection's pipeline (once it is up).
 private final class TCPConnectionLog: ChannelInboundHandler, Sendable {
     typealias InboundIn = Any
 
     struct Times {
         var made = 0
-        var attempted: ArraySlice<Int64> = []
-        var up: ArraySlice<Int64> = []
-
-        static let kept = 4096
-
-        static func note(_ instant: Int64, in times: inout ArraySlice<Int64>) {
-            times.append(instant)
-            if times.count > Self.kept { times.removeFirst(times.count - Self.kept) }
-        }
+        var attempted = TimeLog(capacity: 4096)
+        var up = TimeLog(capacity: 4096)
     }
 
     let times = Mutex(Times())
 
     func attempted() {
-        let now = monotonicNanoseconds()
-        times.withLock { Times.note(now, in: &$0.attempted) }
+        times.withLock { $0.attempted.noteNow() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let now = monotonicNanoseconds()
         times.withLock {
             $0.made += 1
-            Times.note(now, in: &$0.up)
+            $0.up.noteNow()
         }
         context.fireChannelActive()
     }

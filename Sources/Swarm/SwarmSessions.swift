@@ -12,8 +12,8 @@ public final class SwarmSessions: Sendable {
     /// Set by ``stop()``: a session that ends is not opened again.
     private let stopping = Atomic(false)
     private let connections: SwarmConnections
-    /// When sessions broke (``monotonicNanoseconds()``), the latest 65,536.
-    private let breaks = Mutex<ArraySlice<Int64>>([])
+    /// When sessions broke with an error.
+    private let breaks = Mutex(TimeLog(capacity: 65_536))
 
     /// Opens a session for each of `workers`.
     public init(_ workers: [SimulatedWorker], connections: SwarmConnections) {
@@ -24,7 +24,7 @@ public final class SwarmSessions: Sendable {
 
     /// When sessions broke with an error (``monotonicNanoseconds()``, in time order; the latest 65,536): e.g. when the
     /// swarm noticed that its coordinator was gone.
-    public var breakTimes: [Int64] { Array(breaks.withLock { $0 }) }
+    public var breakTimes: [Int64] { breaks.withLock { $0.times } }
 
     /// Breaks one worker's stream for good (as its process crashing would).
     public func breakSession(of worker: SimulatedWorker) {
@@ -57,10 +57,7 @@ public final class SwarmSessions: Sendable {
                 } catch {
                     if Task.isCancelled { return }
                     worker.recorder.count("session_breaks")
-                    breaks.withLock {
-                        $0.append(monotonicNanoseconds())
-                        if $0.count > 65_536 { $0.removeFirst($0.count - 65_536) }
-                    }
+                    breaks.withLock { $0.noteNow() }
                 }
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 50...150)))
             }

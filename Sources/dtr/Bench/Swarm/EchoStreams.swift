@@ -62,12 +62,9 @@ enum EchoStreams {
 
 extension EchoStreams {
     /// A burst's times from its first call: to the first and to the last stream's answer.
-    struct Burst: Comparable {
+    struct Burst {
         var firstAnswer: Duration
         var lastAnswer: Duration
-
-        /// A faster burst is one whose last answer came sooner.
-        static func < (lhs: Self, rhs: Self) -> Bool { lhs.lastAnswer < rhs.lastAnswer }
     }
 
     /// The floor of a rendezvous of `count` workers on this stack: `count` no-op unary calls carrying `message`, all

@@ -16,8 +16,9 @@ extension SwarmBench {
     /// and started again. Measured: from the new process's start to its ready line (listening), to `/api/health`
     /// answering and to an RPC answered (both asked by a ``RecoveryProbe`` process); when the swarm noticed, tried and
     /// had its connections up again (``Reconnection``); to the first and to every worker heartbeating again; the
-    /// probe's round trips before the first session was back and while the others came back, each next to a floor of
-    /// the gRPC stack's own (no-op streams opened at once); and no false deaths in the dead timeout after.
+    /// probe's round trips before the swarm's first connection was up, and from then until every worker was back next
+    /// to a floor of the gRPC stack's own (no-op streams opened at once); and no false deaths in the dead timeout
+    /// after.
     func recovery() async throws -> SwarmReport {
         let count = max(workers ?? 10_000, 8)
         return try await withDataDirectory { directory in
@@ -72,8 +73,8 @@ extension SwarmBench {
 
         // kill -9, then the same command on the same ports. The readiness probe, a process of its own, runs first: it
         // asks for health until the coordinator answers, then sends RPCs.
-        first.kill9()
         let killedNs = monotonicNanoseconds()
+        first.kill9()
         let restartArguments =
             arguments + ["--grpc-port", String(first.grpc.port), "--http-port", String(first.http.map(Self.port) ?? 0)]
         let probe = try await RecoveryProbe.Running(
@@ -122,8 +123,7 @@ extension SwarmBench {
         let unfinished = events.unfinished(sentBy: backNs)
         let failedAfter = events.failed.filter { $0.sent > firstAnswer.sent }
         let reconnection = Reconnection(
-            connections.connectionTimes, breaks: sessions.breakTimes, connections: connections.count,
-            killed: killedNs, listening: listeningNs)
+            connections.connectionTimes, breaks: sessions.breakTimes, killed: killedNs, listening: listeningNs)
         // The probe's calls (each was over before it stopped) from listening on, in two parts: those answered before
         // the swarm's first connection was up again (the coordinator alone), and those in flight at some time while
         // the sessions came back (from then until every worker was back: what the floor's bursts compare with).
@@ -171,15 +171,18 @@ extension SwarmBench {
             ],
             [
                 "kill → the swarm's first session broken / its first connection attempt (kill → listening: "
-                    + "\(Figure.seconds(Double(listeningNs - killedNs) / 1e9)))",
+                    + "\(Figure.seconds(Double(listeningNs - killedNs) / 1e9)); sessions broken before that attempt: "
+                    + "\(Figure.count(reconnection.breaksBeforeFirstAttempt)), before the first connection up: "
+                    + "\(Figure.count(reconnection.breaksBeforeFirstUp)))",
                 "\(reconnection.firstBreak.map { Figure.seconds($0) } ?? "none") / "
                     + (reconnection.firstAttempt.map { Figure.seconds($0) } ?? "none"),
                 "", "",
             ],
             [
                 "listening → the swarm's first / every connection up again (\(reconnection.attempts) attempts since "
-                    + "the kill, \(reconnection.attemptsBeforeListening) before listening; the clients back off "
-                    + "100 ms × 1.6 up to 1 s)",
+                    + "the kill, \(reconnection.attemptsBeforeListening) before listening; \(reconnection.ups) made for "
+                    + "\(connections.count), \(reconnection.madeAgain) of them again; the clients back off 100 ms × 1.6 "
+                    + "up to 1 s)",
                 "\(reconnection.firstUp.map { Figure.seconds($0) } ?? "none") / "
                     + (reconnection.allUp.map { Figure.seconds($0) } ?? "none"),
                 reconnection.lastAttemptBeforeListening.map {
@@ -188,15 +191,16 @@ extension SwarmBench {
                 "",
             ],
             [
-                "the first connection up → the first worker's session back (its heartbeat acknowledged; polled every "
-                    + "5 ms; listening → it: \(firstSessionBack.map { Figure.seconds($0) } ?? "none"))",
+                "the first connection up → the first worker's session back (its heartbeat acknowledged, as the swarm "
+                    + "saw it; polled every 5 ms; listening → it: \(firstSessionBack.map { Figure.seconds($0) } ?? "none"))",
                 firstAnswerSeconds.map { Figure.seconds($0) } ?? "none",
                 floor.map {
-                    "floor: \(Figure.count(count)) no-op streams opened at once, the first answered: "
-                        + Figure.seconds($0.sessions.firstAnswer.seconds)
+                    "floor: \(Figure.count(count)) no-op streams opened at once, the first answered (the soonest of "
+                        + "\(Figure.count($0.bursts)) bursts): "
+                        + Figure.seconds($0.firstAnswer.seconds)
                 } ?? "",
                 firstAnswerSeconds.flatMap { seconds in
-                    floor.map { Figure.ratio(seconds / max($0.sessions.firstAnswer.seconds, 1e-9)) }
+                    floor.map { Figure.ratio(seconds / max($0.firstAnswer.seconds, 1e-9)) }
                 } ?? "",
             ],
             [
@@ -219,19 +223,19 @@ extension SwarmBench {
                 "\(Figure.seconds(everyoneBack)) (\(Figure.seconds(everyoneBackAfterStart)))", "", "",
             ],
             [
-                "listening → every worker's session back (reconnection backoff included)",
+                "listening → every worker's session back (reconnection included)",
                 Figure.seconds(sessionsBack),
                 floor.map {
                     "floor: \(Figure.count(count)) no-op streams opened at once, one message there and back each "
                         + "(the fastest of \(Figure.count($0.bursts)) bursts): "
-                        + Figure.seconds($0.sessions.lastAnswer.seconds)
+                        + Figure.seconds($0.sessions.seconds)
                 } ?? "",
-                floor.map { Figure.ratio(sessionsBack / max($0.sessions.lastAnswer.seconds, 1e-9)) } ?? "",
+                floor.map { Figure.ratio(sessionsBack / max($0.sessions.seconds, 1e-9)) } ?? "",
             ],
             [
                 "the first connection up → every worker's session back", Figure.seconds(returnSeconds),
-                floor.map { "the same floor: \(Figure.seconds($0.sessions.lastAnswer.seconds))" } ?? "",
-                floor.map { Figure.ratio(returnSeconds / max($0.sessions.lastAnswer.seconds, 1e-9)) } ?? "",
+                floor.map { "the same floor: \(Figure.seconds($0.sessions.seconds))" } ?? "",
+                floor.map { Figure.ratio(returnSeconds / max($0.sessions.seconds, 1e-9)) } ?? "",
             ],
             [
                 "false deaths / suspicions in the 7 s after",
@@ -252,10 +256,14 @@ extension SwarmBench {
         if let firstSessionBack { report.figures["first_session_back_after_listening_seconds"] = firstSessionBack }
         report.figures["connection_attempts_after_kill"] = reconnection.attempts
         report.figures["connection_attempts_before_listening"] = reconnection.attemptsBeforeListening
+        report.figures["connections_up_after_kill"] = reconnection.ups
+        report.figures["connections_made_again_after_kill"] = reconnection.madeAgain
         if let up = reconnection.firstUp { report.figures["first_connection_up_after_listening_seconds"] = up }
         if let up = reconnection.allUp { report.figures["all_connections_up_after_listening_seconds"] = up }
         if let first = reconnection.firstBreak { report.figures["first_session_break_after_kill_seconds"] = first }
         if let first = reconnection.firstAttempt { report.figures["first_attempt_after_kill_seconds"] = first }
+        report.figures["session_breaks_before_first_attempt"] = reconnection.breaksBeforeFirstAttempt
+        report.figures["session_breaks_before_connection_up"] = reconnection.breaksBeforeFirstUp
         report.figures["listening_after_kill_seconds"] = Double(listeningNs - killedNs) / 1e9
         if let firstAnswerSeconds {
             report.figures["first_session_back_after_connection_up_seconds"] = firstAnswerSeconds
@@ -277,7 +285,7 @@ extension SwarmBench {
             report.figures["rpc_during_return_p99_ms"] = during.milliseconds(0.99)
             report.figures["rpc_during_return_max_ms"] = during.maxMilliseconds
             report.figures["rpc_during_return_over_100ms"] = during.count(over: 100)
-            report.figures["rpc_during_return_slowest_sent_after_connection_up_ms"] =
+            report.figures["rpc_during_return_slowest_sent_relative_to_connection_up_ms"] =
                 Double(slowest.sent - returnStartNs) / 1e6
         }
         report.figures["probe_rpcs_failed"] = failedAfter.count
@@ -294,8 +302,8 @@ extension SwarmBench {
         report.figures["all_heartbeating_after_start_seconds"] = everyoneBackAfterStart
         report.figures["sessions_back_after_listening_seconds"] = sessionsBack
         if let floor {
-            report.figures["sessions_floor_seconds"] = floor.sessions.lastAnswer.seconds
-            report.figures["sessions_floor_first_answer_seconds"] = floor.sessions.firstAnswer.seconds
+            report.figures["sessions_floor_seconds"] = floor.sessions.seconds
+            report.figures["sessions_floor_first_answer_seconds"] = floor.firstAnswer.seconds
             report.figures["floor_bursts"] = floor.bursts
             report.figures["rpc_floor_bursts"] = floor.probeBursts
             report.figures["rpc_floor_calls"] = floor.rpc.count
@@ -317,8 +325,10 @@ extension SwarmBench {
 
     /// The floor of the sessions coming back, and of the probe's calls meanwhile.
     private struct SessionsFloor {
-        /// The fastest burst of as many no-op streams as workers.
-        var sessions: EchoStreams.Burst
+        /// The fastest burst of as many no-op streams as workers (its last answer).
+        var sessions: Duration
+        /// The soonest first answer of a burst.
+        var firstAnswer: Duration
         /// How many bursts ran (the fastest counts).
         var bursts: Int
         /// The probe's no-op calls in flight during the bursts it ran through.
@@ -345,7 +355,8 @@ extension SwarmBench {
                 }
             }.serializedBytes())
         return try await withConnections(coordinator.grpc) { connections in
-            var fastest = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+            let opening = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
+            var (fastest, soonest) = (opening.lastAnswer, opening.firstAnswer)
             let probe = try await RecoveryProbe.Running(
                 grpc: coordinator.grpc, http: coordinator.http ?? "", worker: worker, echo: true, directory: directory,
                 name: "probe-floor")
@@ -359,7 +370,8 @@ extension SwarmBench {
                 repeat {
                     let start = monotonicNanoseconds()
                     let burst = try await EchoStreams.burst(connections, count: count, message: sample, unary: false)
-                    fastest = min(fastest, burst)
+                    fastest = min(fastest, burst.lastAnswer)
+                    soonest = min(soonest, burst.firstAnswer)
                     bursts.append((start, monotonicNanoseconds()))
                     // Lets a call in flight at the burst's end be answered before it is looked for.
                     try await Task.sleep(for: .milliseconds(20))
@@ -371,7 +383,7 @@ extension SwarmBench {
             let calls = try await probe.finish(waitingForCallsSentBy: bursts.last?.end)
                 .answered(inFlightDuring: bursts)
             return SessionsFloor(
-                sessions: fastest, bursts: bursts.count + 1,
+                sessions: fastest, firstAnswer: soonest, bursts: bursts.count + 1,
                 rpc: Percentiles(nanoseconds: calls.map { $0.answered - $0.sent }), probeBursts: bursts.count)
         }
     }

@@ -36,7 +36,8 @@ extension SwarmBench {
         var floor: Duration?
         do {
             let first = try await EchoStreams.burst(connections, count: count, message: sample)
-            floor = min(first, try await EchoStreams.burst(connections, count: count, message: sample)).lastAnswer
+            let second = try await EchoStreams.burst(connections, count: count, message: sample)
+            floor = min(first.lastAnswer, second.lastAnswer)
         } catch let error as RPCError where error.code == .unimplemented {
             report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
         }
