@@ -4,7 +4,7 @@ import Swarm
 /// (``SwarmSessions/breakTimes``) and its connections were attempted and made (``SwarmConnections/connectionTimes``):
 /// when it noticed, when it first tried to connect again, how many attempts it made, and when the first and every
 /// connection were up again.
-struct Reconnection: Equatable {
+struct Reconnection {
     /// The kill → the first session broken (seconds): when the swarm noticed.
     var firstBreak: Double?
     /// The kill → the first connection attempt (seconds).
