@@ -2,7 +2,7 @@ public import GRPCCore
 
 /// Runs a call the way the Python SDK does: a refusal by the coordinator's rate limit (`RESOURCE_EXHAUSTED` with
 /// `retry-after-ms`) waits that long and tries again; `UNAVAILABLE` (the coordinator restarting, a connection being
-/// made) backs off, at most a second between attempts; both only within `timeout`. Anything else is thrown at once.
+/// made) backs off as the SDK does (``Backoff``); both only within `timeout`. Anything else is thrown at once.
 ///
 /// Retries are counted in `recorder` (`rate_limited`, `unavailable_retries`), so a report shows what the limits cost.
 public func retrying<Result: Sendable>(
@@ -10,7 +10,7 @@ public func retrying<Result: Sendable>(
 ) async throws -> Result {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
-    var backoff = Duration.milliseconds(50)
+    var backoff = Backoff()
     while true {
         do {
             return try await call()
@@ -26,8 +26,7 @@ public func retrying<Result: Sendable>(
                 wait = .milliseconds(milliseconds) + .milliseconds(Int.random(in: 0...max(1, milliseconds / 4)))
             case .unavailable:
                 recorder.count("unavailable_retries")
-                wait = backoff * Double.random(in: 0.8...1.2)
-                backoff = min(backoff * 2, .seconds(1))
+                wait = backoff.next()
             default:
                 throw error
             }

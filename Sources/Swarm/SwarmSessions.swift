@@ -1,7 +1,7 @@
 import Synchronization
 
-/// The session streams of many workers, each kept open (reopened after a break, as the SDK's heartbeat thread
-/// does) until ``stop()``.
+/// The session streams of many workers, each kept open (reopened after a break with the SDK's ``Backoff``, as its
+/// heartbeat thread does) until ``stop()``.
 public final class SwarmSessions: Sendable {
     private struct Session {
         let worker: SimulatedWorker
@@ -51,6 +51,7 @@ public final class SwarmSessions: Sendable {
 
     private func keep(_ worker: SimulatedWorker) -> Task<Void, Never> {
         Task {
+            var delay = Backoff()
             while !Task.isCancelled, !stopping.load(ordering: .sequentiallyConsistent) {
                 do {
                     try await worker.runSession(connections)
@@ -59,7 +60,10 @@ public final class SwarmSessions: Sendable {
                     worker.recorder.count("session_breaks")
                     breaks.withLock { $0.noteNow() }
                 }
-                try? await Task.sleep(for: .milliseconds(Int.random(in: 50...150)))
+                // As the SDK's heartbeat thread: the backoff starts over once a session was answered, and grows while
+                // the sessions fail (a coordinator restarting), so that thousands of workers do not retry every 100 ms.
+                if worker.session.acknowledged > 0 { delay.reset() }
+                try? await Task.sleep(for: delay.next())
             }
         }
     }

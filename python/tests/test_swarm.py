@@ -169,6 +169,11 @@ def test_recovery(dtr_binary: str) -> None:
     assert report["sessions_floor_seconds"] > 0 and report["sessions_floor_first_answer_seconds"] > 0
     # ... and the probe's floor: its no-op calls answered during those bursts (repeated until one was).
     assert report["rpc_floor_calls"] > 0 and report["rpc_floor_max_ms"] >= report["rpc_floor_p50_ms"] > 0
+    # What bench/perf_phases.py lines a system-wide profile up with: the kill on this machine's CLOCK_MONOTONIC (in
+    # the past), and whose process is whose (three processes).
+    assert 0 < report["kill_monotonic_seconds"] < time.clock_gettime(time.CLOCK_MONOTONIC)
+    pids = {report["bench_pid"], report["coordinator_pid"], report["probe_pid"]}
+    assert len(pids) == 3 and min(pids) > 0
 
 
 def test_failure_detection(dtr_binary: str) -> None:

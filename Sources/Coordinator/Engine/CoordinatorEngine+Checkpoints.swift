@@ -314,10 +314,11 @@ extension CoordinatorEngine {
     // MARK: Garbage collection
 
     /// Deletes the objects of aborted and retired checkpoints that are still in the store: a slow writer may finish
-    /// its part after the abort, and a delete may have failed. Unfinished writes under their prefixes go too.
+    /// its part after the abort, and a delete may have failed. Unfinished writes under their prefixes go too. Only
+    /// the tasks with such checkpoints are listed (a restart's first sweep runs while the workers come back).
     public func sweepCheckpointStore() async {
         guard let store = checkpointStore else { return }
-        let tasks = Set(checkpoints.all.map(\.id.task))
+        let tasks = Set(checkpoints.all.filter { $0.status == .aborted || $0.status == .deleted }.map(\.id.task))
         for task in tasks.sorted() {
             do {
                 let keys = try await store.list(under: try ObjectKey(task.rawValue))

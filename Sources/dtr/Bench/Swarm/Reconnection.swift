@@ -10,7 +10,8 @@ struct Reconnection {
     /// The kill → the first connection attempt (seconds).
     var firstAttempt: Double?
     /// Sessions broken since the kill before the first attempt (all of them if there was none; a session that breaks
-    /// is opened again 50–150 ms later, see ``SwarmSessions``, so one worker's session can break several times).
+    /// is opened again after the SDK's backoff, 40 ms to a second, see ``SwarmSessions``, so one worker's session can
+    /// break several times).
     var breaksBeforeFirstAttempt: Int
     /// Sessions broken since the kill before the first connection was up again (all of them if none was).
     var breaksBeforeFirstUp: Int

@@ -49,6 +49,9 @@ extension RecoveryProbe {
         private let out: String
         private let errors: String
 
+        /// The probe's process id.
+        var pid: Int32 { process.processIdentifier }
+
         /// Starts `dtr bench recovery-probe` against `grpc` and `http`, as `worker` (its id and secret), with `--echo`
         /// if `echo`; its events go to `<directory>/<name>.events`, its standard error to `<directory>/<name>.log`.
         /// Returns once it runs (it wrote its `started` line), so that its own start is not part of what it times.

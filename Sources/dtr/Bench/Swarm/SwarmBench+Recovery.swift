@@ -264,6 +264,12 @@ extension SwarmBench {
         report.figures["session_breaks_before_first_attempt"] = reconnection.breaksBeforeFirstAttempt
         report.figures["session_breaks_before_connection_up"] = reconnection.breaksBeforeFirstUp
         report.figures["listening_after_kill_seconds"] = Double(listeningNs - killedNs) / 1e9
+        // To line a system-wide profile up with the run (`perf record -a -k CLOCK_MONOTONIC`, then
+        // bench/perf_phases.py): the kill on CLOCK_MONOTONIC, and whose process is whose.
+        report.figures["kill_monotonic_seconds"] = Double(killedNs) / 1e9
+        report.figures["bench_pid"] = Int(ProcessInfo.processInfo.processIdentifier)
+        report.figures["probe_pid"] = Int(probe.pid)
+        if let pid = second.pid { report.figures["coordinator_pid"] = Int(pid) }
         if let firstAnswerSeconds {
             report.figures["first_session_back_after_connection_up_seconds"] = firstAnswerSeconds
         }
