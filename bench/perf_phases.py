@@ -9,34 +9,27 @@ CLOCK_MONOTONIC` lines up with the samples): kill → restart (the coordinator i
 listening → the swarm's first connection up, → its first session back, → every worker back, and a second after. A
 phase's figure for a process is the cores it used on average (samples in the phase ÷ the sampling rate ÷ the phase's
 length); "idle" is the cores nobody used. The coordinator's samples are put under the first of these found from the
-sampled function outwards: its own code (the modules Coordinator, RuntimeCore, DataShard, Checkpoint, Storage,
-RuntimeProto, and SQLite), the gRPC and NIO stack, the Swift runtime and libdispatch (task switches, allocation),
-and the kernel.
+sampled function outwards: its own code (the modules Coordinator, RuntimeCore, DataShard, Checkpoint, Storage and
+RuntimeProto, and GRDB and SQLite), the gRPC, NIO and protobuf stack, the Swift runtime and libdispatch (task
+switches, allocation), and the kernel. On-CPU samples show where the CPU went, not what waited for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-OWN = ("$s11Coordinator", "$s11RuntimeCore", "$s9DataShard", "$s10Checkpoint", "$s7Storage", "$s12RuntimeProto")
-STACK = (
-    "$s8GRPCCore",
-    "$s20GRPCNIOTransport",
-    "$s15GRPCProtobuf",
-    "$s7NIOCore",
-    "$s8NIOPosix",
-    "$s8NIOHTTP2",
-    "$s11NIOHPACK",
-    "$s8NIOHTTP1",
-    "$s21NIOConcurrencyHelpers",
-    "$s13SwiftProtobuf",
-)
+# Modules by name, as a Swift symbol's mangling starts: "$s" and the module's name with its length ("$s11Coordinator").
+OWN = {"Coordinator", "RuntimeCore", "DataShard", "Checkpoint", "Storage", "RuntimeProto", "GRDB"}
+STACK_PREFIXES = ("GRPC", "NIO", "_NIO")
+STACK = {"SwiftProtobuf"}
+MANGLED_MODULE = re.compile(r"\$s(\d+)")
 CATEGORIES = ("own code", "gRPC, NIO, protobuf", "Swift runtime, libdispatch, libc", "kernel")
 
 
@@ -54,13 +47,24 @@ class Phase:
     end: float
 
 
+def module(symbol: str) -> str | None:
+    """The Swift module a mangled symbol belongs to ("$s11RuntimeCore10Membership..." is RuntimeCore's), if any."""
+    match = MANGLED_MODULE.match(symbol)
+    if not match:
+        return None
+    start = match.end()
+    return symbol[start : start + int(match.group(1))]
+
+
 def category(frames: list[str]) -> str:
     """The sample's category: the first frame, from the sampled function outwards, that is the coordinator's own
-    code or the stack's; otherwise the kernel's when the sampled function is, else the runtime's."""
+    code (its modules, GRDB and SQLite) or the stack's; otherwise the kernel's when the sampled function is, else the
+    runtime's."""
     for frame in frames:
-        if frame.startswith(OWN) or frame.startswith("sqlite3"):
+        name = module(frame)
+        if name in OWN or frame.startswith("sqlite3"):
             return CATEGORIES[0]
-        if frame.startswith(STACK):
+        if name is not None and (name in STACK or name.startswith(STACK_PREFIXES)):
             return CATEGORIES[1]
     if frames and frames[0].startswith("[k]"):
         return CATEGORIES[3]
@@ -91,13 +95,27 @@ def parse(lines: Iterable[str]) -> Iterable[Sample]:
         yield sample
 
 
+REQUIRED = (
+    "kill_monotonic_seconds",
+    "listening_after_kill_seconds",
+    "listening_seconds",
+    "first_connection_up_after_listening_seconds",
+    "first_session_back_after_listening_seconds",
+    "all_heartbeating_seconds",
+    "bench_pid",
+    "coordinator_pid",
+    "probe_pid",
+)
+
+
 def phases(run: dict[str, float]) -> list[Phase]:
-    """The run's phases on CLOCK_MONOTONIC, from its JSON line."""
+    """The run's phases on CLOCK_MONOTONIC, from its JSON line (which must have every key of ``REQUIRED``)."""
     kill = run["kill_monotonic_seconds"]
     listening = kill + run["listening_after_kill_seconds"]
     restart = listening - run["listening_seconds"]
-    up = listening + run.get("first_connection_up_after_listening_seconds", 0.0)
-    first_back = up + run.get("first_session_back_after_connection_up_seconds", 0.0)
+    # A connection can be up before the ready line is read: its phase is then empty.
+    up = listening + max(0.0, run["first_connection_up_after_listening_seconds"])
+    first_back = max(up, listening + run["first_session_back_after_listening_seconds"])
     every_back = kill + run["all_heartbeating_seconds"]
     return [
         Phase("kill → restart", kill, restart),
@@ -156,9 +174,14 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"{args.run} has no JSON line: give the output of `dtr bench swarm recovery`")
     run = json.loads(runs[-1])
-    missing = [key for key in ("kill_monotonic_seconds", "coordinator_pid") if key not in run]
+    missing = [key for key in REQUIRED if key not in run]
     if missing:
-        raise SystemExit(f"the run's JSON line lacks {', '.join(missing)}: a recovery run of this version is needed")
+        raise SystemExit(
+            f"the run's JSON line lacks {', '.join(missing)}: give a recovery run of this version in which every "
+            "worker came back"
+        )
+    if run.get("problems"):
+        raise SystemExit(f"the run had problems, so its phases may not be what they say: {run['problems']}")
     script = subprocess.run(
         ["perf", "script", "-i", args.profile, "-F", "pid,time,ip,sym,dso", "--no-demangle"],
         capture_output=True,

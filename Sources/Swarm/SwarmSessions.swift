@@ -60,8 +60,9 @@ public final class SwarmSessions: Sendable {
                     worker.recorder.count("session_breaks")
                     breaks.withLock { $0.noteNow() }
                 }
-                // As the SDK's heartbeat thread: the backoff starts over once a session was answered, and grows while
-                // the sessions fail (a coordinator restarting), so that thousands of workers do not retry every 100 ms.
+                // As the SDK's heartbeat thread: the backoff starts over once a session was answered (here: a heartbeat
+                // acknowledged; the SDK's, any event), and grows while the sessions fail (a coordinator restarting), so
+                // that thousands of workers do not retry every 100 ms.
                 if worker.session.acknowledged > 0 { delay.reset() }
                 try? await Task.sleep(for: delay.next())
             }

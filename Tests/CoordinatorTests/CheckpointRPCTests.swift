@@ -297,6 +297,32 @@ struct CheckpointRPCTests {
         }
     }
 
+    @Test("the sweep lists a task's objects only once the task has an aborted or retired checkpoint")
+    func sweepListsOnlyWhatCanBeStale() async throws {
+        let listings = Listings()
+        let harness = try Harness(wrappingCheckpointStore: { ListingRecorder(store: $0, listings: listings) })
+        try await harness.withClient { client in
+            let epoch = try await client.registerWorker(registration("w0")).view.membershipEpoch
+            let grant = try await client.saveCheckpoint(saveRequest("w0", step: 1, membershipEpoch: epoch))
+            try harness.writePart(grant, bytes: 1)
+            _ = try await client.reportCheckpointPart(partReport("w0", grant.checkpointID, size: 1, wait: true))
+            #expect(await harness.engine.checkpointRecords().map(\.status) == [.committed])
+            // Only committed checkpoints: nothing of the task can be stale, so the sweep lists nothing.
+            let before = listings.count("default")
+            await harness.engine.sweepCheckpointStore()
+            #expect(listings.count("default") == before)
+            let failed = try await client.saveCheckpoint(saveRequest("w0", step: 2, membershipEpoch: epoch))
+            _ = try await client.reportCheckpointPart(
+                partReport("w0", failed.checkpointID, size: 0, sha: "", failure: "killed"))
+            try await harness.eventually { await harness.engine.checkpointRecords().contains { $0.status == .aborted } }
+            let beforeAborted = listings.count("default")
+            await harness.engine.sweepCheckpointStore()
+            #expect(listings.count("default") == beforeAborted + 1)
+            // The committed checkpoint's part is not the sweep's to delete.
+            #expect(harness.fileExists(grant.objectKey))
+        }
+    }
+
     @Test("a restarted coordinator sweeps at its first tick what a crash left of an aborted checkpoint")
     func sweepAtFirstTick() async throws {
         let directory = TemporaryDirectory()

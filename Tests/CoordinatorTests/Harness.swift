@@ -45,7 +45,7 @@ struct Harness {
     let clock = ManualMoments()
     let store: SQLiteStateStore
     let engine: CoordinatorEngine
-    /// Checkpoints go to `<directory>/checkpoints`, a real local store.
+    /// Checkpoints go to `<directory>/checkpoints`, a real local store (the engine's, unless the test wraps it).
     let checkpointStore: LocalBlobStore
     /// The one secret every registration hands out, which ``withClient(interceptors:_:)``'s client presents on every
     /// call: tests of other rules act as any worker they registered. Nil: the engine issues real secrets and the
@@ -56,7 +56,8 @@ struct Harness {
         config: MembershipConfig = .defaults, directory: TemporaryDirectory = TemporaryDirectory(),
         checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus(),
         sharedSecret: String? = "harness-worker-secret",
-        offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards
+        offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards,
+        wrappingCheckpointStore wrap: (LocalBlobStore) -> any BlobStore = { $0 }
     ) throws {
         self.directory = directory
         self.sharedSecret = sharedSecret
@@ -67,7 +68,7 @@ struct Harness {
         // As `dtr serve` does: datasets and ledgers load off the engine's actor, data calls wait for them.
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), loadingData: { try store.loadData() },
-            offActorSyncShards: offActorSyncShards, checkpoints: checkpoints, checkpointStore: checkpointStore,
+            offActorSyncShards: offActorSyncShards, checkpoints: checkpoints, checkpointStore: wrap(checkpointStore),
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
             issueSecret: Self.issuer(sharedSecret),

@@ -58,7 +58,7 @@ RUN = {
     "listening_after_kill_seconds": 0.6,
     "listening_seconds": 0.5,
     "first_connection_up_after_listening_seconds": 0.1,
-    "first_session_back_after_connection_up_seconds": 0.3,
+    "first_session_back_after_listening_seconds": 0.4,
     "all_heartbeating_seconds": 1.5,
     "bench_pid": 200,
     "coordinator_pid": 300,
@@ -90,6 +90,24 @@ def test_category_is_the_first_known_frame_from_the_sampled_function_out() -> No
     assert perf_phases.category(samples[3].frames) == own
     assert perf_phases.category(samples[4].frames) == kernel
     assert perf_phases.category(samples[5].frames) == runtime
+
+
+def test_module_is_read_from_the_mangled_name() -> None:
+    assert perf_phases.module("$s11RuntimeCore10MembershipV11onHeartbeatyyF") == "RuntimeCore"
+    assert perf_phases.module("$s12GRPCProtobuf18ProtobufSerializerV9serializeyyF") == "GRPCProtobuf"
+    assert perf_phases.module("swift_retain") is None
+    own, stack, _, _ = perf_phases.CATEGORIES
+    assert perf_phases.category(["$s4GRDB8DatabaseC7executeyyF"]) == own
+    assert perf_phases.category(["$s8NIOHPACK13HPACKDecoderV6decodeyyF"]) == stack
+    assert perf_phases.category(["$s26GRPCNIOTransportHTTP2Posix6ClientV3runyyF"]) == stack
+    # A name merely containing a module's (NIO's `Storage` type) is not that module.
+    assert perf_phases.category(["$s7NIOCore32NIOThrowingAsyncSequenceProducerV7StorageV4nextyF"]) == stack
+
+
+def test_a_connection_up_before_listening_gives_an_empty_phase() -> None:
+    spans = perf_phases.phases({**RUN, "first_connection_up_after_listening_seconds": -0.05})
+    assert spans[2].start == spans[2].end == pytest.approx(100.6)
+    assert spans[3].start == pytest.approx(100.6) and spans[3].end == pytest.approx(101.0)
 
 
 def test_phases_start_at_the_kill() -> None:

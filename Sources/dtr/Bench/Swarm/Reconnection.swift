@@ -10,7 +10,7 @@ struct Reconnection {
     /// The kill → the first connection attempt (seconds).
     var firstAttempt: Double?
     /// Sessions broken since the kill before the first attempt (all of them if there was none; a session that breaks
-    /// is opened again after the SDK's backoff, 40 ms to a second, see ``SwarmSessions``, so one worker's session can
+    /// is opened again after the SDK's backoff, 40 ms to 1.2 s, see ``SwarmSessions``, so one worker's session can
     /// break several times).
     var breaksBeforeFirstAttempt: Int
     /// Sessions broken since the kill before the first connection was up again (all of them if none was).
