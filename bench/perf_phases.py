@@ -128,6 +128,7 @@ def phases(run: dict[str, float]) -> list[Phase]:
 
 
 def table(samples: Iterable[Sample], run: dict[str, float], rate: float, cores: int) -> str:
+    """A Markdown table: per phase, its length, the cores each process used, and the coordinator's split."""
     spans = phases(run)
     roles = {int(run["bench_pid"]): "swarm", int(run["coordinator_pid"]): "coordinator", int(run["probe_pid"]): "probe"}
     by_role: list[Counter[str]] = [Counter() for _ in spans]
@@ -186,8 +187,13 @@ def main() -> None:
         ["perf", "script", "-i", args.profile, "-F", "pid,time,ip,sym,dso", "--no-demangle"],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if script.returncode != 0:
+        raise SystemExit(
+            f"`perf script -i {args.profile}` failed ({script.stderr.strip()}): give the perf.data that "
+            "`perf record -a -g -k CLOCK_MONOTONIC` wrote, read as the user who recorded it"
+        )
     print(table(parse(script.stdout.splitlines()), run, args.rate, args.cores))
 
 
