@@ -69,38 +69,3 @@ public final class SwarmSessions: Sendable {
         }
     }
 }
-
-/// Registers every worker, at most `concurrency` at once, opening its session in `sessions` as soon as it is
-/// registered (as the SDK's `Worker` starts heartbeating right after its registration: a worker registered early must
-/// not go silent while the others register); returns the workers whose registration failed for good (each failure
-/// counted in the recorder).
-public func registerAll(
-    _ workers: [SimulatedWorker], _ connections: SwarmConnections, concurrency: Int = 512,
-    opening sessions: SwarmSessions? = nil, recorder: SwarmRecorder
-) async -> [SimulatedWorker] {
-    await withTaskGroup(of: SimulatedWorker?.self) { group in
-        var failed: [SimulatedWorker] = []
-        var next = 0
-        func add() {
-            guard next < workers.count else { return }
-            let worker = workers[next]
-            next += 1
-            group.addTask {
-                do {
-                    try await worker.register(connections)
-                    sessions?.open(worker)
-                    return nil
-                } catch {
-                    recorder.error(errorKey("RegisterWorker", error), message: "\(worker.id): \(error)")
-                    return worker
-                }
-            }
-        }
-        for _ in 0..<max(1, concurrency) { add() }
-        while let result = await group.next() {
-            if let result { failed.append(result) }
-            add()
-        }
-        return failed
-    }
-}

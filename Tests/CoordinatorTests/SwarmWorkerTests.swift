@@ -123,6 +123,39 @@ struct SwarmWorkerTests {
         }
     }
 
+    @Test("a worker's sessions back off while they fail, and from 50 ms again once one was answered, as the SDK's")
+    func sessionsBackOff() async throws {
+        try await withSwarm { connections in
+            let recorder = SwarmRecorder()
+            let worker = SimulatedWorker(id: "b-0", task: "t", connection: 0, recorder: recorder)
+            // Not registered yet: each session is refused at its first heartbeat, and the waits between them grow
+            // (50, 100, 200, 400 ms, each ±20 %, plus a refusal's round trip).
+            let sessions = SwarmSessions([worker], connections: connections)
+            #expect(await waitFor { sessions.breakTimes.count >= 5 })
+            let refused = sessions.breakTimes
+            let gaps = zip(refused.dropFirst(), refused).map { Double($0 - $1) / 1e6 }
+            #expect(gaps.count >= 4 && gaps[0] >= 40 && gaps[3] >= 320, "waits between refusals (ms): \(gaps)")
+            // Registered: the next session (after the grown wait) is answered...
+            try await worker.register(connections)
+            #expect(await waitFor { worker.acknowledged > 0 })
+            let answered = worker.session.number
+            // ...then the coordinator ends it (a newer stream of the same worker replaces it): the worker comes back
+            // after the first wait again, not after the grown one (800 ms or more by now).
+            let newer = SimulatedWorker(id: "b-0", task: "t", connection: 0, recorder: SwarmRecorder())
+            newer.adopt(secret: worker.secret)
+            let replacing = Task { try? await newer.runSession(connections) }
+            #expect(await waitFor { sessions.breakTimes.count > refused.count })
+            let broken = sessions.breakTimes.last ?? 0
+            #expect(await waitFor { worker.session.number > answered })
+            let back = Double(monotonicNanoseconds() - broken) / 1e6
+            #expect(back < 500, "back \(back) ms after its answered session was ended")
+            #expect(await waitFor { worker.session.acknowledged > 0 })
+            await sessions.stop()
+            newer.endSession()
+            await replacing.value
+        }
+    }
+
     /// Waits up to 30 s for `condition`; whether it came true. (It does not throw: the test goes on to stop what it
     /// started, since a coordinator does not shut down while streams are open.)
     func waitFor(_ condition: () -> Bool) async -> Bool {

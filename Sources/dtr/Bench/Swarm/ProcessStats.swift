@@ -62,4 +62,16 @@ struct MessageCost: Sendable {
             instructions = Double(end - start) / count
         }
     }
+
+    private init(cpu: Duration, instructions: Double?) {
+        self.cpu = cpu
+        self.instructions = instructions
+    }
+
+    /// The mean of two measurements of one kind of message (nil when either is missing).
+    static func mean(_ a: MessageCost?, _ b: MessageCost?) -> MessageCost? {
+        guard let a, let b else { return nil }
+        let instructions = a.instructions.flatMap { a in b.instructions.map { (a + $0) / 2 } }
+        return MessageCost(cpu: (a.cpu + b.cpu) / 2, instructions: instructions)
+    }
 }
