@@ -36,15 +36,18 @@ final class Gate: Sendable {
 }
 
 /// The benchmarks' no-op service, served next to the coordinator on the same server: `Wait` parks until `Open`,
-/// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes, and
-/// `Session` answers every heartbeat of a `WorkerSession`-shaped stream with an acknowledgement at once: the session's
-/// own messages, decoded and encoded as the coordinator's service does, with nothing done in between.
+/// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes,
+/// `Session` answers every heartbeat of a `WorkerSession`-shaped stream with an acknowledgement at once (the session's
+/// own messages, decoded and encoded as the coordinator's service does, with nothing done in between), and `Relay`
+/// does what `Session` does in the coordinator's shape of a session: a task of its own reads the heartbeats and hands
+/// each acknowledgement to the handler, which writes it.
 struct BenchService: RegistrableRPCService {
     static let wait = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Wait")
     static let open = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Open")
     static let echo = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Echo")
     static let stream = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Stream")
     static let session = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Session")
+    static let relay = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Relay")
 
     /// What `Session` answers a heartbeat with: an acknowledgement carrying a view of the size the coordinator's do.
     static func acknowledgement(of request: Dtruntime_V1_SessionRequest) -> Dtruntime_V1_SessionEvent {
@@ -92,6 +95,23 @@ struct BenchService: RegistrableRPCService {
         ) { request, _ in
             StreamingServerResponse { writer in
                 for try await message in request.messages { try await writer.write(Self.acknowledgement(of: message)) }
+                return [:]
+            }
+        }
+        router.registerHandler(
+            forMethod: Self.relay, deserializer: ProtobufDeserializer<Dtruntime_V1_SessionRequest>(),
+            serializer: ProtobufSerializer<Dtruntime_V1_SessionEvent>()
+        ) { request, _ in
+            StreamingServerResponse { writer in
+                // The coordinator's session shape without its engine: a task reads, the handler writes.
+                let (acknowledgements, relayed) = AsyncStream.makeStream(of: Dtruntime_V1_SessionEvent.self)
+                let reader = Task {
+                    defer { relayed.finish() }
+                    for try await message in request.messages { relayed.yield(Self.acknowledgement(of: message)) }
+                }
+                defer { reader.cancel() }
+                for await acknowledgement in acknowledgements { try await writer.write(acknowledgement) }
+                try await reader.value
                 return [:]
             }
         }

@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import GRPCCore
 import RuntimeCore
 import RuntimeProto
 import Swarm
@@ -153,6 +154,14 @@ extension SwarmBench {
                 "the session floor after the heartbeats is short: \(floorAfter.unanswered) of \(count) no-op sessions "
                     + "had no answer, \(floorAfter.failed) failed")
         }
+        // Where the rest goes: the same no-op answer in the coordinator's shape of a session (a reader task handing
+        // each heartbeat to the handler), without the engine.
+        let relay = try await sessionFloor(count, connections, coordinator, interval: nil, method: BenchService.relay)
+        if relay.unanswered > 0 || relay.failed > 0 || relay.rate <= 0 {
+            report.problem(
+                "the relayed floor is short: \(relay.unanswered) of \(count) relayed sessions had no answer, "
+                    + "\(relay.failed) failed")
+        }
         // Without both floors there is no ratio, and no goal met.
         let floorRate = floor.rate > 0 && floorAfter.rate > 0 ? (floor.rate + floorAfter.rate) / 2 : 0
         let floorCost = MessageCost.mean(floor.cost, floorAfter.cost)
@@ -219,6 +228,14 @@ extension SwarmBench {
                 + "(the mean of before, \(Figure.rate(floor.rate)), and after, \(Figure.rate(floorAfter.rate)))",
             floorRate > 0 ? "\(Figure.ratio(floorRatio)) (≥ 0.8×) \(Figure.met(floorRatio >= 0.8))" : "no floor ✗",
         ])
+        let relayRatio = relay.rate > 0 ? heartbeatRate / relay.rate : 0
+        report.rows.append([
+            "the no-op session's answers relayed from a reader task to the handler (the coordinator's session, no "
+                + "engine)",
+            Figure.rate(relay.rate),
+            "÷ the no-op session method: \(Figure.ratio(floorRate > 0 ? relay.rate / floorRate : 0))",
+            "heartbeats ÷ these: \(Figure.ratio(relayRatio))",
+        ])
         report.rows.append([
             "no-op stream messages (raw bytes: no protobuf on either side, a lighter client)",
             Figure.rate(noopRate), "heartbeats ÷ these: \(Figure.ratio(ratio))", "",
@@ -236,6 +253,12 @@ extension SwarmBench {
             report.figures["coordinator_cpu_per_noop_us"] = noopCPU.seconds * 1e6
             report.figures["coordinator_cpu_per_floor_us"] = floorCPU.seconds * 1e6
             report.figures["cpu_ratio"] = cpuRatio
+            if let relayCPU = relay.cost?.cpu {
+                report.rows.append([
+                    "coordinator CPU per relayed no-op session message", Figure.microseconds(relayCPU.seconds), "", "",
+                ])
+                report.figures["coordinator_cpu_per_relay_us"] = relayCPU.seconds * 1e6
+            }
             if let heartbeat = heartbeatCost.instructions, let floor = floorCost.instructions,
                 let noop = noopCost.instructions
             {
@@ -250,6 +273,13 @@ extension SwarmBench {
                 report.figures["instructions_per_floor"] = floor
                 report.figures["instructions_per_noop"] = noop
                 report.figures["instruction_ratio"] = instructionRatio
+                if let relayed = relay.cost?.instructions {
+                    report.rows.append([
+                        "coordinator instructions per relayed no-op session message (callgrind)",
+                        Figure.count(Int(relayed)), "", "",
+                    ])
+                    report.figures["instructions_per_relay"] = relayed
+                }
             }
         }
         if callgrind != nil {
@@ -296,6 +326,7 @@ extension SwarmBench {
         report.figures["floor_rate_per_second"] = floorRate
         report.figures["floor_rate_before_per_second"] = floor.rate
         report.figures["floor_rate_after_per_second"] = floorAfter.rate
+        report.figures["relay_rate_per_second"] = relay.rate
         report.figures["deregistration_seconds"] = left.seconds
         report.figures["rate_ratio"] = floorRatio
         report.figures["noop_rate_ratio"] = ratio
@@ -315,9 +346,10 @@ extension SwarmBench {
     /// heartbeat on acknowledgement (round trips per second over `--rate-duration`, and the coordinator's CPU time per
     /// round trip). Client and coordinator share this machine's cores, so against the raw no-op messages (no protobuf,
     /// a lighter client) the heartbeats' figures would also measure the client. Without an `interval`, only the
-    /// highest rate.
+    /// highest rate; with `BenchService.relay` as the `method`, the floor in the coordinator's shape of a session.
     private func sessionFloor(
-        _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator, interval: Duration?
+        _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator, interval: Duration?,
+        method: MethodDescriptor = BenchService.session
     ) async throws -> (paced: [Int64], rate: Double, cost: MessageCost?, unanswered: Int, failed: Int) {
         let recorder = SwarmRecorder()
         let workers = makeWorkers(count, prefix: "floor", task: { _ in "swarm-heartbeat" }, recorder: recorder)
@@ -328,7 +360,7 @@ extension SwarmBench {
         let measured = Shared(false)
         let sessions = workers.map { worker in
             Task {
-                try? await worker.runSession(connections, method: BenchService.session)
+                try? await worker.runSession(connections, method: method)
                 return !measured.value
             }
         }
