@@ -95,6 +95,9 @@ public final class SimulatedWorker: Sendable {
         state.withLock { ($0.sessionNumber, $0.sessionAcknowledged) }
     }
 
+    /// Whether its sessions were ended (``endSession()``): one that opens now ends at once.
+    public var sessionsEnded: Bool { state.withLock { $0.sessionsEnded } }
+
     /// Whether a heartbeat this worker sent on its session was sent after the last acknowledgement it received (an
     /// acknowledgement answers every heartbeat sent before it).
     public var awaitsAcknowledgement: Bool { state.withLock { $0.oldestUnacknowledged != nil } }
@@ -298,8 +301,8 @@ public final class SimulatedWorker: Sendable {
 
     /// Ends the open session's requests, as a process closing its stream does: the coordinator then ends the stream
     /// and ``runSession(_:method:)`` returns. A session opened afterwards (one reopening at this very moment) returns
-    /// at once, until ``restart()``. (Cancelling the task that runs the session instead breaks the stream, as a crash
-    /// does.)
+    /// at once, until ``restart()``; a ``SwarmSessions`` stops reopening it. (Cancelling the task that runs the session
+    /// instead breaks the stream, as a crash does.)
     public func endSession() {
         state.withLock { state in
             state.sessionsEnded = true

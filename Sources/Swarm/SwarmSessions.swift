@@ -1,7 +1,8 @@
 import Synchronization
 
 /// The session streams of many workers, each kept open (reopened after a break with the SDK's ``Backoff``, as its
-/// heartbeat thread does) until ``stop()``.
+/// heartbeat thread does) until ``stop()``, or until its worker's sessions are ended
+/// (``SimulatedWorker/endSession()``): then only ``open(_:)`` opens it again.
 public final class SwarmSessions: Sendable {
     private struct Session {
         let worker: SimulatedWorker
@@ -60,6 +61,8 @@ public final class SwarmSessions: Sendable {
                     worker.recorder.count("session_breaks")
                     breaks.withLock { $0.noteNow() }
                 }
+                // Ended by its process (``stop()``): not opened again.
+                if worker.sessionsEnded { return }
                 // As the SDK's heartbeat thread: the backoff starts over once a session was answered (here: a heartbeat
                 // acknowledged; the SDK's, any event), and grows while the sessions fail (a coordinator restarting), so
                 // that thousands of workers do not retry every 100 ms.

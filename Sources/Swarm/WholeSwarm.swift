@@ -6,26 +6,26 @@ public func registerAll(
     _ workers: [SimulatedWorker], _ connections: SwarmConnections, concurrency: Int = 512,
     opening sessions: SwarmSessions? = nil, recorder: SwarmRecorder
 ) async -> [SimulatedWorker] {
-    await forEach(workers, concurrency: concurrency, call: "RegisterWorker", recorder: recorder) { worker in
+    await forEachWorker(workers, concurrency: concurrency, call: "RegisterWorker", recorder: recorder) { worker in
         try await worker.register(connections)
         sessions?.open(worker)
     }
 }
 
-/// Deregisters every worker, at most `concurrency` at once, as processes at the end of a job do (their sessions
-/// closed first); returns the workers whose deregistration failed for good (each failure counted in the recorder).
+/// Deregisters every worker, at most `concurrency` at once; returns the workers whose deregistration failed for good
+/// (each failure counted in the recorder).
 public func deregisterAll(
     _ workers: [SimulatedWorker], _ connections: SwarmConnections, concurrency: Int = 512, reason: String,
     recorder: SwarmRecorder
 ) async -> [SimulatedWorker] {
-    await forEach(workers, concurrency: concurrency, call: "DeregisterWorker", recorder: recorder) { worker in
+    await forEachWorker(workers, concurrency: concurrency, call: "DeregisterWorker", recorder: recorder) { worker in
         try await worker.deregister(connections, reason: reason)
     }
 }
 
 /// Runs `body` for every worker, at most `concurrency` at once; returns the workers whose `body` threw, each error
 /// counted in the recorder under `call`.
-private func forEach(
+private func forEachWorker(
     _ workers: [SimulatedWorker], concurrency: Int, call: String, recorder: SwarmRecorder,
     _ body: @escaping @Sendable (SimulatedWorker) async throws -> Void
 ) async -> [SimulatedWorker] {

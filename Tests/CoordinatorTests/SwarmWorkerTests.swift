@@ -131,28 +131,35 @@ struct SwarmWorkerTests {
             // Not registered yet: each session is refused at its first heartbeat, and the waits between them grow
             // (50, 100, 200, 400 ms, each ±20 %, plus a refusal's round trip).
             let sessions = SwarmSessions([worker], connections: connections)
-            #expect(await waitFor { sessions.breakTimes.count >= 5 })
-            let refused = sessions.breakTimes
-            let gaps = zip(refused.dropFirst(), refused).map { Double($0 - $1) / 1e6 }
-            #expect(gaps.count >= 4 && gaps[0] >= 40 && gaps[3] >= 320, "waits between refusals (ms): \(gaps)")
-            // Registered: the next session (after the grown wait) is answered...
-            try await worker.register(connections)
-            #expect(await waitFor { worker.acknowledged > 0 })
-            let answered = worker.session.number
-            // ...then the coordinator ends it (a newer stream of the same worker replaces it): the worker comes back
-            // after the first wait again, not after the grown one (800 ms or more by now).
             let newer = SimulatedWorker(id: "b-0", task: "t", connection: 0, recorder: SwarmRecorder())
-            newer.adopt(secret: worker.secret)
-            let replacing = Task { try? await newer.runSession(connections) }
-            #expect(await waitFor { sessions.breakTimes.count > refused.count })
-            let broken = sessions.breakTimes.last ?? 0
-            #expect(await waitFor { worker.session.number > answered })
-            let back = Double(monotonicNanoseconds() - broken) / 1e6
-            #expect(back < 500, "back \(back) ms after its answered session was ended")
-            #expect(await waitFor { worker.session.acknowledged > 0 })
+            var replacing: Task<Void, Never>?
+            do {
+                #expect(await waitFor { sessions.breakTimes.count >= 5 })
+                let refused = sessions.breakTimes
+                let gaps = zip(refused.dropFirst(), refused).map { Double($0 - $1) / 1e6 }
+                #expect(gaps.count >= 4 && gaps[0] >= 40 && gaps[3] >= 320, "waits between refusals (ms): \(gaps)")
+                // Registered: the next session (after the grown wait, 800 ms or more by now) is answered...
+                try await worker.register(connections)
+                #expect(await waitFor { worker.acknowledged > 0 })
+                let answered = worker.session.number
+                let breaks = sessions.breakTimes.count
+                // ...then the coordinator ends it (a newer stream of the same worker replaces it): the worker comes
+                // back after the first wait again (40-60 ms), not after the grown one (at least 800 ms).
+                newer.adopt(secret: worker.secret)
+                replacing = Task { try? await newer.runSession(connections) }
+                #expect(await waitFor { sessions.breakTimes.count > breaks })
+                let broken = sessions.breakTimes.last ?? 0
+                #expect(await waitFor { worker.session.number > answered })
+                let back = Double(monotonicNanoseconds() - broken) / 1e6
+                #expect(back < 700, "back \(back) ms after its answered session was ended")
+                #expect(await waitFor { worker.session.acknowledged > 0 })
+            } catch {
+                await sessions.stop()
+                throw error
+            }
             await sessions.stop()
             newer.endSession()
-            await replacing.value
+            await replacing?.value
         }
     }
 

@@ -101,6 +101,10 @@ def test_heartbeat_under_callgrind(dtr_binary: str, tmp_path: Path) -> None:
     # A heartbeat is the no-op session message's trip through the same stack plus the engine's work on it.
     assert heartbeat > floor > 0 and heartbeat > noop > 0
     assert report["instruction_ratio"] == pytest.approx(floor / heartbeat)
+    # The coordinator (a child process here, whose log the bench reads) declared no worker dead while they heartbeat.
+    assert report["logged_deaths"] == 0
+    # What the departure's silent seconds brought is counted apart (not a problem: the workers were leaving).
+    assert report["departure_suspicions"] >= 0 and report["departure_deaths"] >= 0
     # The no-op session's answer relayed from a reader task to the handler: protobuf and a task's hand-over on top of
     # the raw no-op message. (Against the heartbeat it is too close to order at this size: batching moves both.)
     assert report["instructions_per_relay"] > noop

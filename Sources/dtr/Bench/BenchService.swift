@@ -39,8 +39,8 @@ final class Gate: Sendable {
 /// `Echo` returns its request, `Stream` answers every message of a bidirectional stream with the same bytes,
 /// `Session` answers every heartbeat of a `WorkerSession`-shaped stream with an acknowledgement at once (the session's
 /// own messages, decoded and encoded as the coordinator's service does, with nothing done in between), and `Relay`
-/// does what `Session` does in the coordinator's shape of a session: a task of its own reads the heartbeats and hands
-/// each acknowledgement to the handler, which writes it.
+/// does what `Session` does in roughly the coordinator's shape of a session: a task of its own reads the heartbeats
+/// and hands each acknowledgement to the handler, which writes it.
 struct BenchService: RegistrableRPCService {
     static let wait = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Wait")
     static let open = MethodDescriptor(fullyQualifiedService: "dtruntime.bench.Bench", method: "Open")
@@ -103,15 +103,21 @@ struct BenchService: RegistrableRPCService {
             serializer: ProtobufSerializer<Dtruntime_V1_SessionEvent>()
         ) { request, _ in
             StreamingServerResponse { writer in
-                // The coordinator's session shape without its engine: a task reads, the handler writes.
-                let (acknowledgements, relayed) = AsyncStream.makeStream(of: Dtruntime_V1_SessionEvent.self)
+                // The coordinator's session shape without its engine: a task reads, the handler writes. As there, the
+                // reader is not a child task (reading does not stop on cancellation), and the handler does not wait
+                // for it.
+                let (acknowledgements, relayed) = AsyncThrowingStream.makeStream(
+                    of: Dtruntime_V1_SessionEvent.self, throwing: (any Error).self)
                 let reader = Task {
-                    defer { relayed.finish() }
-                    for try await message in request.messages { relayed.yield(Self.acknowledgement(of: message)) }
+                    do {
+                        for try await message in request.messages { relayed.yield(Self.acknowledgement(of: message)) }
+                        relayed.finish()
+                    } catch {
+                        relayed.finish(throwing: error)
+                    }
                 }
                 defer { reader.cancel() }
-                for await acknowledgement in acknowledgements { try await writer.write(acknowledgement) }
-                try await reader.value
+                for try await acknowledgement in acknowledgements { try await writer.write(acknowledgement) }
                 return [:]
             }
         }

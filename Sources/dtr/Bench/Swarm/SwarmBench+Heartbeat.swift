@@ -9,7 +9,8 @@ import SwiftProtobuf
 extension SwarmBench {
     /// `heartbeat`: N workers at 1 Hz on session streams for `--duration`, then every worker's stream at its highest
     /// rate, against the same workers' heartbeats answered by a no-op session method (its highest rate measured
-    /// before the heartbeats and again after the workers left) and the same number of streams of raw no-op messages,
+    /// before the heartbeats and again after the workers left; then once more with each answer handed from a reader
+    /// task to the handler, as the coordinator's session does) and the same number of streams of raw no-op messages,
     /// on the same server.
     func heartbeat() async throws -> SwarmReport {
         // Under callgrind the coordinator is 30-50 times slower.
@@ -132,21 +133,29 @@ extension SwarmBench {
         pacing = Task { await HeartbeatPacer.run(workers, interval: interval, until: clock.now + .seconds(86_400)) }
         // The streams drain, then a few paced rounds check that nobody was declared dead meanwhile.
         try await Task.sleep(for: .seconds(2))
-        // Suspicions the coordinator logged, the workers' views or not (one recovered before an acknowledgement said
-        // so reaches no worker), counted before the streams close.
+        // Suspicions and deaths the coordinator logged, the workers' views or not (one recovered before an
+        // acknowledgement said so reaches no worker), counted before the streams close.
         let loggedSuspicions = coordinator.logLines(containing: "worker suspected")
-        pacing.cancel()
-        await sessions.stop()
-        // The workers leave, as processes at the end of a job do, so that the floor can be measured again on a quiet
-        // coordinator: the heartbeats' highest rate lies between two of the floor's, and a drift of the machine's
-        // speed during the run (a message's CPU time moves 10-20 % between runs here) weighs on both sides.
+        let loggedDeaths = coordinator.logLines(containing: "worker declared dead")
+        if let loggedDeaths, loggedDeaths > 0 {
+            report.problem("the coordinator declared \(loggedDeaths) workers dead")
+        }
         let unranked = workers.filter { $0.view.rank < 0 }.count
+        pacing.cancel()
+        await pacing.value
+        await sessions.stop()
+        // Then the workers leave, so that the floor can be measured again on a quiet coordinator: the heartbeats'
+        // highest rate then lies between two of the floor's. Their sessions are closed first: a worker that leaves
+        // while the others' sessions are open makes the coordinator push a new view to each of them.
         let leaving = clock.now
         let stayed = await deregisterAll(workers, connections, reason: "heartbeat bench: done", recorder: recorder)
         let left = clock.now - leaving
-        checkCorrectness(
-            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
-        if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
+        // The workers deregistered last were silent for seconds by then: their suspicions and deaths meanwhile are
+        // the departure's, reported apart.
+        let departureSuspicions = coordinator.logLines(containing: "worker suspected").map {
+            $0 - (loggedSuspicions ?? 0)
+        }
+        let departureDeaths = coordinator.logLines(containing: "worker declared dead").map { $0 - (loggedDeaths ?? 0) }
         if !stayed.isEmpty { report.problem("\(stayed.count) workers could not deregister") }
         let floorAfter = try await sessionFloor(count, connections, coordinator, interval: nil)
         if floorAfter.unanswered > 0 || floorAfter.failed > 0 || floorAfter.rate <= 0 {
@@ -154,14 +163,18 @@ extension SwarmBench {
                 "the session floor after the heartbeats is short: \(floorAfter.unanswered) of \(count) no-op sessions "
                     + "had no answer, \(floorAfter.failed) failed")
         }
-        // Where the rest goes: the same no-op answer in the coordinator's shape of a session (a reader task handing
-        // each heartbeat to the handler), without the engine.
+        // Where the rest goes: the same no-op answer handed from a reader task to the handler, as the coordinator's
+        // session does with its heartbeats (without its engine, and through a stream of its own, not its channel).
         let relay = try await sessionFloor(count, connections, coordinator, interval: nil, method: BenchService.relay)
         if relay.unanswered > 0 || relay.failed > 0 || relay.rate <= 0 {
             report.problem(
                 "the relayed floor is short: \(relay.unanswered) of \(count) relayed sessions had no answer, "
                     + "\(relay.failed) failed")
         }
+        // Every window done: errors and lost connections in any of them count.
+        checkCorrectness(
+            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
+        if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
         // Without both floors there is no ratio, and no goal met.
         let floorRate = floor.rate > 0 && floorAfter.rate > 0 ? (floor.rate + floorAfter.rate) / 2 : 0
         let floorCost = MessageCost.mean(floor.cost, floorAfter.cost)
@@ -194,7 +207,8 @@ extension SwarmBench {
             [
                 "false deaths / false suspicions",
                 "\(workers.filter(\.sawRejoin).count) / \(workers.filter(\.sawSuspect).count)",
-                loggedSuspicions.map { "suspicions in the coordinator's log: \($0)" } ?? "", "0 / 0",
+                loggedSuspicions.map { "suspicions / deaths in the coordinator's log: \($0) / \(loggedDeaths ?? 0)" }
+                    ?? "", "0 / 0",
             ],
             [
                 "longest gap between a worker's heartbeats leaving the client p50 / p99 / max",
@@ -230,8 +244,8 @@ extension SwarmBench {
         ])
         let relayRatio = relay.rate > 0 ? heartbeatRate / relay.rate : 0
         report.rows.append([
-            "the no-op session's answers relayed from a reader task to the handler (the coordinator's session, no "
-                + "engine)",
+            "the no-op session's answers relayed from a reader task to the handler (roughly the coordinator's "
+                + "session, no engine)",
             Figure.rate(relay.rate),
             "÷ the no-op session method: \(Figure.ratio(floorRate > 0 ? relay.rate / floorRate : 0))",
             "heartbeats ÷ these: \(Figure.ratio(relayRatio))",
@@ -316,6 +330,9 @@ extension SwarmBench {
         report.figures["floor_round_trips"] = floorTrips.count
         report.figures["max_ms"] = roundTrips.maxMilliseconds
         if let loggedSuspicions { report.figures["logged_suspicions"] = loggedSuspicions }
+        if let loggedDeaths { report.figures["logged_deaths"] = loggedDeaths }
+        if let departureSuspicions { report.figures["departure_suspicions"] = departureSuspicions }
+        if let departureDeaths { report.figures["departure_deaths"] = departureDeaths }
         report.figures["client_lag_registering_ms"] = clientLagRegistering.seconds * 1000
         report.figures["client_lag_paced_ms"] = clientLagPaced.seconds * 1000
         report.figures["send_gap_p99_ms"] = gaps.milliseconds(0.99)
