@@ -42,12 +42,9 @@ extension SwarmBench {
         // ...and the same client's heartbeats answered at once by a method that does nothing else.
         let floor = try await sessionFloor(count, connections, coordinator, interval: interval)
         let floorTrips = Percentiles(nanoseconds: floor.paced)
-        if floor.unanswered > 0 || floor.failed > 0 || floor.rate <= 0
-            || floorTrips.count < count * Int(durationValue / interval) / 2
-        {
-            report.problem(
-                "the session floor is short: \(floor.unanswered) of \(count) no-op sessions had no answer, "
-                    + "\(floor.failed) failed, \(floorTrips.count) round trips measured at 1 Hz")
+        if let shortfall = floor.shortfall("the session floor", of: count) { report.problem(shortfall) }
+        if floorTrips.count < count * Int(durationValue / interval) / 2 {
+            report.problem("the session floor is short: \(floorTrips.count) round trips measured at 1 Hz")
         }
         // And the floor of the round trip at 1 Hz: the same streams, each sending a no-op message once a second.
         let noop = try await EchoStreams.paced(
@@ -158,19 +155,13 @@ extension SwarmBench {
         let departureDeaths = coordinator.logLines(containing: "worker declared dead").map { $0 - (loggedDeaths ?? 0) }
         if !stayed.isEmpty { report.problem("\(stayed.count) workers could not deregister") }
         let floorAfter = try await sessionFloor(count, connections, coordinator, interval: nil)
-        if floorAfter.unanswered > 0 || floorAfter.failed > 0 || floorAfter.rate <= 0 {
-            report.problem(
-                "the session floor after the heartbeats is short: \(floorAfter.unanswered) of \(count) no-op sessions "
-                    + "had no answer, \(floorAfter.failed) failed")
+        if let shortfall = floorAfter.shortfall("the session floor after the heartbeats", of: count) {
+            report.problem(shortfall)
         }
         // Where the rest goes: the same no-op answer handed from a reader task to the handler, as the coordinator's
         // session does with its heartbeats (without its engine, and through a stream of its own, not its channel).
         let relay = try await sessionFloor(count, connections, coordinator, interval: nil, method: BenchService.relay)
-        if relay.unanswered > 0 || relay.failed > 0 || relay.rate <= 0 {
-            report.problem(
-                "the relayed floor is short: \(relay.unanswered) of \(count) relayed sessions had no answer, "
-                    + "\(relay.failed) failed")
-        }
+        if let shortfall = relay.shortfall("the relayed floor", of: count) { report.problem(shortfall) }
         // Every window done: errors and lost connections in any of them count.
         checkCorrectness(
             &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
@@ -367,7 +358,7 @@ extension SwarmBench {
     private func sessionFloor(
         _ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator, interval: Duration?,
         method: MethodDescriptor = BenchService.session
-    ) async throws -> (paced: [Int64], rate: Double, cost: MessageCost?, unanswered: Int, failed: Int) {
+    ) async throws -> SessionFloor {
         let recorder = SwarmRecorder()
         let workers = makeWorkers(count, prefix: "floor", task: { _ in "swarm-heartbeat" }, recorder: recorder)
         for (index, worker) in workers.enumerated() {
@@ -385,7 +376,7 @@ extension SwarmBench {
         if !(await waitUntil(timeout: .seconds(60)) { workers.allSatisfy { $0.acknowledged > 0 } }) {
             for worker in workers { worker.endSession() }
             await endGracefully(sessions)
-            return ([], 0, nil, workers.filter { $0.acknowledged == 0 }.count, 0)
+            return SessionFloor(unanswered: workers.filter { $0.acknowledged == 0 }.count)
         }
         var paced: [Int64] = []
         if let interval {
@@ -421,6 +412,23 @@ extension SwarmBench {
         var failed = 0
         for session in sessions where await session.value { failed += 1 }
         let cost = MessageCost(from: statsBefore, to: statsAfter, messages: answered)
-        return (paced, Double(answered) / elapsed.seconds, cost, 0, failed)
+        return SessionFloor(paced: paced, rate: Double(answered) / elapsed.seconds, cost: cost, failed: failed)
+    }
+}
+
+/// What a session floor measured (``SwarmBench/heartbeat()``): the round trips at 1 Hz (none when only the highest
+/// rate was measured), the highest rate and the coordinator's cost a message there, and the sessions that had no answer
+/// or failed.
+struct SessionFloor {
+    var paced: [Int64] = []
+    var rate: Double = 0
+    var cost: MessageCost?
+    var unanswered = 0
+    var failed = 0
+
+    /// Why the floor named `name`, of `count` sessions, does not count; nil when it does.
+    func shortfall(_ name: String, of count: Int) -> String? {
+        guard unanswered > 0 || failed > 0 || rate <= 0 else { return nil }
+        return "\(name) is short: \(unanswered) of \(count) sessions had no answer, \(failed) failed"
     }
 }
