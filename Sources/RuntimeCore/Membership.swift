@@ -182,7 +182,7 @@ public struct Membership: Sendable {
         let departed = roster.epoch
         roster.epoch += 1
         rosters[spec.taskID] = roster
-        let rank = roster.ranks[spec.id] ?? 0
+        let rank = roster.rank(of: spec.id) ?? 0
         return (
             view(of: entry),
             [
@@ -313,7 +313,7 @@ public struct Membership: Sendable {
     ) throws(CoreError) -> Member {
         guard let entry = entries[id] else { throw Self.unknown(id) }
         let task = entry.record.spec.taskID
-        guard let roster = rosters[task], let rank = roster.ranks[id] else {
+        guard let roster = rosters[task], let rank = roster.rank(of: id) else {
             throw MembershipFence.notAMember(id, task: task)
         }
         if let seenEpoch {
@@ -335,7 +335,7 @@ public struct Membership: Sendable {
     public func epoch(of task: TaskID) -> UInt64 { rosters[task]?.epoch ?? 0 }
 
     /// Whether `id` is a current member of `task` (O(1), unlike searching ``members(of:)``).
-    public func isMember(_ id: WorkerID, of task: TaskID) -> Bool { rosters[task]?.ranks[id] != nil }
+    public func isMember(_ id: WorkerID, of task: TaskID) -> Bool { rosters[task]?.contains(id) ?? false }
 
     /// Current members of a task, in rank order.
     public func members(of task: TaskID) -> [WorkerID] { rosters[task]?.members ?? [] }
@@ -353,7 +353,7 @@ public struct Membership: Sendable {
             let id = entry.record.spec.id
             return WorkerSnapshot(
                 record: entry.record, health: entry.health,
-                rank: rosters[entry.record.spec.taskID]?.ranks[id],
+                rank: rosters[entry.record.spec.taskID]?.rank(of: id),
                 lastHeartbeatAge: now.monotonic - entry.lastSeen, step: entry.step, metrics: entry.metrics)
         }
         .sorted { a, b in
@@ -397,7 +397,7 @@ public struct Membership: Sendable {
     {
         let roster = rosters[task]
         return MembershipView(
-            taskID: task, rank: roster?.ranks[id], worldSize: roster?.worldSize ?? 0, epoch: roster?.epoch ?? 0,
+            taskID: task, rank: roster?.rank(of: id), worldSize: roster?.worldSize ?? 0, epoch: roster?.epoch ?? 0,
             command: isMember ? .proceed : .rejoin, health: health, reason: reason)
     }
 
