@@ -38,6 +38,14 @@ public final class SwarmSessions: Sendable {
         sessions.withLock { $0.updateValue(session, forKey: worker.id) }?.task.cancel()
     }
 
+    /// Ends one worker's stream as its process closing it does (see ``SimulatedWorker/endSession()``), and waits until
+    /// it is closed (cancelled after `grace`, as ``endGracefully(_:grace:)`` does).
+    public func close(_ worker: SimulatedWorker, grace: Duration = .seconds(10)) async {
+        let session = sessions.withLock { $0.removeValue(forKey: worker.id) }
+        worker.endSession()
+        if let session { await endGracefully([session.task], grace: grace) }
+    }
+
     /// Ends every stream, as processes closing their sessions do (see ``endGracefully(_:grace:)``), and waits until
     /// they are closed.
     public func stop() async {

@@ -23,6 +23,19 @@ public func deregisterAll(
     }
 }
 
+/// Every worker leaves as the SDK's `Worker.close()` does at the end of a job: it closes its session, then deregisters,
+/// at most `concurrency` at once, while the others' sessions stay open; returns the workers whose deregistration failed
+/// for good (each failure counted in the recorder).
+public func leaveAll(
+    _ workers: [SimulatedWorker], _ connections: SwarmConnections, closing sessions: SwarmSessions,
+    concurrency: Int = 512, reason: String, recorder: SwarmRecorder
+) async -> [SimulatedWorker] {
+    await forEachWorker(workers, concurrency: concurrency, call: "DeregisterWorker", recorder: recorder) { worker in
+        await sessions.close(worker)
+        try await worker.deregister(connections, reason: reason)
+    }
+}
+
 /// Runs `body` for every worker, at most `concurrency` at once; returns the workers whose `body` threw, each error
 /// counted in the recorder under `call`.
 private func forEachWorker(

@@ -155,6 +155,26 @@ def test_rendezvous_against_a_target(dtr_binary: str, coordinator_factory: Calla
     assert sum(1 for worker in workers if worker["worker_id"].startswith("rdv-")) == 200
 
 
+def test_departure(dtr_binary: str) -> None:
+    report = run_scenario(dtr_binary, "departure", "--workers", "300")
+    assert_clean(report)
+    assert report["deregistered"] == 300
+    assert report["departure_deaths"] == 0
+    assert report["departure_seconds"] > 0 and report["floor_seconds"] > 0
+    assert report["training_p99_ms"] > 0
+
+
+def test_departure_against_a_target(dtr_binary: str, coordinator_factory: Callable[..., LocalCoordinator]) -> None:
+    """What the job's end did is really there: every worker left (none dead), and the task has no member."""
+    coordinator = coordinator_factory(args=[])
+    report = run_scenario(dtr_binary, "departure", "--workers", "200", "--target", coordinator.grpc_address)
+    assert report["deregistered"] == 200 and report["errors"] == 0 and report["false_suspicions"] == 0
+    workers = [w for w in coordinator.get_json("/api/workers")["workers"] if w["worker_id"].startswith("job-")]
+    assert len(workers) == 200
+    assert {worker["status"] for worker in workers} == {"left"}
+    assert all(worker["rank"] is None for worker in workers)
+
+
 def test_memory(dtr_binary: str) -> None:
     report = run_scenario(dtr_binary, "memory", "--workers", "500", "--task-size", "50")
     assert_clean(report)

@@ -31,16 +31,7 @@ extension SwarmBench {
                 $0.incarnation = "0123456789abcdef"
                 $0.taskMaxWorldSize = Int32(count)
             }.serializedBytes())
-        // The floor, twice (the first warms the connections up); the faster counts. A coordinator started elsewhere
-        // (--target) does not serve the no-op service: no floor then.
-        var floor: Duration?
-        do {
-            let first = try await EchoStreams.burst(connections, count: count, message: sample)
-            let second = try await EchoStreams.burst(connections, count: count, message: sample)
-            floor = min(first.lastAnswer, second.lastAnswer)
-        } catch let error as RPCError where error.code == .unimplemented {
-            report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
-        }
+        let floor = try await callFloor(connections, count: count, message: sample, report: &report)
 
         // When each worker first held a rank at the final epoch.
         let settled = Shared<[String: ContinuousClock.Instant]>([:])

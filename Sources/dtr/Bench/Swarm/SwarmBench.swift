@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import Foundation
+import GRPCCore
 import RuntimeCore
 import Swarm
 
@@ -8,7 +9,8 @@ import Swarm
 struct SwarmBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swarm",
-        abstract: "A swarm of simulated workers against a coordinator: heartbeats, rendezvous, memory, recovery.",
+        abstract:
+            "A swarm of simulated workers against a coordinator: heartbeats, rendezvous, departure, memory, recovery.",
         discussion: """
             Scenarios (each prints a Markdown table, then one JSON line):
               heartbeat          N workers heartbeat at 1 Hz on session streams: round trips, false deaths, the \
@@ -16,6 +18,8 @@ struct SwarmBench: AsyncParsableCommand {
             heartbeats answered by a no-op session method, and against raw no-op stream messages.
               rendezvous         N workers register into one task: first registration to every worker holding its \
             rank at the final membership epoch.
+              departure          the end of a job: N workers heartbeating at 1 Hz each close their session and \
+            deregister while the others go on: how long, against as many no-op calls; nobody suspected while heartbeating.
               memory             the coordinator's resident memory per registered worker.
               recovery           kill -9 and restart with N workers, a ledger of committed shards and checkpoints: \
             time until it serves again, and no false deaths afterwards.
@@ -29,12 +33,13 @@ struct SwarmBench: AsyncParsableCommand {
             """)
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable {
-        case heartbeat, rendezvous, memory, recovery
+        case heartbeat, rendezvous, departure, memory, recovery
         case failureDetection = "failure-detection"
         case bigDataset = "big-dataset"
     }
 
-    @Argument(help: "heartbeat, rendezvous, memory, recovery, failure-detection or big-dataset.") var scenario: Scenario
+    @Argument(help: "heartbeat, rendezvous, departure, memory, recovery, failure-detection or big-dataset.")
+    var scenario: Scenario
     @Option(
         help: ArgumentHelp(
             "Simulated workers (default: 10000; rendezvous 4000; memory 100000; big-dataset 1000; 200 with "
@@ -50,7 +55,7 @@ struct SwarmBench: AsyncParsableCommand {
     var ledgerEntries = 1_000_000
     @Option(help: "recovery: committed checkpoints in the store.") var checkpoints = 1000
     @Option(help: "big-dataset: the dataset's shards, as a power of two (at most 24).") var log2Shards = 24
-    @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, failure-detection).")
+    @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, departure, failure-detection).")
     var target: String?
     @Option(help: "With --target: its HTTP base URL, e.g. http://10.0.0.5:51051 (failure-detection needs it).")
     var targetHttp: String?
@@ -109,6 +114,7 @@ struct SwarmBench: AsyncParsableCommand {
         switch scenario {
         case .heartbeat: report = try await heartbeat()
         case .rendezvous: report = try await rendezvous()
+        case .departure: report = try await departure()
         case .memory: report = try await memory()
         case .recovery: report = try await recovery()
         case .failureDetection: report = try await failureDetection()
@@ -202,6 +208,23 @@ struct SwarmBench: AsyncParsableCommand {
             connections.shutdown()
             _ = try? await running.value
             throw error
+        }
+    }
+
+    /// The floor of `count` workers each making a call: the same number of no-op calls, each followed by a no-op
+    /// stream (``EchoStreams/burst(_:count:message:unary:)``), all at once; measured twice (the first warms the
+    /// connections up), the faster counts. Nil, with a note, against a coordinator elsewhere (--target), which does
+    /// not serve the no-op service.
+    func callFloor(_ connections: SwarmConnections, count: Int, message: [UInt8], report: inout SwarmReport)
+        async throws -> Duration?
+    {
+        do {
+            let first = try await EchoStreams.burst(connections, count: count, message: message)
+            let second = try await EchoStreams.burst(connections, count: count, message: message)
+            return min(first.lastAnswer, second.lastAnswer)
+        } catch let error as RPCError where error.code == .unimplemented {
+            report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
+            return nil
         }
     }
 

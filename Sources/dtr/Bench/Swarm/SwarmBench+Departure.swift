@@ -1,0 +1,152 @@
+import Coordinator
+import Foundation
+import RuntimeCore
+import RuntimeProto
+import Swarm
+import SwiftProtobuf
+
+extension SwarmBench {
+    /// `departure`: the end of a job. N workers of one task heartbeat at 1 Hz on their sessions; then each leaves as
+    /// the SDK's `Worker.close()` does (its session closed, then `DeregisterWorker`), 512 at a time, while the others
+    /// go on heartbeating. Measured from the first session closed to the last deregistration answered, against the
+    /// floor of as many no-op calls and streams; no worker may be suspected while it still heartbeats, nor declared
+    /// dead.
+    ///
+    /// The coordinator it starts has no per-client rate limit: the swarm is one client standing for N hosts, whose
+    /// calls at a job's end (N deregistrations in a few seconds, and the floor's N calls at once) a real cluster makes
+    /// from N addresses, each with a budget of its own.
+    func departure() async throws -> SwarmReport {
+        let count = workers ?? 10_000
+        let start = { (directory: String) in
+            try await coordinator(
+                dataDir: directory, arguments: ["--grpc-rate-limit", "0"],
+                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory, grpcRateLimit: 0))
+        }
+        return try await withCoordinator(start: start) { connections, coordinator, _ in
+            var report = try await measureDeparture(count, connections, coordinator)
+            if target == nil {
+                report.notes.append(
+                    "The coordinator ran without its per-client gRPC rate limit (--grpc-rate-limit 0): the swarm is one "
+                        + "client standing for \(count) hosts.")
+            }
+            return report
+        }
+    }
+
+    private func measureDeparture(_ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator)
+        async throws -> SwarmReport
+    {
+        var report = SwarmReport(scenario: "departure", command: commandLine)
+        let reason = "departure bench: the job is done"
+        let sample: [UInt8] = try
+            (Dtruntime_V1_DeregisterWorkerRequest.with {
+                $0.workerID = "job-9999"
+                $0.reason = reason
+            }.serializedBytes())
+        let floor = try await callFloor(connections, count: count, message: sample, report: &report)
+
+        let recorder = SwarmRecorder()
+        let workers = makeWorkers(count, prefix: "job", task: { _ in "departure" }, recorder: recorder)
+        let clock = ContinuousClock()
+        // Every worker heartbeats once a second from its registration on, as the SDK's do.
+        let pacing = Task {
+            await HeartbeatPacer.run(workers, interval: .seconds(1), until: clock.now + .seconds(86_400))
+        }
+        defer { pacing.cancel() }
+        let sessions = SwarmSessions([], connections: connections)
+        let started = clock.now
+        let unregistered = await registerAll(workers, connections, opening: sessions, recorder: recorder)
+        let registered = clock.now - started
+        if !unregistered.isEmpty { report.problem("\(unregistered.count) workers could not register") }
+        if !(await waitUntil(timeout: .seconds(120)) { workers.allSatisfy { $0.acknowledged > 0 } }) {
+            report.problem("\(workers.filter { $0.acknowledged == 0 }.count) sessions had no heartbeat acknowledged")
+        }
+
+        // Training at 1 Hz: a warm-up, then the window the departure's round trips are compared with.
+        try await Task.sleep(for: .seconds(3))
+        _ = recorder.takeRoundTrips()
+        try await Task.sleep(for: .seconds(5))
+        let training = Percentiles(nanoseconds: recorder.takeRoundTrips())
+        let suspicionsBefore = coordinator.logLines(containing: "worker suspected")
+        let deathsBefore = coordinator.logLines(containing: "worker declared dead")
+
+        // The job ends.
+        let statsBefore = coordinator.stats
+        let leaving = clock.now
+        let stayed = await leaveAll(workers, connections, closing: sessions, reason: reason, recorder: recorder)
+        let departure = clock.now - leaving
+        let statsAfter = coordinator.stats
+        let leavingTrips = Percentiles(nanoseconds: recorder.takeRoundTrips())
+        pacing.cancel()
+        await pacing.value
+        await sessions.stop()
+        // Suspicions of workers that closed their sessions and wait for their deregistration are the departure's;
+        // a worker still heartbeating that was suspected saw it in its own view (a problem, below).
+        let suspicions = coordinator.logLines(containing: "worker suspected").map { $0 - (suspicionsBefore ?? 0) }
+        let deaths = coordinator.logLines(containing: "worker declared dead").map { $0 - (deathsBefore ?? 0) }
+
+        checkCorrectness(
+            &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
+        if !stayed.isEmpty { report.problem("\(stayed.count) workers could not deregister") }
+        if let deaths, deaths > 0 { report.problem("the coordinator declared \(deaths) workers dead as they left") }
+        if let suspicionsBefore, suspicionsBefore > 0 {
+            report.problem("the coordinator suspected \(suspicionsBefore) workers before the job ended")
+        }
+
+        let seconds = departure.seconds
+        let trips = { (p: Percentiles) in
+            "\(Figure.ms(p.milliseconds(0.5))) / \(Figure.ms(p.milliseconds(0.99))) / \(Figure.ms(p.maxMilliseconds))"
+        }
+        report.rows = [
+            [
+                "workers registered (one task), heartbeating at 1 Hz", Figure.count(count), "",
+                Figure.seconds(registered.seconds),
+            ],
+            [
+                "every worker closes its session, then deregisters (512 at a time): first closed → last answered",
+                Figure.seconds(seconds),
+                floor.map { "floor: \(Figure.count(count)) no-op calls + streams: \(Figure.seconds($0.seconds))" }
+                    ?? "no floor (--target)",
+                floor.map { Figure.ratio(seconds / max($0.seconds, 1e-9)) } ?? "",
+            ],
+            [
+                "heartbeat round trip p50 / p99 / max of the workers still there, while the others leave",
+                trips(leavingTrips), "while training: \(trips(training))", "",
+            ],
+            [
+                "workers suspected while heartbeating / told to rejoin",
+                "\(workers.filter(\.sawSuspect).count) / \(workers.filter(\.sawRejoin).count)",
+                suspicions.map {
+                    "the coordinator's log while they left: \($0) suspicions (of workers between their session's close "
+                        + "and their deregistration, or not), \(deaths ?? 0) deaths"
+                } ?? "", "0 / 0, and no death",
+            ],
+        ]
+        if let cost = MessageCost(from: statsBefore, to: statsAfter, messages: count), let statsBefore, let statsAfter {
+            let cpu = (statsAfter.cpuSeconds - statsBefore.cpuSeconds) / max(seconds, 1e-9)
+            report.rows.append([
+                "coordinator CPU while they leave (of one core) / per departure",
+                "\(String(format: "%.0f %%", cpu * 100)) / \(Figure.microseconds(cost.cpu.seconds))",
+                "per departure: all of the coordinator's CPU meanwhile (the others' heartbeats included) ÷ \(count)",
+                coordinator.isSeparateProcess ? "" : "(this process: swarm included)",
+            ])
+            report.figures["coordinator_cpu_fraction"] = cpu
+            report.figures["coordinator_cpu_per_departure_us"] = cost.cpu.seconds * 1e6
+        }
+        report.figures["workers"] = count
+        report.figures["registration_seconds"] = registered.seconds
+        report.figures["departure_seconds"] = seconds
+        if let floor {
+            report.figures["floor_seconds"] = floor.seconds
+            report.figures["departure_ratio"] = seconds / max(floor.seconds, 1e-9)
+        }
+        report.figures["training_p99_ms"] = training.milliseconds(0.99)
+        report.figures["leaving_p50_ms"] = leavingTrips.milliseconds(0.5)
+        report.figures["leaving_p99_ms"] = leavingTrips.milliseconds(0.99)
+        report.figures["leaving_round_trips"] = leavingTrips.count
+        report.figures["departure_suspicions"] = suspicions
+        report.figures["departure_deaths"] = deaths
+        report.figures["deregistered"] = count - stayed.count
+        return report
+    }
+}
