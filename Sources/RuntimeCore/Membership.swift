@@ -142,7 +142,7 @@ public struct Membership: Sendable {
         nextJoinSeq += 1
         let entry = Entry(record: record, health: .healthy, lastSeen: now.monotonic)
         entries[spec.id] = entry
-        // In place: a copy taken out of the dictionary would copy the member list and rank index at every join.
+        // In place: a copy taken out of the dictionary would copy the member list and slot index at every join.
         let roster = modifyRoster(of: spec.taskID) { roster in
             roster.append(spec.id)
             roster.epoch += 1

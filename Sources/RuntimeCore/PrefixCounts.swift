@@ -21,6 +21,7 @@ struct PrefixCounts: Sendable {
 
     /// Marks `slot` occupied (`+1`) or free (`-1`); the caller keeps each slot's count at 0 or 1.
     mutating func add(_ delta: Int32, at slot: Int) {
+        precondition(slot >= 0 && slot < capacity, "slot \(slot) is outside 0..<\(capacity)")
         var index = slot + 1
         while index <= capacity {
             tree[index] += delta
@@ -30,6 +31,7 @@ struct PrefixCounts: Sendable {
 
     /// How many slots before `slot` are occupied.
     func count(before slot: Int) -> Int {
+        precondition(slot >= 0 && slot <= capacity, "slot \(slot) is outside 0...\(capacity)")
         var index = slot
         var sum = 0
         while index > 0 {

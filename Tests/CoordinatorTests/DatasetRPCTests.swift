@@ -187,10 +187,12 @@ struct DatasetRPCTests {
         }
     }
 
-    @Test("a worker restart on a ledger synced off the actor ends its old process's leases, as on a small one")
+    @Test("a worker restart on a ledger synced off the actor (for its shards or its members) ends its old leases")
     func restartSyncedOffActor() async throws {
-        for offActor in [0, CoordinatorEngine.defaultOffActorSyncShards] {
-            let harness = try Harness(offActorSyncShards: offActor)
+        let defaults = (CoordinatorEngine.defaultOffActorSyncShards, CoordinatorEngine.defaultOffActorSyncMembers)
+        for (shards, members) in [(0, defaults.1), (defaults.0, 2), defaults] {
+            let offActor = "off the actor from \(shards) shards or \(members) members"
+            let harness = try Harness(offActorSyncShards: shards, offActorSyncMembers: members)
             try await harness.withClient { client in
                 _ = try await client.registerWorker(registration("a"))
                 var first = registration("b")
@@ -210,7 +212,7 @@ struct DatasetRPCTests {
                     _ = try await client.reportShardProgress(
                         progress("d", "b", shard: shard.shardID, consumed: 100, membershipEpoch: epoch))
                 }
-                #expect(stale?.code == .failedPrecondition, "off the actor from \(offActor) shards")
+                #expect(stale?.code == .failedPrecondition, "\(offActor)")
                 // The new process reads on from the cursor wherever the shard went; nothing is lost or doubled.
                 let forA = try await client.getShardAssignment(assignmentRequest("d", "a"))
                 let forB = try await client.getShardAssignment(assignmentRequest("d", "b"))

@@ -57,6 +57,7 @@ struct Harness {
         checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus(),
         sharedSecret: String? = "harness-worker-secret",
         offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards,
+        offActorSyncMembers: Int = CoordinatorEngine.defaultOffActorSyncMembers,
         wrappingCheckpointStore wrap: (LocalBlobStore) -> any BlobStore = { $0 }
     ) throws {
         self.directory = directory
@@ -68,7 +69,8 @@ struct Harness {
         // As `dtr serve` does: datasets and ledgers load off the engine's actor, data calls wait for them.
         engine = CoordinatorEngine(
             membershipConfig: config, restoring: try store.loadMembership(), loadingData: { try store.loadData() },
-            offActorSyncShards: offActorSyncShards, checkpoints: checkpoints, checkpointStore: wrap(checkpointStore),
+            offActorSyncShards: offActorSyncShards, offActorSyncMembers: offActorSyncMembers, checkpoints: checkpoints,
+            checkpointStore: wrap(checkpointStore),
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
             issueSecret: Self.issuer(sharedSecret),

@@ -43,6 +43,30 @@ struct TaskRosterTests {
         for id in gone { #expect(roster.rank(of: id) == nil && !roster.contains(id), "\(id)") }
     }
 
+    @Test("a big roster: 5,000 joins, then every member leaves one at a time in a random order, ranks as the model's")
+    func bigRosterEmptiesOneByOne() throws {
+        let ids = try (0..<5_000).map { try wid("w\($0)") }
+        var roster = TaskRoster()
+        for id in ids { roster.append(id) }
+        var model = ids
+        var generator = MembershipInvariantTests.Generator(state: 23)
+        var leaves = 0
+        while !model.isEmpty {
+            let id = model.remove(at: Int.random(in: 0..<model.count, using: &generator))
+            roster.remove([id])
+            leaves += 1
+            #expect(roster.rank(of: id) == nil)
+            if leaves % 250 == 0 || model.count < 20 {
+                #expect(roster.members == model, "after \(leaves) leaves")
+                for (rank, member) in model.enumerated() { #expect(roster.rank(of: member) == rank, "\(member)") }
+            }
+        }
+        #expect(roster.worldSize == 0 && roster.members.isEmpty)
+        // An emptied roster takes joiners from rank 0 again.
+        roster.append(ids[42])
+        #expect(roster.rank(of: ids[42]) == 0)
+    }
+
     @Test("a left worker has no rank, and joining again puts it last")
     func leaveAndRejoin() throws {
         let ids = try (0..<5).map { try wid("w\($0)") }

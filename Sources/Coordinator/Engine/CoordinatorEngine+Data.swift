@@ -107,7 +107,7 @@ extension CoordinatorEngine {
         let members = membership.members(of: key.task)
         let epoch = membership.epoch(of: key.task)
         let changed = ledger.initialMembers != members || ledger.initialMembershipEpoch != epoch
-        let offActor = changed && ledger.shardCount >= offActorSyncShards
+        let offActor = changed && syncsOffActor(shards: ledger.shardCount, members: members.count)
         carryOut(
             try catalog.install(
                 ledger, key: key, members: offActor ? ledger.initialMembers : members,
@@ -187,6 +187,18 @@ extension CoordinatorEngine {
     /// alone), seconds of work at 2^24 shards that would hold every other task's heartbeats and calls. Below it the
     /// sync takes milliseconds and is done at once.
     public static let defaultOffActorSyncShards = 1 << 20
+
+    /// By default, ledgers of tasks with at least this many members are synced off this actor too, whatever their
+    /// size: a sync also remakes the placement ring (64 points a member) and goes over every member, about 8 ms at
+    /// 10,000 members. One sync per leave on the actor made a 10,000-worker job stopped mid-epoch take 65 s to leave,
+    /// with heartbeats waiting up to 17 s behind it and 679 live workers declared dead (bench/RESULTS.md); off the
+    /// actor, the changes that arrive during a sync are taken by one more sync after it.
+    public static let defaultOffActorSyncMembers = 1000
+
+    /// Whether a ledger of `shards` shards is synced with a task of `members` members off this actor.
+    func syncsOffActor(shards: Int, members: Int) -> Bool {
+        shards >= offActorSyncShards || members >= offActorSyncMembers
+    }
 
     /// Syncs a ledger checked out of the catalog with its task's `members` at membership `epoch`, off this actor, then
     /// checks it in (``finishSync(_:key:synced:members:epoch:took:)``), which syncs it again if the membership moved

@@ -49,6 +49,8 @@ public actor CoordinatorEngine {
     /// Ledgers of at least this many shards are synced with membership changes off this actor (see
     /// ``startSync(_:_:members:epoch:)``).
     let offActorSyncShards: Int
+    /// Ledgers of tasks with at least this many members are too (``syncsOffActor(shards:members:)``).
+    let offActorSyncMembers: Int
     /// When the engine was created, for the log line that says how long loading the data plane took.
     let createdAt = ContinuousClock.now
     /// Every task's barriers, and the calls parked on their open generations.
@@ -107,6 +109,7 @@ public actor CoordinatorEngine {
         membershipConfig: MembershipConfig, restoring persisted: PersistedMembership,
         data: PersistedData = PersistedData(), loadingData: (@Sendable () throws -> PersistedData)? = nil,
         barrierMaxPayloadBytes: Int = 64 << 20, offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards,
+        offActorSyncMembers: Int = CoordinatorEngine.defaultOffActorSyncMembers,
         checkpoints checkpointSettings: CheckpointSettings = CheckpointSettings(),
         checkpointStore: (any BlobStore)? = nil,
         restoringCheckpoints: [CheckpointRecord] = [], restoringTasks: [TaskRecord] = [],
@@ -117,6 +120,7 @@ public actor CoordinatorEngine {
     ) {
         self.issueSecret = issueSecret
         self.offActorSyncShards = offActorSyncShards
+        self.offActorSyncMembers = offActorSyncMembers
         let start = now()
         var checkpoints = CheckpointCatalog(
             timeout: checkpointSettings.timeout, retention: checkpointSettings.retention,
@@ -451,8 +455,10 @@ public actor CoordinatorEngine {
                 lastChange[task] = (epoch, reason)
                 carryOut(barriers.onMembershipChange(task: task, members: members, reason: reason))
                 carryOut(checkpoints.onMembershipChange(task: task, members: members, reason: reason))
-                let big = offActorSyncShards
-                for (key, ledger) in catalog.checkOutForSync(task: task, where: { $1.shardCount >= big }) {
+                let offActor = catalog.checkOutForSync(task: task) { _, ledger in
+                    syncsOffActor(shards: ledger.shardCount, members: members.count)
+                }
+                for (key, ledger) in offActor {
                     // To this change's members: a restart is two changes carried out together (without the worker,
                     // then with it again), and the ledger must take the first too (the old process's leases end).
                     startSync(key, ledger, members: members, epoch: epoch)
