@@ -159,16 +159,37 @@ def test_departure(dtr_binary: str) -> None:
     report = run_scenario(dtr_binary, "departure", "--workers", "300")
     assert_clean(report)
     assert report["deregistered"] == 300
-    assert report["departure_deaths"] == 0
+    # The coordinator's own word afterwards, read by the scenario from /api/workers.
+    assert report["left"] == 300
+    assert report["departure_deaths"] == 0 and report["departure_suspicions"] == 0
     assert report["departure_seconds"] > 0 and report["floor_seconds"] > 0
     assert report["training_p99_ms"] > 0
+
+
+def test_departure_mid_epoch(dtr_binary: str) -> None:
+    """The job ends with its dataset's epoch unfinished: each leave also moves the leaver's shards to the others."""
+    report = run_scenario(dtr_binary, "departure", "--workers", "300", "--dataset-shards", "3000")
+    assert_clean(report)
+    assert report["dataset_shards"] == 3000 and report["ledger_seconds"] > 0
+    assert report["deregistered"] == 300 and report["left"] == 300
+    assert report["departure_deaths"] == 0 and report["departure_suspicions"] == 0
 
 
 def test_departure_against_a_target(dtr_binary: str, coordinator_factory: Callable[..., LocalCoordinator]) -> None:
     """What the job's end did is really there: every worker left (none dead), and the task has no member."""
     coordinator = coordinator_factory(args=[])
-    report = run_scenario(dtr_binary, "departure", "--workers", "200", "--target", coordinator.grpc_address)
+    report = run_scenario(
+        dtr_binary,
+        "departure",
+        "--workers",
+        "200",
+        "--target",
+        coordinator.grpc_address,
+        "--target-http",
+        coordinator.http_url,
+    )
     assert report["deregistered"] == 200 and report["errors"] == 0 and report["false_suspicions"] == 0
+    assert report["left"] == 200
     workers = [w for w in coordinator.get_json("/api/workers")["workers"] if w["worker_id"].startswith("job-")]
     assert len(workers) == 200
     assert {worker["status"] for worker in workers} == {"left"}
@@ -297,6 +318,8 @@ def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
     said = refused(dtr_binary, "bench", "swarm", "heartbeat", "--callgrind", str(tmp_path / "has space"))
     assert "--callgrind needs a directory whose full path has no spaces" in said
     assert not never.exists()
+    said = refused(dtr_binary, "bench", "swarm", "departure", "--dataset-shards", "20000000")
+    assert "--dataset-shards must be between 0 and 16777216 (got 20000000)" in said
     # The recovery scenario's probe process (hidden) refuses an address it cannot use, before writing anything.
     events = tmp_path / "probe.events"
     probe = ["bench", "recovery-probe", "--grpc", "no-port", "--http", "http://127.0.0.1:1", "--worker-id", "w"]

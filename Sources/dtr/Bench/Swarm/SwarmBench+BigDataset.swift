@@ -53,23 +53,8 @@ extension SwarmBench {
         }
         let busyStart = clock.now
         _ = try await stub.registerDataset(.with { $0.spec = spec }, metadata: connections.metadata)
-        // Asked again while the coordinator says the ledger is still being built (UNAVAILABLE, retry), as a reader
-        // would; for at most a minute.
         func assignment(_ worker: SimulatedWorker) async throws -> Dtruntime_V1_GetShardAssignmentResponse {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while true {
-                do {
-                    return try await connections.stub(worker.connection).getShardAssignment(
-                        .with {
-                            $0.dataset = "big"
-                            $0.workerID = worker.id
-                            $0.epoch = 0
-                            $0.maxShards = 1024
-                        }, metadata: worker.metadata(connections))
-                } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(500))
-                }
-            }
+            try await firstAssignment(of: worker, dataset: "big", connections)
         }
         // The others' round trips answered during each operation (and, for the last, the second after it).
         var phases: [[Int64]] = []

@@ -7,10 +7,16 @@ import SwiftProtobuf
 
 extension SwarmBench {
     /// `departure`: the end of a job. N workers of one task heartbeat at 1 Hz on their sessions; then each leaves as
-    /// the SDK's `Worker.close()` does (its session closed, then `DeregisterWorker`), 512 at a time, while the others
-    /// go on heartbeating. Measured from the first session closed to the last deregistration answered, against the
-    /// floor of as many no-op calls and streams; no worker may be suspected while it still heartbeats, nor declared
-    /// dead.
+    /// the SDK's `Worker.close()` does, its session closed and then `DeregisterWorker` called, ``leavingAtOnce`` at a
+    /// time, while the others go on heartbeating. Measured from the first session closed to the last deregistration
+    /// answered, against the floor of as many no-op calls and streams (all at once); the coordinator may suspect
+    /// nobody meanwhile (the leavers are silent well under the suspect timeout), nor declare anybody dead, and every
+    /// worker must show as left in `/api/workers` afterwards. With `--dataset-shards`, the task reads a dataset whose
+    /// epoch is unfinished when the job ends (a job stopped mid-epoch), so that each leave also moves shards.
+    ///
+    /// A session is closed gracefully (its requests ended, the coordinator's end of the stream awaited), where the
+    /// SDK's `close()` cancels its call: thousands of streams reset at once break the swarm's shared connections
+    /// (``endGracefully(_:grace:)``), which the SDK's processes, each with a connection of its own, do not share.
     ///
     /// The coordinator it starts has no per-client rate limit: the swarm is one client standing for N hosts, whose
     /// calls at a job's end (N deregistrations in a few seconds, and the floor's N calls at once) a real cluster makes
@@ -32,6 +38,9 @@ extension SwarmBench {
             return report
         }
     }
+
+    /// How many workers leave at once.
+    static let leavingAtOnce = 512
 
     private func measureDeparture(_ count: Int, _ connections: SwarmConnections, _ coordinator: BenchCoordinator)
         async throws -> SwarmReport
@@ -58,8 +67,28 @@ extension SwarmBench {
         let unregistered = await registerAll(workers, connections, opening: sessions, recorder: recorder)
         let registered = clock.now - started
         if !unregistered.isEmpty { report.problem("\(unregistered.count) workers could not register") }
+        let failedIDs = Set(unregistered.map(\.id))
+        let members = workers.filter { !failedIDs.contains($0.id) }
         if !(await waitUntil(timeout: .seconds(120)) { workers.allSatisfy { $0.acknowledged > 0 } }) {
             report.problem("\(workers.filter { $0.acknowledged == 0 }.count) sessions had no heartbeat acknowledged")
+        }
+
+        // The task's dataset, its epoch begun (one worker's first page creates the ledger over every member), so that
+        // each leave moves the leaver's shards to the others.
+        var ledgerCreated: Duration?
+        if datasetShards > 0, let first = members.first {
+            let spec = Dtruntime_V1_DatasetSpec.with {
+                $0.name = "departure-data"
+                $0.totalSamples = Int64(datasetShards)
+                $0.shardSize = 1
+                $0.shuffle = true
+                $0.seed = 7
+            }
+            _ = try await connections.stub(first.connection).registerDataset(
+                .with { $0.spec = spec }, metadata: connections.metadata)
+            let creating = clock.now
+            _ = try await firstAssignment(of: first, dataset: "departure-data", connections)
+            ledgerCreated = clock.now - creating
         }
 
         // Training at 1 Hz: a warm-up, then the window the departure's round trips are compared with.
@@ -73,15 +102,18 @@ extension SwarmBench {
         // The job ends.
         let statsBefore = coordinator.stats
         let leaving = clock.now
-        let stayed = await leaveAll(workers, connections, closing: sessions, reason: reason, recorder: recorder)
+        let stayed = await leaveAll(
+            members, connections, closing: sessions, concurrency: Self.leavingAtOnce, reason: reason,
+            recorder: recorder)
         let departure = clock.now - leaving
         let statsAfter = coordinator.stats
         let leavingTrips = Percentiles(nanoseconds: recorder.takeRoundTrips())
         pacing.cancel()
         await pacing.value
         await sessions.stop()
-        // Suspicions of workers that closed their sessions and wait for their deregistration are the departure's;
-        // a worker still heartbeating that was suspected saw it in its own view (a problem, below).
+        // Every suspicion counts: a leaver is silent from its session's close to its deregistration, well under the
+        // suspect timeout (2 s). (A worker sees its own suspicion only if a view reaches it meanwhile: an acknowledged
+        // heartbeat clears it first.)
         let suspicions = coordinator.logLines(containing: "worker suspected").map { $0 - (suspicionsBefore ?? 0) }
         let deaths = coordinator.logLines(containing: "worker declared dead").map { $0 - (deathsBefore ?? 0) }
 
@@ -89,8 +121,27 @@ extension SwarmBench {
             &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
         if !stayed.isEmpty { report.problem("\(stayed.count) workers could not deregister") }
         if let deaths, deaths > 0 { report.problem("the coordinator declared \(deaths) workers dead as they left") }
+        if let suspicions, suspicions > 0 {
+            report.problem("the coordinator logged \(suspicions) suspicions while the workers left")
+        }
         if let suspicionsBefore, suspicionsBefore > 0 {
             report.problem("the coordinator suspected \(suspicionsBefore) workers before the job ended")
+        }
+        if suspicions == nil {
+            report.notes.append(
+                "The coordinator's log is not readable here: its suspicions and deaths are not counted.")
+        }
+        // What the coordinator says now, whichever coordinator it is: everyone left, nobody died, nobody holds a rank.
+        if let http = coordinator.http {
+            let standing = try await standings(http, task: "departure")
+            report.figures["left"] = standing.left
+            if standing.left != members.count || standing.ranked > 0 || standing.total != members.count {
+                report.problem(
+                    "/api/workers after the departure: \(standing.left) of \(members.count) workers left, "
+                        + "\(standing.ranked) hold a rank, \(standing.total) listed")
+            }
+        } else {
+            report.notes.append("No HTTP API (--target without --target-http): /api/workers was not checked.")
         }
 
         let seconds = departure.seconds
@@ -103,10 +154,17 @@ extension SwarmBench {
                 Figure.seconds(registered.seconds),
             ],
             [
-                "every worker closes its session, then deregisters (512 at a time): first closed → last answered",
+                "the task's dataset: shards of an unfinished epoch (each leave moves the leaver's to the others)",
+                datasetShards > 0 ? Figure.count(datasetShards) : "none",
+                ledgerCreated.map { "ledger created in \(Figure.seconds($0.seconds))" } ?? "", "",
+            ],
+            [
+                "every worker closes its session, then deregisters (\(Self.leavingAtOnce) at a time): first closed "
+                    + "→ last answered",
                 Figure.seconds(seconds),
-                floor.map { "floor: \(Figure.count(count)) no-op calls + streams: \(Figure.seconds($0.seconds))" }
-                    ?? "no floor (--target)",
+                floor.map {
+                    "floor: \(Figure.count(count)) no-op calls + streams, all at once: \(Figure.seconds($0.seconds))"
+                } ?? "no floor (--target)",
                 floor.map { Figure.ratio(seconds / max($0.seconds, 1e-9)) } ?? "",
             ],
             [
@@ -116,10 +174,8 @@ extension SwarmBench {
             [
                 "workers suspected while heartbeating / told to rejoin",
                 "\(workers.filter(\.sawSuspect).count) / \(workers.filter(\.sawRejoin).count)",
-                suspicions.map {
-                    "the coordinator's log while they left: \($0) suspicions (of workers between their session's close "
-                        + "and their deregistration, or not), \(deaths ?? 0) deaths"
-                } ?? "", "0 / 0, and no death",
+                suspicions.map { "the coordinator's log while they left: \($0) suspicions, \(deaths ?? 0) deaths" }
+                    ?? "", "0 / 0; none logged",
             ],
         ]
         if let cost = MessageCost(from: statsBefore, to: statsAfter, messages: count), let statsBefore, let statsAfter {
@@ -134,6 +190,8 @@ extension SwarmBench {
             report.figures["coordinator_cpu_per_departure_us"] = cost.cpu.seconds * 1e6
         }
         report.figures["workers"] = count
+        report.figures["dataset_shards"] = datasetShards
+        if let ledgerCreated { report.figures["ledger_seconds"] = ledgerCreated.seconds }
         report.figures["registration_seconds"] = registered.seconds
         report.figures["departure_seconds"] = seconds
         if let floor {
@@ -148,5 +206,16 @@ extension SwarmBench {
         report.figures["departure_deaths"] = deaths
         report.figures["deregistered"] = count - stayed.count
         return report
+    }
+
+    /// How the workers of `task` stand in `GET /api/workers`: how many are listed, how many left, how many hold a rank.
+    private func standings(_ http: String, task: String) async throws -> (total: Int, left: Int, ranked: Int) {
+        let settings = APISettings(baseURL: http, token: nil, tokenSource: nil, caFile: nil, timeout: .seconds(30))
+        let response = try await APIClient.with(settings) { try await $0.get("/api/workers", query: [("task", task)]) }
+        let workers = response.json["workers"].array
+        return (
+            workers.count, workers.filter { $0["status"].string == "left" }.count,
+            workers.filter { !$0["rank"].isNull }.count
+        )
     }
 }

@@ -1,6 +1,5 @@
 import Coordinator
 import Foundation
-import GRPCCore
 import RuntimeCore
 import RuntimeProto
 import Swarm

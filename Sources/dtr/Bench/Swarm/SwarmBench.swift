@@ -3,6 +3,7 @@ import Coordinator
 import Foundation
 import GRPCCore
 import RuntimeCore
+import RuntimeProto
 import Swarm
 
 /// `dtr bench swarm <scenario>`: a swarm of simulated workers against a coordinator, through the real gRPC API.
@@ -19,7 +20,8 @@ struct SwarmBench: AsyncParsableCommand {
               rendezvous         N workers register into one task: first registration to every worker holding its \
             rank at the final membership epoch.
               departure          the end of a job: N workers heartbeating at 1 Hz each close their session and \
-            deregister while the others go on: how long, against as many no-op calls; nobody suspected while heartbeating.
+            deregister while the others go on: how long, against as many no-op calls; nobody suspected. With \
+            --dataset-shards, mid-epoch: each leave also moves shards.
               memory             the coordinator's resident memory per registered worker.
               recovery           kill -9 and restart with N workers, a ledger of committed shards and checkpoints: \
             time until it serves again, and no false deaths afterwards.
@@ -55,9 +57,17 @@ struct SwarmBench: AsyncParsableCommand {
     var ledgerEntries = 1_000_000
     @Option(help: "recovery: committed checkpoints in the store.") var checkpoints = 1000
     @Option(help: "big-dataset: the dataset's shards, as a power of two (at most 24).") var log2Shards = 24
+    @Option(
+        help:
+            "departure: the task reads a dataset of this many shards, its epoch unfinished when the job ends (0: none)."
+    )
+    var datasetShards = 0
     @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, departure, failure-detection).")
     var target: String?
-    @Option(help: "With --target: its HTTP base URL, e.g. http://10.0.0.5:51051 (failure-detection needs it).")
+    @Option(
+        help:
+            "With --target: its HTTP base URL, e.g. http://10.0.0.5:51051 (failure-detection needs it; departure reads /api/workers with it)."
+    )
     var targetHttp: String?
     @Option(help: "With --target on this machine: its process id, for CPU and memory figures.") var targetPid: Int32?
     @Option(help: "With --target: the worker token it requires [env: DTR_WORKER_TOKEN].") var workerToken: String?
@@ -104,6 +114,9 @@ struct SwarmBench: AsyncParsableCommand {
         }
         guard (4...24).contains(log2Shards) else {
             throw ValidationError("--log2-shards must be between 4 and 24 (got \(log2Shards))")
+        }
+        guard (0...(1 << 24)).contains(datasetShards) else {
+            throw ValidationError("--dataset-shards must be between 0 and 16777216 (got \(datasetShards))")
         }
         guard taskSize >= 2, deaths >= 1 else { throw ValidationError("--task-size must be >= 2 and --deaths >= 1") }
     }
@@ -225,6 +238,28 @@ struct SwarmBench: AsyncParsableCommand {
         } catch let error as RPCError where error.code == .unimplemented {
             report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
             return nil
+        }
+    }
+
+    /// `worker`'s first page of shards of `dataset` (epoch 0, up to 1,024 of them; its first call creates the
+    /// epoch's ledger), asked again while the coordinator says the ledger is still being built (UNAVAILABLE, retry), as
+    /// a reader would; for at most a minute.
+    func firstAssignment(of worker: SimulatedWorker, dataset: String, _ connections: SwarmConnections) async throws
+        -> Dtruntime_V1_GetShardAssignmentResponse
+    {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do {
+                return try await connections.stub(worker.connection).getShardAssignment(
+                    .with {
+                        $0.dataset = dataset
+                        $0.workerID = worker.id
+                        $0.epoch = 0
+                        $0.maxShards = 1024
+                    }, metadata: worker.metadata(connections))
+            } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+            }
         }
     }
 
