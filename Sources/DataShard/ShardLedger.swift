@@ -526,7 +526,8 @@ public struct ShardLedger: Sendable {
         var moves = placeOrphans(membershipEpoch: membershipEpoch)
         if !isComplete {
             for joiner in joiners {
-                if let slot = memberSlot(of: joiner), let move = join(slot, membershipEpoch: membershipEpoch) {
+                // A member now (adopted): its slot without a search of the members.
+                if let slot = slotOf[joiner], let move = join(slot, membershipEpoch: membershipEpoch) {
                     moves.append(move)
                 }
             }

@@ -57,7 +57,7 @@ struct Harness {
         checkpoints: CheckpointSettings = CheckpointSettings(timeout: .seconds(60)), events: EventBus = EventBus(),
         sharedSecret: String? = "harness-worker-secret",
         offActorSyncShards: Int = CoordinatorEngine.defaultOffActorSyncShards,
-        offActorSyncMembers: Int = CoordinatorEngine.defaultOffActorSyncMembers,
+        offActorSyncMembers: Int = CoordinatorEngine.defaultOffActorSyncMembers, logger: Logger = Logger(label: "test"),
         wrappingCheckpointStore wrap: (LocalBlobStore) -> any BlobStore = { $0 }
     ) throws {
         self.directory = directory
@@ -74,7 +74,7 @@ struct Harness {
             restoringCheckpoints: try store.loadCheckpoints(), restoringTasks: try store.loadTasks(), events: events,
             queue: WriteBehindQueue(commit: store.commit),
             issueSecret: Self.issuer(sharedSecret),
-            now: { clock.now }, logger: Logger(label: "test"))
+            now: { clock.now }, logger: logger)
     }
 
     private static func issuer(_ shared: String?) -> @Sendable () -> String {

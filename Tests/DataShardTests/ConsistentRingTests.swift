@@ -4,22 +4,15 @@ import Testing
 
 @Suite("Placement: the ring made from the previous one")
 struct ConsistentRingTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return state ^ (state >> 29)
-        }
-    }
-
     func ids(_ range: Range<Int>) throws -> [WorkerID] { try range.map { try WorkerID("worker-\($0)") } }
 
     @Test("leaves, joins, both at once, a reordering and emptying give the ring a fresh build gives")
     func equalsAFreshBuild() throws {
-        var generator = Generator(state: 17)
+        var generator = SplitMix64(seed: 17)
         var members = try ids(0..<40)
         var ring = ConsistentRing(members: members, salt: 5, virtualNodes: 16)
         var nextID = 40
+        var emptied = 0
         for round in 0..<300 {
             var next = members
             switch Int.random(in: 0..<6, using: &generator) {
@@ -39,14 +32,19 @@ struct ConsistentRingTests {
             case 4:
                 next.shuffle(using: &generator)
             default:
-                next = round % 50 == 0 ? [] : next
+                break  // No change.
+            }
+            // Every 75 rounds, every member leaves (and the next joiners start from an empty ring).
+            if round % 75 == 74 {
+                next = []
+                emptied += 1
             }
             ring = ring.with(members: next)
             members = next
             #expect(ring == ConsistentRing(members: members, salt: 5, virtualNodes: 16), "round \(round)")
             #expect(ring.members == members)
         }
-        #expect(nextID > 200)
+        #expect(nextID > 200 && emptied == 4)
     }
 
     @Test("a ring made from the previous one places shards as a fresh one does")

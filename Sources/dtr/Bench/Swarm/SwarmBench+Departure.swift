@@ -204,7 +204,7 @@ extension SwarmBench {
         report.figures["leaving_round_trips"] = leavingTrips.count
         report.figures["departure_suspicions"] = suspicions
         report.figures["departure_deaths"] = deaths
-        report.figures["deregistered"] = count - stayed.count
+        report.figures["deregistered"] = members.count - stayed.count
         return report
     }
 
