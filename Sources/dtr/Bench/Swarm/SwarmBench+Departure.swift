@@ -77,18 +77,7 @@ extension SwarmBench {
         // each leave moves the leaver's shards to the others.
         var ledgerCreated: Duration?
         if datasetShards > 0, let first = members.first {
-            let spec = Dtruntime_V1_DatasetSpec.with {
-                $0.name = "departure-data"
-                $0.totalSamples = Int64(datasetShards)
-                $0.shardSize = 1
-                $0.shuffle = true
-                $0.seed = 7
-            }
-            _ = try await connections.stub(first.connection).registerDataset(
-                .with { $0.spec = spec }, metadata: connections.metadata)
-            let creating = clock.now
-            _ = try await firstAssignment(of: first, dataset: "departure-data", connections)
-            ledgerCreated = clock.now - creating
+            ledgerCreated = try await beginEpoch(of: "departure-data", shards: datasetShards, by: first, connections)
         }
 
         // Training at 1 Hz: a warm-up, then the window the departure's round trips are compared with.

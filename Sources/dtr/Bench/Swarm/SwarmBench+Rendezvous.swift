@@ -8,7 +8,10 @@ import SwiftProtobuf
 extension SwarmBench {
     /// `rendezvous`: N workers register into one task at once, each then opening its session as the SDK's `Worker`
     /// does; measured from the first registration sent to the moment every worker holds its rank at the task's final
-    /// membership epoch (N joins: epoch N), against the floor of the same number of no-op calls and streams.
+    /// membership epoch (N joins: epoch N), against the floor of the same number of no-op calls and streams. With
+    /// `--dataset-shards`, the first worker registers alone and begins an epoch of a dataset of that many shards, and
+    /// the others then join a running epoch (each join moves a share of the shards to the joiner): measured from the
+    /// second registration, and until the last worker's first page of shards.
     func rendezvous() async throws -> SwarmReport {
         let count = workers ?? 4000
         return try await withCoordinator { connections, coordinator, _ in
@@ -48,10 +51,18 @@ extension SwarmBench {
             await HeartbeatPacer.run(workers, interval: .seconds(1), until: clock.now + .seconds(86_400))
         }
         defer { pacing.cancel() }
+        // The running epoch the others join, begun by the first worker alone.
+        var ledgerCreated: Duration?
+        if datasetShards > 0 {
+            try await workers[0].register(connections)
+            sessions.open(workers[0])
+            ledgerCreated = try await beginEpoch(of: "rdv-data", shards: datasetShards, by: workers[0], connections)
+        }
+        let joining = datasetShards > 0 ? Array(workers.dropFirst()) : workers
         let start = clock.now
         let lastRegistered = Shared(start)
         await withTaskGroup(of: Void.self) { group in
-            for worker in workers {
+            for worker in joining {
                 group.addTask {
                     do {
                         try await worker.register(connections)
@@ -72,6 +83,12 @@ extension SwarmBench {
         let end = max(reached.values.max() ?? clock.now, registeredAt)
         let elapsed = end - start
         let registered = registeredAt - start
+        // The last joiner's first page: once the ledger took every join (it waits while the ledger is synced).
+        var lastPage: (took: Duration, shards: Int)?
+        if datasetShards > 0, let last = workers.last {
+            let page = try await firstAssignment(of: last, dataset: "rdv-data", connections)
+            lastPage = (clock.now - end, page.shards.count)
+        }
         // Let a few heartbeats go by: nobody may be suspected or told to rejoin.
         try await Task.sleep(for: .seconds(2))
         await sessions.stop()
@@ -87,7 +104,8 @@ extension SwarmBench {
             ["workers registering into one task at once", Figure.count(count), "", ""],
             ["last registration answered", Figure.seconds(registered.seconds), "", ""],
             [
-                "first registration → every worker holds its rank at epoch \(finalEpoch)", Figure.seconds(seconds),
+                "\(datasetShards > 0 ? "second" : "first") registration → every worker holds its rank at epoch "
+                    + "\(finalEpoch)", Figure.seconds(seconds),
                 floor.map { "floor: \(Figure.count(count)) no-op calls + streams: \(Figure.seconds($0.seconds))" }
                     ?? "no floor (--target)",
                 (floor.map { "\(Figure.ratio(seconds / max($0.seconds, 1e-9))); " } ?? "")
@@ -95,6 +113,22 @@ extension SwarmBench {
             ],
             ["every worker ranked 0..<\(count), no false deaths", ranked ? "yes" : "no", "", ""],
         ]
+        if let ledgerCreated, let lastPage {
+            report.rows.insert(
+                [
+                    "a running epoch: shards, ledger created by the first worker (alone)", Figure.count(datasetShards),
+                    Figure.seconds(ledgerCreated.seconds), "",
+                ], at: 1)
+            report.rows.append([
+                "every worker holds its rank → the last one's first page of shards (the ledger took every join)",
+                Figure.seconds(lastPage.took.seconds), "its shards: \(lastPage.shards)", "",
+            ])
+            report.figures["dataset_shards"] = datasetShards
+            report.figures["ledger_seconds"] = ledgerCreated.seconds
+            report.figures["last_page_seconds"] = lastPage.took.seconds
+            report.figures["last_page_shards"] = lastPage.shards
+            if lastPage.shards == 0 { report.problem("the last worker to join was given no shards") }
+        }
         report.figures["workers"] = count
         report.figures["rendezvous_seconds"] = seconds
         report.figures["registered_seconds"] = registered.seconds

@@ -58,9 +58,9 @@ struct SwarmBench: AsyncParsableCommand {
     @Option(help: "recovery: committed checkpoints in the store.") var checkpoints = 1000
     @Option(help: "big-dataset: the dataset's shards, as a power of two (at most 24).") var log2Shards = 24
     @Option(
-        help:
-            "departure: the task reads a dataset of this many shards, its epoch unfinished when the job ends (0: none)."
-    )
+        help: ArgumentHelp(
+            "departure: the task reads a dataset of this many shards, its epoch unfinished when the job ends; "
+                + "rendezvous: its epoch begun by the first worker before the others join (0: none)."))
     var datasetShards = 0
     @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, departure, failure-detection).")
     var target: String?
@@ -239,6 +239,26 @@ struct SwarmBench: AsyncParsableCommand {
             report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
             return nil
         }
+    }
+
+    /// Registers `dataset` (`shards` shards of one sample) and begins its epoch 0 for `worker`'s task: `worker`'s
+    /// first page creates the ledger over the task's members. Returns how long the first page took.
+    func beginEpoch(of dataset: String, shards: Int, by worker: SimulatedWorker, _ connections: SwarmConnections)
+        async throws -> Duration
+    {
+        let spec = Dtruntime_V1_DatasetSpec.with {
+            $0.name = dataset
+            $0.totalSamples = Int64(shards)
+            $0.shardSize = 1
+            $0.shuffle = true
+            $0.seed = 7
+        }
+        _ = try await connections.stub(worker.connection).registerDataset(
+            .with { $0.spec = spec }, metadata: connections.metadata)
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = try await firstAssignment(of: worker, dataset: dataset, connections)
+        return clock.now - start
     }
 
     /// `worker`'s first page of shards of `dataset` (epoch 0, up to 1,024 of them; its first call creates the
