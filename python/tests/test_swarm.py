@@ -333,6 +333,9 @@ def test_bad_options_name_the_rule(dtr_binary: str, tmp_path: Path) -> None:
     assert not never.exists()
     said = refused(dtr_binary, "bench", "swarm", "departure", "--dataset-shards", "20000000")
     assert "--dataset-shards must be between 0 and 16777216 (got 20000000)" in said
+    # An option a scenario would ignore is refused, not dropped silently.
+    said = refused(dtr_binary, "bench", "swarm", "heartbeat", "--dataset-shards", "1000")
+    assert "--dataset-shards is for the departure and rendezvous scenarios" in said
     # The recovery scenario's probe process (hidden) refuses an address it cannot use, before writing anything.
     events = tmp_path / "probe.events"
     probe = ["bench", "recovery-probe", "--grpc", "no-port", "--http", "http://127.0.0.1:1", "--worker-id", "w"]

@@ -118,6 +118,10 @@ struct SwarmBench: AsyncParsableCommand {
         guard (0...(1 << 24)).contains(datasetShards) else {
             throw ValidationError("--dataset-shards must be between 0 and 16777216 (got \(datasetShards))")
         }
+        if datasetShards > 0, scenario != .departure, scenario != .rendezvous {
+            throw ValidationError(
+                "--dataset-shards is for the departure and rendezvous scenarios (big-dataset takes --log2-shards)")
+        }
         guard taskSize >= 2, deaths >= 1 else { throw ValidationError("--task-size must be >= 2 and --deaths >= 1") }
     }
 
