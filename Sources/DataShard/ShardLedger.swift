@@ -178,6 +178,8 @@ public struct ShardLedger: Sendable {
     /// Current members in rank order, their slots, and the ring over them.
     private var members: [WorkerID] = []
     private var memberSlots: [Int32] = []
+    /// Per slot: whether it is a current member's (kept with `memberSlots`, so that finding a member is no search).
+    private var isMember: [Bool] = []
     private var ring: ConsistentRing
 
     /// Per slot: positions of its shards in the epoch order, ascending (done ones included).
@@ -319,6 +321,8 @@ public struct ShardLedger: Sendable {
         // The ring over them is built when the restore adopts the members it last followed.
         members = snapshot.members.map { slots[Int($0)] }
         memberSlots = snapshot.members
+        isMember = [Bool](repeating: false, count: slots.count)
+        for slot in memberSlots { isMember[Int(slot)] = true }
     }
 
     // MARK: Queries
@@ -405,7 +409,6 @@ public struct ShardLedger: Sendable {
         guard let slot = memberSlot(of: worker).map(Int.init) else { return ([], nil, []) }
         var directives: [Directive] = []
         if page.after == nil, remaining[slot] == 0, !isComplete,
-            memberSlots.contains(where: { pending[Int($0)] > 0 }),
             let stolen = steal(into: Int32(slot), membershipEpoch: membershipEpoch)
         {
             directives.append(.moved(stolen))
@@ -515,22 +518,17 @@ public struct ShardLedger: Sendable {
     }
 
     /// The task's membership changed: shards of departed workers move to survivors (and unowned shards to anyone),
-    /// then each joiner takes its fair share of unstarted shards.
+    /// then the joiners take their fair shares of the unstarted shards, all together.
     public mutating func syncMembers(_ newMembers: [WorkerID], membershipEpoch: UInt64) -> [Directive] {
-        // One pass over the members, not a search of them for each new member (at 10,000 members that was 10^8
-        // comparisons a change).
-        let isMember = memberMask()
+        // A joiner's slot is not a member's: no search of the members for each new member (at 10,000 members that was
+        // 10^8 comparisons a change).
         let joiners = newMembers.filter { worker in slotOf[worker].map { !isMember[Int($0)] } ?? true }
         guard joiners.count > 0 || newMembers != members else { return [] }
         adopt(newMembers)
         var moves = placeOrphans(membershipEpoch: membershipEpoch)
-        if !isComplete {
-            for joiner in joiners {
-                // A member now (adopted): its slot without a search of the members.
-                if let slot = slotOf[joiner], let move = join(slot, membershipEpoch: membershipEpoch) {
-                    moves.append(move)
-                }
-            }
+        if !isComplete, !joiners.isEmpty {
+            // Members now (adopted): their slots without a search of the members.
+            moves += join(joiners.compactMap { slotOf[$0] }, membershipEpoch: membershipEpoch)
         }
         return moves.map(Directive.moved) + [.membersChanged(newMembers, membershipEpoch: membershipEpoch)]
     }
@@ -539,8 +537,10 @@ public struct ShardLedger: Sendable {
 
     /// Makes `newMembers` the members: slots for newcomers, and the ring over them.
     private mutating func adopt(_ newMembers: [WorkerID]) {
+        for slot in memberSlots { isMember[Int(slot)] = false }
         members = newMembers
         memberSlots = newMembers.map { slot(for: $0) }
+        for slot in memberSlots { isMember[Int(slot)] = true }
         ring = ring.with(members: newMembers)
     }
 
@@ -555,18 +555,12 @@ public struct ShardLedger: Sendable {
         pending.append(0)
         claimed.append(0)
         gainedEpoch.append(0)
+        isMember.append(false)
         return slot
     }
 
-    /// Whether each slot is a member's.
-    private func memberMask() -> [Bool] {
-        var isMember = [Bool](repeating: false, count: slots.count)
-        for slot in memberSlots { isMember[Int(slot)] = true }
-        return isMember
-    }
-
     private func memberSlot(of worker: WorkerID) -> Int32? {
-        guard let slot = slotOf[worker], memberSlots.contains(slot) else { return nil }
+        guard let slot = slotOf[worker], isMember[Int(slot)] else { return nil }
         return slot
     }
 
@@ -592,7 +586,6 @@ public struct ShardLedger: Sendable {
     /// Moves every unfinished shard whose owner is not a member to the first member clockwise with room (or the least
     /// loaded when everyone is full), keeping its state and cursor. Returns the moves, one per new owner.
     private mutating func placeOrphans(membershipEpoch: UInt64) -> [ShardMove] {
-        let isMember = memberMask()
         // Orphans in epoch order: from departed members, and unowned ones.
         var orphans: [UInt32] = []
         for slot in slots.indices where !isMember[slot] && remaining[slot] > 0 {
@@ -635,35 +628,82 @@ public struct ShardLedger: Sendable {
         return moves
     }
 
-    /// A joiner takes a fair share of the unstarted shards: first what is above the new capacity from those who hold
-    /// more, then up to `unstarted / members`, each levelling from the most loaded; from each donor, the unstarted
-    /// shards it would reach last. Returns the move.
-    private mutating func join(_ joiner: Int32, membershipEpoch: UInt64) -> ShardMove? {
+    /// Joiners take a fair share of the unstarted shards: at least `unstarted / members` each when the others can
+    /// spare it, and more when the others hold more than the new capacity, up to that capacity; from the donors (the
+    /// members that did not join), first their excess over the capacity, then what they hold above the fair share,
+    /// levelled from the most loaded; from each donor, the unstarted shards it would reach last. The shards taken are
+    /// shared among the joiners evenly (the least loaded first), and dealt in epoch order, one to each joiner in turn,
+    /// so that each joiner's shards lie all over the epoch. Returns the moves, one per joiner given shards.
+    ///
+    /// All joiners at once: at 10,000 members, thousands of joiners in one sync each going over every member took
+    /// seconds.
+    private mutating func join(_ joiners: [Int32], membershipEpoch: UInt64) -> [ShardMove] {
         let n = members.count
         let cap = Placement.capacity(items: shardCount - doneCount, bins: n, epsilon: config.epsilon)
-        let others = memberSlots.filter { $0 != joiner }
+        var isJoiner = [Bool](repeating: false, count: slots.count)
+        for joiner in joiners { isJoiner[Int(joiner)] = true }
+        let donors = memberSlots.filter { !isJoiner[Int($0)] }
         let unstarted = memberSlots.reduce(0) { $0 + pending[Int($1)] }
         let fairShare = unstarted / n
 
-        // How many unstarted shards each other member gives: first its excess over the capacity, then whatever brings
-        // the joiner to its fair share (never taking anyone below the fair share); both levelled down from the most
-        // loaded, so that a joiner whose capacity cannot take every excess leaves the excess spread thin rather than
-        // whole on a few. The joiner itself never goes over the capacity.
-        var budget = max(0, cap - remaining[Int(joiner)])
+        // How many the joiners take in all: their fair shares, or the donors' excess when that is more, within the
+        // joiners' capacity. Levelled down from the most loaded donors, so that joiners whose capacity cannot take
+        // every excess leave the excess spread thin rather than whole on a few.
+        let budgets = joiners.map { max(0, cap - remaining[Int($0)]) }
+        let fairShares = zip(joiners, budgets).reduce(0) { $0 + min($1.1, max(0, fairShare - pending[Int($1.0)])) }
+        let excesses = donors.map { slot in (slot, min(max(0, remaining[Int(slot)] - cap), pending[Int(slot)])) }
         var gives = [Int](repeating: 0, count: slots.count)
-        let excesses = others.map { slot in (slot, min(max(0, remaining[Int(slot)] - cap), pending[Int(slot)])) }
-        budget -= level(excesses, taking: budget, into: &gives)
-        let given = gives.reduce(0, +)
-        let want = min(budget, max(0, fairShare - pending[Int(joiner)] - given))
-        let spares = others.map { slot in (slot, pending[Int(slot)] - gives[Int(slot)] - fairShare) }
-        level(spares, taking: want, into: &gives)
+        let fromExcess = level(excesses, taking: budgets.reduce(0, +), into: &gives)
+        let spares = donors.map { slot in (slot, pending[Int(slot)] - gives[Int(slot)] - fairShare) }
+        let fromSpares = level(spares, taking: max(0, fairShares - fromExcess), into: &gives)
+        let takes = Self.fill(
+            fromExcess + fromSpares, levels: joiners.map { pending[Int($0)] }, budgets: budgets)
+
         var taken: [UInt32] = []
-        for donor in others where gives[Int(donor)] > 0 {
-            taken.mergeSorted(takeLast(gives[Int(donor)], unstartedFrom: Int(donor)))
+        for donor in donors where gives[Int(donor)] > 0 {
+            taken += takeLast(gives[Int(donor)], unstartedFrom: Int(donor))
         }
-        guard !taken.isEmpty else { return nil }
-        give(taken, to: Int(joiner), membershipEpoch: membershipEpoch)
-        return move(taken, to: slots[Int(joiner)], membershipEpoch: membershipEpoch)
+        guard !taken.isEmpty else { return [] }
+        taken.sort()
+        // Dealt in turns: each turn, one shard to every joiner still short of its take.
+        var dealt = [[UInt32]](repeating: [], count: joiners.count)
+        var turn = joiners.indices.filter { takes[$0] > 0 }
+        var next = 0
+        while next < taken.count, !turn.isEmpty {
+            for index in turn where next < taken.count {
+                dealt[index].append(taken[next])
+                next += 1
+            }
+            turn.removeAll { dealt[$0].count == takes[$0] }
+        }
+        var moves: [ShardMove] = []
+        for (index, positions) in dealt.enumerated() where !positions.isEmpty {
+            let joiner = Int(joiners[index])
+            give(positions, to: joiner, membershipEpoch: membershipEpoch)
+            moves.append(move(positions, to: slots[joiner], membershipEpoch: membershipEpoch))
+        }
+        return moves
+    }
+
+    /// Shares `amount` among members now holding `levels`, each taking at most its budget: the least loaded are raised
+    /// first (to one level, ties in the list's order). `amount` is at most the budgets' sum.
+    private static func fill(_ amount: Int, levels: [Int], budgets: [Int]) -> [Int] {
+        func need(_ level: Int) -> Int { zip(levels, budgets).reduce(0) { $0 + min($1.1, max(0, level - $1.0)) } }
+        // The highest level everyone below can be raised to with `amount`.
+        var (low, high) = (0, (levels.max() ?? 0) + (budgets.max() ?? 0))
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if need(middle) <= amount { low = middle } else { high = middle - 1 }
+        }
+        var takes = zip(levels, budgets).map { min($0.1, max(0, low - $0.0)) }
+        // The rest, one more each to those at that level who can take it (fewer than them: else the level were higher).
+        var left = amount - takes.reduce(0, +)
+        for index in takes.indices
+        where left > 0 && takes[index] < budgets[index] && levels[index] + takes[index] == low {
+            takes[index] += 1
+            left -= 1
+        }
+        return takes
     }
 
     /// Takes up to `amount` from the `spares` (slot, how many it can give), levelling them down from the largest: one
@@ -697,10 +737,13 @@ public struct ShardLedger: Sendable {
 
     /// The later half of the unstarted shards of the member with the most go to `thief`. Returns the move.
     private mutating func steal(into thief: Int32, membershipEpoch: UInt64) -> ShardMove? {
-        guard
-            let victim = memberSlots.filter({ $0 != thief && pending[Int($0)] > 0 })
-                .min(by: { largerFirst(($0, pending[Int($0)]), ($1, pending[Int($1)])) })
-        else { return nil }
+        // One pass, no copy of the members: idle members ask again and again near an epoch's end.
+        var found: Int32?
+        for slot in memberSlots where slot != thief && pending[Int(slot)] > 0 {
+            if let best = found, !largerFirst((slot, pending[Int(slot)]), (best, pending[Int(best)])) { continue }
+            found = slot
+        }
+        guard let victim = found else { return nil }
         let taken = takeLast((pending[Int(victim)] + 1) / 2, unstartedFrom: Int(victim))
         give(taken, to: Int(thief), membershipEpoch: membershipEpoch)
         return move(taken, to: slots[Int(thief)], membershipEpoch: membershipEpoch)

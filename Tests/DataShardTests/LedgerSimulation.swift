@@ -41,22 +41,25 @@ struct LedgerSimulation {
 
     var owners: [WorkerID?] { ledger.owners() }
 
-    /// A worker joins: a new one, or (sometimes) a departed one again under its old id.
-    mutating func join() throws {
+    /// Workers join, `count` of them in one membership change: new ones, or (sometimes) departed ones again under
+    /// their old ids.
+    mutating func join(count: Int = 1) throws {
         let before = owners
-        let worker: WorkerID
-        if !departed.isEmpty, pick(2) == 0 {
-            worker = departed.remove(at: pick(departed.count))
-        } else {
-            worker = try WorkerID("w\(nextWorker)")
-            nextWorker += 1
+        for _ in 0..<count {
+            let worker: WorkerID
+            if !departed.isEmpty, pick(2) == 0 {
+                worker = departed.remove(at: pick(departed.count))
+            } else {
+                worker = try WorkerID("w\(nextWorker)")
+                nextWorker += 1
+            }
+            members.append(worker)
         }
-        members.append(worker)
         membershipEpoch += 1
         _ = ledger.syncMembers(members, membershipEpoch: membershipEpoch)
         let moved = zip(before, owners).filter { $0 != nil && $0 != $1 }.count
         let fair = Double(ledger.shardCount) / Double(members.count)
-        worstJoinMove = max(worstJoinMove, Double(moved) / fair)
+        worstJoinMove = max(worstJoinMove, Double(moved) / (fair * Double(count)))
     }
 
     /// A worker dies or leaves (its cached assignment stays in hand, for when it comes back).
@@ -161,6 +164,18 @@ struct LedgerSimulation {
         for load in ledger.remainingPerMember() where remaining[load.worker, default: 0] != load.remaining {
             problems.append(
                 "\(load.worker) counts \(load.remaining) remaining shards, owns \(remaining[load.worker, default: 0])")
+        }
+        // A member is given its unfinished shards; a departed worker nothing (on a copy: an idle member may steal).
+        var probe = ledger
+        for worker in departed {
+            let given = probe.assignment(for: worker, membershipEpoch: membershipEpoch)
+            if !given.leases.isEmpty || !given.directives.isEmpty {
+                problems.append("departed \(worker) was given \(given.leases.count) shards")
+            }
+        }
+        for (worker, count) in remaining {
+            let given = probe.assignment(for: worker, membershipEpoch: membershipEpoch).leases.count
+            if given != count { problems.append("\(worker) owns \(count) unfinished shards, was given \(given)") }
         }
         return problems
     }

@@ -5,7 +5,8 @@ import Testing
 
 @Suite("Shard ledger: properties over random joins, leaves, deaths and progress")
 struct ShardLedgerPropertyTests {
-    /// Event codes: 0-14 join, 15-29 leave or death, 30-84 a member commits, 85-99 a member asks (and may steal).
+    /// Event codes: 0-14 join (12-14: three at once), 15-29 leave or death, 30-84 a member commits, 85-99 a member
+    /// asks (and may steal).
     static let events = Gen.int(in: 0...99).array(of: 10...80)
 
     @Test("every sample committed exactly once; joins move at most 1.1/(n+1); invariants hold throughout")
@@ -20,7 +21,8 @@ struct ShardLedgerPropertyTests {
             var simulation = try LedgerSimulation(spec: spec, workers: workers, seed: seed)
             for event in events {
                 switch event {
-                case 0..<15: try simulation.join()
+                case 0..<12: try simulation.join()
+                case 12..<15: try simulation.join(count: 3)
                 case 15..<30: simulation.depart()
                 case 30..<85: try simulation.work()
                 default:
@@ -33,7 +35,7 @@ struct ShardLedgerPropertyTests {
                 #expect(problems.isEmpty, "after event \(event): \(problems.prefix(3))")
                 if !problems.isEmpty { return }
             }
-            // A join moves at most its fair share (1/(n+1) of the shards), with one shard of rounding.
+            // A join moves at most its fair share (1/(n+1) of the shards) for each joiner, with one shard of rounding.
             #expect(simulation.worstJoinMove <= 1.1 + Double(simulation.members.count + 1) / Double(shards))
             try simulation.drain()
             let wrong = simulation.commits.enumerated().flatMap { shard, positions in
@@ -48,7 +50,7 @@ struct ShardLedgerPropertyTests {
     @Test("before anyone starts, no worker holds more than ceil((1+ε)·shards/n) + 1 after any join or departure")
     func bounded() async {
         await propertyCheck(
-            count: 150, input: Gen.int(in: 0...1).array(of: 1...30), Gen.int(in: 1...2000), Gen.int(in: 1...12),
+            count: 150, input: Gen.int(in: 0...2).array(of: 1...30), Gen.int(in: 1...2000), Gen.int(in: 1...12),
             Gen.uint64()
         ) { events, shards, workers, seed in
             let spec = try DatasetSpec(
@@ -64,8 +66,14 @@ struct ShardLedgerPropertyTests {
             }
             check("initial placement")
             for event in events {
-                if event == 0 || simulation.members.count <= 1 { try simulation.join() } else { simulation.depart() }
-                check("after \(event == 0 ? "join" : "departure") with \(simulation.members.count) members")
+                if event == 2 {
+                    try simulation.join(count: 4)
+                } else if event == 0 || simulation.members.count <= 1 {
+                    try simulation.join()
+                } else {
+                    simulation.depart()
+                }
+                check("after \(event == 1 ? "departure" : "join") with \(simulation.members.count) members")
             }
         }
     }

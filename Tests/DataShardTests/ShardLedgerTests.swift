@@ -248,4 +248,41 @@ struct ShardLedgerTests {
         }
         #expect(complete.isComplete, "every shard can be finished")
     }
+
+    @Test(
+        "joiners in one membership change each take the fair share, from members that held more, spread over the epoch")
+    func joinersAtOnce() throws {
+        let spec = try DatasetSpec(name: "d", totalSamples: 20_000, shardSize: 1, shuffle: true, seed: 5)
+        let members = try (0..<200).map { try WorkerID("m\($0)") }
+        let joiners = try (0..<50).map { try WorkerID("j\($0)") }
+        var ledger = ShardLedger(spec: spec, epoch: 0, members: members, membershipEpoch: 1)
+        let before = ledger.owners()
+        let loadsBefore = Dictionary(
+            uniqueKeysWithValues: ledger.remainingPerMember().map { ($0.worker, $0.remaining) })
+        let directives = ledger.syncMembers(members + joiners, membershipEpoch: 2)
+        let loads = Dictionary(uniqueKeysWithValues: ledger.remainingPerMember().map { ($0.worker, $0.remaining) })
+        let fair = 20_000 / 250
+        #expect(joiners.allSatisfy { loads[$0] == fair }, "\(joiners.map { loads[$0] ?? -1 })")
+        // A member gives only what it holds above the fair share.
+        #expect(members.allSatisfy { loads[$0]! >= min(fair, loadsBefore[$0]!) })
+        #expect(loads.values.max()! <= Placement.capacity(items: 20_000, bins: 250, epsilon: 0.05))
+        // Only joiners gained, one move each, and only what they took moved.
+        let moved = zip(before, ledger.owners()).filter { $0.0 != $0.1 }
+        #expect(moved.count == joiners.count * fair)
+        #expect(moved.allSatisfy { joiners.contains($0.1!) })
+        let moves = directives.compactMap { directive -> ShardMove? in
+            if case .moved(let move) = directive { return move }
+            return nil
+        }
+        #expect(Set(moves.compactMap(\.owner)) == Set(joiners) && moves.count == joiners.count)
+        // Dealt in turns: every joiner's shards span the same stretch of the epoch order, not a slice of it each.
+        let order = EpochOrder(spec: spec, epoch: 0)
+        let spans = moves.map { move in
+            let positions = move.shards.map { order.position(of: $0) }
+            return (positions.min()!, positions.max()!)
+        }
+        let first = spans.map(\.0).max()!
+        let last = spans.map(\.1).min()!
+        #expect(first < last, "the joiners' shards overlap in epoch order: \(spans.prefix(3))")
+    }
 }

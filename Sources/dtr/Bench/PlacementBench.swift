@@ -88,7 +88,24 @@ struct PlacementBench: ParsableCommand {
                 joinMoved: changed(before, owners(joined.result)), leaveMoved: changed(before, owners(left.result)),
                 balance: ledgerBalance(created.result)))
 
+        // A tenth as many workers again joining in one membership change (a join storm taken by one sync).
+        let newcomers = try (0..<max(1, workers / 10)).map { try WorkerID("joiner-\($0)") }
+        let joinedAtOnce = measure(repetitions: repetitions, setup: fresh) {
+            _ = $0.syncMembers(members + newcomers, membershipEpoch: 2)
+        }
+        // Every member asks for its first page once, as each does at an epoch's start (on the engine's actor).
+        let pages = measure(repetitions: repetitions, setup: fresh) { ledger in
+            for member in members {
+                _ = ledger.assignment(for: member, membershipEpoch: 1, page: AssignmentPage(limit: 10))
+            }
+        }
         print(report(rows, baseline: modN.median, fair: fair, epsilon: epsilon))
+        print(
+            "Ledger: \(newcomers.count) workers joining at once: \(joinedAtOnce.median.report); "
+                + "the fewest shards a joiner took: \(fewest(joinedAtOnce.result, newcomers)).")
+        print(
+            "Ledger: every member's first page of 10 shards, once each: \(pages.median.report) in all, "
+                + String(format: "%.2f µs", pages.median.seconds * 1e6 / Double(workers)) + " a call.")
     }
 
     struct Row {
@@ -155,6 +172,11 @@ private func balance(_ owners: [Int32], _ workers: Int) -> Double {
 }
 
 private func owners(_ ledger: ShardLedger) -> [WorkerID?] { ledger.owners() }
+
+private func fewest(_ ledger: ShardLedger, _ workers: [WorkerID]) -> Int {
+    let loads = Dictionary(uniqueKeysWithValues: ledger.remainingPerMember().map { ($0.worker, $0.remaining) })
+    return workers.map { loads[$0] ?? 0 }.min() ?? 0
+}
 
 private func ledgerBalance(_ ledger: ShardLedger) -> Double {
     let loads = ledger.remainingPerMember().map(\.remaining)
