@@ -186,6 +186,10 @@ def test_departure_mid_epoch(dtr_binary: str) -> None:
     assert report["dataset_shards"] == 3000 and report["ledger_seconds"] > 0
     assert report["deregistered"] == 300 and report["left"] == 300
     assert report["departure_deaths"] == 0 and report["departure_suspicions"] == 0
+    # One worker stayed until the others left, asking for its shards: answered, never refused.
+    assert report["asked_answered"] >= 1 and report["asked_unavailable"] == 0
+    # A task of 300 members has its ledger synced at once, on the engine's actor: no sync off it was logged.
+    assert report["ledger_syncs"] == 0
 
 
 def test_departure_against_a_target(dtr_binary: str, coordinator_factory: Callable[..., LocalCoordinator]) -> None:

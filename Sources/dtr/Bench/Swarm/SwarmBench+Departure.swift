@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import GRPCCore
 import RuntimeCore
 import RuntimeProto
 import Swarm
@@ -12,7 +13,9 @@ extension SwarmBench {
     /// answered, against the floor of as many no-op calls and streams (all at once); the coordinator may suspect
     /// nobody meanwhile (the leavers are silent well under the suspect timeout), nor declare anybody dead, and every
     /// worker must show as left in `/api/workers` afterwards. With `--dataset-shards`, the task reads a dataset whose
-    /// epoch is unfinished when the job ends (a job stopped mid-epoch), so that each leave also moves shards.
+    /// epoch is unfinished when the job ends (a job stopped mid-epoch), so that each leave also moves shards; and one
+    /// worker stays until the others have left, asking for its shards every 100 ms meanwhile, as a member of a task
+    /// scaled down would (its calls wait while the ledger is synced off the coordinator's actor).
     ///
     /// A session is closed gracefully (its requests ended, the coordinator's end of the stream awaited), where the
     /// SDK's `close()` cancels its call: thousands of streams reset at once break the swarm's shared connections
@@ -23,18 +26,9 @@ extension SwarmBench {
     /// from N addresses, each with a budget of its own.
     func departure() async throws -> SwarmReport {
         let count = workers ?? 10_000
-        let start = { (directory: String) in
-            try await coordinator(
-                dataDir: directory, arguments: ["--grpc-rate-limit", "0"],
-                config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: directory, grpcRateLimit: 0))
-        }
-        return try await withCoordinator(start: start) { connections, coordinator, _ in
+        return try await withCoordinator(start: coordinatorWithoutRateLimit) { connections, coordinator, _ in
             var report = try await measureDeparture(count, connections, coordinator)
-            if target == nil {
-                report.notes.append(
-                    "The coordinator ran without its per-client gRPC rate limit (--grpc-rate-limit 0): the swarm is one "
-                        + "client standing for \(count) hosts.")
-            }
+            report.notes += noRateLimitNote(count)
             return report
         }
     }
@@ -88,15 +82,26 @@ extension SwarmBench {
         let suspicionsBefore = coordinator.logLines(containing: "worker suspected")
         let deathsBefore = coordinator.logLines(containing: "worker declared dead")
 
-        // The job ends.
+        // The job ends (with a dataset, the last worker stays and asks for its shards until the others left).
+        let syncsBefore = coordinator.logLines(containing: Self.syncedLine)
         let statsBefore = coordinator.stats
+        let asker = datasetShards > 0 ? members.last : nil
+        let leftAll = Shared(false)
+        let asking = asker.map { askForShards($0, dataset: "departure-data", until: leftAll, connections) }
         let leaving = clock.now
-        let stayed = await leaveAll(
-            members, connections, closing: sessions, concurrency: Self.leavingAtOnce, reason: reason,
-            recorder: recorder)
+        var stayed = await leaveAll(
+            asker == nil ? members : Array(members.dropLast()), connections, closing: sessions,
+            concurrency: Self.leavingAtOnce, reason: reason, recorder: recorder)
         let departure = clock.now - leaving
         let statsAfter = coordinator.stats
         let leavingTrips = Percentiles(nanoseconds: recorder.takeRoundTrips())
+        leftAll.withLock { $0 = true }
+        let asked = await asking?.value
+        if let asker {
+            stayed += await leaveAll(
+                [asker], connections, closing: sessions, concurrency: 1, reason: reason, recorder: recorder)
+        }
+        let syncs = coordinator.logLines(containing: Self.syncedLine).map { $0 - (syncsBefore ?? 0) }
         pacing.cancel()
         await pacing.value
         await sessions.stop()
@@ -137,6 +142,7 @@ extension SwarmBench {
         let trips = { (p: Percentiles) in
             "\(Figure.ms(p.milliseconds(0.5))) / \(Figure.ms(p.milliseconds(0.99))) / \(Figure.ms(p.maxMilliseconds))"
         }
+        let leavers = asker == nil ? count : count - 1
         report.rows = [
             [
                 "workers registered (one task), heartbeating at 1 Hz", Figure.count(count), "",
@@ -148,8 +154,8 @@ extension SwarmBench {
                 ledgerCreated.map { "ledger created in \(Figure.seconds($0.seconds))" } ?? "", "",
             ],
             [
-                "every worker closes its session, then deregisters (\(Self.leavingAtOnce) at a time): first closed "
-                    + "→ last answered",
+                "\(asker == nil ? "every worker" : "every worker but one") closes its session, then deregisters "
+                    + "(\(Self.leavingAtOnce) at a time): first closed → last answered",
                 Figure.seconds(seconds),
                 floor.map {
                     "floor: \(Figure.count(count)) no-op calls + streams, all at once: \(Figure.seconds($0.seconds))"
@@ -167,12 +173,29 @@ extension SwarmBench {
                     ?? "", "0 / 0; none logged",
             ],
         ]
-        if let cost = MessageCost(from: statsBefore, to: statsAfter, messages: count), let statsBefore, let statsAfter {
+        if let asked {
+            let answered = Percentiles(nanoseconds: asked.trips)
+            report.rows.append([
+                "the worker that stays asks for its shards every 100 ms meanwhile: calls answered, round trip p50 / "
+                    + "p99 / max; refused UNAVAILABLE (the ledger synced longer than the coordinator waits)",
+                "\(answered.count), \(trips(answered)); \(asked.unavailable)",
+                syncs.map { "ledger syncs meanwhile: \($0)" } ?? "", "",
+            ])
+            if answered.count == 0 { report.problem("the worker that stayed had none of its calls answered") }
+            for failure in asked.failures { report.problem("the worker that stayed: \(failure)") }
+            report.figures["asked_answered"] = answered.count
+            report.figures["asked_p50_ms"] = answered.milliseconds(0.5)
+            report.figures["asked_max_ms"] = answered.maxMilliseconds
+            report.figures["asked_unavailable"] = asked.unavailable
+            report.figures["ledger_syncs"] = syncs
+        }
+        if let cost = MessageCost(from: statsBefore, to: statsAfter, messages: leavers), let statsBefore, let statsAfter
+        {
             let cpu = (statsAfter.cpuSeconds - statsBefore.cpuSeconds) / max(seconds, 1e-9)
             report.rows.append([
                 "coordinator CPU while they leave (of one core) / per departure",
                 "\(String(format: "%.0f %%", cpu * 100)) / \(Figure.microseconds(cost.cpu.seconds))",
-                "per departure: all of the coordinator's CPU meanwhile (the others' heartbeats included) ÷ \(count)",
+                "per departure: all of the coordinator's CPU meanwhile (the others' heartbeats included) ÷ \(leavers)",
                 coordinator.isSeparateProcess ? "" : "(this process: swarm included)",
             ])
             report.figures["coordinator_cpu_fraction"] = cpu
@@ -195,6 +218,43 @@ extension SwarmBench {
         report.figures["departure_deaths"] = deaths
         report.figures["deregistered"] = members.count - stayed.count
         return report
+    }
+
+    /// What the coordinator logs when it checks in a ledger synced off its actor.
+    static let syncedLine = "dataset epoch ledger synced with its task's members"
+
+    /// `worker` asks for its first page of `dataset`'s shards every 100 ms until `done` holds (at least once, and
+    /// never cutting a call short): each answered call's round trip, how many were refused as UNAVAILABLE, and any
+    /// other failure.
+    private func askForShards(
+        _ worker: SimulatedWorker, dataset: String, until done: Shared<Bool>, _ connections: SwarmConnections
+    ) -> Task<(trips: [Int64], unavailable: Int, failures: [String]), Never> {
+        Task {
+            var trips: [Int64] = []
+            var unavailable = 0
+            var failures: [String] = []
+            let clock = ContinuousClock()
+            repeat {
+                let sent = clock.now
+                do {
+                    _ = try await connections.stub(worker.connection).getShardAssignment(
+                        .with {
+                            $0.dataset = dataset
+                            $0.workerID = worker.id
+                            $0.epoch = 0
+                            $0.maxShards = 10
+                        }, metadata: worker.metadata(connections))
+                    trips.append(Int64((clock.now - sent).seconds * 1e9))
+                } catch let error as RPCError where error.code == .unavailable {
+                    unavailable += 1
+                } catch {
+                    failures.append("GetShardAssignment: \(error)")
+                    break
+                }
+                try? await Task.sleep(until: sent + .milliseconds(100), clock: clock)
+            } while !done.value
+            return (trips, unavailable, failures)
+        }
     }
 
     /// How the workers of `task` stand in `GET /api/workers`: how many are listed, how many left, how many hold a rank.

@@ -12,10 +12,19 @@ extension SwarmBench {
     /// `--dataset-shards`, the first worker registers alone and begins an epoch of a dataset of that many shards, and
     /// the others then join a running epoch (each join moves a share of the shards to the joiner): measured from the
     /// second registration, and until the last worker's first page of shards.
+    ///
+    /// The floor's calls and streams (2 N at once, from this one address) fit the coordinator's default per-client
+    /// burst, twice its rate, up to N = 5,000 (the default rate). Beyond that the coordinator it starts runs without
+    /// the limit, as the departure's does, and the report says so: a real cluster's N hosts each have a budget.
     func rendezvous() async throws -> SwarmReport {
         let count = workers ?? 4000
-        return try await withCoordinator { connections, coordinator, _ in
-            try await measureRendezvous(count, connections, coordinator)
+        let unlimited = Double(count) > CoordinatorConfig().grpcRateLimit
+        let start: ((String) async throws -> BenchCoordinator)? =
+            unlimited ? { try await coordinatorWithoutRateLimit(dataDir: $0) } : nil
+        return try await withCoordinator(start: start) { connections, coordinator, _ in
+            var report = try await measureRendezvous(count, connections, coordinator)
+            if unlimited { report.notes += noRateLimitNote(count) }
+            return report
         }
     }
 
@@ -109,7 +118,9 @@ extension SwarmBench {
                 floor.map { "floor: \(Figure.count(count)) no-op calls + streams: \(Figure.seconds($0.seconds))" }
                     ?? "no floor (--target)",
                 (floor.map { "\(Figure.ratio(seconds / max($0.seconds, 1e-9))); " } ?? "")
-                    + "goal ≤ 1 s \(Figure.met(seconds <= 1))",
+                    + (count <= Self.goalWorkers
+                        ? "goal ≤ 1 s \(Figure.met(seconds <= 1))"
+                        : "the goal is for \(Figure.count(Self.goalWorkers))"),
             ],
             ["every worker ranked 0..<\(count), no false deaths", ranked ? "yes" : "no", "", ""],
         ]
@@ -135,7 +146,10 @@ extension SwarmBench {
         if let floor { report.figures["floor_seconds"] = floor.seconds }
         report.figures["ranked"] = ranked
         report.figures["settled"] = reached.count
-        report.figures["goal_met"] = seconds <= 1
+        if count <= Self.goalWorkers { report.figures["goal_met"] = seconds <= 1 }
         return report
     }
+
+    /// The rendezvous goal (≤ 1 s) is for this many workers.
+    static let goalWorkers = 4000
 }

@@ -181,6 +181,26 @@ struct SwarmBench: AsyncParsableCommand {
             dataDir: dataDir, arguments: arguments + ["--bench-noop-service"], callgrind: callgrindDirectory)
     }
 
+    /// The coordinator ``coordinator(dataDir:arguments:config:)`` picks, without its per-client gRPC rate limit
+    /// (`--grpc-rate-limit 0`): for a scenario whose swarm, one client standing for `count` hosts, calls more at once
+    /// than one address may, where a real cluster calls from `count` addresses, each with a budget of its own. The
+    /// report's note says so.
+    func coordinatorWithoutRateLimit(dataDir: String) async throws -> BenchCoordinator {
+        try await coordinator(
+            dataDir: dataDir, arguments: ["--grpc-rate-limit", "0"],
+            config: CoordinatorConfig(grpcPort: 0, httpPort: 0, dataDir: dataDir, grpcRateLimit: 0))
+    }
+
+    /// The note for a report measured on ``coordinatorWithoutRateLimit(dataDir:)`` (none against `--target`).
+    func noRateLimitNote(_ count: Int) -> [String] {
+        target != nil
+            ? []
+            : [
+                "The coordinator ran without its per-client gRPC rate limit (--grpc-rate-limit 0): the swarm is one "
+                    + "client standing for \(count) hosts."
+            ]
+    }
+
     /// Runs `measure` in a temporary data directory against the coordinator `start` gives (by default the one
     /// ``coordinator(dataDir:arguments:config:)`` picks, on its defaults), with the swarm's connections open; the
     /// coordinator is stopped however `measure` ends.
