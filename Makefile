@@ -88,7 +88,9 @@ bench: setup
 	.build/release/dtr bench swarm heartbeat --workers 10000
 	.build/release/dtr bench swarm heartbeat --workers 200 --duration 10s --callgrind .build/callgrind
 	.build/release/dtr bench swarm rendezvous --workers 4000
+	.build/release/dtr bench swarm rendezvous --workers 10000 --dataset-shards 100000
 	.build/release/dtr bench swarm departure --workers 10000
+	.build/release/dtr bench swarm departure --workers 10000 --dataset-shards 100000
 	.build/release/dtr bench swarm memory --workers 100000
 	.build/release/dtr bench swarm recovery --workers 10000
 	.build/release/dtr bench swarm failure-detection

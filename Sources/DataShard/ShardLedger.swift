@@ -632,11 +632,11 @@ public struct ShardLedger: Sendable {
     /// spare it, and more when the others hold more than the new capacity, up to that capacity; from the donors (the
     /// members that did not join), first their excess over the capacity, then what they hold above the fair share,
     /// levelled from the most loaded; from each donor, the unstarted shards it would reach last. The shards taken are
-    /// shared among the joiners evenly (the least loaded first), and dealt in epoch order, one to each joiner in turn,
+    /// shared among the joiners evenly (those with the fewest unstarted shards first), and dealt in epoch order, one to each joiner in turn,
     /// so that each joiner's shards lie all over the epoch. Returns the moves, one per joiner given shards.
     ///
-    /// All joiners at once: at 10,000 members, thousands of joiners in one sync each going over every member took
-    /// seconds.
+    /// All the joiners one sync takes at once: the joins that arrived while an off-actor sync ran (a join storm), or
+    /// a restart's. At 10,000 members, thousands of them each going over every member took seconds.
     private mutating func join(_ joiners: [Int32], membershipEpoch: UInt64) -> [ShardMove] {
         let n = members.count
         let cap = Placement.capacity(items: shardCount - doneCount, bins: n, epsilon: config.epsilon)
@@ -687,7 +687,7 @@ public struct ShardLedger: Sendable {
 
     /// Shares `amount` among members now holding `levels`, each taking at most its budget: the least loaded are raised
     /// first (to one level, ties in the list's order). `amount` is at most the budgets' sum.
-    private static func fill(_ amount: Int, levels: [Int], budgets: [Int]) -> [Int] {
+    static func fill(_ amount: Int, levels: [Int], budgets: [Int]) -> [Int] {
         func need(_ level: Int) -> Int { zip(levels, budgets).reduce(0) { $0 + min($1.1, max(0, level - $1.0)) } }
         // The highest level everyone below can be raised to with `amount`.
         var (low, high) = (0, (levels.max() ?? 0) + (budgets.max() ?? 0))

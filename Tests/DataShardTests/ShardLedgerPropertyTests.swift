@@ -66,14 +66,13 @@ struct ShardLedgerPropertyTests {
             }
             check("initial placement")
             for event in events {
-                if event == 2 {
-                    try simulation.join(count: 4)
-                } else if event == 0 || simulation.members.count <= 1 {
-                    try simulation.join()
-                } else {
+                let departs = event == 1 && simulation.members.count > 1
+                if departs {
                     simulation.depart()
+                } else {
+                    try simulation.join(count: event == 2 ? 4 : 1)
                 }
-                check("after \(event == 1 ? "departure" : "join") with \(simulation.members.count) members")
+                check("after \(departs ? "departure" : "join") with \(simulation.members.count) members")
             }
         }
     }

@@ -1,6 +1,7 @@
-import DataShard
 import RuntimeCore
 import Testing
+
+@testable import DataShard
 
 @Suite("Shard ledger: events")
 struct ShardLedgerTests {
@@ -284,5 +285,18 @@ struct ShardLedgerTests {
         let first = spans.map(\.0).max()!
         let last = spans.map(\.1).min()!
         #expect(first < last, "the joiners' shards overlap in epoch order: \(spans.prefix(3))")
+    }
+
+    @Test("joiners' takes are levelled up from the fewest unstarted shards, within each budget, the rest in list order")
+    func fillLevelsUp() {
+        #expect(ShardLedger.fill(10, levels: [0, 0, 0], budgets: [5, 5, 5]) == [4, 3, 3])
+        // Level 5 takes 9 (2 + 5 + a budget of 2); the tenth goes to the first at that level with room.
+        #expect(ShardLedger.fill(10, levels: [3, 0, 0], budgets: [9, 9, 2]) == [3, 5, 2])
+        #expect(ShardLedger.fill(0, levels: [1, 2], budgets: [3, 3]) == [0, 0])
+        #expect(ShardLedger.fill(6, levels: [1, 2], budgets: [3, 3]) == [3, 3])
+        #expect(
+            ShardLedger.fill(7, levels: [0, 0, 0, 0, 0, 0, 0], budgets: Array(repeating: 2, count: 7)) == [
+                1, 1, 1, 1, 1, 1, 1,
+            ])
     }
 }
