@@ -619,21 +619,16 @@ public struct ShardLedger: Sendable {
             loads[member] += 1
             targets[member].append(position)
         }
-        var moves: [ShardMove] = []
-        for (member, positions) in targets.enumerated() where !positions.isEmpty {
-            let slot = Int(memberSlots[member])
-            give(positions, to: slot, membershipEpoch: membershipEpoch)
-            moves.append(move(positions, to: slots[slot], membershipEpoch: membershipEpoch))
-        }
-        return moves
+        return give(Array(zip(memberSlots, targets)), membershipEpoch: membershipEpoch)
     }
 
     /// Joiners take a fair share of the unstarted shards: at least `unstarted / members` each when the others can
     /// spare it, and more when the others hold more than the new capacity, up to that capacity; from the donors (the
     /// members that did not join), first their excess over the capacity, then what they hold above the fair share,
     /// levelled from the most loaded; from each donor, the unstarted shards it would reach last. The shards taken are
-    /// shared among the joiners evenly (those with the fewest unstarted shards first), and dealt in epoch order, one to each joiner in turn,
-    /// so that each joiner's shards lie all over the epoch. Returns the moves, one per joiner given shards.
+    /// shared among the joiners evenly (those with the fewest unstarted shards first), and dealt in epoch order, one to
+    /// each joiner in turn, so that each joiner's shards lie all over the epoch. Returns the moves, one per joiner
+    /// given shards.
     ///
     /// All the joiners one sync takes at once: the joins that arrived while an off-actor sync ran (a join storm), or
     /// a restart's. At 10,000 members, thousands of them each going over every member took seconds.
@@ -676,13 +671,7 @@ public struct ShardLedger: Sendable {
             }
             turn.removeAll { dealt[$0].count == takes[$0] }
         }
-        var moves: [ShardMove] = []
-        for (index, positions) in dealt.enumerated() where !positions.isEmpty {
-            let joiner = Int(joiners[index])
-            give(positions, to: joiner, membershipEpoch: membershipEpoch)
-            moves.append(move(positions, to: slots[joiner], membershipEpoch: membershipEpoch))
-        }
-        return moves
+        return give(Array(zip(joiners, dealt)), membershipEpoch: membershipEpoch)
     }
 
     /// Shares `amount` among members now holding `levels`, each taking at most its budget: the least loaded are raised
@@ -785,6 +774,16 @@ public struct ShardLedger: Sendable {
                 pending[slot] += 1
             }
         }
+    }
+
+    /// Gives each slot its positions (ascending); returns a move for each slot given any.
+    private mutating func give(_ shares: [(slot: Int32, positions: [UInt32])], membershipEpoch: UInt64) -> [ShardMove] {
+        var moves: [ShardMove] = []
+        for (slot, positions) in shares where !positions.isEmpty {
+            give(positions, to: Int(slot), membershipEpoch: membershipEpoch)
+            moves.append(move(positions, to: slots[Int(slot)], membershipEpoch: membershipEpoch))
+        }
+        return moves
     }
 
     private func move(_ positions: [UInt32], to owner: WorkerID?, membershipEpoch: UInt64) -> ShardMove {

@@ -242,13 +242,7 @@ extension SwarmBench {
             repeat {
                 let sent = clock.now
                 do {
-                    _ = try await connections.stub(worker.connection).getShardAssignment(
-                        .with {
-                            $0.dataset = dataset
-                            $0.workerID = worker.id
-                            $0.epoch = 0
-                            $0.maxShards = 10
-                        }, metadata: worker.metadata(connections))
+                    _ = try await firstPage(of: worker, dataset: dataset, shards: 10, connections)
                     trips.append(Int64((clock.now - sent).seconds * 1e9))
                 } catch let error as RPCError
                     where error.code == .unavailable && error.message.contains(Self.syncingRefusal)

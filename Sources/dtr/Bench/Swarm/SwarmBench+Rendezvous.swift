@@ -14,8 +14,9 @@ extension SwarmBench {
     /// second registration, and until the last worker's first page of shards.
     ///
     /// The floor's calls and streams (2 N at once, from this one address) fit the coordinator's default per-client
-    /// burst, twice its rate, up to N = 5,000 (the default rate). Beyond that the coordinator it starts runs without
-    /// the limit, as the departure's does, and the report says so: a real cluster's N hosts each have a budget.
+    /// burst, twice its rate, up to N = 5,000 (the default rate); the N registrations after them draw on what refilled
+    /// meanwhile (at 4,000 none was refused). Beyond that the coordinator it starts runs without the limit, as the
+    /// departure's does, and the report says so: a real cluster's N hosts each have a budget.
     func rendezvous() async throws -> SwarmReport {
         let count = workers ?? 4000
         let unlimited = Double(count) > CoordinatorConfig().grpcRateLimit

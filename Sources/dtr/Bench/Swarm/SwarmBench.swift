@@ -294,17 +294,24 @@ struct SwarmBench: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             do {
-                return try await connections.stub(worker.connection).getShardAssignment(
-                    .with {
-                        $0.dataset = dataset
-                        $0.workerID = worker.id
-                        $0.epoch = 0
-                        $0.maxShards = 1024
-                    }, metadata: worker.metadata(connections))
+                return try await firstPage(of: worker, dataset: dataset, shards: 1024, connections)
             } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(500))
             }
         }
+    }
+
+    /// One `GetShardAssignment` of `worker`: the first page, of at most `shards` shards, of `dataset`'s epoch 0.
+    func firstPage(of worker: SimulatedWorker, dataset: String, shards: UInt32, _ connections: SwarmConnections)
+        async throws -> Dtruntime_V1_GetShardAssignmentResponse
+    {
+        try await connections.stub(worker.connection).getShardAssignment(
+            .with {
+                $0.dataset = dataset
+                $0.workerID = worker.id
+                $0.epoch = 0
+                $0.maxShards = shards
+            }, metadata: worker.metadata(connections))
     }
 
     /// Waits until `condition` holds, checking every `interval`; false after `timeout`.
