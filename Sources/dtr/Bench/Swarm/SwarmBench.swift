@@ -182,9 +182,9 @@ struct SwarmBench: AsyncParsableCommand {
     }
 
     /// The coordinator ``coordinator(dataDir:arguments:config:)`` picks, without its per-client gRPC rate limit
-    /// (`--grpc-rate-limit 0`): for a scenario whose swarm, one client standing for `count` hosts, calls more at once
-    /// than one address may, where a real cluster calls from `count` addresses, each with a budget of its own. The
-    /// report's note says so.
+    /// (`--grpc-rate-limit 0`): for a scenario whose swarm, one client standing for N hosts, calls more at once than
+    /// one address may, where a real cluster calls from N addresses, each with a budget of its own. The report's note
+    /// (``noRateLimitNote(_:)``) says so.
     func coordinatorWithoutRateLimit(dataDir: String) async throws -> BenchCoordinator {
         try await coordinator(
             dataDir: dataDir, arguments: ["--grpc-rate-limit", "0"],
