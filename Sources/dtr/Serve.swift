@@ -19,8 +19,12 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: ServeOptions
 
-    // Hidden: `dtr bench swarm` measures its baselines (no-op messages on the same server) against a child coordinator.
-    @Flag(help: ArgumentHelp("Also serve the benchmarks' no-op service (dtr bench swarm).", visibility: .hidden))
+    // `dtr bench swarm` measures its baselines (no-op messages on the same server) on the coordinator it starts, or on
+    // one elsewhere (--target) started with this flag.
+    @Flag(
+        help:
+            "Also serve the benchmarks' no-op service, the baselines of `dtr bench swarm --target` (not for production)."
+    )
     var benchNoopService = false
 
     // Hidden: a child coordinator of `dtr bench swarm` ends when the benchmark does, however it ends.

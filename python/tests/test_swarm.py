@@ -1,6 +1,7 @@
 """The swarm scenarios of ``dtr bench swarm`` at a small size, on the binary under
 test: correctness only (no errors, no false deaths, every worker ranked). Their speed is measured by ``make bench``
-(bench/RESULTS.md), never asserted here."""
+(bench/RESULTS.md), never asserted here (the callgrind test orders instruction counts: what was counted, not how
+fast)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,29 @@ def test_heartbeat_in_process(dtr_binary: str) -> None:
     # And the no-op answers relayed from a reader task to the handler, as the coordinator's sessions are shaped.
     assert report["relay_rate_per_second"] > 0
     assert report["rate_ratio"] == pytest.approx(report["max_rate_per_second"] / report["floor_rate_per_second"])
+
+
+def test_heartbeat_against_a_target(dtr_binary: str, coordinator_factory: Callable[..., LocalCoordinator]) -> None:
+    """--target: a plain `dtr serve`, without the benchmarks' no-op service: the heartbeats are measured, the floors and
+    their ratios are not (the table's note says how to get them)."""
+    coordinator = coordinator_factory(args=[])
+    sizes = ["--workers", "100", "--duration", "2s", "--rate-duration", "1s"]
+    result = subprocess.run(
+        [dtr_binary, "bench", "swarm", "heartbeat", *sizes, "--target", coordinator.grpc_address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["correct"], report["problems"]
+    assert_clean(report)
+    assert report["acknowledged"] >= 150 and report["p99_ms"] >= report["p50_ms"] > 0
+    assert report["max_rate_per_second"] > 0
+    assert report["floor_rate_per_second"] == 0 and report["noop_round_trips"] == 0
+    assert report["goal_rate_met"] is False
+    assert "start it with `dtr serve --bench-noop-service`" in result.stdout
 
 
 def test_heartbeat_under_callgrind(dtr_binary: str, tmp_path: Path) -> None:

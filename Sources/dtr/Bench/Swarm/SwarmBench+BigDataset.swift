@@ -75,10 +75,13 @@ extension SwarmBench {
         phases.append(others.takeRoundTrips())
         let busy = Percentiles(nanoseconds: phases.flatMap { $0 })
         let phaseMax = phases.map { Percentiles(nanoseconds: $0).maxMilliseconds }
+        // The heartbeating task's workers and the big task's first, alone again.
+        let ranking = rankingProblem(workers + [big[0]])
         pacing.cancel()
         await sessions.stop()
         checkCorrectness(
             &report, recorder: others, live: workers, coordinator: coordinator, connections: connections)
+        if let ranking { report.problem(ranking) }
         if bigRecorder.errorCount > 0 {
             report.problem("the big task's calls failed: \(bigRecorder.firstErrors.joined(separator: "; "))")
         }

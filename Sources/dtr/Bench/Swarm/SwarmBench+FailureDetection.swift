@@ -64,6 +64,9 @@ extension SwarmBench {
             return victims.allSatisfy { deaths[$0.id] != nil }
         }
         try await Task.sleep(for: .seconds(1))
+        // The survivors, each task's dead worker gone, hold their tasks' new ranks.
+        let live = workers.filter { worker in !victims.contains { $0 === worker } }
+        let ranking = rankingProblem(live)
         pacing.cancel()
         await sessions.stop()
 
@@ -83,9 +86,9 @@ extension SwarmBench {
                 report.problem("the death of \(victim.id) reached \(times.count) of \(survivors.count) survivors")
             }
         }
-        let live = workers.filter { worker in !victims.contains { $0 === worker } }
         checkCorrectness(
             &report, recorder: recorder, live: live, coordinator: coordinator, connections: connections)
+        if let ranking { report.problem(ranking) }
         if toDead.count < victims.count {
             report.problem("\(victims.count - toDead.count) of \(victims.count) deaths were never announced")
         }

@@ -36,21 +36,36 @@ extension SwarmBench {
                 }
             }.serializedBytes())
 
-        // The floors first, on a coordinator that holds nothing yet: the same streams carrying no-op messages...
-        let (noopRate, noopCost) = try await EchoStreams.rate(
-            connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
+        // The floors first, on a coordinator that holds nothing yet (none on a coordinator elsewhere without the
+        // benchmarks' no-op service: the heartbeats' own figures are measured all the same).
+        let floors = try await servesNoopService(connections)
+        if !floors {
+            report.notes.append(
+                "No floors and no ratios: the coordinator at --target does not serve the benchmarks' no-op service "
+                    + "(start it with `dtr serve --bench-noop-service` for them).")
+        }
+        // The same streams carrying no-op messages...
+        let (noopRate, noopCost) =
+            floors
+            ? try await EchoStreams.rate(
+                connections, streams: count, message: sample, window: rateDurationValue, stats: { coordinator.stats })
+            : (0, nil)
         // ...and the same client's heartbeats answered at once by a method that does nothing else.
-        let floor = try await sessionFloor(count, connections, coordinator, interval: interval)
+        let floor =
+            floors ? try await sessionFloor(count, connections, coordinator, interval: interval) : SessionFloor()
         let floorTrips = Percentiles(nanoseconds: floor.paced)
-        if let shortfall = floor.shortfall("the session floor", of: count) { report.problem(shortfall) }
-        if floorTrips.count < count * Int(durationValue / interval) / 2 {
+        if floors, let shortfall = floor.shortfall("the session floor", of: count) { report.problem(shortfall) }
+        if floors, floorTrips.count < count * Int(durationValue / interval) / 2 {
             report.problem("the session floor is short: \(floorTrips.count) round trips measured at 1 Hz")
         }
         // And the floor of the round trip at 1 Hz: the same streams, each sending a no-op message once a second.
-        let noop = try await EchoStreams.paced(
-            connections, streams: count, message: sample, interval: interval, window: durationValue)
+        let noop =
+            floors
+            ? try await EchoStreams.paced(
+                connections, streams: count, message: sample, interval: interval, window: durationValue)
+            : (roundTrips: [], opened: count)
         let noopTrips = Percentiles(nanoseconds: noop.roundTrips)
-        if noop.opened < count || noopTrips.count < count * Int(durationValue / interval) / 2 {
+        if floors, noop.opened < count || noopTrips.count < count * Int(durationValue / interval) / 2 {
             report.problem(
                 "the 1 Hz floor is short: \(noop.opened) of \(count) no-op streams opened, "
                     + "\(noopTrips.count) round trips measured")
@@ -137,7 +152,7 @@ extension SwarmBench {
         if let loggedDeaths, loggedDeaths > 0 {
             report.problem("the coordinator declared \(loggedDeaths) workers dead")
         }
-        let unranked = workers.filter { $0.view.rank < 0 }.count
+        let ranking = rankingProblem(workers)
         pacing.cancel()
         await pacing.value
         await sessions.stop()
@@ -154,18 +169,22 @@ extension SwarmBench {
         }
         let departureDeaths = coordinator.logLines(containing: "worker declared dead").map { $0 - (loggedDeaths ?? 0) }
         if !stayed.isEmpty { report.problem("\(stayed.count) workers could not deregister") }
-        let floorAfter = try await sessionFloor(count, connections, coordinator, interval: nil)
-        if let shortfall = floorAfter.shortfall("the session floor after the heartbeats", of: count) {
+        let floorAfter =
+            floors ? try await sessionFloor(count, connections, coordinator, interval: nil) : SessionFloor()
+        if floors, let shortfall = floorAfter.shortfall("the session floor after the heartbeats", of: count) {
             report.problem(shortfall)
         }
         // Where the rest goes: the same no-op answer handed from a reader task to the handler, as the coordinator's
         // session does with its heartbeats (without its engine, and through a stream of its own, not its channel).
-        let relay = try await sessionFloor(count, connections, coordinator, interval: nil, method: BenchService.relay)
-        if let shortfall = relay.shortfall("the relayed floor", of: count) { report.problem(shortfall) }
+        let relay =
+            floors
+            ? try await sessionFloor(count, connections, coordinator, interval: nil, method: BenchService.relay)
+            : SessionFloor()
+        if floors, let shortfall = relay.shortfall("the relayed floor", of: count) { report.problem(shortfall) }
         // Every window done: errors and lost connections in any of them count.
         checkCorrectness(
             &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
-        if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
+        if let ranking { report.problem(ranking) }
         // Without both floors there is no ratio, and no goal met.
         let floorRate = floor.rate > 0 && floorAfter.rate > 0 ? (floor.rate + floorAfter.rate) / 2 : 0
         let floorCost = MessageCost.mean(floor.cost, floorAfter.cost)
@@ -231,7 +250,9 @@ extension SwarmBench {
             Figure.rate(heartbeatRate),
             "the same workers' heartbeats answered at once by a no-op session method: \(Figure.rate(floorRate)) "
                 + "(the mean of before, \(Figure.rate(floor.rate)), and after, \(Figure.rate(floorAfter.rate)))",
-            floorRate > 0 ? "\(Figure.ratio(floorRatio)) (≥ 0.8×) \(Figure.met(floorRatio >= 0.8))" : "no floor ✗",
+            floorRate > 0
+                ? "\(Figure.ratio(floorRatio)) (≥ 0.8×) \(Figure.met(floorRatio >= 0.8))"
+                : floors ? "no floor ✗" : "no floor (see the note)",
         ])
         let relayRatio = relay.rate > 0 ? heartbeatRate / relay.rate : 0
         report.rows.append([

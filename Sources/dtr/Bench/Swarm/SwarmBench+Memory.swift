@@ -64,8 +64,7 @@ extension SwarmBench {
         let elapsed = ContinuousClock.now - started
         checkCorrectness(
             &report, recorder: recorder, live: workers, coordinator: coordinator, connections: connections)
-        let unranked = workers.filter { $0.view.rank < 0 }.count
-        if unranked > 0 { report.problem("\(unranked) workers hold no rank") }
+        if let ranking = rankingProblem(workers, settled: false) { report.problem(ranking) }
 
         let last = points.last!
         let perWorker = Double(last.rss - points[0].rss) / Double(max(1, last.workers))

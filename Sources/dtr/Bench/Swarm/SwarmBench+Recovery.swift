@@ -137,9 +137,11 @@ extension SwarmBench {
         let everyoneBackAfterStart = seconds(backNs)
         // A whole dead timeout (and then some) after the restart: nobody may be declared dead or suspected.
         try await Task.sleep(for: .seconds(7))
+        let ranking = rankingProblem(workers)
         pacing.cancel()
         await sessions.stop()
         checkCorrectness(&report, recorder: recorder, live: workers, coordinator: second)
+        if let ranking { report.problem(ranking) }
         report.figures["session_breaks"] = recorder.counted("session_breaks")
         if !back { report.problem("not every worker was heartbeating again within 30 s of the kill") }
         let stats = second.stats

@@ -62,7 +62,10 @@ struct SwarmBench: AsyncParsableCommand {
             "departure: the task reads a dataset of this many shards, its epoch unfinished when the job ends; "
                 + "rendezvous: its epoch begun by the first worker before the others join (0: none)."))
     var datasetShards = 0
-    @Option(help: "A coordinator elsewhere: its gRPC HOST:PORT (heartbeat, rendezvous, departure, failure-detection).")
+    @Option(
+        help: ArgumentHelp(
+            "A coordinator elsewhere: its gRPC HOST:PORT (every scenario but memory and recovery); the floors need it "
+                + "started with `dtr serve --bench-noop-service`."))
     var target: String?
     @Option(
         help:
@@ -248,6 +251,21 @@ struct SwarmBench: AsyncParsableCommand {
         }
     }
 
+    /// Whether the coordinator serves the benchmarks' no-op service, on which the floors run: one the benchmark starts
+    /// always does (`dtr serve --bench-noop-service`); one elsewhere (--target) is asked with a no-op call.
+    func servesNoopService(_ connections: SwarmConnections) async throws -> Bool {
+        guard target != nil else { return true }
+        do {
+            _ = try await connections.client(0).unary(
+                request: ClientRequest(message: [UInt8](), metadata: connections.metadata),
+                descriptor: BenchService.echo, serializer: RawBytes(), deserializer: RawBytes(), options: .defaults
+            ) { try $0.message }
+            return true
+        } catch let error as RPCError where error.code == .unimplemented {
+            return false
+        }
+    }
+
     /// The floor of `count` workers each making a call: the same number of no-op calls, each followed by a no-op
     /// stream (``EchoStreams/burst(_:count:message:unary:)``), all at once; measured twice (the first warms the
     /// connections up), the faster counts. Nil, with a note, against a coordinator elsewhere (--target), which does
@@ -324,6 +342,25 @@ struct SwarmBench: AsyncParsableCommand {
             try? await Task.sleep(for: interval)
         }
         return condition()
+    }
+
+    /// Why `members`, all the live members of their tasks, do not hold their tasks' ranks; nil when they do. In each
+    /// task the members' views hold exactly the ranks 0..<n and name the task; `settled` (members with sessions, their
+    /// views pushed) also asks for one membership epoch and the world size n. Without sessions a view is the
+    /// registration's, of the task as it was then.
+    func rankingProblem(_ members: [SimulatedWorker], settled: Bool = true) -> String? {
+        let tasks = Dictionary(grouping: members, by: \.task)
+        let unranked = tasks.filter { task, members in
+            let views = members.map(\.view)
+            let ranks = Set(views.map(\.rank))
+            if ranks != Set(0..<Int32(members.count)) || views.contains(where: { $0.taskID != task }) { return true }
+            return settled
+                && (Set(views.map(\.membershipEpoch)).count != 1
+                    || views.contains { $0.worldSize != Int32(members.count) })
+        }
+        guard let first = unranked.keys.min() else { return nil }
+        return "in \(unranked.count) of \(tasks.count) tasks the workers do not hold the ranks 0..<n"
+            + (settled ? " at one membership epoch" : "") + " (first: \(first))"
     }
 
     /// Checks what every scenario checks: no errors, no false deaths (workers told to rejoin or suspected), and no
