@@ -23,9 +23,12 @@ def snapshot(coordinator: LocalCoordinator) -> dict[str, Any]:
         "steps": sum(worker["step"] for worker in workers),
         "samples": sum(epoch["committed_samples"] for epoch in epochs),
         "barriers": dashboard["barriers"]["released"],
-        "checkpoints": sum(
-            1 for checkpoint in dashboard["checkpoints"]["checkpoints"] if checkpoint["status"] == "committed"
-        ),
+        # By id: retention (the last 5 of each task) keeps the count from growing.
+        "checkpoints": {
+            checkpoint["checkpoint_id"]
+            for checkpoint in dashboard["checkpoints"]["checkpoints"]
+            if checkpoint["status"] == "committed"
+        },
     }
 
 
@@ -42,10 +45,16 @@ def test_demo_swarm_trains_for_real(coordinator_factory: Callable[..., LocalCoor
     time.sleep(10)
     last = snapshot(coordinator)
     assert last["steps"] > first["steps"]
+    # Each worker trains on: its own step moved (one may have crashed meanwhile, about every 25-45 s).
+    before = {worker["worker_id"]: worker["step"] for worker in first["workers"]}
+    moved = [
+        worker["worker_id"] for worker in last["workers"] if worker["step"] > before.get(worker["worker_id"], 1e18)
+    ]
+    assert len(moved) >= 11, (before, last["workers"])
     assert last["samples"] > first["samples"]
     assert last["barriers"] > first["barriers"]
-    # A checkpoint every 5 s of training: at least one is committed by now.
-    assert last["checkpoints"] > first["checkpoints"] or last["checkpoints"] >= 1
+    # A checkpoint every 5 s of training in each task: new ones were committed in the 10 s.
+    assert last["checkpoints"] - first["checkpoints"]
     tasks = {task["task_id"]: task for task in coordinator.get_json("/api/tasks")["tasks"]}
     assert tasks["demo-mnist"]["workers"] == 4 and tasks["demo-resnet"]["workers"] == 8
     # Nothing went wrong on the way: no error in the log.
