@@ -5,7 +5,8 @@ import Synchronization
 /// through the real API (sessions, shards, allreduces, checkpoints), and now and then a worker that crashes and comes
 /// back as a new process, either within the dead timeout (a restart) or after it (declared dead, then a new join).
 ///
-/// Demo workers carry the reserved label ``demoLabel`` (`dtr/demo: true`), which `/api/workers` shows as `demo: true`.
+/// Demo workers carry the label ``demoLabel`` (`dtr/demo: true`), which `/api/workers` shows as `demo: true`. The `dtr/`
+/// prefix is kept free by convention (docs/API.md asks users to), not checked: a worker of the same API could set it.
 public final class DemoSwarm: Sendable {
     /// The label that marks a demo worker.
     public static let demoLabel = (key: "dtr/demo", value: "true")
