@@ -22,9 +22,9 @@ struct Serve: AsyncParsableCommand {
     // `dtr bench swarm` measures its baselines (no-op messages on the same server) on the coordinator it starts, or on
     // one elsewhere (--target) started with this flag.
     @Flag(
-        help:
-            "Also serve the benchmarks' no-op service, the baselines of `dtr bench swarm --target` (not for production)."
-    )
+        help: ArgumentHelp(
+            "Also serve the benchmarks' no-op service, the baselines of `dtr bench swarm --target` (not for "
+                + "production: one of its methods parks calls until another releases them)."))
     var benchNoopService = false
 
     // Hidden: a child coordinator of `dtr bench swarm` ends when the benchmark does, however it ends.

@@ -100,8 +100,9 @@ def test_heartbeat_against_a_target(dtr_binary: str, coordinator_factory: Callab
     assert_clean(report)
     assert report["acknowledged"] >= 150 and report["p99_ms"] >= report["p50_ms"] > 0
     assert report["max_rate_per_second"] > 0
-    assert report["floor_rate_per_second"] == 0 and report["noop_round_trips"] == 0
-    assert report["goal_rate_met"] is False
+    # No floor measured: no floor figure, no ratio and no rate goal in the JSON.
+    assert not {"floor_rate_per_second", "noop_round_trips", "rate_ratio", "goal_rate_met"} & report.keys()
+    assert "goal_p99_met" in report  # the 1 Hz round trips were measured (their speed is not asserted here)
     assert "start it with `dtr serve --bench-noop-service`" in result.stdout
 
 

@@ -252,7 +252,8 @@ struct SwarmBench: AsyncParsableCommand {
     }
 
     /// Whether the coordinator serves the benchmarks' no-op service, on which the floors run: one the benchmark starts
-    /// always does (`dtr serve --bench-noop-service`); one elsewhere (--target) is asked with a no-op call.
+    /// always does (`dtr serve --bench-noop-service`); one elsewhere (--target) is asked with a no-op call. Any other
+    /// failure of that call (unreachable, refused) ends the run: the scenario could not run against it either.
     func servesNoopService(_ connections: SwarmConnections) async throws -> Bool {
         guard target != nil else { return true }
         do {
@@ -278,7 +279,9 @@ struct SwarmBench: AsyncParsableCommand {
             let second = try await EchoStreams.burst(connections, count: count, message: message)
             return min(first.lastAnswer, second.lastAnswer)
         } catch let error as RPCError where error.code == .unimplemented {
-            report.notes.append("No floor: the coordinator does not serve the benchmarks' no-op service (--target).")
+            report.notes.append(
+                "No floor: the coordinator at --target does not serve the benchmarks' no-op service (start it with "
+                    + "`dtr serve --bench-noop-service` for it).")
             return nil
         }
     }
@@ -346,21 +349,24 @@ struct SwarmBench: AsyncParsableCommand {
 
     /// Why `members`, all the live members of their tasks, do not hold their tasks' ranks; nil when they do. In each
     /// task the members' views hold exactly the ranks 0..<n and name the task; `settled` (members with sessions, their
-    /// views pushed) also asks for one membership epoch and the world size n. Without sessions a view is the
-    /// registration's, of the task as it was then.
+    /// views pushed) also asks for one membership epoch and the world size n. Without sessions a view is the last
+    /// reply's, of the task as it was then.
     func rankingProblem(_ members: [SimulatedWorker], settled: Bool = true) -> String? {
-        let tasks = Dictionary(grouping: members, by: \.task)
-        let unranked = tasks.filter { task, members in
-            let views = members.map(\.view)
-            let ranks = Set(views.map(\.rank))
-            if ranks != Set(0..<Int32(members.count)) || views.contains(where: { $0.taskID != task }) { return true }
+        let tasks = Dictionary(grouping: members.map { ($0.task, $0.view) }, by: \.0).mapValues { $0.map(\.1) }
+        let unranked = tasks.filter { task, views in
+            if Set(views.map(\.rank)) != Set(0..<Int32(views.count)) || views.contains(where: { $0.taskID != task }) {
+                return true
+            }
             return settled
                 && (Set(views.map(\.membershipEpoch)).count != 1
-                    || views.contains { $0.worldSize != Int32(members.count) })
+                    || views.contains { $0.worldSize != Int32(views.count) })
         }
-        guard let first = unranked.keys.min() else { return nil }
+        guard let (task, views) = unranked.min(by: { $0.key < $1.key }) else { return nil }
+        let distinct = { (values: [String]) in Set(values).sorted().prefix(5).joined(separator: ", ") }
         return "in \(unranked.count) of \(tasks.count) tasks the workers do not hold the ranks 0..<n"
-            + (settled ? " at one membership epoch" : "") + " (first: \(first))"
+            + (settled ? " at one membership epoch" : "") + "; first \(task), of \(views.count) workers: "
+            + "\(Set(views.map(\.rank)).count) distinct ranks, epochs \(distinct(views.map { "\($0.membershipEpoch)" })), "
+            + "world sizes \(distinct(views.map { "\($0.worldSize)" })), tasks \(distinct(views.map(\.taskID)))"
     }
 
     /// Checks what every scenario checks: no errors, no false deaths (workers told to rejoin or suspected), and no
