@@ -45,16 +45,15 @@ def test_demo_swarm_trains_for_real(coordinator_factory: Callable[..., LocalCoor
     time.sleep(10)
     last = snapshot(coordinator)
     assert last["steps"] > first["steps"]
-    # Each worker trains on: its own step moved (one may have crashed meanwhile, about every 25-45 s).
+    # Each worker trains on: its own step moved (the demo's first crash comes 25-45 s in; one that came early, back
+    # at once, may not have caught up yet).
     before = {worker["worker_id"]: worker["step"] for worker in first["workers"]}
-    moved = [
-        worker["worker_id"] for worker in last["workers"] if worker["step"] > before.get(worker["worker_id"], 1e18)
-    ]
+    moved = [worker["worker_id"] for worker in last["workers"] if worker["step"] > before[worker["worker_id"]]]
     assert len(moved) >= 11, (before, last["workers"])
     assert last["samples"] > first["samples"]
     assert last["barriers"] > first["barriers"]
     # A checkpoint every 5 s of training in each task: new ones were committed in the 10 s.
-    assert last["checkpoints"] - first["checkpoints"]
+    assert last["checkpoints"] - first["checkpoints"], (first["checkpoints"], last["checkpoints"])
     tasks = {task["task_id"]: task for task in coordinator.get_json("/api/tasks")["tasks"]}
     assert tasks["demo-mnist"]["workers"] == 4 and tasks["demo-resnet"]["workers"] == 8
     # Nothing went wrong on the way: no error in the log.
