@@ -269,8 +269,8 @@ struct SwarmBench: AsyncParsableCommand {
 
     /// The floor of `count` workers each making a call: the same number of no-op calls, each followed by a no-op
     /// stream (``EchoStreams/burst(_:count:message:unary:)``), all at once; measured twice (the first warms the
-    /// connections up), the faster counts. Nil, with a note, against a coordinator elsewhere (--target), which does
-    /// not serve the no-op service.
+    /// connections up), the faster counts. Nil, with a note, against a coordinator elsewhere (--target) that does
+    /// not serve the no-op service (started without `--bench-noop-service`).
     func callFloor(_ connections: SwarmConnections, count: Int, message: [UInt8], report: inout SwarmReport)
         async throws -> Duration?
     {
